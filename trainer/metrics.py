@@ -1,0 +1,336 @@
+"""Evaluation metrics computed on host NumPy arrays, once per epoch or after training.
+
+Each metric takes (y_true, y_pred) and returns a Python float (or an int matrix for
+`confusion_matrix`). `compute(name, y_true, y_pred, loss=...)` picks how to read the model's
+outputs from the loss the model was trained with, so callers can store every metric by name.
+
+Reading predictions:
+  - (N, K) with K > 1 are class scores: the class is the argmax;
+  - (N,) or (N, 1) floats are probabilities of the positive class, cut at `threshold`;
+  - integer or bool arrays are class labels, taken as they are.
+Targets are class labels (N,) or one-hot (N, K).
+"""
+
+import math
+
+import numpy as np
+
+from trainer.backend import to_host
+
+__all__ = [
+    "accuracy",
+    "binary_accuracy",
+    "categorical_accuracy",
+    "sparse_categorical_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "auc",
+    "confusion_matrix",
+    "mae",
+    "mse",
+    "rmse",
+    "r2",
+    "compute",
+    "METRICS",
+    "GREATER_IS_BETTER",
+]
+
+
+def _host(x, name):
+    array = to_host(x)
+    if array.dtype == object:
+        raise ValueError(f"{name} must be a numeric array. Received: dtype=object")
+    return array
+
+
+def _same_rows(owner, y_true, y_pred):
+    if y_true.shape[0] != y_pred.shape[0]:
+        raise ValueError(
+            f"{owner}: y_true and y_pred must have the same number of rows. "
+            f"Received: {y_true.shape[0]} and {y_pred.shape[0]}"
+        )
+    if y_true.shape[0] == 0:
+        raise ValueError(f"{owner}: y_true is empty")
+
+
+def _true_labels(y_true):
+    if y_true.ndim == 2 and y_true.shape[1] > 1:  # one-hot
+        return y_true.argmax(axis=1)
+    return y_true.reshape(-1).astype(np.int64)
+
+
+def _predicted_labels(y_pred, threshold):
+    if y_pred.ndim == 2 and y_pred.shape[1] > 1:
+        return y_pred.argmax(axis=1)
+    flat = y_pred.reshape(-1)
+    if flat.dtype.kind == "f":
+        return (flat > threshold).astype(np.int64)
+    return flat.astype(np.int64)
+
+
+def _labels(owner, y_true, y_pred, threshold=0.5):
+    y_true, y_pred = _host(y_true, "y_true"), _host(y_pred, "y_pred")
+    _same_rows(owner, y_true, y_pred)
+    return _true_labels(y_true), _predicted_labels(y_pred, threshold)
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def binary_accuracy(y_true, y_pred, *, threshold=0.5):
+    """Share of elements where (y_pred > threshold) equals y_true; works element-wise, so
+    multi-label outputs (N, K) count every label."""
+    y_true, y_pred = _host(y_true, "y_true"), _host(y_pred, "y_pred")
+    _same_rows("binary_accuracy", y_true, y_pred)
+    if y_true.size != y_pred.size:
+        raise ValueError(
+            f"binary_accuracy: y_true and y_pred must have the same size. Received: {y_true.shape} and {y_pred.shape}"
+        )
+    return float(np.mean((y_pred.reshape(-1) > threshold) == (y_true.reshape(-1) > 0.5)))
+
+
+def categorical_accuracy(y_true, y_pred):
+    """Share of rows whose argmax of the scores equals the argmax of the one-hot target."""
+    return accuracy(y_true, y_pred)
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """Share of rows whose argmax of the scores equals the integer target."""
+    return accuracy(y_true, y_pred)
+
+
+def accuracy(y_true, y_pred, *, threshold=0.5):
+    """Share of rows whose predicted class equals the true class (see the module docstring
+    for how predictions and targets are read)."""
+    true, pred = _labels("accuracy", y_true, y_pred, threshold)
+    return float(np.mean(true == pred))
+
+
+def confusion_matrix(y_true, y_pred, num_classes=None, *, threshold=0.5):
+    """Counts (num_classes, num_classes), int64: rows are true classes, columns predicted ones."""
+    true, pred = _labels("confusion_matrix", y_true, y_pred, threshold)
+    if min(true.min(), pred.min()) < 0:
+        raise ValueError("confusion_matrix: class labels must be non-negative integers")
+    seen = int(max(true.max(), pred.max())) + 1
+    if num_classes is None:
+        num_classes = seen
+    elif num_classes < seen:
+        raise ValueError(f"confusion_matrix: a label is >= num_classes. Received: num_classes={num_classes}")
+    counts = np.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def _precision_recall(owner, y_true, y_pred, average, threshold):
+    if average not in ("binary", "macro"):
+        raise ValueError(f"{owner}: average must be 'binary' or 'macro'. Received: average={average!r}")
+    true, pred = _labels(owner, y_true, y_pred, threshold)
+    if average == "binary":
+        classes = np.array([1])
+        if np.setdiff1d(np.union1d(true, pred), [0, 1]).size:
+            raise ValueError(f"{owner}: average='binary' needs labels 0 and 1; use average='macro' for more classes")
+    else:
+        classes = np.union1d(true, pred)  # as scikit-learn: the labels present in either
+    tp = np.array([np.sum((pred == c) & (true == c)) for c in classes], dtype=np.float64)
+    predicted = np.array([np.sum(pred == c) for c in classes], dtype=np.float64)
+    actual = np.array([np.sum(true == c) for c in classes], dtype=np.float64)
+    # An undefined ratio (no predicted or no actual positives) counts as 0, as scikit-learn does.
+    precisions = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recalls = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    return precisions, recalls
+
+
+def precision(y_true, y_pred, *, average="binary", threshold=0.5):
+    """TP / (TP + FP) for class 1 ("binary") or averaged over classes ("macro")."""
+    precisions, _ = _precision_recall("precision", y_true, y_pred, average, threshold)
+    return float(precisions.mean())
+
+
+def recall(y_true, y_pred, *, average="binary", threshold=0.5):
+    """TP / (TP + FN) for class 1 ("binary") or averaged over classes ("macro")."""
+    _, recalls = _precision_recall("recall", y_true, y_pred, average, threshold)
+    return float(recalls.mean())
+
+
+def f1(y_true, y_pred, *, average="binary", threshold=0.5):
+    """Harmonic mean of precision and recall, per class, then averaged for "macro"."""
+    p, r = _precision_recall("f1", y_true, y_pred, average, threshold)
+    total = p + r
+    scores = np.divide(2 * p * r, total, out=np.zeros_like(total), where=total > 0)
+    return float(scores.mean())
+
+
+def _average_ranks(values):
+    """Ranks 1..N of `values`, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # Start of each run of equal values, and the run's average rank.
+    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
+    ends = np.concatenate((starts[1:], [values.size]))
+    run_rank = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def _binary_auc(positive, scores):
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = _average_ranks(scores.astype(np.float64))
+    # Mann-Whitney U: the chance that a random positive outscores a random negative, ties half.
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc(y_true, y_score):
+    """Area under the ROC curve, from ranks (ties count one half).
+
+    Binary: y_score (N,), (N, 1) or (N, 2) (the positive column is used), y_true 0/1.
+    Multiclass: y_score (N, K), y_true labels or one-hot; the macro average of one-vs-rest AUCs
+    over the classes that have both positive and negative rows in y_true.
+    """
+    y_true, y_score = _host(y_true, "y_true"), _host(y_score, "y_score")
+    _same_rows("auc", y_true, y_score)
+    if not np.isfinite(y_score).all():
+        raise ValueError("auc: y_score contains NaN or infinite values")
+    if y_score.ndim == 1 or y_score.shape[1] <= 2:
+        scores = y_score.reshape(-1) if y_score.ndim == 1 or y_score.shape[1] == 1 else y_score[:, 1]
+        labels = _true_labels(y_true)
+        if np.setdiff1d(labels, [0, 1]).size:
+            raise ValueError("auc: binary scores need y_true labels 0 and 1")
+        value = _binary_auc(labels == 1, scores)
+        if value is None:
+            raise ValueError("auc: y_true holds only one class; ROC AUC is undefined")
+        return value
+    labels = _true_labels(y_true)
+    values = [_binary_auc(labels == k, y_score[:, k]) for k in range(y_score.shape[1])]
+    values = [v for v in values if v is not None]
+    if not values:
+        raise ValueError("auc: no class has both positive and negative rows in y_true")
+    return float(np.mean(values))
+
+
+# ----------------------------------------------------------------------------- regression
+
+
+def _regression(owner, y_true, y_pred):
+    y_true = _host(y_true, "y_true").astype(np.float64)
+    y_pred = _host(y_pred, "y_pred").astype(np.float64)
+    _same_rows(owner, y_true, y_pred)
+    # (N,) targets against (N, 1) predictions is the usual single-output case.
+    y_true = y_true.reshape(y_true.shape[0], -1)
+    y_pred = y_pred.reshape(y_pred.shape[0], -1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{owner}: y_true and y_pred shapes differ. Received: {y_true.shape} and {y_pred.shape}")
+    return y_true, y_pred
+
+
+def mae(y_true, y_pred):
+    y_true, y_pred = _regression("mae", y_true, y_pred)
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+def mse(y_true, y_pred):
+    y_true, y_pred = _regression("mse", y_true, y_pred)
+    return float(np.mean((y_true - y_pred) ** 2))
+
+
+def rmse(y_true, y_pred):
+    return math.sqrt(mse(y_true, y_pred))
+
+
+def r2(y_true, y_pred):
+    """Coefficient of determination, averaged over output columns. A constant target scores
+    1.0 when predicted exactly and 0.0 otherwise (scikit-learn's convention)."""
+    y_true, y_pred = _regression("r2", y_true, y_pred)
+    residual = np.sum((y_true - y_pred) ** 2, axis=0)
+    total = np.sum((y_true - y_true.mean(axis=0)) ** 2, axis=0)
+    scores = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1), np.where(residual == 0, 1.0, 0.0))
+    return float(scores.mean())
+
+
+# ----------------------------------------------------------------------------- by name
+
+METRICS = {
+    "accuracy": accuracy,
+    "binary_accuracy": binary_accuracy,
+    "categorical_accuracy": categorical_accuracy,
+    "sparse_categorical_accuracy": sparse_categorical_accuracy,
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "auc": auc,
+    "mae": mae,
+    "mse": mse,
+    "rmse": rmse,
+    "r2": r2,
+}
+ALIASES = {
+    "acc": "accuracy",
+    "mean_absolute_error": "mae",
+    "mean_squared_error": "mse",
+    "root_mean_squared_error": "rmse",
+    "r2_score": "r2",
+    "roc_auc": "auc",
+}
+GREATER_IS_BETTER = {name: name not in ("mae", "mse", "rmse") for name in METRICS}
+for _average in ("binary", "macro"):
+    for _name in ("precision", "recall", "f1"):
+        GREATER_IS_BETTER[f"{_name}_{_average}"] = True
+
+_BINARY_LOSSES = {"binary_crossentropy", "bce", "binarycrossentropy"}
+_CATEGORICAL_LOSSES = {"categorical_crossentropy", "categoricalcrossentropy", "sparse_categorical_crossentropy",
+                       "sparsecategoricalcrossentropy"}
+
+
+def _loss_name(loss):
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return loss.lower()
+    name = getattr(loss, "name", None) or type(loss).__name__
+    return str(name).lower()
+
+
+def compute(name, y_true, y_pred, *, loss=None, threshold=None):
+    """The metric `name` as a float, reading the outputs the way `loss` implies.
+
+    name: a key of METRICS or an alias ("acc", "mean_squared_error", ...); precision, recall
+    and f1 may carry the average ("f1_macro"), otherwise binary tasks use "binary" and
+    multiclass ones "macro".
+    loss: the training loss (a name or a loss object). Binary cross-entropy means sigmoid
+    outputs cut at 0.5 (at 0 when the loss object has from_logits=True), element-wise for
+    multi-label outputs; categorical losses mean argmax over classes. Without a loss the shapes
+    decide (see the module docstring).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"compute: name must be a string. Received: name={name!r}")
+    key = ALIASES.get(name.lower(), name.lower())
+    average = None
+    for suffix in ("_binary", "_macro"):
+        if key.endswith(suffix) and key[: -len(suffix)] in ("precision", "recall", "f1"):
+            key, average = key[: -len(suffix)], suffix[1:]
+    if key not in METRICS:
+        raise ValueError(f"compute: unknown metric {name!r}; known metrics: {sorted(METRICS)}")
+    loss_name = _loss_name(loss)
+    if threshold is None:
+        threshold = 0.0 if getattr(loss, "from_logits", False) else 0.5
+
+    y_pred_host = _host(y_pred, "y_pred")
+    y_true_host = _host(y_true, "y_true")
+    binary_loss = loss_name in _BINARY_LOSSES
+    if key in ("accuracy", "binary_accuracy") and (binary_loss or key == "binary_accuracy"):
+        return binary_accuracy(y_true_host, y_pred_host, threshold=threshold)
+    if key in ("precision", "recall", "f1"):
+        if average is None:
+            multiclass = (y_pred_host.ndim == 2 and y_pred_host.shape[1] > 1) or loss_name in _CATEGORICAL_LOSSES
+            average = "macro" if multiclass else "binary"
+        if binary_loss:  # multi-label outputs: every label is one binary decision
+            y_true_host, y_pred_host = y_true_host.reshape(-1), y_pred_host.reshape(-1)
+        return METRICS[key](y_true_host, y_pred_host, average=average, threshold=threshold)
+    if key == "auc" and binary_loss and y_pred_host.ndim == 2 and y_pred_host.shape[1] > 1:
+        return auc(y_true_host.reshape(-1), y_pred_host.reshape(-1))
+    if key == "accuracy":
+        return accuracy(y_true_host, y_pred_host, threshold=threshold)
+    return METRICS[key](y_true_host, y_pred_host)
