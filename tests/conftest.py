@@ -1,0 +1,52 @@
+"""Fixtures shared by the whole suite: the three people, and the real runtime stack."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def people(db):
+    """Owner, editor, viewer of one workspace, and an outsider with a workspace of their own."""
+    from django.contrib.auth import get_user_model
+
+    from webapp.accounts.models import Membership, Role
+    from webapp.accounts.services import workspace_create
+
+    User = get_user_model()
+    owner = User.objects.create_user("olga", password="pw-olga-123")
+    editor = User.objects.create_user("eddie", password="pw-eddie-123")
+    viewer = User.objects.create_user("vera", password="pw-vera-123")
+    outsider = User.objects.create_user("oscar", password="pw-oscar-123")
+    workspace = workspace_create(name="Lab", owner=owner)
+    Membership.objects.create(workspace=workspace, user=editor, role=Role.EDITOR)
+    Membership.objects.create(workspace=workspace, user=viewer, role=Role.VIEWER)
+    other = workspace_create(name="Elsewhere", owner=outsider)
+
+    class People:
+        pass
+
+    p = People()
+    p.owner, p.editor, p.viewer, p.outsider, p.workspace, p.other_workspace = owner, editor, viewer, outsider, workspace, other
+    return p
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Redis server and one real Celery worker process on the test database.
+
+    Tests that use it need ``transactional_db`` so their rows are committed where the
+    worker can read them.
+    """
+    from tests.stack import Stack
+
+    running = Stack(tmp_path_factory.mktemp("stack-logs"))
+    with django_db_blocker.unblock():
+        running.start_redis()
+        try:
+            running.start_worker()
+        except Exception:
+            running.stop()
+            raise
+    yield running
+    running.stop()

@@ -1,0 +1,13 @@
+from webapp.accounts.models import Membership
+
+
+def workspaces(request):
+    """The header's workspace switcher: the user's workspaces and the one in the URL."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    memberships = list(Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name"))
+    slug = (getattr(request, "resolver_match", None) and request.resolver_match.kwargs.get("ws")) or None
+    current = next((m for m in memberships if m.workspace.slug == slug), None)
+    return {"my_memberships": memberships, "current_membership": current,
+            "current_workspace": current.workspace if current else None}
