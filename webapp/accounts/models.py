@@ -92,3 +92,36 @@ class ApiToken(models.Model):
             return None
         cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return token.user
+
+
+class Activity(models.Model):
+    """The workspace's audit log: who did what to which object, readable by its owners."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    verb = models.CharField(max_length=40)  # "uploaded", "started", "cancelled", "shared", "deleted", …
+    target_type = models.CharField(max_length=40, blank=True)  # "dataset", "run", "sweep", "share_link", …
+    target_id = models.CharField(max_length=40, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.verb} {self.target_type} {self.target_label}"
+
+
+class Notification(models.Model):
+    """An in-app message for one user, e.g. a run they started has finished."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.CASCADE)
+    message = models.CharField(max_length=300)
+    link = models.CharField(max_length=300, blank=True)
+    level = models.CharField(max_length=10, default="info")  # info, success, error
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
