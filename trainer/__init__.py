@@ -1,0 +1,19 @@
+"""Cupola's deep-learning engine: a define-by-run autograd on NumPy (CuPy on GPU) with a
+Keras-shaped API.
+
+    from trainer import Sequential, layers, optimizers
+    model = Sequential([layers.Dense(10, activation="relu"), layers.Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=100, batch_size=10, validation_split=0.2)
+"""
+from trainer import (  # noqa: F401 - the public modules
+    activations, backend, callbacks, functions, initializers, layers, losses, optimizers, schedules,
+)
+from trainer.backend import DeviceError, get_device, set_device
+from trainer.core import TrainingError, Variable, no_grad, test_mode
+from trainer.models import Sequential
+from trainer.spec import SpecError
+
+__all__ = ["Sequential", "layers", "optimizers", "callbacks", "losses", "schedules", "activations",
+           "functions", "initializers", "backend", "set_device", "get_device", "no_grad", "test_mode",
+           "Variable", "TrainingError", "SpecError", "DeviceError"]

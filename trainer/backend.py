@@ -1,0 +1,111 @@
+"""Choose the array module (NumPy or CuPy) once and move arrays between host and device.
+
+This is the only module in `trainer` that imports CuPy. Everything else writes
+``xp = backend.get_array_module(x)`` and stays generic.
+"""
+import os
+
+import numpy as np
+
+_cupy = None          # the cupy module once imported, False when unavailable
+_device = "cpu"       # "cpu" or "gpu"
+
+
+class DeviceError(RuntimeError):
+    """A GPU was asked for but none can be used."""
+
+
+def _import_cupy():
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy  # noqa: PLC0415 - imported lazily on purpose
+            cupy.cuda.runtime.getDeviceCount()
+            _cupy = cupy
+        except Exception:  # ImportError, CUDARuntimeError (no driver / no device)
+            _cupy = False
+    return _cupy or None
+
+
+def gpu_available():
+    """True when CuPy is installed and a CUDA device is visible."""
+    return _import_cupy() is not None
+
+
+def set_device(device):
+    """Select "cpu" or "gpu" (also "cuda", "cuda:N") for arrays created from now on."""
+    global _device
+    name = str(device).lower()
+    if name == "cpu":
+        _device = "cpu"
+        return _device
+    if name in ("gpu", "cuda") or name.startswith("cuda:"):
+        cupy = _import_cupy()
+        if cupy is None:
+            raise DeviceError(
+                "A GPU was requested but CuPy or a CUDA device is not available. "
+                "Install CuPy for your CUDA version (e.g. `pip install cupy-cuda12x`) "
+                "or use set_device('cpu')."
+            )
+        if ":" in name:
+            cupy.cuda.Device(int(name.split(":", 1)[1])).use()
+        _device = "gpu"
+        return _device
+    raise ValueError(f"set_device: device must be 'cpu' or 'gpu'. Received: device={device!r}")
+
+
+def get_device():
+    """The device in use: "cpu" or "gpu"."""
+    return _device
+
+
+def xp():
+    """The array module of the current device."""
+    return _cupy if _device == "gpu" else np
+
+
+def get_array_module(x):
+    """numpy or cupy, whichever owns ``x`` (a raw array or anything with ``.data``)."""
+    if _cupy:
+        data = getattr(x, "data", x) if not isinstance(x, np.ndarray) else x
+        return _cupy.get_array_module(data)
+    return np
+
+
+def to_device(x, dtype=None):
+    """Copy a host array onto the current device (no copy on CPU when already right)."""
+    if _device == "gpu":
+        return _cupy.asarray(x, dtype=dtype)
+    if _cupy and isinstance(x, _cupy.ndarray):
+        x = _cupy.asnumpy(x)
+    return np.asarray(x, dtype=dtype)
+
+
+def to_host(x):
+    """A NumPy array with the contents of ``x`` (host or device array, or scalar)."""
+    if _cupy and isinstance(x, _cupy.ndarray):
+        return _cupy.asnumpy(x)
+    return np.asarray(x)
+
+
+def random_generator(seed):
+    """A random Generator on the current device, seeded with ``seed`` (an int or list of ints)."""
+    if _device == "gpu":
+        return _cupy.random.default_rng(np.random.SeedSequence(seed).generate_state(1)[0])
+    return np.random.default_rng(seed)
+
+
+_thread_limiter = None
+
+
+def set_blas_threads(threads=None):
+    """Use ``threads`` BLAS threads (default: the CPU cores this process may use)."""
+    global _thread_limiter
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional at import time
+    except ImportError:
+        return None
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _thread_limiter = threadpool_limits(limits=int(threads), user_api="blas")
+    return int(threads)

@@ -1,0 +1,1217 @@
+"""Differentiable operations: each a Function with forward/backward and a lowercase wrapper.
+
+Hot paths are fused with hand-written backward passes: linear (+activation), conv2d by
+im2col (+activation), pooling, normalisation, whole-sequence recurrent cells and the
+loss functions. Everything is written against ``xp`` so it runs on NumPy and CuPy alike.
+"""
+import math
+
+import numpy as np
+
+from trainer import backend
+from trainer.core import Function, Variable, as_variable
+
+
+def _xp(x):
+    return backend.get_array_module(x)
+
+
+def sum_to(x, shape):
+    """Sum the raw array ``x`` down to ``shape`` (undo broadcasting)."""
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
+    y = x.sum(axis=axes, keepdims=True)
+    if lead > 0:
+        y = y.reshape(y.shape[lead:])
+    return y
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return sum_to(gy, a.shape), sum_to(gy, b.shape)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return sum_to(gy, a.shape), sum_to(-gy, b.shape)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return sum_to(gy * b.data, a.shape), sum_to(gy * a.data, b.shape)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gy / b.data
+        return sum_to(ga, a.shape), sum_to(-ga * a.data / b.data, b.shape)
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    def __init__(self, power):
+        self.power = power
+
+    def forward(self, x):
+        return x ** self.power
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        return gy * self.power * x ** (self.power - 1)
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = _xp(x).exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, x):
+        return _xp(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0].data
+
+
+class Abs(Function):
+    def forward(self, x):
+        return abs(x)
+
+    def backward(self, gy):
+        return gy * _xp(gy).sign(self.inputs[0].data)
+
+
+def add(a, b):
+    return Add()(a, b)
+
+
+def sub(a, b):
+    return Sub()(a, b)
+
+
+def mul(a, b):
+    return Mul()(a, b)
+
+
+def div(a, b):
+    return Div()(a, b)
+
+
+def neg(x):
+    return Neg()(x)
+
+
+def pow(x, power):  # noqa: A001 - the operator's name
+    return Pow(power)(x)
+
+
+def exp(x):
+    return Exp()(x)
+
+
+def log(x):
+    return Log()(x)
+
+
+def absolute(x):
+    return Abs()(x)
+
+
+# --------------------------------------------------------------------------- shapes and reductions
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.x_shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes=None):
+        self.axes = axes
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        if self.axes is None:
+            return gy.transpose()
+        return gy.transpose(np.argsort(self.axes))
+
+
+class Sum(Function):
+    def __init__(self, axis=None, keepdims=False):
+        self.axis = axis
+        self.keepdims = keepdims
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        if not self.keepdims and self.axis is not None:
+            axes = (self.axis,) if isinstance(self.axis, int) else self.axis
+            axes = sorted(a % len(self.x_shape) for a in axes)
+            for a in axes:
+                gy = xp.expand_dims(gy, a)
+        return xp.broadcast_to(gy, self.x_shape)
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return _xp(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to(gy, self.x_shape)
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gy @ b.data.swapaxes(-1, -2) if self.needs_grad(0) else None
+        gb = a.data.swapaxes(-1, -2) @ gy if self.needs_grad(1) else None
+        if gb is not None:
+            gb = sum_to(gb, b.shape)
+        if ga is not None:
+            ga = sum_to(ga, a.shape)
+        return ga, gb
+
+
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x[self.index]
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        xp.add.at(gx, self.index, gy)
+        return gx
+
+
+def reshape(x, shape):
+    if x.shape == tuple(shape):
+        return as_variable(x)
+    return Reshape(shape)(x)
+
+
+def transpose(x, axes=None):
+    return Transpose(axes)(x)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False):
+    data = x.data if isinstance(x, Variable) else x
+    count = data.size if axis is None else int(np.prod([data.shape[a] for a in np.atleast_1d(axis)]))
+    return Sum(axis, keepdims)(x) * (1.0 / count)
+
+
+def broadcast_to(x, shape):
+    return BroadcastTo(shape)(x)
+
+
+def matmul(a, b):
+    return MatMul()(a, b)
+
+
+def get_item(x, index):
+    return GetItem(index)(x)
+
+
+def flatten(x):
+    return reshape(x, (x.shape[0], -1))
+
+
+# --------------------------------------------------------------------------- activations
+
+def _erf(x):
+    """Error function (Abramowitz & Stegun 7.1.26 refined: |error| < 1.2e-7)."""
+    xp = _xp(x)
+    # Numerical Recipes erfc, fractional error < 1.2e-7 everywhere.
+    z = abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    erfc = t * xp.exp(poly)
+    return xp.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(x.dtype, copy=False)
+
+
+def _activate_inplace(y, name):
+    """Apply an activation to ``y`` in place; only ones whose derivative follows from the output."""
+    xp = _xp(y)
+    if name == "relu":
+        xp.maximum(y, 0, out=y)
+    elif name == "sigmoid":
+        y *= 0.5
+        xp.tanh(y, out=y)
+        y += 1.0
+        y *= 0.5
+    elif name == "tanh":
+        xp.tanh(y, out=y)
+    return y
+
+
+def _activation_grad(gy, y, name):
+    """d activation / d input times gy, computed from the activation's output ``y``."""
+    if name == "relu":
+        return gy * (y > 0)
+    if name == "sigmoid":
+        return gy * y * (1.0 - y)
+    if name == "tanh":
+        return gy * (1.0 - y * y)
+    return gy
+
+
+FUSABLE_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+
+
+class ElementwiseActivation(Function):
+    def __init__(self, name):
+        self.name = name
+
+    def forward(self, x):
+        self.y = _activate_inplace(x.copy(), self.name)
+        return self.y
+
+    def backward(self, gy):
+        return _activation_grad(gy, self.y, self.name)
+
+
+class LeakyReLU(Function):
+    def __init__(self, negative_slope=0.2):
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return _xp(x).where(x > 0, x, x * self.negative_slope)
+
+    def backward(self, gy):
+        return _xp(gy).where(self.inputs[0].data > 0, gy, gy * self.negative_slope)
+
+
+class ELU(Function):
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = _xp(x)
+        self.y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        return self.y
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        return xp.where(self.inputs[0].data > 0, gy, gy * (self.y + self.alpha))
+
+
+class GELU(Function):
+    """Exact GELU, x * Phi(x), as Keras' default (approximate=False)."""
+
+    def forward(self, x):
+        self.cdf = 0.5 * (1.0 + _erf(x * (1.0 / math.sqrt(2.0))))
+        return x * self.cdf
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        pdf = _xp(x).exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return gy * (self.cdf + x * pdf)
+
+
+class Softmax(Function):
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = _xp(x)
+        y = x - x.max(axis=self.axis, keepdims=True)
+        xp.exp(y, out=y)
+        y /= y.sum(axis=self.axis, keepdims=True)
+        self.y = y
+        return y
+
+    def backward(self, gy):
+        y = self.y
+        gx = y * gy
+        gx -= y * gx.sum(axis=self.axis, keepdims=True)
+        return gx
+
+
+class LogSoftmax(Function):
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        self.y = _log_softmax(x, self.axis)
+        return self.y
+
+    def backward(self, gy):
+        return gy - _xp(gy).exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+def _log_softmax(x, axis=-1):
+    xp = _xp(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+    return z
+
+
+def relu(x):
+    return ElementwiseActivation("relu")(x)
+
+
+def sigmoid(x):
+    return ElementwiseActivation("sigmoid")(x)
+
+
+def tanh(x):
+    return ElementwiseActivation("tanh")(x)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return LeakyReLU(negative_slope)(x)
+
+
+def elu(x, alpha=1.0):
+    return ELU(alpha)(x)
+
+
+def gelu(x):
+    return GELU()(x)
+
+
+def softmax(x, axis=-1):
+    return Softmax(axis)(x)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax(axis)(x)
+
+
+def linear_activation(x):
+    return as_variable(x)
+
+
+# --------------------------------------------------------------------------- dense
+
+class Linear(Function):
+    """y = activation(x @ W + b) for x of any rank (the last axis is contracted)."""
+
+    def __init__(self, activation="linear"):
+        self.activation = activation
+
+    def forward(self, x, W, b=None):
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        y = x2 @ W
+        if b is not None:
+            y += b
+        _activate_inplace(y, self.activation)
+        self.y = y
+        return y.reshape(x.shape[:-1] + (W.shape[1],)) if x.ndim != 2 else y
+
+    def backward(self, gy):
+        x, W = self.inputs[0].data, self.inputs[1].data
+        gz = _activation_grad(gy.reshape(self.y.shape), self.y, self.activation)
+        x2 = x.reshape(-1, x.shape[-1])
+        gx = (gz @ W.T).reshape(x.shape) if self.needs_grad(0) else None
+        gW = x2.T @ gz
+        if len(self.inputs) == 3:
+            return gx, gW, gz.sum(axis=0)
+        return gx, gW
+
+
+def linear(x, W, b=None, activation="linear"):
+    if b is None:
+        return Linear(activation)(x, W)
+    return Linear(activation)(x, W, b)
+
+
+# --------------------------------------------------------------------------- convolution
+
+def pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def same_padding(size, kernel, stride):
+    """(before, after) padding for "same" like TensorFlow: output = ceil(size / stride)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_output_length(size, kernel, stride, padding):
+    if padding == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+def _windows(x, kh, kw, sh, sw, oh, ow):
+    """A strided view (N, OH, OW, KH, KW, C) of the windows of x (N, H, W, C)."""
+    xp = _xp(x)
+    sN, sH, sW, sC = x.strides
+    shape = (x.shape[0], oh, ow, kh, kw, x.shape[3])
+    strides = (sN, sH * sh, sW * sw, sH, sW, sC)
+    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+
+
+def _pad_hw(x, pads, value=0.0):
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return x
+    xp = _xp(x)
+    return xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
+
+
+def _fold(cols, padded_shape, kh, kw, sh, sw, oh, ow):
+    """col2im: add window gradients (N, OH, OW, KH, KW, C) back into an (N, Hp, Wp, C) array."""
+    xp = _xp(cols)
+    gx = xp.zeros(padded_shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += cols[:, :, :, i, j, :]
+    return gx
+
+
+def _unpad_hw(gx, pads):
+    (pt, pb), (pl, pr) = pads
+    return gx[:, pt:gx.shape[1] - pb, pl:gx.shape[2] - pr, :]
+
+
+class Conv2D(Function):
+    """Channels-last 2-D convolution by im2col + one GEMM; kernel (KH, KW, C, F)."""
+
+    def __init__(self, strides=1, padding="valid", activation="linear"):
+        self.strides = pair(strides)
+        self.padding = padding
+        self.activation = activation
+
+    def forward(self, x, W, b=None):
+        kh, kw, c, f = W.shape
+        sh, sw = self.strides
+        n, h, w, _ = x.shape
+        if self.padding == "same":
+            pads = (same_padding(h, kh, sh), same_padding(w, kw, sw))
+        else:
+            pads = ((0, 0), (0, 0))
+        self.pads = pads
+        xp_ = _pad_hw(x, pads)
+        oh = (xp_.shape[1] - kh) // sh + 1
+        ow = (xp_.shape[2] - kw) // sw + 1
+        self.geometry = (xp_.shape, oh, ow)
+        if kh == kw == 1 and sh == sw == 1:
+            cols = xp_.reshape(-1, c)
+        else:
+            cols = _windows(xp_, kh, kw, sh, sw, oh, ow).reshape(n * oh * ow, kh * kw * c)
+        self.cols = cols
+        y = cols @ W.reshape(kh * kw * c, f)
+        if b is not None:
+            y += b
+        _activate_inplace(y, self.activation)
+        self.y = y
+        return y.reshape(n, oh, ow, f)
+
+    def backward(self, gy):
+        W = self.inputs[1].data
+        kh, kw, c, f = W.shape
+        sh, sw = self.strides
+        padded_shape, oh, ow = self.geometry
+        gz = _activation_grad(gy.reshape(-1, f), self.y, self.activation)
+        gW = (self.cols.T @ gz).reshape(W.shape)
+        gx = None
+        if self.needs_grad(0):
+            gcols = gz @ W.reshape(kh * kw * c, f).T
+            n = padded_shape[0]
+            if kh == kw == 1 and sh == sw == 1:
+                gx = gcols.reshape(padded_shape)
+            else:
+                gcols = gcols.reshape(n, oh, ow, kh, kw, c)
+                gx = _fold(gcols, padded_shape, kh, kw, sh, sw, oh, ow)
+            gx = _unpad_hw(gx, self.pads)
+        self.cols = None
+        if len(self.inputs) == 3:
+            return gx, gW, gz.sum(axis=0)
+        return gx, gW
+
+
+def conv2d(x, W, b=None, strides=1, padding="valid", activation="linear"):
+    if b is None:
+        return Conv2D(strides, padding, activation)(x, W)
+    return Conv2D(strides, padding, activation)(x, W, b)
+
+
+# --------------------------------------------------------------------------- pooling
+
+class _Pool2D(Function):
+    def __init__(self, pool_size=2, strides=None, padding="valid"):
+        self.pool_size = pair(pool_size)
+        self.strides = pair(strides) if strides is not None else self.pool_size
+        self.padding = padding
+
+    def _geometry(self, x):
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        n, h, w, c = x.shape
+        if self.padding == "same":
+            pads = (same_padding(h, ph, sh), same_padding(w, pw, sw))
+        else:
+            pads = ((0, 0), (0, 0))
+        oh = (h + pads[0][0] + pads[0][1] - ph) // sh + 1
+        ow = (w + pads[1][0] + pads[1][1] - pw) // sw + 1
+        return pads, oh, ow
+
+    def _reshape_path(self, pads, oh, ow):
+        return self.pool_size == self.strides and pads == ((0, 0), (0, 0))
+
+
+class MaxPool2D(_Pool2D):
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        n, h, w, c = x.shape
+        pads, oh, ow = self._geometry(x)
+        self.geometry = (pads, oh, ow)
+        if self._reshape_path(pads, oh, ow):
+            # Windows tile the input: a reshape, no copy of the data into columns.
+            x6 = x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
+            y = x6.max(axis=(2, 4))
+            self.x6 = x6
+            self.y = y
+            return y
+        xp = _xp(x)
+        padded = _pad_hw(x, pads, value=-xp.inf)
+        windows = _windows(padded, ph, pw, sh, sw, oh, ow)
+        flat = windows.transpose(0, 1, 2, 5, 3, 4).reshape(n, oh, ow, c, ph * pw)
+        self.argmax = flat.argmax(axis=-1)
+        self.padded_shape = padded.shape
+        return xp.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]
+
+    def backward(self, gy):
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        pads, oh, ow = self.geometry
+        x_shape = self.inputs[0].shape
+        xp = _xp(gy)
+        if self._reshape_path(pads, oh, ow):
+            n, _, _, c = x_shape
+            # First maximum of each window only (like cuDNN / PyTorch), even with ties.
+            mask = self.x6 == self.y[:, :, None, :, None, :]
+            flat = mask.transpose(0, 1, 3, 5, 2, 4).reshape(n, oh, ow, c, ph * pw)
+            first = flat.argmax(axis=-1)
+            onehot = xp.zeros(flat.shape, dtype=gy.dtype)
+            xp.put_along_axis(onehot, first[..., None], gy[..., None], axis=-1)
+            g6 = onehot.reshape(n, oh, ow, c, ph, pw).transpose(0, 1, 4, 2, 5, 3)
+            g = g6.reshape(n, oh * ph, ow * pw, c)
+            if g.shape == x_shape:
+                return g
+            gx = xp.zeros(x_shape, dtype=gy.dtype)
+            gx[:, :oh * ph, :ow * pw, :] = g
+            return gx
+        n, _, _, c = x_shape
+        cols = xp.zeros((n, oh, ow, c, ph * pw), dtype=gy.dtype)
+        xp.put_along_axis(cols, self.argmax[..., None], gy[..., None], axis=-1)
+        cols = cols.reshape(n, oh, ow, c, ph, pw).transpose(0, 1, 2, 4, 5, 3)
+        gx = _fold(cols, self.padded_shape, ph, pw, sh, sw, oh, ow)
+        return _unpad_hw(gx, pads)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling; with "same" padding the padded cells are not counted (as Keras)."""
+
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        n, h, w, c = x.shape
+        pads, oh, ow = self._geometry(x)
+        self.geometry = (pads, oh, ow)
+        if self._reshape_path(pads, oh, ow):
+            x6 = x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
+            return x6.mean(axis=(2, 4))
+        xp = _xp(x)
+        padded = _pad_hw(x, pads)
+        total = _windows(padded, ph, pw, sh, sw, oh, ow).sum(axis=(3, 4))
+        ones = _pad_hw(xp.ones((1, h, w, 1), dtype=x.dtype), pads)
+        self.counts = _windows(ones, ph, pw, sh, sw, oh, ow).sum(axis=(3, 4))
+        self.padded_shape = padded.shape
+        return total / self.counts
+
+    def backward(self, gy):
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        pads, oh, ow = self.geometry
+        x_shape = self.inputs[0].shape
+        xp = _xp(gy)
+        n, _, _, c = x_shape
+        if self._reshape_path(pads, oh, ow):
+            g = gy * (1.0 / (ph * pw))
+            g6 = xp.broadcast_to(g[:, :, None, :, None, :], (n, oh, ph, ow, pw, c))
+            g = g6.reshape(n, oh * ph, ow * pw, c)
+            if g.shape == x_shape:
+                return g
+            gx = xp.zeros(x_shape, dtype=gy.dtype)
+            gx[:, :oh * ph, :ow * pw, :] = g
+            return gx
+        g = gy / self.counts
+        cols = xp.broadcast_to(g[:, :, :, None, None, :], (n, oh, ow, ph, pw, c))
+        gx = _fold(cols, self.padded_shape, ph, pw, sh, sw, oh, ow)
+        return _unpad_hw(gx, pads)
+
+
+class GlobalAvgPool2D(Function):
+    def forward(self, x):
+        return x.mean(axis=(1, 2))
+
+    def backward(self, gy):
+        n, h, w, c = self.inputs[0].shape
+        return _xp(gy).broadcast_to((gy * (1.0 / (h * w)))[:, None, None, :], (n, h, w, c))
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return MaxPool2D(pool_size, strides, padding)(x)
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return AvgPool2D(pool_size, strides, padding)(x)
+
+
+def global_avg_pool2d(x):
+    return GlobalAvgPool2D()(x)
+
+
+# --------------------------------------------------------------------------- normalisation, dropout, embedding
+
+class BatchNorm(Function):
+    """Training-mode batch normalisation over every axis but the last (channels-last)."""
+
+    def __init__(self, epsilon=1e-3):
+        self.epsilon = epsilon
+
+    def forward(self, x, gamma, beta):
+        xp = _xp(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        self.mean = x2.mean(axis=0)
+        xc = x2 - self.mean
+        self.var = (xc * xc).mean(axis=0)
+        self.inv_std = 1.0 / xp.sqrt(self.var + self.epsilon)
+        self.xhat = xc * self.inv_std
+        return (self.xhat * gamma + beta).reshape(x.shape)
+
+    def backward(self, gy):
+        gamma = self.inputs[1].data
+        g2 = gy.reshape(self.xhat.shape)
+        m = g2.shape[0]
+        gbeta = g2.sum(axis=0)
+        ggamma = (g2 * self.xhat).sum(axis=0)
+        gx = None
+        if self.needs_grad(0):
+            gx = (gamma * self.inv_std) * (g2 - (self.xhat * ggamma + gbeta) * (1.0 / m))
+            gx = gx.reshape(gy.shape)
+        return gx, ggamma, gbeta
+
+
+class FixedBatchNorm(Function):
+    """Inference-mode batch normalisation with given mean and variance."""
+
+    def __init__(self, mean, var, epsilon=1e-3):
+        self.mean, self.var, self.epsilon = mean, var, epsilon
+
+    def forward(self, x, gamma, beta):
+        xp = _xp(x)
+        self.inv_std = 1.0 / xp.sqrt(self.var + self.epsilon)
+        self.xhat = (x - self.mean) * self.inv_std
+        return self.xhat * gamma + beta
+
+    def backward(self, gy):
+        gamma = self.inputs[1].data
+        axes = tuple(range(gy.ndim - 1))
+        gx = gy * (gamma * self.inv_std) if self.needs_grad(0) else None
+        return gx, (gy * self.xhat).sum(axis=axes), gy.sum(axis=axes)
+
+
+class LayerNorm(Function):
+    """Normalise over the last axis, then scale and shift."""
+
+    def __init__(self, epsilon=1e-3):
+        self.epsilon = epsilon
+
+    def forward(self, x, gamma, beta):
+        xp = _xp(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        self.xhat = xc * self.inv_std
+        return self.xhat * gamma + beta
+
+    def backward(self, gy):
+        gamma = self.inputs[1].data
+        axes = tuple(range(gy.ndim - 1))
+        ggamma = (gy * self.xhat).sum(axis=axes)
+        gbeta = gy.sum(axis=axes)
+        gx = None
+        if self.needs_grad(0):
+            g = gy * gamma
+            d = g.shape[-1]
+            gx = self.inv_std * (g - g.mean(axis=-1, keepdims=True)
+                                 - self.xhat * (g * self.xhat).sum(axis=-1, keepdims=True) * (1.0 / d))
+        return gx, ggamma, gbeta
+
+
+class Dropout(Function):
+    def __init__(self, mask):
+        self.mask = mask  # already scaled by 1 / (1 - rate)
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+class Embedding(Function):
+    def __init__(self, indices):
+        self.indices = indices
+
+    def forward(self, W):
+        return W[self.indices]
+
+    def backward(self, gy):
+        W = self.inputs[0]
+        xp = _xp(gy)
+        gW = xp.zeros(W.shape, dtype=gy.dtype)
+        xp.add.at(gW, self.indices.ravel(), gy.reshape(-1, W.shape[1]))
+        return gW
+
+
+def batch_norm(x, gamma, beta, epsilon=1e-3):
+    return BatchNorm(epsilon)(x, gamma, beta)
+
+
+def fixed_batch_norm(x, gamma, beta, mean, var, epsilon=1e-3):
+    return FixedBatchNorm(mean, var, epsilon)(x, gamma, beta)
+
+
+def layer_norm(x, gamma, beta, epsilon=1e-3):
+    return LayerNorm(epsilon)(x, gamma, beta)
+
+
+def dropout(x, rate, rng):
+    """Inverted dropout with masks drawn from ``rng`` (a backend random Generator)."""
+    data = x.data if isinstance(x, Variable) else x
+    keep = 1.0 - rate
+    mask = rng.random(data.shape, dtype=np.float32) < keep
+    mask = mask.astype(data.dtype) * data.dtype.type(1.0 / keep)
+    return Dropout(mask)(x)
+
+
+def embedding(indices, W):
+    return Embedding(indices)(W)
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+def _sig(x):
+    return _activate_inplace(x, "sigmoid")
+
+
+def _time_major(x):
+    """(N, T, F) -> contiguous (T, N, F)."""
+    return _xp(x).ascontiguousarray(x.transpose(1, 0, 2))
+
+
+class _Recurrent(Function):
+    def __init__(self, return_sequences=False):
+        self.return_sequences = return_sequences
+
+    def _output(self, hs):
+        # hs: (T + 1, N, H) with hs[0] the initial state.
+        if self.return_sequences:
+            return hs[1:].transpose(1, 0, 2)
+        return hs[-1]
+
+    def _grad_h(self, gy, t, T):
+        if self.return_sequences:
+            return gy[:, t]
+        return gy if t == T - 1 else None
+
+    def _input_grads(self, gz_all, x_tm, W):
+        T, N, F = x_tm.shape
+        gz2 = gz_all.reshape(T * N, -1)
+        gW = x_tm.reshape(T * N, F).T @ gz2
+        gx = (gz2 @ W.T).reshape(T, N, F).transpose(1, 0, 2) if self.needs_grad(0) else None
+        return gx, gW, gz2
+
+
+class SimpleRNN(_Recurrent):
+    def __init__(self, activation="tanh", return_sequences=False):
+        super().__init__(return_sequences)
+        self.activation = activation
+
+    def forward(self, x, W, U, b):
+        xp = _xp(x)
+        n, T, _ = x.shape
+        H = U.shape[0]
+        self.x_tm = _time_major(x)
+        xw = (self.x_tm.reshape(T * n, -1) @ W + b).reshape(T, n, H)
+        hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
+        for t in range(T):
+            z = xw[t]
+            z += hs[t] @ U
+            hs[t + 1] = _activate_inplace(z, self.activation)
+        self.hs = hs
+        return self._output(hs)
+
+    def backward(self, gy):
+        W, U = self.inputs[1].data, self.inputs[2].data
+        xp = _xp(gy)
+        hs = self.hs
+        T = hs.shape[0] - 1
+        gz_all = xp.empty_like(hs[1:])
+        gh = xp.zeros_like(hs[0])
+        for t in reversed(range(T)):
+            g = self._grad_h(gy, t, T)
+            if g is not None:
+                gh = gh + g
+            gz = _activation_grad(gh, hs[t + 1], self.activation)
+            gz_all[t] = gz
+            gh = gz @ U.T
+        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
+        gU = hs[:-1].reshape(-1, hs.shape[2]).T @ gz2
+        return gx, gW, gU, gz2.sum(axis=0)
+
+
+class LSTM(_Recurrent):
+    """Keras LSTM: gates (i, f, c, o), kernel (F, 4H), recurrent kernel (H, 4H), bias (4H)."""
+
+    def forward(self, x, W, U, b):
+        xp = _xp(x)
+        n, T, _ = x.shape
+        H = U.shape[0]
+        self.x_tm = _time_major(x)
+        gates = (self.x_tm.reshape(T * n, -1) @ W + b).reshape(T, n, 4 * H)
+        hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
+        cs = xp.zeros((T + 1, n, H), dtype=x.dtype)
+        tanh_c = xp.empty((T, n, H), dtype=x.dtype)
+        for t in range(T):
+            z = gates[t]
+            z += hs[t] @ U
+            _sig(z[:, :2 * H])
+            xp.tanh(z[:, 2 * H:3 * H], out=z[:, 2 * H:3 * H])
+            _sig(z[:, 3 * H:])
+            i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+            c = cs[t + 1]
+            xp.multiply(f, cs[t], out=c)
+            c += i * g
+            xp.tanh(c, out=tanh_c[t])
+            xp.multiply(o, tanh_c[t], out=hs[t + 1])
+        self.gates, self.hs, self.cs, self.tanh_c = gates, hs, cs, tanh_c
+        return self._output(hs)
+
+    def backward(self, gy):
+        W, U = self.inputs[1].data, self.inputs[2].data
+        xp = _xp(gy)
+        gates, hs, cs, tanh_c = self.gates, self.hs, self.cs, self.tanh_c
+        T, _, H4 = gates.shape
+        H = H4 // 4
+        gz_all = xp.empty_like(gates)
+        gh = xp.zeros_like(hs[0])
+        gc = xp.zeros_like(hs[0])
+        for t in reversed(range(T)):
+            g_out = self._grad_h(gy, t, T)
+            if g_out is not None:
+                gh = gh + g_out
+            z = gates[t]
+            i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+            tc = tanh_c[t]
+            gc = gc + gh * o * (1.0 - tc * tc)
+            gz = gz_all[t]
+            gz[:, :H] = gc * g * i * (1.0 - i)
+            gz[:, H:2 * H] = gc * cs[t] * f * (1.0 - f)
+            gz[:, 2 * H:3 * H] = gc * i * (1.0 - g * g)
+            gz[:, 3 * H:] = gh * tc * o * (1.0 - o)
+            gc = gc * f
+            gh = gz @ U.T
+        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
+        gU = hs[:-1].reshape(-1, H).T @ gz2
+        return gx, gW, gU, gz2.sum(axis=0)
+
+
+class GRU(_Recurrent):
+    """Keras GRU with reset_after=True: gates (z, r, h), bias (2, 3H) = input and recurrent bias."""
+
+    def forward(self, x, W, U, b):
+        xp = _xp(x)
+        n, T, _ = x.shape
+        H = U.shape[0]
+        self.x_tm = _time_major(x)
+        xw = (self.x_tm.reshape(T * n, -1) @ W + b[0]).reshape(T, n, 3 * H)
+        hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
+        self.zr = xp.empty((T, n, 2 * H), dtype=x.dtype)
+        self.hh = xp.empty((T, n, H), dtype=x.dtype)
+        self.uh = xp.empty((T, n, H), dtype=x.dtype)
+        for t in range(T):
+            hu = hs[t] @ U + b[1]
+            zr = self.zr[t]
+            xp.add(xw[t, :, :2 * H], hu[:, :2 * H], out=zr)
+            _sig(zr)
+            z, r = zr[:, :H], zr[:, H:]
+            self.uh[t] = hu[:, 2 * H:]
+            hh = self.hh[t]
+            xp.multiply(r, hu[:, 2 * H:], out=hh)
+            hh += xw[t, :, 2 * H:]
+            xp.tanh(hh, out=hh)
+            # h = z * h_prev + (1 - z) * hh = hh + z * (h_prev - hh)
+            hs[t + 1] = hh + z * (hs[t] - hh)
+        self.hs = hs
+        return self._output(hs)
+
+    def backward(self, gy):
+        W, U = self.inputs[1].data, self.inputs[2].data
+        xp = _xp(gy)
+        hs = self.hs
+        T, n, H = self.hh.shape
+        gx_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
+        gu_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
+        gh = xp.zeros_like(hs[0])
+        for t in reversed(range(T)):
+            g_out = self._grad_h(gy, t, T)
+            if g_out is not None:
+                gh = gh + g_out
+            z, r = self.zr[t, :, :H], self.zr[t, :, H:]
+            hh, uh, h_prev = self.hh[t], self.uh[t], hs[t]
+            ga_h = gh * (1.0 - z) * (1.0 - hh * hh)
+            ga_z = gh * (h_prev - hh) * z * (1.0 - z)
+            ga_r = ga_h * uh * r * (1.0 - r)
+            gx_all[t, :, :H] = ga_z
+            gx_all[t, :, H:2 * H] = ga_r
+            gx_all[t, :, 2 * H:] = ga_h
+            gu = gu_all[t]
+            gu[:, :2 * H] = gx_all[t, :, :2 * H]
+            gu[:, 2 * H:] = ga_h * r
+            gh = gh * z + gu @ U.T
+        gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
+        gu2 = gu_all.reshape(T * n, 3 * H)
+        gU = hs[:-1].reshape(-1, H).T @ gu2
+        gb = xp.stack([gx2.sum(axis=0), gu2.sum(axis=0)])
+        return gx, gW, gU, gb
+
+
+def simple_rnn(x, W, U, b, activation="tanh", return_sequences=False):
+    return SimpleRNN(activation, return_sequences)(x, W, U, b)
+
+
+def lstm(x, W, U, b, return_sequences=False):
+    return LSTM(return_sequences)(x, W, U, b)
+
+
+def gru(x, W, U, b, return_sequences=False):
+    return GRU(return_sequences)(x, W, U, b)
+
+
+# --------------------------------------------------------------------------- losses (mean over every element)
+
+class MeanSquaredError(Function):
+    def forward(self, y, t):
+        self.diff = y - t
+        return (self.diff * self.diff).mean()
+
+    def backward(self, gy):
+        return self.diff * (gy * (2.0 / self.diff.size)), None
+
+
+class MeanAbsoluteError(Function):
+    def forward(self, y, t):
+        self.diff = y - t
+        return abs(self.diff).mean()
+
+    def backward(self, gy):
+        return _xp(gy).sign(self.diff) * (gy * (1.0 / self.diff.size)), None
+
+
+class Huber(Function):
+    def __init__(self, delta=1.0):
+        self.delta = delta
+
+    def forward(self, y, t):
+        xp = _xp(y)
+        self.diff = y - t
+        a = abs(self.diff)
+        quad = xp.minimum(a, self.delta)
+        return (0.5 * quad * quad + self.delta * (a - quad)).mean()
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        return xp.clip(self.diff, -self.delta, self.delta) * (gy * (1.0 / self.diff.size)), None
+
+
+class SoftmaxCrossEntropy(Function):
+    """Fused softmax + cross-entropy from logits; ``t`` is one-hot, or integer labels when sparse."""
+
+    def __init__(self, sparse=False):
+        self.sparse = sparse
+
+    def forward(self, x, t):
+        xp = _xp(x)
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c)
+        self.log_p = _log_softmax(x2)
+        m = x2.shape[0]
+        if self.sparse:
+            self.labels = t.reshape(-1).astype(np.int64, copy=False)
+            picked = self.log_p[xp.arange(m), self.labels]
+            return -picked.sum() * (1.0 / m)
+        self.t2 = t.reshape(-1, c)
+        return -(self.t2 * self.log_p).sum() * (1.0 / m)
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        m = self.log_p.shape[0]
+        gx = xp.exp(self.log_p)
+        if self.sparse:
+            gx[xp.arange(m), self.labels] -= 1.0
+        else:
+            # p * sum(t) - t: exact for soft labels too; p - t for one-hot rows.
+            gx *= self.t2.sum(axis=1, keepdims=True)
+            gx -= self.t2
+        gx *= gy * (1.0 / m)
+        return gx.reshape(self.inputs[0].shape), None
+
+
+class CrossEntropy(Function):
+    """Cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras)."""
+
+    def __init__(self, sparse=False, epsilon=1e-7):
+        self.sparse = sparse
+        self.epsilon = epsilon
+
+    def forward(self, p, t):
+        xp = _xp(p)
+        c = p.shape[-1]
+        self.p2 = xp.clip(p.reshape(-1, c), self.epsilon, 1.0 - self.epsilon)
+        m = self.p2.shape[0]
+        if self.sparse:
+            self.labels = t.reshape(-1).astype(np.int64, copy=False)
+            return -xp.log(self.p2[xp.arange(m), self.labels]).sum() * (1.0 / m)
+        self.t2 = t.reshape(-1, c)
+        return -(self.t2 * xp.log(self.p2)).sum() * (1.0 / m)
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        p = self.inputs[0].data.reshape(self.p2.shape)
+        m = self.p2.shape[0]
+        inside = (p > self.epsilon) & (p < 1.0 - self.epsilon)
+        if self.sparse:
+            gx = xp.zeros_like(self.p2)
+            rows = xp.arange(m)
+            gx[rows, self.labels] = -1.0 / self.p2[rows, self.labels]
+        else:
+            gx = -self.t2 / self.p2
+        gx *= inside
+        gx *= gy * (1.0 / m)
+        return gx.reshape(self.inputs[0].shape), None
+
+
+class SigmoidCrossEntropy(Function):
+    """Binary cross-entropy from logits, stable for large |x|."""
+
+    def forward(self, x, t):
+        xp = _xp(x)
+        self.t = t
+        loss = xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-abs(x)))
+        return loss.mean()
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        p = _activate_inplace(x.copy(), "sigmoid")
+        return (p - self.t) * (gy * (1.0 / x.size)), None
+
+
+class BinaryCrossEntropy(Function):
+    """Binary cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras)."""
+
+    def __init__(self, epsilon=1e-7):
+        self.epsilon = epsilon
+
+    def forward(self, p, t):
+        xp = _xp(p)
+        self.t = t
+        self.pc = xp.clip(p, self.epsilon, 1.0 - self.epsilon)
+        return -(t * xp.log(self.pc) + (1.0 - t) * xp.log1p(-self.pc)).mean()
+
+    def backward(self, gy):
+        p = self.inputs[0].data
+        pc, t = self.pc, self.t
+        gx = (pc - t) / (pc * (1.0 - pc))
+        gx *= (p > self.epsilon) & (p < 1.0 - self.epsilon)
+        gx *= gy * (1.0 / p.size)
+        return gx, None
+
+
+def mean_squared_error(y, t):
+    return MeanSquaredError()(y, t)
+
+
+def mean_absolute_error(y, t):
+    return MeanAbsoluteError()(y, t)
+
+
+def huber(y, t, delta=1.0):
+    return Huber(delta)(y, t)
+
+
+def softmax_cross_entropy(x, t, sparse=False):
+    return SoftmaxCrossEntropy(sparse)(x, t)
+
+
+def cross_entropy(p, t, sparse=False):
+    return CrossEntropy(sparse)(p, t)
+
+
+def sigmoid_cross_entropy(x, t):
+    return SigmoidCrossEntropy()(x, t)
+
+
+def binary_cross_entropy(p, t):
+    return BinaryCrossEntropy()(p, t)

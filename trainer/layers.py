@@ -1,0 +1,696 @@
+"""Layers with Keras names and arguments.
+
+Each layer class declares its arguments once (``args``: name -> Arg). The same declaration
+validates constructor calls (``Dense: units must be a positive integer. Received: units=0``)
+and JSON specs (``layers[2].units: must be a positive integer, got -3``, see trainer.spec).
+``compute_output_shape``, ``count_params`` and ``count_flops`` work on shapes alone, so a spec
+can be summarised without allocating weights. Shapes exclude the batch axis.
+"""
+import json
+import math
+
+import numpy as np
+
+from trainer import activations, backend, initializers
+from trainer import functions as F
+from trainer.core import Config, Parameter, as_variable
+
+REQUIRED = object()
+MAX_UNITS = 65536
+MAX_KERNEL = 64
+MAX_RANK = 8
+
+
+class ArgumentError(ValueError):
+    """An argument value is invalid; ``message`` reads after the argument's name."""
+
+    def __init__(self, message, subpath=""):
+        super().__init__(message)
+        self.message = message
+        self.subpath = subpath
+
+
+class ShapeError(ValueError):
+    """A layer cannot take an input of the given shape."""
+
+
+def show(value):
+    """A short JSON-ish rendering of a value for error messages."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _interval(low, high, low_open, high_open):
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+class Arg:
+    """One argument's kind, default and limits; ``check`` returns the normalised value."""
+
+    def __init__(self, kind, default=REQUIRED, low=None, high=None, choices=None,
+                 low_open=False, high_open=False, nullable=False):
+        self.kind = kind
+        self.default = default
+        self.low, self.high = low, high
+        self.low_open, self.high_open = low_open, high_open
+        self.choices = choices
+        self.nullable = nullable
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+    def check(self, value):
+        if value is None and self.nullable:
+            return None
+        return getattr(self, "_check_" + self.kind)(value)
+
+    def _int_message(self):
+        if self.low == 1:
+            return "must be a positive integer"
+        if self.low == 0:
+            return "must be a non-negative integer"
+        return "must be an integer"
+
+    def _check_int(self, value):
+        if not _is_int(value) or (self.low is not None and value < self.low):
+            raise ArgumentError(self._int_message())
+        if self.high is not None and value > self.high:
+            raise ArgumentError(f"must be at most {self.high}")
+        return int(value)
+
+    def _check_pair(self, value):
+        message = "must be a positive integer or a list of two positive integers"
+        if _is_int(value):
+            items = [value, value]
+        elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
+            items = list(value)
+        else:
+            raise ArgumentError(message)
+        if any(v < 1 for v in items):
+            raise ArgumentError(message)
+        if any(v > self.high for v in items):
+            raise ArgumentError(f"must be at most {self.high}")
+        return [int(v) for v in items]
+
+    def _check_float(self, value):
+        low = -math.inf if self.low is None else self.low
+        high = math.inf if self.high is None else self.high
+        bad = not _is_number(value) or not math.isfinite(float(value))
+        if not bad:
+            v = float(value)
+            bad = v < low or v > high or (self.low_open and v == low) or (self.high_open and v == high)
+        if bad:
+            if self.low is not None and self.high is not None:
+                raise ArgumentError(f"must be a number in {_interval(low, high, self.low_open, self.high_open)}")
+            if self.low is not None:
+                raise ArgumentError("must be a positive number" if self.low_open and low == 0
+                                    else f"must be a number >= {low:g}")
+            raise ArgumentError("must be a number")
+        return float(value)
+
+    def _check_bool(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ArgumentError("must be true or false")
+        return bool(value)
+
+    def _check_choice(self, value):
+        if not isinstance(value, str) or value not in self.choices:
+            options = ", ".join(f'"{c}"' for c in self.choices)
+            raise ArgumentError(f"must be one of {options}" + (" or null" if self.nullable else ""))
+        return value
+
+    def _check_regularizer(self, value):
+        if not isinstance(value, dict):
+            raise ArgumentError('must be null or an object like {"l1": 0.0, "l2": 0.01}')
+        result = {}
+        for key, amount in value.items():
+            if key not in ("l1", "l2"):
+                raise ArgumentError('unknown key (expected "l1" or "l2")', subpath=str(key))
+            if not _is_number(amount) or not math.isfinite(float(amount)) or float(amount) < 0:
+                raise ArgumentError("must be a non-negative number", subpath=key)
+            result[key] = float(amount)
+        return {"l1": result.get("l1", 0.0), "l2": result.get("l2", 0.0)}
+
+    def _check_shape(self, value):
+        message = "must be a list of positive integers (one of them may be -1)"
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_RANK:
+            raise ArgumentError(message + f", with 1 to {MAX_RANK} entries")
+        if not all(_is_int(v) and (v >= 1 or v == -1) for v in value) or list(value).count(-1) > 1:
+            raise ArgumentError(message)
+        if any(v > 2 ** 31 for v in value):
+            raise ArgumentError(f"entries must be at most {2 ** 31}")
+        return [int(v) for v in value]
+
+
+def activation_arg(default=None):
+    return Arg("choice", default, choices=activations.NAMES, nullable=True)
+
+
+def initializer_arg(default):
+    return Arg("choice", default, choices=initializers.NAMES)
+
+
+def _rank_error(layer, expected, input_shape):
+    return ShapeError(f"{type(layer).__name__} expects an input of rank {expected} "
+                      f"(without the batch axis), got shape {list(input_shape)}")
+
+
+class Layer:
+    """Base layer: argument checking, lazy building, weights and shape arithmetic."""
+
+    args = {}
+    has_activation = False
+
+    def __init__(self, name=None, **values):
+        cls = type(self).__name__
+        for key, arg in self.args.items():
+            value = values.get(key, arg.default)
+            if value is REQUIRED:
+                raise TypeError(f"{cls}: missing required argument {key!r}")
+            try:
+                value = arg.check(value)
+            except ArgumentError as error:
+                where = f"{key}.{error.subpath}" if error.subpath else key
+                raise ValueError(f"{cls}: {where} {error.message}. Received: {key}={values.get(key)!r}") from None
+            setattr(self, key, value)
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{cls}: name must be a string. Received: name={name!r}")
+        self.name = name
+        self.built = False
+        self.input_shape = None
+        self.params = {}     # trainable: name -> Parameter
+        self.state = {}      # non-trainable: name -> array (e.g. moving statistics)
+        self.rng = None      # backend random Generator, set by the model for dropout
+
+    # -- configuration
+    def get_config(self):
+        config = {"type": type(self).__name__}
+        for key in self.args:
+            value = getattr(self, key)
+            config[key] = list(value) if isinstance(value, tuple) else value
+        if self.name is not None:
+            config["name"] = self.name
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        values = {k: v for k, v in config.items() if k != "type"}
+        return cls(**values)
+
+    # -- shapes (no batch axis)
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def weight_shapes(self, input_shape):
+        """name -> shape of every weight (trainable first), from the input shape alone."""
+        return {}
+
+    def non_trainable_names(self):
+        return ()
+
+    def count_params(self, input_shape):
+        return sum(math.prod(shape) for shape in self.weight_shapes(input_shape).values())
+
+    def count_flops(self, input_shape):
+        """Multiply-adds x 2 for one sample's forward pass (elementwise work not counted)."""
+        return 0
+
+    # -- weights
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        rng = rng if rng is not None else np.random.default_rng()
+        self.input_shape = tuple(input_shape)
+        frozen = self.non_trainable_names()
+        for key, shape in self.weight_shapes(input_shape).items():
+            value = backend.to_device(self.initial_value(key, shape, rng, dtype))
+            if key in frozen:
+                self.state[key] = value
+            else:
+                self.params[key] = Parameter(value, name=key)
+        self.built = True
+
+    def initial_value(self, key, shape, rng, dtype):
+        return initializers.zeros(shape, rng, dtype)
+
+    def weight_items(self):
+        """(name, array) for trainable then non-trainable weights, in a stable order."""
+        return [(k, p.data) for k, p in self.params.items()] + list(self.state.items())
+
+    def get_weights(self):
+        return [backend.to_host(value) for _, value in self.weight_items()]
+
+    def set_weights(self, values):
+        items = self.weight_items()
+        if len(values) != len(items):
+            raise ValueError(f"{self.describe()}: expected {len(items)} weight arrays, got {len(values)}")
+        for (key, target), value in zip(items, values):
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"{self.describe()}: weight {key!r} has shape {tuple(target.shape)}, "
+                                 f"got {tuple(value.shape)}")
+            target[...] = backend.to_device(value, dtype=target.dtype)
+
+    def regularization_loss(self):
+        return None
+
+    def describe(self):
+        return self.name or type(self).__name__
+
+    # -- calling
+    def __call__(self, x, logits=False):
+        x = as_variable(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        return self.call(x, logits)
+
+    def call(self, x, logits=False):
+        raise NotImplementedError(f"{type(self).__name__}.call")
+
+    def final_activation(self):
+        """The activation applied last by this layer (used to fuse softmax/sigmoid with the loss)."""
+        return getattr(self, "activation", None) or "linear" if self.has_activation else "linear"
+
+
+def _activate(x, name, logits):
+    if logits and name in ("softmax", "sigmoid"):
+        return x
+    return activations.apply(name, x)
+
+
+class _KernelLayer(Layer):
+    """Dense and Conv2D: a kernel, an optional bias and an L1/L2 kernel regularizer."""
+
+    has_activation = True
+
+    def initial_value(self, key, shape, rng, dtype):
+        name = self.kernel_initializer if key == "kernel" else self.bias_initializer
+        return initializers.get(name)(shape, rng, dtype)
+
+    def regularization_loss(self):
+        reg = self.kernel_regularizer
+        if not reg or (reg["l1"] == 0 and reg["l2"] == 0):
+            return None
+        kernel = self.params["kernel"]
+        loss = None
+        if reg["l1"]:
+            loss = F.sum(F.absolute(kernel)) * reg["l1"]
+        if reg["l2"]:
+            term = F.sum(kernel * kernel) * reg["l2"]
+            loss = term if loss is None else loss + term
+        return loss
+
+    def _fused(self, logits):
+        name = activations.canonical(self.activation)
+        if name in F.FUSABLE_ACTIVATIONS and not (logits and name == "sigmoid"):
+            return name, None
+        return "linear", name
+
+
+_KERNEL_ARGS = {
+    "activation": activation_arg(),
+    "use_bias": Arg("bool", True),
+    "kernel_initializer": initializer_arg("glorot_uniform"),
+    "bias_initializer": initializer_arg("zeros"),
+    "kernel_regularizer": Arg("regularizer", None, nullable=True),
+}
+
+
+class Dense(_KernelLayer):
+    args = {"units": Arg("int", low=1, high=MAX_UNITS), **_KERNEL_ARGS}
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, name=None):
+        super().__init__(name, units=units, activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer)
+
+    def _check(self, input_shape):
+        if len(input_shape) < 1:
+            raise _rank_error(self, "1 or more", input_shape)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def weight_shapes(self, input_shape):
+        self._check(input_shape)
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def count_flops(self, input_shape):
+        return 2 * math.prod(input_shape) * self.units
+
+    def call(self, x, logits=False):
+        fused, after = self._fused(logits)
+        b = self.params.get("bias")
+        y = F.linear(x, self.params["kernel"], b, fused)
+        return y if after is None else _activate(y, after, logits)
+
+
+class Conv2D(_KernelLayer):
+    args = {
+        "filters": Arg("int", low=1, high=MAX_UNITS),
+        "kernel_size": Arg("pair", high=MAX_KERNEL),
+        "strides": Arg("pair", 1, high=MAX_KERNEL),
+        "padding": Arg("choice", "valid", choices=("valid", "same")),
+        **_KERNEL_ARGS,
+    }
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 name=None):
+        super().__init__(name, filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
+                         activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return _window_output_shape(self, input_shape, self.kernel_size, self.strides, self.padding,
+                                    "kernel_size", self.filters)
+
+    def weight_shapes(self, input_shape):
+        self.compute_output_shape(input_shape)
+        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def count_flops(self, input_shape):
+        oh, ow, f = self.compute_output_shape(input_shape)
+        return 2 * oh * ow * f * self.kernel_size[0] * self.kernel_size[1] * input_shape[-1]
+
+    def call(self, x, logits=False):
+        fused, after = self._fused(logits)
+        y = F.conv2d(x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding, fused)
+        return y if after is None else _activate(y, after, logits)
+
+
+def _window_output_shape(layer, input_shape, window, strides, padding, window_name, channels=None):
+    if len(input_shape) != 3:
+        raise _rank_error(layer, "3 (height, width, channels)", input_shape)
+    h, w, c = input_shape
+    oh = F.conv_output_length(h, window[0], strides[0], padding)
+    ow = F.conv_output_length(w, window[1], strides[1], padding)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"{type(layer).__name__}: {window_name} {list(window)} is larger than the input "
+                         f"({h} x {w}) with padding \"valid\"")
+    return (oh, ow, c if channels is None else channels)
+
+
+class _Pooling2D(Layer):
+    args = {
+        "pool_size": Arg("pair", 2, high=MAX_KERNEL),
+        "strides": Arg("pair", None, high=MAX_KERNEL, nullable=True),
+        "padding": Arg("choice", "valid", choices=("valid", "same")),
+    }
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name, pool_size=pool_size, strides=strides, padding=padding)
+
+    def compute_output_shape(self, input_shape):
+        return _window_output_shape(self, input_shape, self.pool_size, self.strides or self.pool_size,
+                                    self.padding, "pool_size")
+
+
+class MaxPooling2D(_Pooling2D):
+    def call(self, x, logits=False):
+        return F.max_pool2d(x, self.pool_size, self.strides, self.padding)
+
+
+class AveragePooling2D(_Pooling2D):
+    def call(self, x, logits=False):
+        return F.avg_pool2d(x, self.pool_size, self.strides, self.padding)
+
+
+class GlobalAveragePooling2D(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise _rank_error(self, "3 (height, width, channels)", input_shape)
+        return (input_shape[-1],)
+
+    def call(self, x, logits=False):
+        return F.global_avg_pool2d(x)
+
+
+class Flatten(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def call(self, x, logits=False):
+        return F.reshape(x, (x.shape[0], -1))
+
+
+class Reshape(Layer):
+    args = {"target_shape": Arg("shape")}
+
+    def __init__(self, target_shape, name=None):
+        super().__init__(name, target_shape=target_shape)
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape)
+        target = list(self.target_shape)
+        known = math.prod(v for v in target if v != -1)
+        if -1 in target:
+            if known == 0 or size % known:
+                raise ShapeError(f"Reshape: cannot reshape {list(input_shape)} ({size} values) "
+                                 f"to {self.target_shape}")
+            target[target.index(-1)] = size // known
+        elif known != size:
+            raise ShapeError(f"Reshape: cannot reshape {list(input_shape)} ({size} values) "
+                             f"to {self.target_shape} ({known} values)")
+        return tuple(target)
+
+    def call(self, x, logits=False):
+        return F.reshape(x, (x.shape[0],) + self.compute_output_shape(x.shape[1:]))
+
+
+class Dropout(Layer):
+    args = {"rate": Arg("float", low=0.0, high=1.0, high_open=True)}
+
+    def __init__(self, rate, name=None):
+        super().__init__(name, rate=rate)
+
+    def call(self, x, logits=False):
+        if not Config.train or self.rate == 0.0:
+            return x
+        if self.rng is None:
+            self.rng = backend.random_generator(None)
+        return F.dropout(x, self.rate, self.rng)
+
+
+class Activation(Layer):
+    has_activation = True
+    args = {"activation": activation_arg(REQUIRED)}
+
+    def __init__(self, activation, name=None):
+        super().__init__(name, activation=activation)
+
+    def call(self, x, logits=False):
+        return _activate(x, activations.canonical(self.activation), logits)
+
+
+class BatchNormalization(Layer):
+    """Normalises over the last axis with batch statistics when training, moving ones otherwise."""
+
+    args = {
+        "momentum": Arg("float", 0.99, low=0.0, high=1.0),
+        "epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0),
+    }
+
+    def __init__(self, momentum=0.99, epsilon=0.001, name=None):
+        super().__init__(name, momentum=momentum, epsilon=epsilon)
+
+    def weight_shapes(self, input_shape):
+        c = (input_shape[-1],)
+        return {"gamma": c, "beta": c, "moving_mean": c, "moving_variance": c}
+
+    def non_trainable_names(self):
+        return ("moving_mean", "moving_variance")
+
+    def initial_value(self, key, shape, rng, dtype):
+        one = key in ("gamma", "moving_variance")
+        return (initializers.ones if one else initializers.zeros)(shape, rng, dtype)
+
+    def call(self, x, logits=False):
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if Config.train:
+            func = F.BatchNorm(self.epsilon)
+            y = func(x, gamma, beta)
+            m = self.momentum
+            mean, var = self.state["moving_mean"], self.state["moving_variance"]
+            mean *= m
+            mean += (1.0 - m) * func.mean
+            var *= m
+            var += (1.0 - m) * func.var
+            return y
+        return F.fixed_batch_norm(x, gamma, beta, self.state["moving_mean"],
+                                  self.state["moving_variance"], self.epsilon)
+
+
+class LayerNormalization(Layer):
+    args = {"epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0)}
+
+    def __init__(self, epsilon=0.001, name=None):
+        super().__init__(name, epsilon=epsilon)
+
+    def weight_shapes(self, input_shape):
+        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
+
+    def initial_value(self, key, shape, rng, dtype):
+        return (initializers.ones if key == "gamma" else initializers.zeros)(shape, rng, dtype)
+
+    def call(self, x, logits=False):
+        return F.layer_norm(x, self.params["gamma"], self.params["beta"], self.epsilon)
+
+
+class Embedding(Layer):
+    """Integer indices (N, T) -> vectors (N, T, output_dim)."""
+
+    args = {
+        "input_dim": Arg("int", low=1, high=10_000_000),
+        "output_dim": Arg("int", low=1, high=MAX_UNITS),
+    }
+
+    def __init__(self, input_dim, output_dim, name=None):
+        super().__init__(name, input_dim=input_dim, output_dim=output_dim)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def weight_shapes(self, input_shape):
+        return {"embeddings": (self.input_dim, self.output_dim)}
+
+    def initial_value(self, key, shape, rng, dtype):
+        return initializers.random_uniform(shape, rng, dtype)
+
+    def call(self, x, logits=False):
+        xp = backend.get_array_module(x.data)
+        indices = x.data.astype(np.int64, copy=False)
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= self.input_dim):
+            raise ValueError(f"Embedding: indices must be in [0, {self.input_dim}), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        del xp
+        return F.embedding(indices, self.params["embeddings"])
+
+
+class _RNN(Layer):
+    gates = 1
+
+    def _check(self, input_shape):
+        if len(input_shape) != 2:
+            raise _rank_error(self, "2 (timesteps, features)", input_shape)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        if self.return_sequences:
+            return (input_shape[0], self.units)
+        return (self.units,)
+
+    def weight_shapes(self, input_shape):
+        self._check(input_shape)
+        k = self.gates * self.units
+        return {"kernel": (input_shape[-1], k), "recurrent_kernel": (self.units, k), "bias": self._bias_shape()}
+
+    def _bias_shape(self):
+        return (self.gates * self.units,)
+
+    def count_flops(self, input_shape):
+        self._check(input_shape)
+        t, f = input_shape
+        return 2 * t * (f + self.units) * self.gates * self.units
+
+    def initial_value(self, key, shape, rng, dtype):
+        if key == "kernel":
+            return initializers.glorot_uniform(shape, rng, dtype)
+        if key == "recurrent_kernel":
+            return initializers.orthogonal(shape, rng, dtype)
+        return initializers.zeros(shape, rng, dtype)
+
+    def _weights(self):
+        return self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
+
+
+class SimpleRNN(_RNN):
+    args = {
+        "units": Arg("int", low=1, high=MAX_UNITS),
+        "activation": Arg("choice", "tanh", choices=("tanh", "relu", "sigmoid", "linear"), nullable=True),
+        "return_sequences": Arg("bool", False),
+    }
+
+    def __init__(self, units, activation="tanh", return_sequences=False, name=None):
+        super().__init__(name, units=units, activation=activation, return_sequences=return_sequences)
+
+    def call(self, x, logits=False):
+        return F.simple_rnn(x, *self._weights(), activations.canonical(self.activation), self.return_sequences)
+
+
+class LSTM(_RNN):
+    gates = 4
+    args = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
+
+    def __init__(self, units, return_sequences=False, name=None):
+        super().__init__(name, units=units, return_sequences=return_sequences)
+
+    def initial_value(self, key, shape, rng, dtype):
+        value = super().initial_value(key, shape, rng, dtype)
+        if key == "bias":  # Keras unit_forget_bias=True
+            value[self.units:2 * self.units] = 1.0
+        return value
+
+    def call(self, x, logits=False):
+        return F.lstm(x, *self._weights(), self.return_sequences)
+
+
+class GRU(_RNN):
+    gates = 3
+    args = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
+
+    def __init__(self, units, return_sequences=False, name=None):
+        super().__init__(name, units=units, return_sequences=return_sequences)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units)
+
+    def call(self, x, logits=False):
+        return F.gru(x, *self._weights(), self.return_sequences)
+
+
+LAYERS = {cls.__name__: cls for cls in (
+    Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape, Dropout,
+    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation)}
+ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
+           "GlobalAvgPool2D": "GlobalAveragePooling2D"}
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+
+def get(name):
+    """The layer class for a type name (Keras spelling; a few Keras aliases accepted)."""
+    return LAYERS.get(ALIASES.get(name, name)) if isinstance(name, str) else None
+
+
+def from_config(config):
+    cls = get(config.get("type"))
+    if cls is None:
+        raise ValueError(f"Unknown layer type: {config.get('type')!r}")
+    return cls.from_config(config)

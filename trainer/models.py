@@ -1,0 +1,448 @@
+"""The Sequential model: build, compile, fit, evaluate, predict, save and resume."""
+import math
+import time
+
+import numpy as np
+
+from trainer import backend, io, losses, optimizers
+from trainer import callbacks as callbacks_module
+from trainer import layers as layers_module
+from trainer.core import Config, TrainingError, Variable, no_grad, test_mode, using_config
+
+BUILTIN_METRICS = ("accuracy", "mae", "mse", "rmse")
+METRIC_ALIASES = {"acc": "accuracy", "mean_absolute_error": "mae", "mean_squared_error": "mse"}
+
+
+class Sequential:
+    """A linear stack of layers (Keras ``Sequential``)."""
+
+    def __init__(self, layers=None, input_shape=None, seed=None, name=None):
+        self.layers = []
+        self.name = name
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.seed = seed
+        self.built = False
+        self.loss = None
+        self.optimizer = None
+        self.metrics = []
+        self.stop_training = False
+        self.fit_config = None
+        self._seed = seed          # seed of the current training (shuffles, dropout)
+        self._resumed_seed = False
+        for layer in layers or ():
+            self.add(layer)
+        if self.input_shape is not None:
+            self.build(self.input_shape)
+
+    # ------------------------------------------------------------------ structure
+    def add(self, layer):
+        if not isinstance(layer, layers_module.Layer):
+            raise TypeError(f"Sequential.add: expected a Layer, got {type(layer).__name__}")
+        self.layers.append(layer)
+        self.built = False
+        return self
+
+    def build(self, input_shape, seed=None):
+        """Create every layer's weights for samples of ``input_shape`` (no batch axis)."""
+        seed = self.seed if seed is None else seed
+        rng = np.random.default_rng(seed)
+        shape = tuple(int(d) for d in input_shape)
+        self.input_shape = shape
+        for layer in self.layers:
+            out = layer.compute_output_shape(shape)
+            layer.build(shape, rng)
+            shape = out
+        self.output_shape = shape
+        self.built = True
+        if self.optimizer is not None:
+            self.optimizer.build(self.trainable_weights)
+        return self
+
+    @property
+    def trainable_weights(self):
+        return [p for layer in self.layers for p in layer.params.values()]
+
+    def count_params(self):
+        return sum(int(value.size) for layer in self.layers for _, value in layer.weight_items())
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        for layer in self.layers:
+            n = len(layer.weight_items())
+            layer.set_weights(weights[:n])
+            weights = weights[n:]
+        if weights:
+            raise ValueError(f"set_weights: {len(weights)} more arrays than the model has weights")
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, loss="mse", optimizer="rmsprop", metrics=None):
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.metrics = []
+        for name in metrics or ():
+            if not isinstance(name, str):
+                raise ValueError(f"compile: metrics must be names, got {name!r}")
+            self.metrics.append(METRIC_ALIASES.get(name, name))
+        if self.built:
+            self.optimizer.build(self.trainable_weights)
+        return self
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"You must call compile() before {what}.")
+
+    @property
+    def _fused(self):
+        """True when the last activation is folded into the loss (softmax/sigmoid + cross-entropy)."""
+        wanted = self.loss.fusable_activation
+        return (wanted is not None and not self.loss.from_logits and bool(self.layers)
+                and self.layers[-1].final_activation() == wanted)
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, x, logits=False):
+        h = x if isinstance(x, Variable) else Variable(x, requires_grad=False)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer(h, logits and i == last)
+        return h
+
+    def _regularization(self):
+        total = None
+        for layer in self.layers:
+            term = layer.regularization_loss()
+            if term is not None:
+                total = term if total is None else total + term
+        return total
+
+    def _train_step(self, xb, yb, fused):
+        out = self(Variable(xb, requires_grad=False), logits=fused)
+        loss = self.loss(yb, out, logits=True if fused else None)
+        reg = self._regularization()
+        if reg is not None:
+            loss = loss + reg
+        loss.backward()
+        lr = self.optimizer.step()
+        return loss.data, out.data, lr
+
+    # ------------------------------------------------------------------ data preparation
+    def _prepare_x(self, x):
+        x = np.asarray(x) if not hasattr(x, "shape") else x
+        if self.layers and isinstance(self.layers[0], layers_module.Embedding):
+            return x.astype(np.int64, copy=False)
+        return x.astype(np.float32, copy=False)
+
+    def _prepare_y(self, y):
+        y = np.asarray(y) if not hasattr(y, "shape") else y
+        out = getattr(self, "output_shape", None)
+        if self.loss.sparse_labels:
+            if y.ndim > 1 and y.shape[-1] != 1:
+                raise ValueError(f"{self.loss.name} expects integer labels of shape (N,), got shape "
+                                 f"{tuple(y.shape)}; use categorical_crossentropy for one-hot labels.")
+            labels = y.reshape(-1)
+            if labels.dtype.kind == "f":
+                if labels.size and not np.all(labels == np.round(labels)):
+                    raise ValueError(f"{self.loss.name} expects integer class labels.")
+            labels = labels.astype(np.int64)
+            classes = out[-1] if out else None
+            if labels.size and classes and (labels.min() < 0 or labels.max() >= classes):
+                raise ValueError(f"{self.loss.name}: labels must be in [0, {classes}) for an output of "
+                                 f"{classes} classes, got values in [{labels.min()}, {labels.max()}]")
+            return labels
+        y = y.astype(np.float32, copy=False)
+        if out is not None:
+            if y.ndim == 1 and tuple(out) == (1,):
+                y = y.reshape(-1, 1)
+            if tuple(y.shape[1:]) != tuple(out):
+                hint = ""
+                if self.loss.name == "categorical_crossentropy" and y.ndim == 1:
+                    hint = " Use sparse_categorical_crossentropy for integer labels."
+                raise ValueError(f"{self.loss.name}: labels of shape {tuple(y.shape)} do not match the "
+                                 f"model output (N, {', '.join(map(str, out))}).{hint}")
+        return y
+
+    def _check_input(self, x):
+        if self.built and tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"Input of shape {tuple(x.shape)} does not match the model's input shape "
+                             f"(N, {', '.join(map(str, self.input_shape))}).")
+
+    # ------------------------------------------------------------------ metrics
+    def _accuracy_kind(self):
+        if self.loss.sparse_labels:
+            return "sparse"
+        if self.loss.name == "binary_crossentropy" or tuple(self.output_shape[-1:]) == (1,):
+            return "binary"
+        return "categorical"
+
+    def _batch_sums(self, y_true, y_pred, logits):
+        """Per-metric (sum, count) for one batch, kept on the device (read once per epoch)."""
+        xp = backend.get_array_module(y_pred)
+        sums = {}
+        probabilities = None
+        for name in self.metrics:
+            if name == "accuracy":
+                kind = self._accuracy_kind()
+                if kind == "sparse":
+                    hits = y_pred.reshape(-1, y_pred.shape[-1]).argmax(axis=1) == y_true
+                elif kind == "categorical":
+                    hits = y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
+                else:
+                    threshold = 0.0 if logits else 0.5
+                    hits = (y_pred > threshold) == (y_true > 0.5)
+                sums[name] = (hits.sum(), hits.size)
+            elif name in ("mae", "mse", "rmse"):
+                if self.loss.sparse_labels:
+                    continue  # errors against class indices mean nothing
+                if probabilities is None:
+                    probabilities = self._activate_logits(y_pred) if logits else y_pred
+                diff = probabilities - y_true.reshape(probabilities.shape)
+                value = abs(diff).sum() if name == "mae" else (diff * diff).sum()
+                sums[name] = (value, diff.size)
+        del xp
+        return sums
+
+    def _activate_logits(self, y):
+        xp = backend.get_array_module(y)
+        if self.loss.fusable_activation == "sigmoid":
+            return 1.0 / (1.0 + xp.exp(-y))
+        e = xp.exp(y - y.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def _finish(totals):
+        logs = {}
+        for name, (value, count) in totals.items():
+            mean = float(value) / max(count, 1)
+            logs[name] = math.sqrt(mean) if name == "rmse" else mean
+        return logs
+
+    @staticmethod
+    def _add(totals, sums, weight=1):
+        for name, (value, count) in sums.items():
+            old = totals.get(name)
+            totals[name] = (value * weight, count * weight) if old is None else \
+                (old[0] + value * weight, old[1] + count * weight)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
+            seed=None, callbacks=None, verbose=0, initial_epoch=0):
+        """Train; returns a History whose ``history`` maps log names to per-epoch lists."""
+        self._require_compiled("fit()")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"fit: batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
+        x = self._prepare_x(x)
+        if not self.built:
+            self.build(x.shape[1:], seed=seed)
+        self._check_input(x)
+        y = self._prepare_y(y)
+        if len(x) != len(y):
+            raise ValueError(f"fit: x has {len(x)} samples but y has {len(y)}")
+        if validation_data is None and validation_split > 0:
+            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            validation_data = (x[split_at:], y[split_at:])
+            x, y = x[:split_at], y[:split_at]
+        if validation_data is not None:
+            xv, yv = self._prepare_x(validation_data[0]), self._prepare_y(validation_data[1])
+            self._check_input(xv)
+            validation_data = (backend.to_device(xv), backend.to_device(yv), xv, yv)
+        if len(x) == 0:
+            raise ValueError("fit: no training samples (check validation_split)")
+        if self.optimizer.params != self.trainable_weights:
+            self.optimizer.build(self.trainable_weights)
+
+        if seed is not None:
+            self._seed = seed
+        elif not self._resumed_seed or self._seed is None:
+            self._seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._resumed_seed = False
+        self.fit_config = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
+                           "shuffle": shuffle, "seed": seed}
+
+        history = callbacks_module.History()
+        cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
+        batch_logs = cbs.wants_batch_logs
+        x_dev, y_dev = backend.to_device(x), backend.to_device(y)
+        n = len(x)
+        fused = self._fused
+        self.stop_training = False
+        self.history = history
+        cbs.on_train_begin({})
+        with using_config("train", True):
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch, {})
+                logs = self._fit_epoch(epoch, x_dev, y_dev, n, batch_size, shuffle, fused, cbs, batch_logs)
+                if validation_data is not None:
+                    with test_mode():
+                        val = self._evaluate_arrays(validation_data[0], validation_data[1], max(batch_size, 256))
+                        val.update(self._extra_metrics(validation_data[2], validation_data[3]))
+                    logs.update({"val_" + k: v for k, v in val.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        cbs.on_train_end({})
+        return history
+
+    def _fit_epoch(self, epoch, x, y, n, batch_size, shuffle, fused, cbs, batch_logs):
+        start = time.perf_counter()
+        xp = backend.get_array_module(x)
+        order = np.random.default_rng([self._seed, epoch]).permutation(n) if shuffle else None
+        if order is not None:
+            order = backend.to_device(order)
+        dropout_rng = backend.random_generator([self._seed, epoch, 1])
+        for layer in self.layers:
+            layer.rng = dropout_rng
+        loss_total = xp.zeros((), dtype=np.float64)
+        totals = {}
+        lr = self.optimizer.current_learning_rate()
+        seen = 0
+        for batch, begin in enumerate(range(0, n, batch_size)):
+            if order is None:
+                xb, yb = x[begin:begin + batch_size], y[begin:begin + batch_size]
+            else:
+                idx = order[begin:begin + batch_size]
+                xb, yb = x[idx], y[idx]
+            loss, out, lr = self._train_step(xb, yb, fused)
+            size = len(xb)
+            seen += size
+            loss_total += loss * size
+            if self.metrics:
+                self._add(totals, self._batch_sums(yb, out, fused), 1)
+            if batch_logs:
+                cbs.on_batch_end(batch, {"batch": batch, "size": size, "loss": float(loss)})
+            if self.stop_training:
+                break
+        logs = {"loss": float(loss_total) / max(seen, 1)}
+        logs.update(self._finish(totals))
+        elapsed = time.perf_counter() - start
+        logs["learning_rate"] = lr
+        logs["epoch_time"] = elapsed
+        logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
+        return logs
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _evaluate_arrays(self, x, y, batch_size):
+        xp = backend.get_array_module(x)
+        fused = self._fused
+        loss_total = xp.zeros((), dtype=np.float64)
+        totals = {}
+        with no_grad():
+            for begin in range(0, len(x), batch_size):
+                xb, yb = x[begin:begin + batch_size], y[begin:begin + batch_size]
+                out = self(xb, logits=fused)
+                loss = self.loss(yb, out, logits=True if fused else None).data
+                loss_total += loss * len(xb)
+                if self.metrics:
+                    self._add(totals, self._batch_sums(yb, out.data, fused), 1)
+            reg = self._regularization()
+        logs = {"loss": float(loss_total) / max(len(x), 1) + (float(reg.data) if reg is not None else 0.0)}
+        logs.update(self._finish(totals))
+        return logs
+
+    def _extra_metrics(self, x, y):
+        """Metrics beyond the built-in ones, computed on the host by trainer.metrics if present."""
+        extra = [m for m in self.metrics if m not in BUILTIN_METRICS]
+        if not extra:
+            return {}
+        try:
+            from trainer import metrics as host_metrics  # noqa: PLC0415 - optional module
+        except ImportError:
+            return {}
+        y_pred = self.predict(x)
+        return {name: float(host_metrics.compute(name, y, y_pred, loss=self.loss.name)) for name in extra}
+
+    def evaluate(self, x, y, batch_size=256, verbose=0):
+        """{"loss": ..., <metric>: ...} over (x, y) in inference mode."""
+        self._require_compiled("evaluate()")
+        x = self._prepare_x(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        self._check_input(x)
+        y = self._prepare_y(y)
+        with test_mode():
+            logs = self._evaluate_arrays(backend.to_device(x), backend.to_device(y), batch_size)
+            logs.update(self._extra_metrics(x, y))
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        return logs
+
+    def predict(self, x, batch_size=256, verbose=0):
+        """Outputs for ``x`` as a host NumPy array (inference mode, no graph)."""
+        x = self._prepare_x(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        self._check_input(x)
+        outputs = []
+        with no_grad(), test_mode():
+            for begin in range(0, len(x), batch_size):
+                xb = backend.to_device(x[begin:begin + batch_size])
+                outputs.append(backend.to_host(self(xb).data))
+        if not outputs:
+            return np.zeros((0, *self.output_shape), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    # ------------------------------------------------------------------ description
+    def summary(self, print_fn=None):
+        """A text table of layers, output shapes and parameter counts (printed with ``print_fn``)."""
+        if not self.built:
+            raise ValueError("summary(): the model is not built yet; call build(input_shape) or fit() first.")
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shape = self.input_shape
+        for i, layer in enumerate(self.layers):
+            params = layer.count_params(shape)
+            shape = layer.compute_output_shape(shape)
+            label = f"{layer.name or type(layer).__name__.lower() + '_' + str(i)} ({type(layer).__name__})"
+            rows.append((label, str((None, *shape)), f"{params:,}"))
+        widths = [max(len(r[c]) for r in rows) + 2 for c in range(3)]
+        line = "-" * sum(widths)
+        text = [f'Model: "{self.name or "sequential"}"', line]
+        for j, row in enumerate(rows):
+            text.append("".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            if j == 0:
+                text.append("=" * sum(widths))
+        trainable = sum(int(p.data.size) for p in self.trainable_weights)
+        total = self.count_params()
+        text += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {total - trainable:,}"]
+        result = "\n".join(text)
+        if print_fn is not None:
+            print_fn(result)
+        return result
+
+    # ------------------------------------------------------------------ specs and files
+    def to_spec(self):
+        """The JSON-serialisable spec of this model (see trainer.spec)."""
+        spec = {}
+        if self.input_shape is not None:
+            spec["input_shape"] = list(self.input_shape)
+        spec["layers"] = [layer.get_config() for layer in self.layers]
+        if self.loss is not None:
+            spec["compile"] = {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(),
+                               "metrics": list(self.metrics)}
+        if self.fit_config is not None:
+            spec["fit"] = dict(self.fit_config)
+        return spec
+
+    @classmethod
+    def from_spec(cls, spec):
+        """Build (and compile, when the spec says how) a model from a spec; validates first."""
+        from trainer import spec as spec_module  # noqa: PLC0415 - spec imports this module
+        return spec_module.build_model(spec)
+
+    def save_weights(self, path):
+        io.save_weights(self, path)
+
+    def load_weights(self, path):
+        io.load_weights(self, path)
+
+    def save_checkpoint(self, path, epoch):
+        io.save_checkpoint(self, path, epoch)
+
+    def load_checkpoint(self, path):
+        return io.load_checkpoint(self, path)
+
+
+__all__ = ["Sequential", "TrainingError", "Config"]

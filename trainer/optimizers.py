@@ -1,0 +1,281 @@
+"""Optimizers with Keras names, defaults and update rules.
+
+On ``build`` the parameters are packed into one flat buffer (each Parameter's ``data`` becomes
+a view into it), so an update is a handful of in-place vectorised operations over all
+weights at once, whatever the number of layers. Weight decay is decoupled (Keras 3 / AdamW).
+"""
+import math
+
+import numpy as np
+
+from trainer import backend, schedules
+from trainer.layers import REQUIRED, Arg
+
+
+class Optimizer:
+    type = ""
+    slot_names = ()
+    args = {}
+    common_args = {
+        "learning_rate": Arg("float", 0.001, low=0.0, low_open=True, high=10.0),
+        "weight_decay": Arg("float", None, low=0.0, high=1.0, nullable=True),
+        "clipnorm": Arg("float", None, low=0.0, low_open=True, nullable=True),
+        "clipvalue": Arg("float", None, low=0.0, low_open=True, nullable=True),
+        "global_clipnorm": Arg("float", None, low=0.0, low_open=True, nullable=True),
+    }
+
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, **values):
+        cls = type(self).__name__
+        self.learning_rate = schedules.get(learning_rate)
+        if not isinstance(self.learning_rate, schedules.LearningRateSchedule):
+            self.learning_rate = self._checked(cls, "learning_rate", self.common_args["learning_rate"], learning_rate)
+        common = {"weight_decay": weight_decay, "clipnorm": clipnorm, "clipvalue": clipvalue,
+                  "global_clipnorm": global_clipnorm}
+        for key, value in common.items():
+            setattr(self, key, self._checked(cls, key, self.common_args[key], value))
+        for key, arg in self.args.items():
+            setattr(self, key, self._checked(cls, key, arg, values.pop(key, arg.default)))
+        if values:
+            raise TypeError(f"{cls}: unexpected argument(s) {', '.join(sorted(values))}")
+        self.iterations = 0
+        self.params = []
+        self.flat = None
+
+    @staticmethod
+    def _checked(cls, key, arg, value):
+        if value is REQUIRED:
+            raise TypeError(f"{cls}: missing required argument {key!r}")
+        try:
+            return arg.check(value)
+        except ValueError as error:
+            raise ValueError(f"{cls}: {key} {error}. Received: {key}={value!r}") from None
+
+    # -- configuration
+    def get_config(self):
+        lr = self.learning_rate
+        config = {"type": self.type,
+                  "learning_rate": lr.get_config() if hasattr(lr, "get_config") else lr}
+        for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        for key in self.args:
+            config[key] = getattr(self, key)
+        return config
+
+    def current_learning_rate(self):
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if callable(lr) else float(lr)
+
+    # -- state
+    def build(self, params):
+        """Pack ``params`` into one flat buffer and allocate the optimizer slots."""
+        params = list(params)
+        xp = backend.get_array_module(params[0].data) if params else np
+        dtype = params[0].data.dtype if params else np.float32
+        sizes = [p.data.size for p in params]
+        total = sum(sizes)
+        flat = xp.empty(total, dtype=dtype)
+        offset = 0
+        for p, size in zip(params, sizes):
+            view = flat[offset:offset + size].reshape(p.data.shape)
+            view[...] = p.data
+            p.data = view
+            offset += size
+        self.params = params
+        self.flat = flat
+        self.grad = xp.zeros(total, dtype=dtype)
+        self.sizes = sizes
+        self.offsets = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+        self.scratch = xp.empty(total, dtype=dtype)
+        self.slots = {name: self.initial_slot(name, flat) for name in self.slot_names}
+        self.iterations = 0
+
+    def initial_slot(self, name, flat):
+        return backend.get_array_module(flat).zeros_like(flat)
+
+    def get_state(self):
+        """Slots (host arrays) and the step counter, for checkpoints."""
+        state = {name: backend.to_host(value) for name, value in self.slots.items()}
+        state["iterations"] = np.asarray(self.iterations, dtype=np.int64)
+        return state
+
+    def set_state(self, state):
+        for name in self.slots:
+            value = state[name]
+            if value.shape != self.slots[name].shape:
+                raise ValueError(f"{type(self).__name__}: slot {name!r} has {self.slots[name].size} values, "
+                                 f"the checkpoint has {value.size}")
+            self.slots[name][...] = backend.to_device(value, dtype=self.slots[name].dtype)
+        self.iterations = int(state["iterations"])
+
+    # -- the update
+    def step(self):
+        """Apply one update from the parameters' ``grad`` (then cleared)."""
+        xp = backend.get_array_module(self.flat)
+        g = self.grad
+        for p, offset, size in zip(self.params, self.offsets, self.sizes):
+            if p.grad is None:
+                g[offset:offset + size] = 0
+            else:
+                g[offset:offset + size] = p.grad.reshape(-1)
+                p.grad = None
+        self._clip(g, xp)
+        lr = self.current_learning_rate()
+        if self.weight_decay:
+            self.flat *= 1.0 - lr * self.weight_decay
+        self.iterations += 1
+        self.update(self.flat, g, lr, xp)
+        return lr
+
+    def _clip(self, g, xp):
+        if self.clipvalue is not None:
+            xp.clip(g, -self.clipvalue, self.clipvalue, out=g)
+        if self.clipnorm is not None and len(self.sizes):
+            squares = xp.add.reduceat(g * g, xp.asarray(self.offsets)) if xp is np else \
+                xp.stack([(g[o:o + s] ** 2).sum() for o, s in zip(self.offsets, self.sizes)])
+            norms = xp.sqrt(squares)
+            scale = xp.minimum(1.0, self.clipnorm / xp.maximum(norms, 1e-12)).astype(g.dtype)
+            g *= xp.repeat(scale, xp.asarray(self.sizes))
+        if self.global_clipnorm is not None:
+            norm = float(xp.sqrt((g * g).sum()))
+            if norm > self.global_clipnorm:
+                g *= self.global_clipnorm / norm
+
+    def update(self, w, g, lr, xp):
+        raise NotImplementedError(f"{type(self).__name__}.update")
+
+
+class SGD(Optimizer):
+    type = "sgd"
+    args = {"momentum": Arg("float", 0.0, low=0.0, high=1.0), "nesterov": Arg("bool", False)}
+    slot_names = ("momentum",)
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
+
+    def update(self, w, g, lr, xp):
+        if not self.momentum:
+            g *= lr
+            w -= g
+            return
+        v = self.slots["momentum"]
+        # v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g)
+        v *= self.momentum
+        g *= lr
+        v -= g
+        if self.nesterov:
+            xp.multiply(v, self.momentum, out=self.scratch)
+            self.scratch -= g
+            w += self.scratch
+        else:
+            w += v
+
+
+class Adam(Optimizer):
+    type = "adam"
+    args = {"beta_1": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
+            "beta_2": Arg("float", 0.999, low=0.0, high=1.0, high_open=True),
+            "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
+
+    def update(self, w, g, lr, xp):
+        m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
+        b1, b2, t = self.beta_1, self.beta_2, self.iterations
+        alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        m *= b1
+        xp.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        g *= g
+        g *= 1.0 - b2
+        v += g
+        xp.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        xp.divide(m, tmp, out=tmp)
+        tmp *= alpha
+        w -= tmp
+
+
+class AdamW(Adam):
+    type = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    type = "rmsprop"
+    args = {"rho": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
+            "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, rho=rho, epsilon=epsilon, **kwargs)
+
+    def update(self, w, g, lr, xp):
+        v, tmp = self.slots["velocity"], self.scratch
+        v *= self.rho
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.rho
+        v += tmp
+        xp.add(v, self.epsilon, out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        xp.divide(g, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp
+
+
+class Adagrad(Optimizer):
+    type = "adagrad"
+    args = {"initial_accumulator_value": Arg("float", 0.1, low=0.0, high=1e6),
+            "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, initial_accumulator_value=initial_accumulator_value,
+                         epsilon=epsilon, **kwargs)
+
+    def initial_slot(self, name, flat):
+        return backend.get_array_module(flat).full_like(flat, self.initial_accumulator_value)
+
+    def update(self, w, g, lr, xp):
+        acc, tmp = self.slots["accumulator"], self.scratch
+        xp.multiply(g, g, out=tmp)
+        acc += tmp
+        xp.add(acc, self.epsilon, out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        xp.divide(g, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp
+
+
+OPTIMIZERS = {cls.type: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+NAMES = tuple(OPTIMIZERS)
+
+
+def option_names(kind):
+    return ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm") + \
+        tuple(OPTIMIZERS[kind].args)
+
+
+def get(identifier):
+    """An Optimizer from a name ("adam"), a dict {"type": "adam", ...} or an Optimizer."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        kind, options = identifier.lower(), {}
+    elif isinstance(identifier, dict):
+        kind = identifier.get("type")
+        kind = kind.lower() if isinstance(kind, str) else kind
+        options = {k: v for k, v in identifier.items() if k != "type"}
+    else:
+        kind, options = None, {}
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer: {identifier!r}. Expected one of {', '.join(NAMES)}.")
+    return OPTIMIZERS[kind](**options)
