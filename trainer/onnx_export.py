@@ -1,0 +1,351 @@
+"""Export a trained Sequential model to ONNX, for serving it outside Cupola.
+
+    export_onnx(model, "model.onnx", input_shape=(28, 28, 1))
+
+The graph takes one float32 input "input" shaped (batch, *input_shape), channels last as the
+engine, and returns "output" exactly as `model.predict` does (softmax/sigmoid included), for
+inference: Dropout is left out and BatchNormalization uses its moving statistics.
+Convolutions and pooling run in ONNX's channels-first layout inside the graph; the exporter
+transposes at the boundaries, so callers never see it.
+
+Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization, Embedding,
+SimpleRNN, LSTM, GRU; activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
+
+`onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
+dependencies imported only when these functions are called.
+"""
+
+import math
+
+import numpy as np
+
+from trainer import backend
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-5
+
+__all__ = ["export_onnx", "to_onnx_model", "verify_onnx", "OPSET"]
+
+
+class OnnxExportError(ValueError):
+    """The model holds a layer or setting the exporter cannot express."""
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'cupola[onnx]' (or pip install onnx)") from None
+    return onnx
+
+
+def _weights(layer):
+    return {key: backend.to_host(value).astype(np.float32) for key, value in layer.weight_items()}
+
+
+class _GraphBuilder:
+    """Accumulates nodes and initializers; tracks whether the current tensor is channels first."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.nodes, self.initializers = [], []
+        self.counter = 0
+        self.channels_first = False  # only ever True for 4-D tensors between conv/pool layers
+
+    def name(self, hint):
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def constant(self, hint, array):
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, op, inputs, hint=None, **attributes):
+        output = self.name(hint or op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=self.name(op), **attributes))
+        return output
+
+    def to_channels_first(self, x, rank):
+        if rank == 4 and not self.channels_first:
+            self.channels_first = True
+            return self.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+        return x
+
+    def to_channels_last(self, x, rank):
+        if rank == 4 and self.channels_first:
+            self.channels_first = False
+            return self.node("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])
+        return x
+
+
+def _activation(graph, x, name, rank):
+    if name in (None, "linear"):
+        return x
+    if name == "relu":
+        return graph.node("Relu", [x])
+    if name == "sigmoid":
+        return graph.node("Sigmoid", [x])
+    if name == "tanh":
+        return graph.node("Tanh", [x])
+    if name == "softmax":
+        axis = 1 if (rank == 4 and graph.channels_first) else -1
+        return graph.node("Softmax", [x], axis=axis)
+    if name == "leaky_relu":
+        return graph.node("LeakyRelu", [x], alpha=0.2)  # the engine's and Keras' default slope
+    if name == "elu":
+        return graph.node("Elu", [x], alpha=1.0)
+    if name == "gelu":  # exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)); the Gelu op needs opset 20
+        scaled = graph.node("Mul", [x, graph.constant("inv_sqrt2", np.float32(1 / math.sqrt(2)))])
+        erf = graph.node("Erf", [scaled])
+        one_plus = graph.node("Add", [erf, graph.constant("one", np.float32(1.0))])
+        half_x = graph.node("Mul", [x, graph.constant("half", np.float32(0.5))])
+        return graph.node("Mul", [half_x, one_plus])
+    raise OnnxExportError(f"export_onnx: activation {name!r} is not supported")
+
+
+def _same_pads(size, kernel, stride):
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _window_pads(layer, input_shape, window, strides):
+    if layer.padding != "same":
+        return [0, 0, 0, 0]
+    (top, bottom), (left, right) = (_same_pads(input_shape[0], window[0], strides[0]),
+                                    _same_pads(input_shape[1], window[1], strides[1]))
+    return [top, left, bottom, right]
+
+
+def _export_dense(graph, layer, x, shape):
+    w = _weights(layer)
+    x = graph.to_channels_last(x, len(shape) + 1)
+    y = graph.node("MatMul", [x, graph.constant("kernel", w["kernel"])])
+    if "bias" in w:
+        y = graph.node("Add", [y, graph.constant("bias", w["bias"])])
+    return _activation(graph, y, layer.activation, len(shape) + 1)
+
+
+def _export_conv2d(graph, layer, x, shape):
+    w = _weights(layer)
+    x = graph.to_channels_first(x, 4)
+    kernel = np.ascontiguousarray(w["kernel"].transpose(3, 2, 0, 1))  # (kh, kw, in, out) -> (out, in, kh, kw)
+    inputs = [x, graph.constant("kernel", kernel)]
+    if "bias" in w:
+        inputs.append(graph.constant("bias", w["bias"]))
+    y = graph.node("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+                   pads=_window_pads(layer, shape, layer.kernel_size, layer.strides))
+    return _activation(graph, y, layer.activation, 4)
+
+
+def _export_pool(op):
+    def export(graph, layer, x, shape):
+        x = graph.to_channels_first(x, 4)
+        strides = list(layer.strides or layer.pool_size)
+        attributes = {"kernel_shape": list(layer.pool_size), "strides": strides,
+                      "pads": _window_pads(layer, shape, layer.pool_size, strides)}
+        if op == "AveragePool":
+            attributes["count_include_pad"] = 0  # padded cells are not counted, as the engine does
+        return graph.node(op, [x], **attributes)
+
+    return export
+
+
+def _export_global_average_pool(graph, layer, x, shape):
+    x = graph.to_channels_first(x, 4)
+    pooled = graph.node("GlobalAveragePool", [x])  # (N, C, 1, 1)
+    graph.channels_first = False
+    return graph.node("Flatten", [pooled], axis=1)
+
+
+def _export_flatten(graph, layer, x, shape):
+    x = graph.to_channels_last(x, len(shape) + 1)  # flatten in the engine's (H, W, C) order
+    return graph.node("Flatten", [x], axis=1)
+
+
+def _export_reshape(graph, layer, x, shape):
+    x = graph.to_channels_last(x, len(shape) + 1)
+    target = [-1, *layer.compute_output_shape(shape)]
+    return graph.node("Reshape", [x, graph.constant("shape", np.array(target, dtype=np.int64))])
+
+
+def _export_identity(graph, layer, x, shape):
+    return x
+
+
+def _export_activation(graph, layer, x, shape):
+    return _activation(graph, x, layer.activation, len(shape) + 1)
+
+
+def _export_batch_normalization(graph, layer, x, shape):
+    # Inference form as one affine map on the last (channel) axis: x * a + b.
+    w = _weights(layer)
+    a = w["gamma"] / np.sqrt(w["moving_variance"] + np.float32(layer.epsilon))
+    b = w["beta"] - w["moving_mean"] * a
+    if len(shape) == 3 and graph.channels_first:
+        a, b = a.reshape(-1, 1, 1), b.reshape(-1, 1, 1)
+    y = graph.node("Mul", [x, graph.constant("bn_scale", a.astype(np.float32))])
+    return graph.node("Add", [y, graph.constant("bn_shift", b.astype(np.float32))])
+
+
+def _export_layer_normalization(graph, layer, x, shape):
+    w = _weights(layer)
+    x = graph.to_channels_last(x, len(shape) + 1)
+    return graph.node("LayerNormalization", [x, graph.constant("gamma", w["gamma"]), graph.constant("beta", w["beta"])],
+                      axis=-1, epsilon=float(layer.epsilon))
+
+
+def _export_embedding(graph, layer, x, shape):
+    w = _weights(layer)
+    indices = graph.node("Cast", [x], to=graph.onnx.TensorProto.INT64)
+    return graph.node("Gather", [graph.constant("embeddings", w["embeddings"]), indices], axis=0)
+
+
+def _gate_blocks(matrix, units, order):
+    """The gate blocks on the last axis of a Keras weight, put in ONNX's gate order."""
+    blocks = [matrix[..., k * units:(k + 1) * units] for k in order]
+    return np.concatenate(blocks, axis=-1)
+
+
+def _export_recurrent(op, keras_to_onnx_gates):
+    def export(graph, layer, x, shape):
+        w = _weights(layer)
+        units = layer.units
+        kernel = _gate_blocks(w["kernel"], units, keras_to_onnx_gates).T[None]  # (1, G*H, F)
+        recurrent = _gate_blocks(w["recurrent_kernel"], units, keras_to_onnx_gates).T[None]  # (1, G*H, H)
+        bias = w["bias"]
+        if bias.ndim == 2:  # GRU reset_after: rows are the input and the recurrent bias
+            input_bias, recurrent_bias = bias[0], bias[1]
+        else:
+            input_bias, recurrent_bias = bias, np.zeros_like(bias)
+        bias = np.concatenate([_gate_blocks(input_bias, units, keras_to_onnx_gates),
+                               _gate_blocks(recurrent_bias, units, keras_to_onnx_gates)])[None]
+        attributes = {"hidden_size": units}
+        if op == "GRU":
+            attributes["linear_before_reset"] = 1  # Keras reset_after=True
+        if op == "RNN":
+            activation = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}.get(layer.activation)
+            if activation is None:
+                raise OnnxExportError(f"export_onnx: SimpleRNN activation {layer.activation!r} is not supported")
+            attributes["activations"] = [activation]
+        time_major = graph.node("Transpose", [x], "time_major", perm=[1, 0, 2])  # (N, T, F) -> (T, N, F)
+        names = [graph.name("Y"), graph.name("Y_h")]
+        graph.nodes.append(graph.helper.make_node(
+            op, [time_major, graph.constant("W", np.ascontiguousarray(kernel)),
+                 graph.constant("R", np.ascontiguousarray(recurrent)), graph.constant("B", bias)],
+            names, name=graph.name(op), **attributes))
+        if layer.return_sequences:
+            sequence = graph.node("Squeeze", [names[0], graph.constant("axis", np.array([1], dtype=np.int64))])
+            return graph.node("Transpose", [sequence], perm=[1, 0, 2])  # (T, N, H) -> (N, T, H)
+        return graph.node("Squeeze", [names[1], graph.constant("axis", np.array([0], dtype=np.int64))])
+
+    return export
+
+
+EXPORTERS = {
+    "Dense": _export_dense,
+    "Conv2D": _export_conv2d,
+    "MaxPooling2D": _export_pool("MaxPool"),
+    "AveragePooling2D": _export_pool("AveragePool"),
+    "GlobalAveragePooling2D": _export_global_average_pool,
+    "Flatten": _export_flatten,
+    "Reshape": _export_reshape,
+    "Dropout": _export_identity,
+    "Activation": _export_activation,
+    "BatchNormalization": _export_batch_normalization,
+    "LayerNormalization": _export_layer_normalization,
+    "Embedding": _export_embedding,
+    # Keras gate orders: LSTM (i, f, c, o), GRU (z, r, h); ONNX: LSTM (i, o, f, c), GRU (z, r, h).
+    "SimpleRNN": _export_recurrent("RNN", [0]),
+    "LSTM": _export_recurrent("LSTM", [0, 3, 1, 2]),
+    "GRU": _export_recurrent("GRU", [0, 1, 2]),
+}
+
+
+def _check_input_shape(input_shape):
+    if isinstance(input_shape, int):
+        input_shape = (input_shape,)
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"export_onnx: input_shape must be a tuple of positive integers. "
+                         f"Received: input_shape={input_shape!r}") from None
+    if not shape or any(v < 1 for v in shape):
+        raise ValueError(f"export_onnx: input_shape must be a tuple of positive integers (without the batch "
+                         f"axis). Received: input_shape={input_shape!r}")
+    return shape
+
+
+def _ensure_built(model, input_shape):
+    if getattr(model, "built", False) and all(layer.built for layer in model.layers):
+        built_for = getattr(model, "input_shape", None)
+        if built_for is not None and tuple(built_for) != tuple(input_shape):
+            raise ValueError(f"export_onnx: the model was built for inputs {tuple(built_for)}. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        return
+    model.build(input_shape)  # weights are created lazily; an untrained model exports its initial ones
+
+
+def to_onnx_model(model, input_shape, *, opset=OPSET, name="cupola_model"):
+    """The ONNX ModelProto for a Sequential `model` taking inputs shaped (batch, *input_shape)."""
+    onnx = _require_onnx()
+    input_shape = _check_input_shape(input_shape)
+    layers = list(model.layers)
+    if not layers:
+        raise OnnxExportError("export_onnx: the model has no layers")
+    for index, layer in enumerate(layers):
+        if type(layer).__name__ not in EXPORTERS:
+            raise OnnxExportError(f"export_onnx: layer {index} ({type(layer).__name__}) is not supported; "
+                                  f"supported layers: {sorted(EXPORTERS)}")
+    _ensure_built(model, input_shape)
+
+    graph = _GraphBuilder(onnx)
+    x, shape = INPUT_NAME, input_shape
+    for layer in layers:
+        x = EXPORTERS[type(layer).__name__](graph, layer, x, shape)
+        shape = tuple(layer.compute_output_shape(shape))
+    x = graph.to_channels_last(x, len(shape) + 1)
+    graph.nodes.append(onnx.helper.make_node("Identity", [x], [OUTPUT_NAME], name="output_identity"))
+
+    float32 = onnx.TensorProto.FLOAT
+    inputs = [onnx.helper.make_tensor_value_info(INPUT_NAME, float32, ["batch", *input_shape])]
+    outputs = [onnx.helper.make_tensor_value_info(OUTPUT_NAME, float32, ["batch", *shape])]
+    onnx_graph = onnx.helper.make_graph(graph.nodes, name, inputs, outputs, graph.initializers)
+    proto = onnx.helper.make_model(onnx_graph, producer_name="cupola",
+                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
+    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime releases from 1.14 on
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, path, input_shape, *, opset=OPSET):
+    """Write `model` as an ONNX file at `path`; returns the path. input_shape excludes the batch
+    axis, e.g. (28, 28, 1) for images or (10, 1) for 10 time steps of one feature."""
+    onnx = _require_onnx()
+    proto = to_onnx_model(model, input_shape, opset=opset)
+    onnx.save_model(proto, str(path))
+    return path
+
+
+def verify_onnx(model, path, x, *, rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL):
+    """Run the exported file with onnxruntime on `x` and compare with `model.predict(x)`.
+
+    Returns the largest absolute difference; raises AssertionError when any element is off by
+    more than atol + rtol * |expected| (float32 arithmetic in a different order than the engine's:
+    the defaults allow about 1e-4 relative)."""
+    try:
+        import onnxruntime  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise ImportError("verify_onnx needs onnxruntime: pip install 'cupola[onnx]'") from None
+    x = np.asarray(x, dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    expected = backend.to_host(model.predict(x)).astype(np.float32)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    return float(np.max(np.abs(got - expected))) if got.size else 0.0
