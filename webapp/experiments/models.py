@@ -1,0 +1,141 @@
+"""Training runs, their per-epoch metrics, and sweeps (groups of runs over hyper-parameters)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Sweep(models.Model):
+    """A grid or random search: one run per point of the search space."""
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="sweeps")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="sweeps")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=120)
+    method = models.CharField(max_length=10, default="grid")  # "grid" or "random"
+    space = models.JSONField(default=dict)  # {"learning_rate": [..], "batch_size": [..], ...}
+    base_spec = models.JSONField(default=dict)
+    data_config = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("sweep-detail", kwargs={"ws": self.workspace.slug, "pk": self.pk})
+
+
+class Run(models.Model):
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="runs")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs")
+    name = models.CharField(max_length=120, blank=True)
+    spec = models.JSONField(default=dict)
+    data_config = models.JSONField(default=dict)
+    seed = models.BigIntegerField(default=0)
+    device_preference = models.CharField(max_length=4, default="auto")  # auto | gpu | cpu
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    priority = models.PositiveSmallIntegerField(default=5)  # Celery priority on Redis: 0 is first, 9 last
+    queue = models.CharField(max_length=20, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=100, blank=True)
+    reason = models.TextField(blank=True)  # why it failed or was cancelled, for people
+    traceback_summary = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # how many times a worker started it
+    requeues = models.PositiveIntegerField(default=0)  # how many times the watchdog put it back
+    cancel_requested = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # when the broker accepted its task message
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    epochs_total = models.PositiveIntegerField(default=0)
+    epochs_done = models.PositiveIntegerField(default=0)
+    best_metric_name = models.CharField(max_length=60, blank=True)
+    best_metric = models.FloatField(null=True, blank=True)
+    best_epoch = models.PositiveIntegerField(null=True, blank=True)
+
+    code_version = models.CharField(max_length=64, blank=True)
+    library_versions = models.JSONField(default=dict, blank=True)
+    preprocessing = models.JSONField(default=dict, blank=True)  # fitted transformers, applied again to predict
+    results = models.JSONField(default=dict, blank=True)  # test metrics, confusion matrix, residuals, samples
+
+    notes = models.TextField(blank=True)
+    starred = models.BooleanField(default=False)
+    tags = models.JSONField(default=list, blank=True)
+
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    from_epoch = models.PositiveIntegerField(null=True, blank=True)  # the parent's checkpoint it starts from
+    sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    sweep_params = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"Run #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def checkpoint_dir(self):
+        return settings.DATA_DIR / "runs" / str(self.pk)
+
+    def get_absolute_url(self) -> str:
+        return reverse("run-detail", kwargs={"ws": self.workspace.slug, "pk": self.pk})
+
+
+class MetricRow(models.Model):
+    """One epoch of one run: every value the engine logged at the end of the epoch."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_rows")
+    epoch = models.PositiveIntegerField()  # 1-based, as people count epochs
+    values = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "epoch"]
+        constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="one_metric_row_per_epoch")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}@{self.epoch}"

@@ -1,0 +1,462 @@
+"""Executing one run on a worker: claim it, prepare the data, train with reporting callbacks,
+evaluate on the test split, record everything.
+
+The Celery task only calls ``run_execute``. Every write after the claim is fenced by the
+attempt number the claim handed out: if the watchdog gave the run to another worker (because
+this one stopped beating), this one's late writes change nothing and it stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import platform
+import subprocess
+import threading
+import time
+import traceback
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from webapp.accounts import activity
+from webapp.experiments import checkpoints, datasource, preparation, specs
+from webapp.experiments.models import MetricRow, Run, RunStatus
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeats (the timeout is RUN_HEARTBEAT_TIMEOUT ≥ 5 s)
+CANCEL_POLL = 0.5  # seconds between looks at cancel_requested
+SAMPLE_PREDICTIONS = 25
+RESIDUAL_POINTS = 1000
+
+
+def heartbeat_fresh(run: Run, now=None) -> bool:
+    if run.heartbeat_at is None:
+        return False
+    now = now or timezone.now()
+    return now - run.heartbeat_at < timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
+
+
+# ----------------------------------------------------------------------------- claiming
+
+
+def claim(run_id: int, hostname: str) -> int | None:
+    """Mark the run running on this worker and return the attempt number, or None to skip it.
+
+    A second delivery of the same run (acks_late redelivery, a watchdog re-queue racing with a
+    slow worker) finds it running with a fresh heartbeat, or finished, and leaves it alone.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished:
+            return None
+        now = timezone.now()
+        if run.cancel_requested:
+            run.status, run.finished_at = RunStatus.CANCELLED, now
+            run.reason = run.reason or "cancelled before it started"
+            run.save(update_fields=["status", "finished_at", "reason"])
+            return None
+        if run.status == RunStatus.RUNNING and heartbeat_fresh(run, now):
+            log.info("run %s is already running on %s; this delivery exits", run_id, run.worker)
+            return None
+        run.status = RunStatus.RUNNING
+        run.attempts += 1
+        run.worker = hostname[:200]
+        run.heartbeat_at = now
+        run.started_at = run.started_at or now
+        run.reason = ""
+        run.traceback_summary = ""
+        run.save(update_fields=["status", "attempts", "worker", "heartbeat_at", "started_at", "reason",
+                                "traceback_summary"])
+        return run.attempts
+
+
+def _owned(run_id: int, attempt: int):
+    return Run.objects.filter(pk=run_id, attempts=attempt, status=RunStatus.RUNNING)
+
+
+class RunMonitor(threading.Thread):
+    """Beats the run's heartbeat and watches for a cancel request, off the training thread."""
+
+    def __init__(self, run_id: int, attempt: int):
+        super().__init__(name=f"run-{run_id}-monitor", daemon=True)
+        self.run_id, self.attempt = run_id, attempt
+        self.cancel = threading.Event()
+        self.lost = threading.Event()  # another attempt owns the run now
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        last_beat = 0.0
+        try:
+            while not self._halt.is_set():
+                try:
+                    now = time.monotonic()
+                    if now - last_beat >= HEARTBEAT_EVERY:
+                        if not _owned(self.run_id, self.attempt).update(heartbeat_at=timezone.now()):
+                            self.lost.set()
+                        last_beat = now
+                    if Run.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+                        self.cancel.set()
+                except Exception as error:  # the database may blink; the next beat retries
+                    log.warning("run %s: heartbeat failed: %s", self.run_id, error)
+                self._halt.wait(CANCEL_POLL)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def _callback_base():
+    from trainer.callbacks import Callback
+
+    return Callback
+
+
+def _finite(value):
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def clean_logs(logs: dict | None) -> dict:
+    values = {}
+    for key, value in (logs or {}).items():
+        try:
+            values[str(key)] = _finite(float(value))
+        except (TypeError, ValueError):
+            continue
+    return values
+
+
+def monitored_metric(spec: dict, has_validation: bool) -> tuple[str, bool]:
+    """The metric that decides the best epoch, and whether higher is better."""
+    from trainer.metrics import GREATER_IS_BETTER
+
+    metrics = [m if isinstance(m, str) else str(m.get("type", "")) for m in (spec.get("compile") or {}).get("metrics", [])]
+    name = metrics[0] if metrics else "loss"
+    prefix = "val_" if has_validation else ""
+    greater = bool(GREATER_IS_BETTER.get(name, False)) if name != "loss" else False
+    if name in ("acc",):
+        greater = True
+    return prefix + name, greater
+
+
+def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: str, greater: bool,
+                   best: float | None, best_epoch: int | None):
+    Callback = _callback_base()
+
+    class DatabaseReporter(Callback):
+        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint."""
+
+        def __init__(self):
+            super().__init__()
+            self.best, self.best_epoch = best, best_epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            if monitor.lost.is_set():
+                self.model.stop_training = True
+                return
+            number = int(epoch) + 1
+            values = clean_logs(logs)
+            update = {"epochs_done": number, "heartbeat_at": timezone.now()}
+            value = values.get(metric)
+            if value is not None and (self.best is None or (value > self.best if greater else value < self.best)):
+                self.best, self.best_epoch = value, number
+                update.update(best_metric=value, best_epoch=number, best_metric_name=metric)
+            with transaction.atomic():
+                if not _owned(run_id, attempt).update(**update):
+                    monitor.lost.set()
+                    self.model.stop_training = True
+                    return
+                MetricRow.objects.update_or_create(run_id=run_id, epoch=number, defaults={"values": values})
+            checkpoints.save_atomically(functools.partial(self.model.save_checkpoint, epoch=number),
+                                        checkpoints.checkpoint_path(run_id, number))
+
+    class CancelWatch(Callback):
+        """Stops training between batches soon after someone asks (the monitor reads the flag)."""
+
+        def on_batch_end(self, batch, logs=None):
+            if monitor.cancel.is_set() or monitor.lost.is_set():
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.on_batch_end(None)
+
+    return DatabaseReporter(), CancelWatch()
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True,
+                             timeout=3, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()[:40]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return library_versions().get("cupola", "")
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("cupola", "numpy", "cupy-cuda12x", "cupy-cuda13x", "pandas", "django", "celery"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _use_device(queue: str) -> str:
+    from trainer import backend
+
+    if queue == "gpu" and backend.gpu_available():
+        backend.set_device("gpu")
+    else:
+        backend.set_device("cpu")
+    name = getattr(backend, "device_name", None)
+    if callable(name):
+        try:
+            return str(name())[:100]
+        except Exception:
+            pass
+    return "GPU" if backend.get_device() == "gpu" else f"CPU ({platform.machine()})"
+
+
+def human_reason(error: BaseException, *, batch_size: int, device: str) -> str:
+    from trainer.core import TrainingError
+
+    name = type(error).__name__
+    text = str(error)
+    if isinstance(error, MemoryError) or "OutOfMemory" in name or "out of memory" in text.lower():
+        where = "GPU memory" if device.upper().startswith("GPU") else "memory"
+        return f"out of {where}: try batch size {max(1, batch_size // 2)}"
+    if isinstance(error, TrainingError):
+        return text
+    if isinstance(error, (preparation.DataError, specs.SpecInvalid)):
+        return text
+    if isinstance(error, ValueError):
+        return text or name
+    return f"{name}: {text}" if text else name
+
+
+def _traceback_summary(error: BaseException) -> str:
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return "".join(lines)[-4000:]
+
+
+def _finish(run_id: int, attempt: int, **fields) -> bool:
+    fields.setdefault("finished_at", timezone.now())
+    fields["heartbeat_at"] = timezone.now()
+    return bool(_owned(run_id, attempt).update(**fields))
+
+
+def _notify_finished(run_id: int) -> None:
+    run = Run.objects.select_related("workspace", "created_by").filter(pk=run_id).first()
+    if run is None or run.created_by is None:
+        return
+    detail = run.reason if run.status == RunStatus.FAILED else (
+        f"{run.best_metric_name} {run.best_metric:.4g}" if run.best_metric is not None else "")
+    message = f"{run.display_name} {run.status}" + (f": {detail}" if detail else "")
+    try:
+        activity.notify(user=run.created_by, workspace=run.workspace, message=message, link=run.get_absolute_url(),
+                        level="error" if run.status == RunStatus.FAILED else "info")
+    except Exception as error:  # a notification must never fail the run
+        log.warning("run %s: could not notify: %s", run_id, error)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def build_model(spec: dict):
+    import trainer
+
+    return trainer.Sequential.from_spec(spec)
+
+
+def _check_outputs(spec: dict, prepared: preparation.Prepared, loss: str) -> None:
+    layers = spec.get("layers") or []
+    units = next((layer.get("units") for layer in reversed(layers) if "units" in layer), None)
+    if units is None:
+        return
+    if prepared.task == "classification" and loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        classes = len(prepared.class_names)
+        if units != classes:
+            raise preparation.DataError(
+                f"layers[{len(layers) - 1}].units: the last layer has {units} units but the target has {classes} "
+                f"classes", f"layers[{len(layers) - 1}].units")
+
+
+def _resume_point(model, run: Run) -> int:
+    """Load the newest checkpoint of this run, or the parent's fork point; return the epochs already done."""
+    own = checkpoints.latest(run, at_most=run.epochs_total)
+    if own:
+        return int(model.load_checkpoint(str(checkpoints.checkpoint_path(run, own))) or own)
+    if run.parent_id and run.from_epoch:
+        path = checkpoints.path_for(run.parent_id, run.from_epoch)
+        if path is None:
+            raise preparation.DataError(f"the parent run has no checkpoint for epoch {run.from_epoch}", "from_epoch")
+        model.load_checkpoint(str(path))
+        return int(run.from_epoch)
+    return 0
+
+
+def run_execute(run_id: int, *, hostname: str = "") -> str:
+    """Train one run to the end. Returns what happened, for the worker's log."""
+    attempt = claim(run_id, hostname)
+    if attempt is None:
+        return "skipped"
+    monitor = RunMonitor(run_id, attempt)
+    monitor.start()
+    batch_size, device = 32, ""
+    try:
+        run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
+        device = _use_device(run.queue)
+        Run.objects.filter(pk=run_id).update(device=device, code_version=code_version(),
+                                             library_versions=library_versions())
+        spec = dict(run.spec)
+        loss = specs.loss_name(spec)
+        fit = specs.fit_settings(spec)
+        batch_size = fit["batch_size"]
+        prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
+        spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
+        _check_outputs(spec, prepared, loss)
+        Run.objects.filter(pk=run_id).update(preprocessing={
+            **prepared.preprocessing, "input_shape": prepared.input_shape,
+            "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],
+            "feature_names": prepared.feature_names[:500]})
+        model = build_model(spec)
+        initial_epoch = _resume_point(model, run)
+        MetricRow.objects.filter(run_id=run_id, epoch__gt=initial_epoch).delete()  # from an attempt that died
+        metric, greater = monitored_metric(spec, prepared.x_val is not None)
+        best = MetricRow.objects.filter(run_id=run_id).values_list("epoch", "values")
+        best_value, best_epoch = None, None
+        for epoch, values in best:
+            value = values.get(metric)
+            if value is not None and (best_value is None or (value > best_value if greater else value < best_value)):
+                best_value, best_epoch = value, epoch
+        _owned(run_id, attempt).update(epochs_done=initial_epoch, best_metric=best_value, best_epoch=best_epoch,
+                                       best_metric_name=metric)
+        reporter, cancel_watch = make_callbacks(run_id, attempt, monitor, metric=metric, greater=greater,
+                                                best=best_value, best_epoch=best_epoch)
+        callbacks = [reporter, cancel_watch] + _early_stopping(fit["early_stopping"])
+        if initial_epoch < fit["epochs"]:
+            model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
+                      validation_data=(prepared.x_val, prepared.y_val) if prepared.x_val is not None else None,
+                      callbacks=callbacks, initial_epoch=initial_epoch, shuffle=fit["shuffle"], seed=run.seed,
+                      verbose=0)
+        if monitor.lost.is_set():
+            return "lost"
+        results = evaluate(model, prepared, spec, batch_size)
+        checkpoints.save_atomically(model.save_weights, checkpoints.weights_path(run_id))
+        cancelled = monitor.cancel.is_set()
+        _finish(run_id, attempt, status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, results=results)
+        outcome = "cancelled" if cancelled else "succeeded"
+    except Exception as error:
+        log.exception("run %s failed", run_id)
+        _finish(run_id, attempt, status=RunStatus.FAILED, traceback_summary=_traceback_summary(error),
+                reason=human_reason(error, batch_size=batch_size, device=device)[:2000])
+        outcome = "failed"
+    finally:
+        monitor.stop()
+    _notify_finished(run_id)
+    return outcome
+
+
+def _early_stopping(settings_: dict | None) -> list:
+    if not settings_:
+        return []
+    from trainer.callbacks import EarlyStopping
+
+    allowed = {"monitor", "patience", "min_delta", "restore_best_weights", "mode", "start_from_epoch"}
+    return [EarlyStopping(**{k: v for k, v in settings_.items() if k in allowed})]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def predict_outputs(model, x, batch_size: int = 256) -> np.ndarray:
+    from trainer.backend import to_host
+
+    return np.asarray(to_host(model.predict(x, batch_size=batch_size)), dtype=np.float64)
+
+
+def _test_loss(model, x, y, batch_size: int):
+    try:
+        result = model.evaluate(x, y, batch_size=batch_size, verbose=0)
+    except TypeError:
+        result = model.evaluate(x, y, batch_size=batch_size)
+    if isinstance(result, dict):
+        return {str(k): _finite(float(v)) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return {"loss": _finite(float(result[0]))} if result else {}
+    return {"loss": _finite(float(result))}
+
+
+def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int) -> dict:
+    from trainer import metrics as tmetrics
+
+    loss = specs.loss_name(spec)
+    outputs = predict_outputs(model, prepared.x_test, max(batch_size, 256))
+    scores = _test_loss(model, prepared.x_test, prepared.y_test, max(batch_size, 256))
+    names = [m if isinstance(m, str) else str(m.get("type", "")) for m in (spec.get("compile") or {}).get("metrics", [])]
+    pre = prepared.preprocessing
+    results = {"task": prepared.task, "test_rows": int(len(prepared.x_test)), "test": scores}
+    if prepared.task == "classification":
+        for name in names + (["accuracy"] if "accuracy" not in names and "acc" not in names else []):
+            try:
+                scores[name] = _finite(tmetrics.compute(name, prepared.y_test, outputs, loss=loss))
+            except ValueError:
+                continue
+        decoded = preparation.decode_predictions(outputs, pre)
+        true_codes = preparation.decode_targets(prepared.y_test, pre)
+        classes = decoded["classes"]
+        results["class_names"] = [str(c) for c in classes]
+        results["confusion_matrix"] = tmetrics.confusion_matrix(
+            true_codes, np.asarray(decoded["codes"], dtype=np.int64), num_classes=len(classes)).tolist()
+        samples, wrong = [], []
+        for i, (true, code) in enumerate(zip(true_codes.tolist(), decoded["codes"])):
+            entry = {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
+                     "true": str(classes[true]), "predicted": str(classes[code]),
+                     "confidence": _finite(float(decoded["probabilities"][i][code]))}
+            if len(samples) < SAMPLE_PREDICTIONS:
+                samples.append(entry)
+            if true != code and len(wrong) < SAMPLE_PREDICTIONS:
+                wrong.append(entry)
+        results["samples"], results["misclassified"] = samples, wrong
+    else:
+        y_true = preparation.decode_targets(prepared.y_test, pre)
+        y_pred = np.asarray(preparation.decode_predictions(outputs, pre)["values"], dtype=np.float64)
+        y_pred = y_pred.reshape(len(y_pred), -1)[:, 0]
+        for name in ("mae", "rmse", "r2"):
+            scores[f"{name}_original_units"] = _finite(tmetrics.compute(name, y_true, y_pred))
+        for name in names:
+            try:
+                scores[name] = _finite(tmetrics.compute(name, prepared.y_test, outputs, loss=loss))
+            except ValueError:
+                continue
+        step = max(1, len(y_true) // RESIDUAL_POINTS)
+        results["residuals"] = {"true": [_finite(float(v)) for v in y_true[::step]],
+                                "predicted": [_finite(float(v)) for v in y_pred[::step]]}
+        results["samples"] = [
+            {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
+             "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}
+            for i in range(min(SAMPLE_PREDICTIONS, len(y_true)))]
+    return results

@@ -1,0 +1,85 @@
+"""Reads about runs: access-checked lookups, filtered lists, metric series for charts."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from webapp.accounts.access import get_object_in_workspace
+from webapp.experiments.models import MetricRow, Run, Sweep
+
+MAX_POINTS = 2000
+
+
+def get_run_for_user(user, pk, *, write: bool = False):
+    """``(run, membership)``; 404 for outsiders and missing runs alike, 403 for read-only writes."""
+    return get_object_in_workspace(Run, user, pk, write=write)
+
+
+def get_sweep_for_user(user, pk, *, write: bool = False):
+    return get_object_in_workspace(Sweep, user, pk, write=write)
+
+
+def runs_for_workspace(workspace, *, dataset=None, status=None, tag=None, starred=False, query=None):
+    runs = Run.objects.filter(workspace=workspace).select_related("dataset_version__dataset", "created_by")
+    if dataset:
+        runs = runs.filter(dataset_version__dataset_id=dataset)
+    if status:
+        runs = runs.filter(status=status)
+    if starred:
+        runs = runs.filter(starred=True)
+    if query:
+        runs = runs.filter(Q(name__icontains=query) | Q(notes__icontains=query))
+    if tag:
+        # JSON containment is not on SQLite; tags are few, so filter the page in Python.
+        return [run for run in runs if tag in (run.tags or [])]
+    return runs
+
+
+def workspace_tags(workspace) -> list[str]:
+    tags = set()
+    for run_tags in Run.objects.filter(workspace=workspace).exclude(tags=[]).values_list("tags", flat=True)[:2000]:
+        tags.update(run_tags or [])
+    return sorted(tags)
+
+
+def downsample_epochs(epochs: list[int], keep=(), limit: int = MAX_POINTS) -> list[int]:
+    """At most about ``limit`` epochs, evenly spread, always with the first, the last and ``keep``."""
+    if len(epochs) <= limit:
+        return epochs
+    step = len(epochs) / limit
+    chosen = {epochs[int(i * step)] for i in range(limit)}
+    chosen.update({epochs[0], epochs[-1]})
+    chosen.update(e for e in keep if e is not None)
+    return sorted(chosen)
+
+
+def metric_series(run: Run, *, since: int = 0, limit: int = MAX_POINTS) -> dict:
+    """Per-epoch values as columns, ready for Plotly: {"epoch": [...], "loss": [...], ...}."""
+    rows = list(MetricRow.objects.filter(run=run, epoch__gt=since).order_by("epoch").values_list("epoch", "values"))
+    total = len(rows)
+    if total > limit:
+        keep = set(downsample_epochs([e for e, _ in rows], keep=[run.best_epoch], limit=limit))
+        rows = [(e, v) for e, v in rows if e in keep]
+    names = []
+    for _, values in rows:
+        for name in values:
+            if name not in names:
+                names.append(name)
+    series = {"epoch": [e for e, _ in rows]}
+    for name in names:
+        series[name] = [values.get(name) for _, values in rows]
+    return {"series": series, "count": total, "downsampled": total > len(rows)}
+
+
+def run_state(run: Run) -> dict:
+    """The small status record pages poll while a run trains."""
+    return {
+        "id": run.pk, "name": run.display_name, "status": run.status, "reason": run.reason,
+        "epochs_done": run.epochs_done, "epochs_total": run.epochs_total, "worker": run.worker, "device": run.device,
+        "queue": run.queue, "best_metric_name": run.best_metric_name, "best_metric": run.best_metric,
+        "best_epoch": run.best_epoch, "attempts": run.attempts, "requeues": run.requeues,
+        "cancel_requested": run.cancel_requested, "duration_seconds": run.duration_seconds,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "created_at": run.created_at.isoformat(),
+    }

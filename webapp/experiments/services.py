@@ -1,0 +1,305 @@
+"""Writes about runs: create, queue, cancel, continue, fork, sweeps, notes and stars.
+
+Services take typed keyword arguments, never a request; they raise ``InvalidInput`` (or the
+spec's and data config's own errors, which carry a ``field`` too) for anything a person must fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import random
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from webapp.accounts import activity
+from webapp.experiments import checkpoints, preparation, specs
+from webapp.experiments.models import MetricRow, Run, RunStatus, Sweep
+
+log = logging.getLogger(__name__)
+
+MAX_SWEEP_RUNS = 50
+SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "dropout")
+
+
+class InvalidInput(ValueError):
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def _check_version(workspace, dataset_version) -> None:
+    if dataset_version is None or dataset_version.dataset.workspace_id != workspace.pk:
+        raise InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
+    status = getattr(dataset_version, "status", "ready")
+    if status != "ready":
+        raise InvalidInput(f"dataset_version: the data set version is {status}, not ready", "dataset_version")
+
+
+# ----------------------------------------------------------------------------- queueing
+
+
+def choose_queue(device_preference: str) -> str:
+    """``gpu`` when the run may use a GPU and a GPU worker is alive, else ``cpu``."""
+    if device_preference == "gpu":
+        return "gpu"  # waits for a GPU worker rather than silently running on a CPU
+    if device_preference == "cpu":
+        return "cpu"
+    try:
+        from webapp.core import presence
+
+        workers = presence.live_workers()
+    except Exception:  # the broker is down: the dispatch below fails too and the watchdog retries
+        return "cpu"
+    return "gpu" if any("gpu" in (w.get("queues") or []) for w in workers) else "cpu"
+
+
+def dispatch(run_id: int) -> bool:
+    """Send the task message now; on a broker outage leave ``dispatched_at`` empty for the watchdog."""
+    from webapp.experiments.tasks import train_run
+
+    run = Run.objects.filter(pk=run_id).values("queue", "priority", "status").first()
+    if run is None or run["status"] != RunStatus.QUEUED:
+        return False
+    try:
+        train_run.apply_async((run_id,), queue=run["queue"] or "cpu", priority=run["priority"])
+    except Exception as error:
+        log.warning("run %s: could not send its task to the broker (%s); the watchdog will retry", run_id, error)
+        return False
+    Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+    return True
+
+
+def enqueue(run: Run) -> None:
+    run.queue = choose_queue(run.device_preference)
+    run.status = RunStatus.QUEUED
+    run.queued_at = timezone.now()
+    run.dispatched_at = None
+    Run.objects.filter(pk=run.pk).update(queue=run.queue, status=run.status, queued_at=run.queued_at,
+                                         dispatched_at=None)
+    transaction.on_commit(lambda: dispatch(run.pk))
+
+
+# ----------------------------------------------------------------------------- creating runs
+
+
+def _seed_of(spec: dict, seed) -> int:
+    if seed is not None:
+        return int(seed)
+    fit_seed = (spec.get("fit") or {}).get("seed")
+    if isinstance(fit_seed, int) and not isinstance(fit_seed, bool):
+        return fit_seed
+    return random.SystemRandom().randrange(2**31)
+
+
+@transaction.atomic
+def run_create(*, workspace, user, dataset_version, spec, data_config=None, name: str = "", device: str = "auto",
+               seed: int | None = None, priority: int = 5, tags=None, parent: Run | None = None,
+               from_epoch: int | None = None, sweep: Sweep | None = None, sweep_params=None) -> Run:
+    _check_version(workspace, dataset_version)
+    if device not in specs.DEVICES:
+        raise InvalidInput(f"device: must be one of {', '.join(specs.DEVICES)}, got {device!r}", "device")
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
+        raise InvalidInput("priority: must be an integer from 0 (first) to 9 (last)", "priority")
+    if len(name) > 120:
+        raise InvalidInput("name: at most 120 characters", "name")
+    spec = specs.validate_spec(spec)
+    config = preparation.normalise_config(data_config)
+    seed = _seed_of(spec, seed)
+    spec.setdefault("fit", {})["seed"] = seed
+    run = Run.objects.create(
+        workspace=workspace, dataset_version=dataset_version, created_by=user, name=name.strip(), spec=spec,
+        data_config=config, seed=seed, device_preference=device, priority=priority,
+        epochs_total=specs.fit_settings(spec)["epochs"], tags=_clean_tags(tags or []), parent=parent,
+        from_epoch=from_epoch, sweep=sweep, sweep_params=sweep_params or {},
+    )
+    if parent is not None and from_epoch:
+        MetricRow.objects.bulk_create([
+            MetricRow(run=run, epoch=row.epoch, values=row.values)
+            for row in parent.metric_rows.filter(epoch__lte=from_epoch)
+        ])
+        Run.objects.filter(pk=run.pk).update(epochs_done=from_epoch)
+        run.epochs_done = from_epoch
+    enqueue(run)
+    activity.record(workspace=workspace, actor=user, verb="started", target_type="run", target_id=run.pk,
+                    target_label=run.display_name)
+    return run
+
+
+def run_continue(*, run: Run, user, epochs: int) -> Run:
+    """A new run that picks up the finished run's last checkpoint and trains ``epochs`` more."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 10000:
+        raise InvalidInput("epochs: must be an integer from 1 to 10000", "epochs")
+    if run.is_active:
+        raise InvalidInput("run: wait until the run has finished", "run")
+    if not run.epochs_done or checkpoints.path_for(run, run.epochs_done) is None:
+        raise InvalidInput("run: it has no checkpoint to continue from", "run")
+    spec = copy.deepcopy(run.spec)
+    spec.setdefault("fit", {})["epochs"] = run.epochs_done + epochs
+    return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
+                      data_config=run.data_config, name=f"{run.display_name} +{epochs}", device=run.device_preference,
+                      seed=run.seed, tags=run.tags, parent=run, from_epoch=run.epochs_done)
+
+
+def run_fork(*, run: Run, user, from_epoch: int, spec: dict | None = None, name: str = "") -> Run:
+    """A new run from the checkpoint of epoch ``from_epoch``, with changed training settings."""
+    if not isinstance(from_epoch, int) or isinstance(from_epoch, bool) or from_epoch < 1:
+        raise InvalidInput("from_epoch: must be a positive integer", "from_epoch")
+    if checkpoints.path_for(run, from_epoch) is None:
+        raise InvalidInput(f"from_epoch: run has no checkpoint for epoch {from_epoch}", "from_epoch")
+    spec = copy.deepcopy(spec if spec is not None else run.spec)
+    if spec.get("layers") != run.spec.get("layers") or spec.get("input_shape") != run.spec.get("input_shape"):
+        raise InvalidInput("layers: a fork keeps its parent's layers; start a new run to change them", "layers")
+    epochs = specs.fit_settings(spec)["epochs"]
+    if epochs <= from_epoch:
+        raise InvalidInput(f"fit.epochs: must be more than {from_epoch} to train after the fork", "fit.epochs")
+    return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
+                      data_config=run.data_config, name=name or f"{run.display_name} fork@{from_epoch}",
+                      device=run.device_preference, seed=run.seed, tags=run.tags, parent=run, from_epoch=from_epoch)
+
+
+# ----------------------------------------------------------------------------- controlling runs
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, user) -> Run:
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    who = getattr(user, "username", "") or "someone"
+    if run.status == RunStatus.QUEUED:
+        run.status = RunStatus.CANCELLED
+        run.cancel_requested = True
+        run.finished_at = timezone.now()
+        run.reason = f"cancelled by {who} before it started"
+        run.save(update_fields=["status", "cancel_requested", "finished_at", "reason"])
+    elif run.status == RunStatus.RUNNING:
+        run.cancel_requested = True
+        run.reason = f"cancelled by {who}"
+        run.save(update_fields=["cancel_requested", "reason"])
+    else:
+        return run
+    activity.record(workspace=run.workspace, actor=user, verb="cancelled", target_type="run", target_id=run.pk,
+                    target_label=run.display_name)
+    return run
+
+
+def run_set_priority(*, run: Run, priority: int) -> Run:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
+        raise InvalidInput("priority: must be an integer from 0 (first) to 9 (last)", "priority")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.priority == priority:
+            return run
+        run.priority = priority
+        run.save(update_fields=["priority"])
+        if run.status == RunStatus.QUEUED:
+            # A message already in the broker keeps its old priority; a new one with the new
+            # priority overtakes it, and whichever arrives second finds the run taken and exits.
+            transaction.on_commit(lambda: dispatch(run.pk))
+    return run
+
+
+def _clean_tags(tags) -> list[str]:
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, (list, tuple)):
+        raise InvalidInput("tags: must be a list of words", "tags")
+    clean = []
+    for tag in tags:
+        tag = str(tag).strip()[:40]
+        if tag and tag not in clean:
+            clean.append(tag)
+    return clean[:20]
+
+
+def run_update(*, run: Run, notes: str | None = None, starred: bool | None = None, tags=None,
+               name: str | None = None) -> Run:
+    fields = []
+    if notes is not None:
+        if len(notes) > 20000:
+            raise InvalidInput("notes: at most 20000 characters", "notes")
+        run.notes, fields = notes, fields + ["notes"]
+    if starred is not None:
+        run.starred, fields = bool(starred), fields + ["starred"]
+    if tags is not None:
+        run.tags, fields = _clean_tags(tags), fields + ["tags"]
+    if name is not None:
+        if len(name) > 120:
+            raise InvalidInput("name: at most 120 characters", "name")
+        run.name, fields = name.strip(), fields + ["name"]
+    if fields:
+        run.save(update_fields=fields)
+    return run
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def apply_params(spec: dict, params: dict) -> dict:
+    """A copy of ``spec`` with the sweep's hyper-parameters set."""
+    spec = copy.deepcopy(spec)
+    for key, value in params.items():
+        if key == "learning_rate":
+            optimizer = spec.setdefault("compile", {}).setdefault("optimizer", {"type": "adam"})
+            if isinstance(optimizer, str):
+                optimizer = spec["compile"]["optimizer"] = {"type": optimizer}
+            optimizer["learning_rate"] = value
+        elif key in ("batch_size", "epochs"):
+            spec.setdefault("fit", {})[key] = value
+        elif key == "units":  # every hidden Dense layer; the output layer keeps its size
+            dense = [layer for layer in spec.get("layers", []) if layer.get("type") == "Dense"]
+            for layer in dense[:-1]:
+                layer["units"] = value
+        elif key == "dropout":
+            for layer in spec.get("layers", []):
+                if layer.get("type") == "Dropout":
+                    layer["rate"] = value
+    return spec
+
+
+def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[dict]:
+    if method not in ("grid", "random"):
+        raise InvalidInput("method: must be grid or random", "method")
+    if not isinstance(space, dict) or not space:
+        raise InvalidInput("space: choose at least one hyper-parameter with values", "space")
+    for key, values in space.items():
+        if key not in SWEEP_PARAMETERS:
+            raise InvalidInput(f"space.{key}: unknown hyper-parameter; choose from {', '.join(SWEEP_PARAMETERS)}",
+                               f"space.{key}")
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise InvalidInput(f"space.{key}: must be a non-empty list of numbers", f"space.{key}")
+    keys = sorted(space)
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
+    if method == "random":
+        rng = random.Random(seed)
+        grid = rng.sample(grid, min(count, len(grid))) if count < len(grid) else grid
+    if len(grid) > MAX_SWEEP_RUNS:
+        raise InvalidInput(f"space: {len(grid)} runs is more than {MAX_SWEEP_RUNS}; use random search with a count",
+                           "space")
+    return grid
+
+
+@transaction.atomic
+def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, method: str = "grid",
+                 space: dict, count: int = 10, name: str = "", device: str = "auto") -> Sweep:
+    _check_version(workspace, dataset_version)
+    points = sweep_points(method, space, count)
+    base = specs.validate_spec(spec)
+    for point in points:  # refuse the whole sweep if one point is invalid
+        specs.validate_spec(apply_params(base, point))
+    sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
+                                 name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
+                                 base_spec=base, data_config=preparation.normalise_config(data_config))
+    for i, point in enumerate(points, start=1):
+        label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+        run_create(workspace=workspace, user=user, dataset_version=dataset_version, spec=apply_params(base, point),
+                   data_config=sweep.data_config, name=f"{sweep.name} #{i} ({label})"[:120], device=device,
+                   sweep=sweep, sweep_params=point)
+    return sweep
+
+
+def bump_requeues(run_id: int) -> None:
+    Run.objects.filter(pk=run_id).update(requeues=F("requeues") + 1)

@@ -1,0 +1,151 @@
+"""Model specs for the web: starting templates by data kind, and the engine's validator and summary.
+
+``trainer.spec`` is the one schema and validator; this module only adapts its answers to what
+the pages and the API show (a field path and a message) and suggests where to start.
+"""
+
+from __future__ import annotations
+
+import copy
+
+DEVICES = ("auto", "gpu", "cpu")
+
+
+class SpecInvalid(ValueError):
+    """A spec the engine refuses; ``field`` is the path of the first problem (``layers[2].units``)."""
+
+    def __init__(self, message: str, field: str = "spec", errors=None):
+        super().__init__(message)
+        self.field = field
+        self.errors = errors or [{"field": field, "message": message}]
+
+
+def _spec_module():
+    from trainer import spec as spec_module  # the engine's own validator
+
+    return spec_module
+
+
+def validate_spec(spec) -> dict:
+    """The spec as the engine normalises it; raises SpecInvalid naming the field."""
+    if not isinstance(spec, dict):
+        raise SpecInvalid("spec: must be a JSON object", "spec")
+    module = _spec_module()
+    try:
+        normalised = module.validate(copy.deepcopy(spec))
+    except module.SpecError as error:
+        errors = [{"field": _path(path), "message": str(message)} for path, message in getattr(error, "errors", [])]
+        if not errors:
+            errors = [{"field": "spec", "message": str(error)}]
+        raise SpecInvalid(str(error), errors[0]["field"], errors) from None
+    return normalised if isinstance(normalised, dict) else spec
+
+
+def _path(path) -> str:
+    if isinstance(path, (list, tuple)):
+        text = ""
+        for part in path:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        return text or "spec"
+    return str(path) or "spec"
+
+
+def summarize(spec: dict, input_shape=None) -> dict:
+    module = _spec_module()
+    shape = input_shape or spec.get("input_shape")
+    return module.summarize(spec, shape)
+
+
+def loss_name(spec: dict) -> str:
+    loss = (spec.get("compile") or {}).get("loss", "")
+    if isinstance(loss, dict):
+        loss = loss.get("type", "")
+    return {"mean_squared_error": "mse", "mean_absolute_error": "mae"}.get(str(loss), str(loss))
+
+
+def fit_settings(spec: dict) -> dict:
+    fit = dict(spec.get("fit") or {})
+    return {"epochs": int(fit.get("epochs", 10)), "batch_size": int(fit.get("batch_size", 32)),
+            "shuffle": fit.get("shuffle", True), "seed": fit.get("seed"), "early_stopping": fit.get("early_stopping")}
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+def _compile(loss: str, metrics: list[str], learning_rate: float = 0.001) -> dict:
+    return {"loss": loss, "optimizer": {"type": "adam", "learning_rate": learning_rate}, "metrics": metrics}
+
+
+def _fit(epochs: int, batch_size: int) -> dict:
+    return {"epochs": epochs, "batch_size": batch_size, "shuffle": True, "seed": 0}
+
+
+def mlp_classifier(input_shape, classes: int) -> dict:
+    return {
+        "input_shape": list(input_shape),
+        "layers": [
+            {"type": "Dense", "units": 64, "activation": "relu"},
+            {"type": "Dropout", "rate": 0.1},
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": max(2, classes), "activation": "softmax"},
+        ],
+        "compile": _compile("sparse_categorical_crossentropy", ["accuracy"], 0.01),
+        "fit": _fit(30, 32),
+    }
+
+
+def mlp_regressor(input_shape, outputs: int = 1) -> dict:
+    return {
+        "input_shape": list(input_shape),
+        "layers": [
+            {"type": "Dense", "units": 64, "activation": "relu"},
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": outputs},
+        ],
+        "compile": _compile("mse", ["mae"], 0.003),
+        "fit": _fit(40, 32),
+    }
+
+
+def small_cnn(input_shape, classes: int) -> dict:
+    return {
+        "input_shape": list(input_shape),
+        "layers": [
+            {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "GlobalAveragePooling2D"},
+            {"type": "Dense", "units": 64, "activation": "relu"},
+            {"type": "Dense", "units": max(2, classes), "activation": "softmax"},
+        ],
+        "compile": _compile("sparse_categorical_crossentropy", ["accuracy"], 0.003),
+        "fit": _fit(15, 64),
+    }
+
+
+def lstm_forecaster(input_shape, horizon: int = 1) -> dict:
+    return {
+        "input_shape": list(input_shape),
+        "layers": [
+            {"type": "LSTM", "units": 32},
+            {"type": "Dense", "units": horizon},
+        ],
+        "compile": _compile("mse", ["mae"], 0.005),
+        "fit": _fit(30, 32),
+    }
+
+
+def empty_spec(input_shape) -> dict:
+    return {"input_shape": list(input_shape), "layers": [],
+            "compile": _compile("mse", []), "fit": _fit(10, 32)}
+
+
+def suggest(kind: str, task: str, input_shape, outputs: int) -> dict:
+    """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM."""
+    if kind == "images":
+        return small_cnn(input_shape, outputs)
+    if kind == "series":
+        return lstm_forecaster(input_shape, outputs)
+    if task == "classification":
+        return mlp_classifier(input_shape, outputs)
+    return mlp_regressor(input_shape, outputs)
