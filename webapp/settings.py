@@ -143,6 +143,12 @@ MEDIA_ROOT = DATA_DIR / "files"
 # Uploads stream to disk: nothing above 2.5 MB is kept in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
+# The first handler refuses bodies over MAX_UPLOAD_MB, from Content-Length and while streaming.
+FILE_UPLOAD_HANDLERS = [
+    "webapp.datasets.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 for _folder in (DATA_DIR / "tmp", STATIC_ROOT):
     _folder.mkdir(parents=True, exist_ok=True)
 MAX_UPLOAD_MB = _read(env.env_int, "CUPOLA_MAX_UPLOAD_MB", 1024, minimum=1)
