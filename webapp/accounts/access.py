@@ -58,3 +58,36 @@ def get_object_in_workspace(model, user, pk, *, write: bool = False, workspace_f
     if write:
         require_write(membership)
     return obj, membership
+
+
+def get_owned_workspace(user, workspace_slug: str) -> tuple[Workspace, Membership]:
+    """The workspace if the user owns it; 404 for outsiders, 403 for other members."""
+    membership = get_membership(user, workspace_slug)
+    require_owner(membership)
+    return membership.workspace, membership
+
+
+def get_in_workspace(model, membership: Membership, pk):
+    """An object of ``model`` that belongs to the membership's workspace, or 404."""
+    try:
+        return model.objects.get(workspace=membership.workspace, pk=pk)
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise Http404("Not found") from None
+
+
+def get_member_for_owner(user, workspace_slug: str, member_id) -> tuple[Membership, Membership]:
+    """``(target membership, acting owner's membership)`` for managing members."""
+    _, mine = get_owned_workspace(user, workspace_slug)
+    target = get_in_workspace(Membership, mine, member_id)
+    return target, mine
+
+
+def get_share_link_for_revoke(user, workspace_slug: str, pk):
+    """Owners revoke any of the workspace's links, editors their own, viewers none."""
+    from webapp.accounts.models import ShareLink
+
+    _, membership = get_workspace_for_user(user, workspace_slug, write=True)
+    link = get_in_workspace(ShareLink, membership, pk)
+    if not membership.is_owner and link.created_by_id != user.pk:
+        raise PermissionDenied("Editors may revoke only the links they created")
+    return link, membership
