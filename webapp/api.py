@@ -80,9 +80,11 @@ def get_health(request):
 
 
 def _register_routers() -> None:
+    from webapp.accounts.api import router as accounts_router
     from webapp.datasets.api import router as datasets_router
     from webapp.experiments.api import router as experiments_router
 
+    api.add_router("/", accounts_router)
     api.add_router("/", datasets_router)
     api.add_router("/", experiments_router)
 
