@@ -66,7 +66,7 @@ def orthogonal(shape, rng, dtype=np.float32):
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return q[:rows, :cols].reshape(shape).astype(dtype)
+    return np.ascontiguousarray(q[:rows, :cols].reshape(shape), dtype=dtype)
 
 
 def _truncated_normal(shape, rng, stddev, dtype):

@@ -1,0 +1,242 @@
+"""Forward values and gradients equal PyTorch's (float64) for layers and losses.
+
+PyTorch is a test-only reference; the whole module is skipped where it is not installed.
+"""
+import numpy as np
+import pytest
+
+from trainer import functions as F
+from trainer import layers, losses
+from trainer.core import Variable, test_mode
+
+torch = pytest.importorskip("torch")
+tnf = torch.nn.functional
+
+RTOL, ATOL = 1e-7, 1e-9
+
+
+def rand(*shape, seed=0, low=-1.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, size=shape)
+
+
+def t(array):
+    return torch.tensor(np.ascontiguousarray(array), dtype=torch.float64, requires_grad=True)
+
+
+def close(ours, theirs, rtol=RTOL, atol=ATOL):
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
+
+
+def run_layer(layer, x, upstream_seed=9):
+    """Our output and gradients (input, then each weight) for a fixed upstream gradient."""
+    layer.build(x.shape[1:], np.random.default_rng(0), dtype=np.float64)
+    xv = Variable(x)
+    y = layer(xv)
+    g = rand(*y.shape, seed=upstream_seed)
+    y.backward(g)
+    return y.data, g, xv.grad, {k: p.grad for k, p in layer.params.items()}
+
+
+def torch_backward(y, g):
+    y.backward(torch.tensor(g))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu", "elu", "softmax"])
+def test_dense_matches_torch(activation):
+    x = rand(5, 4)
+    layer = layers.Dense(3, activation=activation)
+    y, g, gx, grads = run_layer(layer, x)
+    tx, tw, tb = t(x), t(layer.params["kernel"].data), t(layer.params["bias"].data)
+    z = tx @ tw + tb
+    ty = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": tnf.gelu, "elu": tnf.elu,
+          "softmax": lambda v: torch.softmax(v, -1)}[activation](z)
+    torch_backward(ty, g)
+    close(y, ty, atol=1e-7)  # GELU's erf is a 1e-7 approximation
+    close(gx, tx.grad, atol=1e-7)
+    close(grads["kernel"], tw.grad, atol=1e-7)
+    close(grads["bias"], tb.grad, atol=1e-7)
+
+
+def tf_same_pad(size, kernel, stride):
+    return F.same_padding(size, kernel, stride)
+
+
+@pytest.mark.parametrize("padding,strides", [("valid", 1), ("same", 1), ("same", 2), ("valid", 2)])
+def test_conv2d_matches_torch(padding, strides):
+    x = rand(2, 7, 6, 3)
+    layer = layers.Conv2D(4, 3, strides=strides, padding=padding, activation="relu")
+    y, g, gx, grads = run_layer(layer, x)
+    tx, tw, tb = t(x), t(layer.params["kernel"].data), t(layer.params["bias"].data)
+    xn = tx.permute(0, 3, 1, 2)
+    if padding == "same":
+        (top, bottom), (left, right) = tf_same_pad(7, 3, strides), tf_same_pad(6, 3, strides)
+        xn = tnf.pad(xn, (left, right, top, bottom))
+    ty = torch.relu(tnf.conv2d(xn, tw.permute(3, 2, 0, 1), tb, stride=strides)).permute(0, 2, 3, 1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    close(grads["kernel"], tw.grad)
+    close(grads["bias"], tb.grad)
+
+
+@pytest.mark.parametrize("pool,strides", [(2, None), (3, 1), (3, 2)])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pooling_matches_torch(kind, pool, strides):
+    x = rand(2, 7, 8, 3)
+    layer = (layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D)(pool, strides=strides)
+    y, g, gx, _ = run_layer(layer, x)
+    tx = t(x)
+    fn = tnf.max_pool2d if kind == "max" else tnf.avg_pool2d
+    ty = fn(tx.permute(0, 3, 1, 2), pool, strides or pool).permute(0, 2, 3, 1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+
+
+def test_global_average_pooling_matches_torch():
+    x = rand(2, 4, 5, 3)
+    y, g, gx, _ = run_layer(layers.GlobalAveragePooling2D(), x)
+    tx = t(x)
+    ty = tx.mean(dim=(1, 2))
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (2, 3, 4, 3)])
+def test_batch_norm_matches_torch_in_training_and_inference(shape):
+    x = rand(*shape, low=-2, high=5)
+    layer = layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
+    y, g, gx, grads = run_layer(layer, x)
+    tx, tg, tb = t(x), t(np.ones(3)), t(np.zeros(3))
+    channels_first = tx.reshape(-1, 3)
+    ty = tnf.batch_norm(channels_first, None, None, tg, tb, training=True, eps=1e-3).reshape(shape)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    close(grads["gamma"], tg.grad)
+    close(grads["beta"], tb.grad)
+    # Keras updates the moving variance with the biased batch variance.
+    flat = x.reshape(-1, 3)
+    close(layer.state["moving_mean"], 0.1 * flat.mean(axis=0))
+    close(layer.state["moving_variance"], 0.9 + 0.1 * flat.var(axis=0))
+    with test_mode():
+        xv = Variable(x)
+        y = layer(xv)
+        y.backward(g)
+    tx = t(x)
+    mean, var = layer.state["moving_mean"], layer.state["moving_variance"]
+    ty = tnf.batch_norm(tx.reshape(-1, 3), torch.tensor(mean), torch.tensor(var), training=False,
+                        eps=1e-3).reshape(shape)
+    torch_backward(ty, g)
+    close(y.data, ty)
+    close(xv.grad, tx.grad)
+
+
+def test_layer_norm_matches_torch():
+    x = rand(2, 3, 5)
+    layer = layers.LayerNormalization()
+    y, g, gx, grads = run_layer(layer, x)
+    tx, tg, tb = t(x), t(np.ones(5)), t(np.zeros(5))
+    ty = tnf.layer_norm(tx, (5,), tg, tb, eps=1e-3)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    close(grads["gamma"], tg.grad)
+    close(grads["beta"], tb.grad)
+
+
+def _torch_rnn(module, layer, cell):
+    w, u, b = (layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias"))
+    h = layer.units
+    if cell == "gru":
+        # Keras gate order (z, r, h) -> PyTorch (r, z, n).
+        order = np.r_[h:2 * h, 0:h, 2 * h:3 * h]
+        w, u, b_in, b_rec = w[:, order], u[:, order], b[0][order], b[1][order]
+    else:
+        b_in, b_rec = b, np.zeros_like(b)
+    params = [t(w.T), t(u.T), t(b_in), t(b_rec)]
+    with torch.no_grad():
+        for target, value in zip((module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0),
+                                 params):
+            target.copy_(value)
+    return [module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0], order if cell == "gru" else None
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_recurrent_layers_match_torch(cell, return_sequences):
+    x = rand(3, 5, 4)
+    cls = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}[cell]
+    layer = cls(6, return_sequences=return_sequences)
+    y, g, gx, grads = run_layer(layer, x)
+    module_cls = {"simple_rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    module = module_cls(4, 6, batch_first=True).double()
+    (w_ih, w_hh, b_ih, b_hh), order = _torch_rnn(module, layer, cell)
+    tx = t(x)
+    seq = module(tx)[0]
+    ty = seq if return_sequences else seq[:, -1]
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    if cell == "gru":
+        inverse = np.argsort(order)
+        close(grads["kernel"], w_ih.grad.numpy().T[:, inverse])
+        close(grads["recurrent_kernel"], w_hh.grad.numpy().T[:, inverse])
+        close(grads["bias"], np.stack([b_ih.grad.numpy()[inverse], b_hh.grad.numpy()[inverse]]))
+    else:
+        close(grads["kernel"], w_ih.grad.numpy().T)
+        close(grads["recurrent_kernel"], w_hh.grad.numpy().T)
+        close(grads["bias"], b_ih.grad)
+
+
+def _labels():
+    return np.array([0, 2, 1, 2, 0])
+
+
+LOSS_CASES = {
+    "mse": ("mse", lambda p, y: tnf.mse_loss(p, y), "real"),
+    "mae": ("mae", lambda p, y: tnf.l1_loss(p, y), "real"),
+    "huber": ({"type": "huber", "delta": 0.5}, lambda p, y: tnf.huber_loss(p, y, delta=0.5), "real"),
+    "binary_crossentropy": ("binary_crossentropy", lambda p, y: tnf.binary_cross_entropy(p, y), "prob"),
+    "binary_crossentropy_logits": ({"type": "binary_crossentropy", "from_logits": True},
+                                   lambda p, y: tnf.binary_cross_entropy_with_logits(p, y), "logit"),
+    "categorical_crossentropy": ("categorical_crossentropy",
+                                 lambda p, y: -(y * torch.log(p)).sum(-1).mean(), "softmax"),
+    "categorical_crossentropy_logits": ({"type": "categorical_crossentropy", "from_logits": True},
+                                        lambda p, y: tnf.cross_entropy(p, y), "logit_multi"),
+    "sparse_categorical_crossentropy": ("sparse_categorical_crossentropy",
+                                        lambda p, y: tnf.nll_loss(torch.log(p), y), "softmax_sparse"),
+    "sparse_categorical_crossentropy_logits": ({"type": "sparse_categorical_crossentropy", "from_logits": True},
+                                               lambda p, y: tnf.cross_entropy(p, y), "logit_sparse"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_CASES))
+def test_every_loss_matches_torch(case):
+    spec, torch_loss, kind = LOSS_CASES[case]
+    labels = _labels()
+    if kind == "real":
+        pred, target = rand(5, 3), rand(5, 3, seed=1)
+    elif kind == "prob":
+        pred, target = rand(5, 1, low=0.05, high=0.95), (rand(5, 1, seed=1) > 0).astype(np.float64)
+    elif kind == "logit":
+        pred, target = rand(5, 1, low=-4, high=4), (rand(5, 1, seed=1) > 0).astype(np.float64)
+    elif kind in ("softmax", "softmax_sparse"):
+        logits = rand(5, 3, low=-2, high=2)
+        pred = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        target = np.eye(3)[labels] if kind == "softmax" else labels
+    else:
+        pred = rand(5, 3, low=-3, high=3)
+        target = labels if kind == "logit_sparse" else np.eye(3)[labels]
+    loss = losses.get(spec)
+    pv = Variable(pred)
+    ours = loss(target, pv)
+    ours.backward()
+    tp = t(pred)
+    ty = torch.tensor(target) if target.dtype.kind == "i" else torch.tensor(target, dtype=torch.float64)
+    theirs = torch_loss(tp, ty)
+    theirs.backward()
+    close(ours.data, theirs)
+    close(pv.grad, tp.grad)

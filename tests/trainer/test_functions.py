@@ -1,0 +1,220 @@
+"""Every differentiable operation: forward values and a float64 numerical gradient check,
+run on each backend (NumPy always, CuPy where a GPU is visible)."""
+import numpy as np
+import pytest
+
+from trainer import backend
+from trainer import functions as F
+from trainer.core import Variable, no_grad
+
+
+def rand(xp, *shape, low=-1.0, high=1.0, seed=0):
+    values = np.random.default_rng(seed).uniform(low, high, size=shape)
+    return backend.to_device(values.astype(np.float64))
+
+
+ELEMENTWISE = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / (b * b + 1.0),
+    "neg": lambda a, b: -a + b,
+    "pow": lambda a, b: (a * a + 1.0) ** 1.5 + b,
+    "exp": lambda a, b: F.exp(a) * b,
+    "log": lambda a, b: F.log(a * a + 1.0) + b,
+    "abs": lambda a, b: F.absolute(a) * b,
+    "matmul": lambda a, b: a @ F.transpose(b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_it_differentiates_arithmetic(xp, name, check_gradients):
+    check_gradients(ELEMENTWISE[name], rand(xp, 3, 4), rand(xp, 3, 4, seed=1))
+
+
+def test_it_reduces_broadcast_gradients_to_the_operand_shape(xp, check_gradients):
+    check_gradients(lambda a, b: a * b + b, rand(xp, 2, 3, 4), rand(xp, 1, 4, seed=1))
+    check_gradients(lambda a, b: a / (b * b + 1.0) - b, rand(xp, 2, 3), rand(xp, 3, seed=1))
+
+
+@pytest.mark.parametrize("op", ["reshape", "transpose", "sum_axis", "sum_keepdims", "broadcast_to", "get_item",
+                                "mean"])
+def test_it_differentiates_shape_operations(xp, op, check_gradients):
+    fns = {
+        "reshape": lambda a: F.reshape(a, (4, 6)),
+        "transpose": lambda a: F.transpose(a, (2, 0, 1)),
+        "sum_axis": lambda a: F.sum(a, axis=(0, 2)),
+        "sum_keepdims": lambda a: F.sum(a, axis=1, keepdims=True),
+        "broadcast_to": lambda a: F.broadcast_to(F.sum(a, axis=0), (5, 3, 4)),
+        "get_item": lambda a: a[1:, ::2],
+        "mean": lambda a: F.mean(a, axis=1),
+    }
+    check_gradients(fns[op], rand(xp, 2, 3, 4))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softmax", "log_softmax"])
+def test_it_differentiates_activations(xp, name, check_gradients):
+    x = rand(xp, 4, 5, low=-3, high=3)
+    check_gradients(getattr(F, name), x)
+
+
+def test_its_activations_have_the_expected_values(xp):
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    xd = backend.to_device(x)
+    np.testing.assert_allclose(backend.to_host(F.relu(xd).data), np.maximum(x, 0))
+    np.testing.assert_allclose(backend.to_host(F.sigmoid(xd).data), 1 / (1 + np.exp(-x)), rtol=1e-12)
+    np.testing.assert_allclose(backend.to_host(F.leaky_relu(xd).data), np.where(x > 0, x, 0.2 * x))
+    np.testing.assert_allclose(backend.to_host(F.elu(xd).data), np.where(x > 0, x, np.expm1(x)), rtol=1e-12)
+    from math import erf
+    exact = np.array([v * 0.5 * (1 + erf(v / np.sqrt(2))) for v in x])
+    np.testing.assert_allclose(backend.to_host(F.gelu(xd).data), exact, atol=1e-7)
+    s = backend.to_host(F.softmax(backend.to_device(np.array([[1000.0, 1000.0, -1000.0]]))).data)
+    np.testing.assert_allclose(s, [[0.5, 0.5, 0.0]])
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])
+def test_it_differentiates_fused_linear(xp, activation, check_gradients):
+    check_gradients(lambda x, w, b: F.linear(x, w, b, activation),
+                    rand(xp, 5, 4), rand(xp, 4, 3, seed=1), rand(xp, 3, seed=2))
+
+
+def test_it_applies_linear_to_the_last_axis_of_sequences(xp, check_gradients):
+    check_gradients(lambda x, w: F.linear(x, w, None, "tanh"), rand(xp, 2, 3, 4), rand(xp, 4, 2, seed=1))
+
+
+@pytest.mark.parametrize("kernel,strides,padding", [
+    ((3, 3), (1, 1), "valid"), ((3, 3), (1, 1), "same"), ((3, 3), (2, 2), "same"), ((2, 3), (2, 1), "valid"),
+    ((1, 1), (1, 1), "valid"), ((4, 4), (2, 2), "same"),
+])
+def test_it_differentiates_conv2d(xp, kernel, strides, padding, check_gradients):
+    check_gradients(lambda x, w, b: F.conv2d(x, w, b, strides, padding, "relu"),
+                    rand(xp, 2, 6, 5, 3), rand(xp, *kernel, 3, 2, seed=1), rand(xp, 2, seed=2))
+
+
+def test_it_computes_conv2d_like_a_direct_loop():
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
+    w = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
+    y = F.conv2d(x, w, None, 2, "valid").data
+    expected = np.zeros((2, 2, 2, 4))
+    for i in range(2):
+        for j in range(2):
+            patch = x[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
+            expected[:, i, j, :] = np.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2]))
+    np.testing.assert_allclose(y, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("pool,strides,padding,size", [
+    (2, None, "valid", (6, 6)), (2, None, "valid", (5, 7)), (3, 1, "valid", (5, 5)), (3, 2, "same", (5, 6)),
+    (2, None, "same", (5, 5)),
+])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_it_differentiates_pooling(xp, kind, pool, strides, padding, size, check_gradients):
+    fn = F.max_pool2d if kind == "max" else F.avg_pool2d
+    check_gradients(lambda x: fn(x, pool, strides, padding), rand(xp, 2, *size, 3))
+
+
+def test_its_max_pooling_sends_the_gradient_to_one_element_of_a_tie(xp):
+    x = Variable(backend.to_device(np.zeros((1, 2, 2, 1))))
+    y = F.max_pool2d(x, 2)
+    y.backward(backend.to_device(np.ones((1, 1, 1, 1))))
+    assert float(backend.to_host(x.grad).sum()) == 1.0
+
+
+def test_its_same_average_pooling_ignores_padding(xp):
+    x = backend.to_device(np.ones((1, 3, 3, 1)))
+    np.testing.assert_allclose(backend.to_host(F.avg_pool2d(x, 2, 2, "same").data), np.ones((1, 2, 2, 1)))
+
+
+def test_it_differentiates_global_average_pooling(xp, check_gradients):
+    check_gradients(F.global_avg_pool2d, rand(xp, 2, 3, 4, 2))
+
+
+def test_it_differentiates_normalisation(xp, check_gradients):
+    x, g, b = rand(xp, 6, 4, low=-2, high=3), rand(xp, 4, seed=1), rand(xp, 4, seed=2)
+    check_gradients(lambda x, g, b: F.batch_norm(x, g, b, 1e-3), x, g, b)
+    check_gradients(lambda x, g, b: F.batch_norm(x, g, b, 1e-3), rand(xp, 2, 3, 3, 4), g, b)
+    mean, var = rand(xp, 4, seed=3), rand(xp, 4, low=0.5, high=2, seed=4)
+    check_gradients(lambda x, g, b: F.fixed_batch_norm(x, g, b, mean, var), x, g, b)
+    check_gradients(lambda x, g, b: F.layer_norm(x, g, b), rand(xp, 2, 3, 4), g, b)
+
+
+def test_it_normalises_a_batch_to_zero_mean_and_unit_variance(xp):
+    x = rand(xp, 64, 3, low=5, high=9)
+    one, zero = backend.to_device(np.ones(3)), backend.to_device(np.zeros(3))
+    y = backend.to_host(F.batch_norm(x, one, zero, 1e-8).data)
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-10)
+    np.testing.assert_allclose(y.std(axis=0), 1, rtol=1e-6)
+
+
+def test_it_differentiates_dropout_with_a_fixed_mask(xp, check_gradients):
+    rng = backend.random_generator(0)
+    x = rand(xp, 4, 5)
+    mask_fn = F.dropout(Variable(x), 0.5, rng).creator.mask
+    assert set(np.unique(backend.to_host(mask_fn))) <= {0.0, 2.0}
+    check_gradients(lambda v: F.Dropout(mask_fn)(v), x)
+
+
+def test_it_differentiates_embedding_lookups_with_repeated_indices(xp, check_gradients):
+    indices = backend.to_device(np.array([[0, 2, 2], [1, 0, 3]]))
+    check_gradients(lambda w: F.embedding(indices, w), rand(xp, 4, 3))
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_it_differentiates_recurrent_cells(xp, cell, return_sequences, check_gradients):
+    units = 3
+    gates = {"simple_rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x = rand(xp, 2, 4, 3)
+    w = rand(xp, 3, gates * units, seed=1)
+    u = rand(xp, units, gates * units, seed=2)
+    b = rand(xp, *((2, 3 * units) if cell == "gru" else (gates * units,)), seed=3)
+    fn = getattr(F, cell)
+    check_gradients(lambda *a: fn(*a, return_sequences=return_sequences), x, w, u, b)
+
+
+LOSSES = {
+    "mse": (F.mean_squared_error, (-1, 1)),
+    "mae": (F.mean_absolute_error, (-1, 1)),
+    "huber": (lambda y, t: F.huber(y, t, 0.3), (-1, 1)),
+    "binary_cross_entropy": (F.binary_cross_entropy, (0.05, 0.95)),
+    "sigmoid_cross_entropy": (F.sigmoid_cross_entropy, (-3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_it_differentiates_regression_and_binary_losses(xp, name, check_gradients):
+    fn, (low, high) = LOSSES[name]
+    target = rand(xp, 4, 3, low=0, high=1, seed=5)
+    check_gradients(lambda y: fn(y, target), rand(xp, 4, 3, low=low, high=high))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_it_differentiates_cross_entropies(xp, sparse, check_gradients):
+    labels = np.array([0, 2, 1, 2])
+    target = backend.to_device(labels if sparse else np.eye(3)[labels])
+    check_gradients(lambda x: F.softmax_cross_entropy(x, target, sparse), rand(xp, 4, 3, low=-3, high=3))
+    check_gradients(lambda p: F.cross_entropy(p, target, sparse), rand(xp, 4, 3, low=0.05, high=0.95))
+
+
+def test_its_fused_softmax_cross_entropy_is_finite_for_huge_logits(xp):
+    logits = backend.to_device(np.array([[1e4, -1e4, 0.0]], dtype=np.float32))
+    labels = backend.to_device(np.array([1]))
+    x = Variable(logits)
+    loss = F.softmax_cross_entropy(x, labels, sparse=True)
+    loss.backward()
+    assert np.isclose(float(loss.data), 2e4)
+    assert np.all(np.isfinite(backend.to_host(x.grad)))
+
+
+def test_it_records_no_graph_under_no_grad(xp):
+    x = Variable(rand(xp, 2, 2))
+    with no_grad():
+        y = F.relu(x) * 2.0
+    assert y.creator is None and not y.requires_grad
+
+
+def test_it_accumulates_the_gradient_of_a_variable_used_twice(xp):
+    x = Variable(backend.to_device(np.array([3.0])))
+    y = x * x + x
+    y.backward()
+    assert float(backend.to_host(x.grad)[0]) == 7.0
