@@ -67,7 +67,7 @@ def detect_format(path) -> str:
         tail = f.read(4)
     if head.startswith(b"PAR1") and tail == b"PAR1":
         return "parquet"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         try:
             with zipfile.ZipFile(path) as archive:
                 names = [info.filename for info in archive.infolist() if not info.is_dir()]
@@ -103,7 +103,7 @@ def _decode_sample(raw: bytes, complete: bool) -> tuple[str, str, list[str]]:
         raise IngestError(
             f"The file is not text: it contains a NUL byte at offset {offset}. "
             "Upload a CSV/TSV in UTF-8 or Latin-1, a Parquet file, an .npz, or a zip of images.")
-    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise IngestError("The file is UTF-16 text; save it as UTF-8 and upload it again.")
     codec = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
     try:
