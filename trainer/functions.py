@@ -16,6 +16,11 @@ def _xp(x):
     return backend.get_array_module(x)
 
 
+def sum_rows(g):
+    """Column sums of a 2-D array as one GEMV (several times faster than ``g.sum(axis=0)``)."""
+    return _xp(g).ones(g.shape[0], dtype=g.dtype) @ g
+
+
 def sum_to(x, shape):
     """Sum the raw array ``x`` down to ``shape`` (undo broadcasting)."""
     if x.shape == shape:
@@ -464,7 +469,7 @@ class Linear(Function):
         gx = (gz @ W.T).reshape(x.shape) if self.needs_grad(0) else None
         gW = x2.T @ gz
         if len(self.inputs) == 3:
-            return gx, gW, gz.sum(axis=0)
+            return gx, gW, sum_rows(gz)
         return gx, gW
 
 
@@ -577,7 +582,7 @@ class Conv2D(Function):
             gx = _unpad_hw(gx, self.pads)
         self.cols = None
         if len(self.inputs) == 3:
-            return gx, gW, gz.sum(axis=0)
+            return gx, gW, sum_rows(gz)
         return gx, gW
 
 
@@ -590,113 +595,92 @@ def conv2d(x, W, b=None, strides=1, padding="valid", activation="linear"):
 # --------------------------------------------------------------------------- pooling
 
 class _Pool2D(Function):
+    """Pooling as a loop over the window offsets: each offset is one strided slice of the
+    (padded) input, so the work is a few whole-array ufuncs and no window copy."""
+
     def __init__(self, pool_size=2, strides=None, padding="valid"):
         self.pool_size = pair(pool_size)
         self.strides = pair(strides) if strides is not None else self.pool_size
         self.padding = padding
 
-    def _geometry(self, x):
+    def _setup(self, x, pad_value):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
         n, h, w, c = x.shape
         if self.padding == "same":
             pads = (same_padding(h, ph, sh), same_padding(w, pw, sw))
         else:
             pads = ((0, 0), (0, 0))
-        oh = (h + pads[0][0] + pads[0][1] - ph) // sh + 1
-        ow = (w + pads[1][0] + pads[1][1] - pw) // sw + 1
-        return pads, oh, ow
+        self.pads = pads
+        padded = _pad_hw(x, pads, value=pad_value)
+        oh = (padded.shape[1] - ph) // sh + 1
+        ow = (padded.shape[2] - pw) // sw + 1
+        self.padded_shape = padded.shape
+        self.slices = [(slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+                       for i in range(ph) for j in range(pw)]
+        # Windows that tile the input without overlap can be written back instead of added.
+        self.disjoint = sh >= ph and sw >= pw
+        return padded
 
-    def _reshape_path(self, pads, oh, ow):
-        return self.pool_size == self.strides and pads == ((0, 0), (0, 0))
+    def _grad_input(self, parts):
+        xp = _xp(parts[0])
+        gx = xp.zeros(self.padded_shape, dtype=parts[0].dtype)
+        for s, part in zip(self.slices, parts):
+            if self.disjoint:
+                gx[s] = part
+            else:
+                gx[s] += part
+        return _unpad_hw(gx, self.pads)
 
 
 class MaxPool2D(_Pool2D):
     def forward(self, x):
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        n, h, w, c = x.shape
-        pads, oh, ow = self._geometry(x)
-        self.geometry = (pads, oh, ow)
-        if self._reshape_path(pads, oh, ow):
-            # Windows tile the input: a reshape, no copy of the data into columns.
-            x6 = x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
-            y = x6.max(axis=(2, 4))
-            self.x6 = x6
-            self.y = y
-            return y
         xp = _xp(x)
-        padded = _pad_hw(x, pads, value=-xp.inf)
-        windows = _windows(padded, ph, pw, sh, sw, oh, ow)
-        flat = windows.transpose(0, 1, 2, 5, 3, 4).reshape(n, oh, ow, c, ph * pw)
-        self.argmax = flat.argmax(axis=-1)
-        self.padded_shape = padded.shape
-        return xp.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]
+        padded = self._setup(x, -xp.inf)
+        y = padded[self.slices[0]].copy()
+        for s in self.slices[1:]:
+            xp.maximum(y, padded[s], out=y)
+        self.padded, self.y = padded, y
+        return y
 
     def backward(self, gy):
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        pads, oh, ow = self.geometry
-        x_shape = self.inputs[0].shape
         xp = _xp(gy)
-        if self._reshape_path(pads, oh, ow):
-            n, _, _, c = x_shape
-            # First maximum of each window only (like cuDNN / PyTorch), even with ties.
-            mask = self.x6 == self.y[:, :, None, :, None, :]
-            flat = mask.transpose(0, 1, 3, 5, 2, 4).reshape(n, oh, ow, c, ph * pw)
-            first = flat.argmax(axis=-1)
-            onehot = xp.zeros(flat.shape, dtype=gy.dtype)
-            xp.put_along_axis(onehot, first[..., None], gy[..., None], axis=-1)
-            g6 = onehot.reshape(n, oh, ow, c, ph, pw).transpose(0, 1, 4, 2, 5, 3)
-            g = g6.reshape(n, oh * ph, ow * pw, c)
-            if g.shape == x_shape:
-                return g
-            gx = xp.zeros(x_shape, dtype=gy.dtype)
-            gx[:, :oh * ph, :ow * pw, :] = g
-            return gx
-        n, _, _, c = x_shape
-        cols = xp.zeros((n, oh, ow, c, ph * pw), dtype=gy.dtype)
-        xp.put_along_axis(cols, self.argmax[..., None], gy[..., None], axis=-1)
-        cols = cols.reshape(n, oh, ow, c, ph, pw).transpose(0, 1, 2, 4, 5, 3)
-        gx = _fold(cols, self.padded_shape, ph, pw, sh, sw, oh, ow)
-        return _unpad_hw(gx, pads)
+        taken = None
+        parts = []
+        # Each output's gradient goes to the first maximum of its window (as PyTorch), even with ties.
+        for s in self.slices:
+            hit = self.padded[s] == self.y
+            if taken is None:
+                taken = hit.copy()
+            else:
+                hit &= ~taken
+                taken |= hit
+            parts.append(xp.multiply(gy, hit))
+        return self._grad_input(parts)
 
 
 class AvgPool2D(_Pool2D):
     """Average pooling; with "same" padding the padded cells are not counted (as Keras)."""
 
     def forward(self, x):
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        n, h, w, c = x.shape
-        pads, oh, ow = self._geometry(x)
-        self.geometry = (pads, oh, ow)
-        if self._reshape_path(pads, oh, ow):
-            x6 = x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
-            return x6.mean(axis=(2, 4))
         xp = _xp(x)
-        padded = _pad_hw(x, pads)
-        total = _windows(padded, ph, pw, sh, sw, oh, ow).sum(axis=(3, 4))
-        ones = _pad_hw(xp.ones((1, h, w, 1), dtype=x.dtype), pads)
-        self.counts = _windows(ones, ph, pw, sh, sw, oh, ow).sum(axis=(3, 4))
-        self.padded_shape = padded.shape
-        return total / self.counts
+        padded = self._setup(x, 0.0)
+        y = padded[self.slices[0]].copy()
+        for s in self.slices[1:]:
+            y += padded[s]
+        if self.pads == ((0, 0), (0, 0)):
+            self.scale = 1.0 / len(self.slices)
+        else:
+            ones = _pad_hw(xp.ones((1, *x.shape[1:3], 1), dtype=x.dtype), self.pads)
+            counts = ones[self.slices[0]].copy()
+            for s in self.slices[1:]:
+                counts += ones[s]
+            self.scale = 1.0 / counts
+        y *= self.scale
+        return y
 
     def backward(self, gy):
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        pads, oh, ow = self.geometry
-        x_shape = self.inputs[0].shape
-        xp = _xp(gy)
-        n, _, _, c = x_shape
-        if self._reshape_path(pads, oh, ow):
-            g = gy * (1.0 / (ph * pw))
-            g6 = xp.broadcast_to(g[:, :, None, :, None, :], (n, oh, ph, ow, pw, c))
-            g = g6.reshape(n, oh * ph, ow * pw, c)
-            if g.shape == x_shape:
-                return g
-            gx = xp.zeros(x_shape, dtype=gy.dtype)
-            gx[:, :oh * ph, :ow * pw, :] = g
-            return gx
-        g = gy / self.counts
-        cols = xp.broadcast_to(g[:, :, :, None, None, :], (n, oh, ow, ph, pw, c))
-        gx = _fold(cols, self.padded_shape, ph, pw, sh, sw, oh, ow)
-        return _unpad_hw(gx, pads)
+        g = gy * self.scale
+        return self._grad_input([g] * len(self.slices))
 
 
 class GlobalAvgPool2D(Function):
@@ -742,8 +726,8 @@ class BatchNorm(Function):
         gamma = self.inputs[1].data
         g2 = gy.reshape(self.xhat.shape)
         m = g2.shape[0]
-        gbeta = g2.sum(axis=0)
-        ggamma = (g2 * self.xhat).sum(axis=0)
+        gbeta = sum_rows(g2)
+        ggamma = sum_rows(g2 * self.xhat)
         gx = None
         if self.needs_grad(0):
             gx = (gamma * self.inv_std) * (g2 - (self.xhat * ggamma + gbeta) * (1.0 / m))
@@ -919,7 +903,7 @@ class SimpleRNN(_Recurrent):
             gh = gz @ U.T
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, hs.shape[2]).T @ gz2
-        return gx, gW, gU, gz2.sum(axis=0)
+        return gx, gW, gU, sum_rows(gz2)
 
 
 class LSTM(_Recurrent):
@@ -975,7 +959,7 @@ class LSTM(_Recurrent):
             gh = gz @ U.T
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, H).T @ gz2
-        return gx, gW, gU, gz2.sum(axis=0)
+        return gx, gW, gU, sum_rows(gz2)
 
 
 class GRU(_Recurrent):
@@ -1034,7 +1018,7 @@ class GRU(_Recurrent):
         gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
         gu2 = gu_all.reshape(T * n, 3 * H)
         gU = hs[:-1].reshape(-1, H).T @ gu2
-        gb = xp.stack([gx2.sum(axis=0), gu2.sum(axis=0)])
+        gb = xp.stack([sum_rows(gx2), sum_rows(gu2)])
         return gx, gW, gU, gb
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from trainer import functions as F
 from trainer import layers, losses
-from trainer.core import Variable, test_mode
+from trainer import core
+from trainer.core import Variable
 
 torch = pytest.importorskip("torch")
 tnf = torch.nn.functional
@@ -121,7 +122,7 @@ def test_batch_norm_matches_torch_in_training_and_inference(shape):
     flat = x.reshape(-1, 3)
     close(layer.state["moving_mean"], 0.1 * flat.mean(axis=0))
     close(layer.state["moving_variance"], 0.9 + 0.1 * flat.var(axis=0))
-    with test_mode():
+    with core.test_mode():
         xv = Variable(x)
         y = layer(xv)
         y.backward(g)
