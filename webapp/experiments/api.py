@@ -1,3 +1,245 @@
-from ninja import Router
+"""Runs over the REST API: create, read, metrics, cancel, continue, fork, predict, artifacts, sweeps.
+
+The same services and access helpers as the pages; errors are JSON naming the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from django.http import HttpResponse, JsonResponse
+from ninja import Body, Router, Schema, Status
+
+from webapp.accounts.access import get_workspace_for_user
+from webapp.experiments import exports, prediction, selectors, services, watchdog
+from webapp.experiments.preparation import DataError
+from webapp.experiments.specs import SpecInvalid
 
 router = Router(tags=["experiments"])
+
+INPUT_ERRORS = (services.InvalidInput, SpecInvalid, DataError)
+
+
+def bad_request(error) -> JsonResponse:
+    field = getattr(error, "field", "") or None
+    errors = getattr(error, "errors", None) or [{"field": field, "message": str(error)}]
+    return JsonResponse({"detail": str(error), "field": field, "errors": errors}, status=400)
+
+
+def answers_input_errors(view):
+    """Turn the services' input errors into 400 answers naming the field."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except INPUT_ERRORS as error:
+            return bad_request(error)
+
+    return wrapper
+
+
+def _version_in(workspace, version_id):
+    from webapp.datasets.models import DatasetVersion
+
+    return DatasetVersion.objects.select_related("dataset").filter(pk=version_id, dataset__workspace=workspace).first()
+
+
+def serialize_run(run, *, full: bool = True) -> dict:
+    data = selectors.run_state(run)
+    data.update({
+        "workspace": run.workspace.slug, "dataset_version": run.dataset_version_id, "seed": run.seed,
+        "device_preference": run.device_preference, "priority": run.priority, "tags": run.tags,
+        "starred": run.starred, "parent": run.parent_id, "from_epoch": run.from_epoch, "sweep": run.sweep_id,
+        "url": run.get_absolute_url(),
+    })
+    if full:
+        data.update({"spec": run.spec, "data_config": run.data_config, "results": run.results, "notes": run.notes,
+                     "code_version": run.code_version, "library_versions": run.library_versions,
+                     "traceback_summary": run.traceback_summary})
+    return data
+
+
+class RunIn(Schema):
+    dataset_version: int
+    spec: dict
+    data_config: dict = {}
+    name: str = ""
+    device: str = "auto"
+    priority: int = 5
+    tags: list[str] = []
+
+
+class ContinueIn(Schema):
+    epochs: int
+
+
+class ForkIn(Schema):
+    from_epoch: int
+    spec: dict | None = None
+    name: str = ""
+
+
+class RunUpdateIn(Schema):
+    notes: str | None = None
+    starred: bool | None = None
+    tags: list[str] | None = None
+    name: str | None = None
+    priority: int | None = None
+
+
+class SummaryIn(Schema):
+    spec: dict
+    dataset_version: int | None = None
+    data_config: dict = {}
+
+
+class SweepIn(Schema):
+    dataset_version: int
+    spec: dict
+    data_config: dict = {}
+    method: str = "grid"
+    space: dict
+    count: int = 10
+    name: str = ""
+    device: str = "auto"
+
+
+@router.post("/workspaces/{ws}/runs", response={201: dict})
+@answers_input_errors
+def create_run(request, ws: str, payload: RunIn):
+    """Queue a training run: a spec, a data config and a ready data set version of the workspace."""
+    workspace, _ = get_workspace_for_user(request.user, ws, write=True)
+    version = _version_in(workspace, payload.dataset_version)
+    if version is None:
+        raise services.InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
+    run = services.run_create(workspace=workspace, user=request.user, dataset_version=version, spec=payload.spec,
+                              data_config=payload.data_config, name=payload.name, device=payload.device,
+                              priority=payload.priority, tags=payload.tags)
+    return Status(201, serialize_run(run))
+
+
+@router.get("/workspaces/{ws}/runs")
+def list_runs(request, ws: str, status: str = "", dataset: int | None = None, tag: str = "", limit: int = 100):
+    workspace, _ = get_workspace_for_user(request.user, ws)
+    runs = selectors.runs_for_workspace(workspace, dataset=dataset, status=status or None, tag=tag or None)
+    return {"runs": [serialize_run(run, full=False) for run in list(runs)[: max(1, min(limit, 1000))]]}
+
+
+@router.get("/runs/{run_id}")
+def get_run(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    watchdog.check_runs_now_and_then()
+    return serialize_run(run)
+
+
+@router.get("/runs/{run_id}/metrics")
+def get_metrics(request, run_id: int, since: int = 0):
+    """Per-epoch values as columns (``epoch``, ``loss``, ``val_loss``, …), downsampled past 2,000 epochs."""
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    watchdog.check_runs_now_and_then()
+    return {"run": selectors.run_state(run), **selectors.metric_series(run, since=since)}
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    return serialize_run(services.run_cancel(run=run, user=request.user), full=False)
+
+
+@router.patch("/runs/{run_id}")
+@answers_input_errors
+def update_run(request, run_id: int, payload: RunUpdateIn):
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    if payload.priority is not None:
+        run = services.run_set_priority(run=run, priority=payload.priority)
+    run = services.run_update(run=run, notes=payload.notes, starred=payload.starred, tags=payload.tags,
+                              name=payload.name)
+    return serialize_run(run)
+
+
+@router.post("/runs/{run_id}/continue", response={201: dict})
+@answers_input_errors
+def continue_run(request, run_id: int, payload: ContinueIn):
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    return Status(201, serialize_run(services.run_continue(run=run, user=request.user, epochs=payload.epochs)))
+
+
+@router.post("/runs/{run_id}/fork", response={201: dict})
+@answers_input_errors
+def fork_run(request, run_id: int, payload: ForkIn):
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    child = services.run_fork(run=run, user=request.user, from_epoch=payload.from_epoch, spec=payload.spec,
+                              name=payload.name)
+    return Status(201, serialize_run(child))
+
+
+@router.post("/runs/{run_id}/predict")
+@answers_input_errors
+def predict(request, run_id: int):
+    """Upload ``file`` (multipart: a CSV, an image or a zip of images in the training format), or send JSON
+    ``{"rows": [{"column": value, …}, …]}`` for tables; predictions use the run's stored preprocessing."""
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    upload = request.FILES.get("file")
+    if upload is not None:
+        result = prediction.predict_file(run, upload.read(), upload.name)
+    else:
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            raise DataError("send a file named `file` or JSON {\"rows\": [...]}", "file") from None
+        rows = body.get("rows") if isinstance(body, dict) else None
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            raise DataError("rows: a non-empty list of objects, one per row", "rows")
+        import pandas as pd
+
+        frame = pd.DataFrame(rows[: prediction.MAX_ROWS])
+        buffer = frame.to_csv(index=False).encode()
+        result = prediction.predict_file(run, buffer, "rows.csv")
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(prediction.to_csv(result), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-predictions.csv"'
+        return response
+    return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
+
+
+@router.get("/runs/{run_id}/artifacts/spec")
+def artifact_spec(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    return exports.spec_response(run)
+
+
+@router.get("/runs/{run_id}/artifacts/weights")
+def artifact_weights(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    return exports.weights_response(run)
+
+
+@router.get("/runs/{run_id}/artifacts/onnx")
+def artifact_onnx(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    return exports.onnx_response(run)
+
+
+@router.post("/workspaces/{ws}/specs/summary")
+def spec_summary(request, ws: str, payload: SummaryIn = Body(...)):
+    """Per-layer output shapes, parameters and FLOPs for a spec (the builder calls this as you type)."""
+    workspace, _ = get_workspace_for_user(request.user, ws)
+    return exports.summary_answer(workspace, payload.spec, payload.dataset_version, payload.data_config)
+
+
+@router.post("/workspaces/{ws}/sweeps", response={201: dict})
+@answers_input_errors
+def create_sweep(request, ws: str, payload: SweepIn):
+    workspace, _ = get_workspace_for_user(request.user, ws, write=True)
+    version = _version_in(workspace, payload.dataset_version)
+    if version is None:
+        raise services.InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
+    sweep = services.sweep_create(workspace=workspace, user=request.user, dataset_version=version, spec=payload.spec,
+                                  data_config=payload.data_config, method=payload.method, space=payload.space,
+                                  count=payload.count, name=payload.name, device=payload.device)
+    return Status(201, {"id": sweep.pk, "name": sweep.name,
+                       "runs": list(sweep.runs.values_list("pk", flat=True)),
+                       "url": sweep.get_absolute_url()})
+

@@ -304,8 +304,10 @@ def _check_outputs(spec: dict, prepared: preparation.Prepared, loss: str) -> Non
                 f"classes", f"layers[{len(layers) - 1}].units")
 
 
-def _resume_point(model, run: Run) -> int:
+def _resume_point(model, run: Run, attempt: int) -> int:
     """Load the newest checkpoint of this run, or the parent's fork point; return the epochs already done."""
+    if attempt == 1:  # a first attempt has no checkpoints of its own; anything there is stale
+        checkpoints.remove_all(run)
     own = checkpoints.latest(run, at_most=run.epochs_total)
     if own:
         return int(model.load_checkpoint(str(checkpoints.checkpoint_path(run, own))) or own)
@@ -343,7 +345,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
             "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],
             "feature_names": prepared.feature_names[:500]})
         model = build_model(spec)
-        initial_epoch = _resume_point(model, run)
+        initial_epoch = _resume_point(model, run, attempt)
         MetricRow.objects.filter(run_id=run_id, epoch__gt=initial_epoch).delete()  # from an attempt that died
         metric, greater = monitored_metric(spec, prepared.x_val is not None)
         best = MetricRow.objects.filter(run_id=run_id).values_list("epoch", "values")
@@ -418,7 +420,7 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
     scores = _test_loss(model, prepared.x_test, prepared.y_test, max(batch_size, 256))
     names = [m if isinstance(m, str) else str(m.get("type", "")) for m in (spec.get("compile") or {}).get("metrics", [])]
     pre = prepared.preprocessing
-    results = {"task": prepared.task, "test_rows": int(len(prepared.x_test)), "test": scores}
+    results = {"task": prepared.task, "test_rows": len(prepared.x_test), "test": scores}
     if prepared.task == "classification":
         for name in names + (["accuracy"] if "accuracy" not in names and "acc" not in names else []):
             try:

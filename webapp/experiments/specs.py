@@ -34,11 +34,15 @@ def validate_spec(spec) -> dict:
     try:
         normalised = module.validate(copy.deepcopy(spec))
     except module.SpecError as error:
-        errors = [{"field": _path(path), "message": str(message)} for path, message in getattr(error, "errors", [])]
-        if not errors:
-            errors = [{"field": "spec", "message": str(error)}]
-        raise SpecInvalid(str(error), errors[0]["field"], errors) from None
+        raise _invalid(error) from None
     return normalised if isinstance(normalised, dict) else spec
+
+
+def _invalid(error) -> SpecInvalid:
+    errors = [{"field": _path(path), "message": str(message)} for path, message in getattr(error, "errors", [])]
+    if not errors:
+        errors = [{"field": "spec", "message": str(error)}]
+    return SpecInvalid(str(error), errors[0]["field"], errors)
 
 
 def _path(path) -> str:
@@ -53,7 +57,10 @@ def _path(path) -> str:
 def summarize(spec: dict, input_shape=None) -> dict:
     module = _spec_module()
     shape = input_shape or spec.get("input_shape")
-    return module.summarize(spec, shape)
+    try:
+        return module.summarize(spec, shape)
+    except module.SpecError as error:
+        raise _invalid(error) from None
 
 
 def loss_name(spec: dict) -> str:

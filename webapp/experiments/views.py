@@ -1,10 +1,411 @@
+"""Pages for runs: dashboard, run page, new run (the model builder), compare, predict, queue, sweeps."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from webapp.accounts.access import get_workspace_for_user
+from webapp.experiments import checkpoints, exports, prediction, selectors, services, specs, watchdog
+from webapp.experiments.api import INPUT_ERRORS
+from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
+
+MAX_COMPARE = 12
+
+
+def _run_in(request, ws: str, pk: int, *, write: bool = False):
+    run, membership = selectors.get_run_for_user(request.user, pk, write=write)
+    if run.workspace.slug != ws:
+        raise Http404("Not found")
+    return run, membership
+
+
+def _datasets(workspace):
+    from webapp.datasets.models import Dataset
+
+    return Dataset.objects.filter(workspace=workspace).order_by("name")
+
+
+# ----------------------------------------------------------------------------- dashboard
 
 
 @login_required
 def dashboard(request, ws):
     workspace, membership = get_workspace_for_user(request.user, ws)
-    return render(request, "experiments/dashboard.html", {"workspace": workspace, "membership": membership})
+    watchdog.check_runs_now_and_then()
+    filters = {"dataset": request.GET.get("dataset") or None, "status": request.GET.get("status") or None,
+               "tag": request.GET.get("tag") or None, "starred": request.GET.get("starred") == "1",
+               "query": (request.GET.get("q") or "").strip()[:100] or None}
+    if filters["dataset"] and not str(filters["dataset"]).isdigit():
+        filters["dataset"] = None
+    runs = selectors.runs_for_workspace(workspace, **filters)[:200]
+    active = Run.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES).count()
+    return render(request, "experiments/dashboard.html", {
+        "workspace": workspace, "membership": membership, "section": "dashboard", "runs": runs,
+        "datasets": _datasets(workspace), "tags": selectors.workspace_tags(workspace), "statuses": RunStatus.choices,
+        "filters": filters, "active_count": active, "current_workspace": workspace,
+    })
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _run_context(run, *, can_write: bool, shared: bool = False) -> dict:
+    return {
+        "run": run, "workspace": run.workspace, "can_write": can_write and not shared,
+        "initial": {"state": selectors.run_state(run), **selectors.metric_series(run)},
+        "results": run.results or {}, "spec_json": json.dumps(run.spec, indent=2),
+        "data_config_json": json.dumps(run.data_config, indent=2),
+        "checkpoint_epochs": checkpoints.epochs_saved(run) if not shared else [],
+        "has_weights": checkpoints.weights_path(run).exists(), "onnx": exports.onnx_available(),
+        "snippet": exports.python_snippet(run), "children": run.children.all()[:20],
+    }
+
+
+@login_required
+def run_detail(request, ws, pk):
+    run, membership = _run_in(request, ws, pk)
+    context = _run_context(run, can_write=membership.can_write)
+    context.update({"membership": membership, "section": "runs", "current_workspace": run.workspace,
+                    "live_url": reverse("run-live", kwargs={"ws": ws, "pk": run.pk})})
+    return render(request, "experiments/run_detail.html", context)
+
+
+def render_shared_run(request, run):
+    """The run page without write controls, for a read-only share link (called by the share view)."""
+    from webapp.accounts import sharing
+
+    context = _run_context(run, can_write=False, shared=True)
+    share = getattr(request, "share", None)
+    context["live_url"] = f"/s/{share.link.token}/data/metrics/" if share else ""
+    return sharing.render_shared(request, "experiments/shared_run.html", context)
+
+
+def shared_run_metrics(request, run):
+    return JsonResponse({"state": selectors.run_state(run), **selectors.metric_series(run)})
+
+
+@login_required
+def run_live(request, ws, pk):
+    """What the run page polls every ~2 s: the state and the epochs after ``since``."""
+    run, _ = _run_in(request, ws, pk)
+    watchdog.check_runs_now_and_then()
+    since = request.GET.get("since", "0")
+    since = int(since) if since.isdigit() else 0
+    return JsonResponse({"state": selectors.run_state(run), **selectors.metric_series(run, since=since)})
+
+
+@login_required
+@require_POST
+def run_cancel(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    services.run_cancel(run=run, user=request.user)
+    messages.info(request, "Cancelling: the run stops after the current batch and keeps what it learned.")
+    return redirect(run.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_edit(request, ws, pk):
+    """Notes, tags, star, name: the small edits on the run page."""
+    run, _ = _run_in(request, ws, pk, write=True)
+    fields = {}
+    if "starred" in request.POST:
+        fields["starred"] = request.POST["starred"] == "1"
+    for name in ("notes", "tags", "name"):
+        if name in request.POST:
+            fields[name] = request.POST[name]
+    try:
+        services.run_update(run=run, **fields)
+    except services.InvalidInput as error:
+        messages.error(request, str(error))
+    if request.POST.get("next") == "dashboard":
+        return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
+    return redirect(run.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_continue(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    try:
+        epochs = int(request.POST.get("epochs", ""))
+        child = services.run_continue(run=run, user=request.user, epochs=epochs)
+    except ValueError as error:
+        messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "epochs: enter a whole number")
+        return redirect(run.get_absolute_url())
+    return redirect(child.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_fork(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    try:
+        from_epoch = int(request.POST.get("from_epoch", ""))
+        spec = json.loads(request.POST["spec"]) if request.POST.get("spec") else None
+        child = services.run_fork(run=run, user=request.user, from_epoch=from_epoch, spec=spec)
+    except ValueError as error:
+        messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "from_epoch: enter a whole number")
+        return redirect(run.get_absolute_url())
+    return redirect(child.get_absolute_url())
+
+
+@login_required
+def run_download(request, ws, pk, what):
+    run, _ = _run_in(request, ws, pk)
+    if what == "spec":
+        return exports.spec_response(run)
+    if what == "weights":
+        return exports.weights_response(run)
+    if what == "onnx":
+        return exports.onnx_response(run)
+    raise Http404("Not found")
+
+
+@login_required
+def run_predict(request, ws, pk):
+    run, membership = _run_in(request, ws, pk)
+    result, error = None, None
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        try:
+            if upload is None:
+                raise services.InvalidInput("file: choose a file", "file")
+            result = prediction.predict_file(run, upload.read(), upload.name)
+        except INPUT_ERRORS as problem:
+            error = str(problem)
+        if result is not None and request.POST.get("download") == "csv":
+            response = HttpResponse(prediction.to_csv(result), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-predictions.csv"'
+            return response
+    shown = None
+    if result is not None:
+        shown = {"columns": result["columns"], "rows": result["rows"][:500], "total": len(result["rows"])}
+    return render(request, "experiments/predict.html", {
+        "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "result": shown,
+        "error": error, "current_workspace": run.workspace, "kind": (run.preprocessing or {}).get("kind", ""),
+        "has_weights": checkpoints.weights_path(run).exists()})
+
+
+# ----------------------------------------------------------------------------- new run (the builder)
+
+
+@login_required
+def run_new(request, ws):
+    workspace, membership = get_workspace_for_user(request.user, ws, write=True)
+    from webapp.datasets.models import DatasetVersion
+
+    versions = (DatasetVersion.objects.filter(dataset__workspace=workspace, status="ready")
+                .select_related("dataset").order_by("dataset__name", "-number"))
+    start = {"dataset_version": None, "spec": None, "data_config": {}, "from_run": None}
+    from_run = request.GET.get("from_run")
+    if from_run and from_run.isdigit():
+        source, _ = selectors.get_run_for_user(request.user, int(from_run))
+        if source.workspace_id == workspace.pk:
+            start.update(dataset_version=source.dataset_version_id, spec=source.spec, from_run=source.pk,
+                         data_config={k: v for k, v in source.data_config.items()})
+    version_id = request.GET.get("version")
+    dataset_id = request.GET.get("dataset")
+    if version_id and version_id.isdigit():
+        start["dataset_version"] = int(version_id)
+    elif dataset_id and dataset_id.isdigit() and not start["dataset_version"]:
+        latest = versions.filter(dataset_id=int(dataset_id)).first()
+        start["dataset_version"] = latest.pk if latest else None
+    if not start["dataset_version"] and versions:
+        start["dataset_version"] = versions[0].pk
+    choices = [{"id": v.pk, "label": f"{v.dataset.name} v{v.number}", "kind": v.dataset.kind,
+                "target": v.dataset.target_column,
+                "columns": [c.get("name") for c in (v.schema or {}).get("columns", []) if isinstance(c, dict)]}
+               for v in versions[:200]]
+    return render(request, "experiments/run_new.html", {
+        "workspace": workspace, "membership": membership, "section": "new-run", "current_workspace": workspace,
+        "builder": {"versions": choices, "start": start, "catalog": _layer_catalog(),
+                    "create_url": f"/api/v1/workspaces/{workspace.slug}/runs",
+                    "summary_url": f"/api/v1/workspaces/{workspace.slug}/specs/summary",
+                    "template_url": reverse("run-template", kwargs={"ws": ws}),
+                    "sweep_url": f"/api/v1/workspaces/{workspace.slug}/sweeps",
+                    "devices": list(specs.DEVICES)},
+    })
+
+
+def _describe_args(args: dict) -> list[dict]:
+    described = []
+    for name, arg in args.items():
+        entry = {"name": name, "kind": arg.kind, "required": arg.required}
+        if not arg.required:
+            entry["default"] = arg.default
+        if arg.choices is not None:
+            entry["choices"] = list(arg.choices)
+        described.append(entry)
+    return described
+
+
+def _layer_catalog() -> dict:
+    """Layer, optimizer, schedule and loss choices with their arguments, straight from the engine."""
+    from trainer import losses, optimizers, schedules
+    from trainer.spec import METRICS, layer_catalog
+
+    return {
+        "layers": layer_catalog(),
+        "optimizers": {name: _describe_args({**cls.common_args, **cls.args})
+                       for name, cls in optimizers.OPTIMIZERS.items()},
+        "schedules": {name: _describe_args(cls.args) for name, cls in schedules.SCHEDULES.items()},
+        "losses": list(losses.LOSSES), "metrics": list(METRICS),
+    }
+
+
+@login_required
+def run_template(request, ws):
+    """The suggested starting spec for a data set version and data config (tables → MLP, images → CNN, series → LSTM)."""
+    workspace, _ = get_workspace_for_user(request.user, ws)
+    from webapp.datasets.models import DatasetVersion
+    from webapp.experiments import datasource
+
+    version_id = request.GET.get("version", "")
+    version = DatasetVersion.objects.select_related("dataset").filter(
+        pk=int(version_id) if version_id.isdigit() else 0, dataset__workspace=workspace).first()
+    if version is None:
+        raise Http404("Not found")
+    try:
+        config = json.loads(request.GET.get("data_config") or "{}")
+        info = datasource.describe(version, config if isinstance(config, dict) else {})
+    except INPUT_ERRORS as error:
+        return JsonResponse({"errors": [{"field": getattr(error, "field", "") or "data_config", "message": str(error)}]})
+    except ValueError:
+        return JsonResponse({"errors": [{"field": "data_config", "message": "must be a JSON object"}]})
+    empty = request.GET.get("start") == "empty"
+    spec = specs.empty_spec(info["input_shape"]) if empty else specs.suggest(
+        info["kind"], info["task"], info["input_shape"], info["outputs"])
+    return JsonResponse({"spec": spec, "data": info, "errors": []})
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _compare_context(runs) -> dict:
+    settings_rows = _differences(runs)
+    metric_names = []
+    for run in runs:
+        for name in (run.results or {}).get("test", {}):
+            if name not in metric_names:
+                metric_names.append(name)
+    finals = [{"name": name, "values": [(run.results or {}).get("test", {}).get(name) for run in runs]}
+              for name in metric_names]
+    series = [{"id": run.pk, "name": run.display_name, **selectors.metric_series(run)} for run in runs]
+    return {"runs": runs, "settings_rows": settings_rows, "finals": finals, "series": series}
+
+
+def _flatten(value, prefix=""):
+    if isinstance(value, dict):
+        items = {}
+        for key, inner in value.items():
+            items.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        items = {}
+        for i, inner in enumerate(value):
+            items.update(_flatten(inner, f"{prefix}[{i}]"))
+        return items
+    return {prefix: json.dumps(value) if isinstance(value, (list, dict)) else value}
+
+
+def _differences(runs) -> list[dict]:
+    """Settings rows where at least two runs differ: spec, data config, data set, seed, device."""
+    flat = []
+    for run in runs:
+        record = {"data set": str(run.dataset_version), "seed": run.seed, "device": run.device or run.device_preference}
+        record.update(_flatten(run.spec, "spec"))
+        record.update(_flatten(run.data_config, "data"))
+        flat.append(record)
+    keys = []
+    for record in flat:
+        keys.extend(k for k in record if k not in keys)
+    rows = []
+    for key in keys:
+        values = [record.get(key) for record in flat]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
+            rows.append({"name": key, "values": values})
+    return rows
+
+
+@login_required
+def compare(request, ws):
+    workspace, membership = get_workspace_for_user(request.user, ws)
+    ids = [int(i) for i in request.GET.getlist("runs") + request.GET.get("ids", "").split(",") if i.strip().isdigit()]
+    runs = list(Run.objects.filter(workspace=workspace, pk__in=ids[:MAX_COMPARE]).select_related(
+        "dataset_version__dataset"))
+    runs.sort(key=lambda r: ids.index(r.pk))
+    context = _compare_context(runs)
+    context.update({"workspace": workspace, "membership": membership, "section": "compare",
+                    "current_workspace": workspace,
+                    "recent": Run.objects.filter(workspace=workspace).exclude(pk__in=ids)[:30]})
+    return render(request, "experiments/compare.html", context)
+
+
+def render_shared_comparison(request, runs):
+    from webapp.accounts import sharing
+
+    return sharing.render_shared(request, "experiments/shared_compare.html", _compare_context(list(runs)))
+
+
+# ----------------------------------------------------------------------------- queue and sweeps
+
+
+@login_required
+def queue(request, ws):
+    workspace, membership = get_workspace_for_user(request.user, ws)
+    watchdog.check_runs_now_and_then()
+    runs = (Run.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES)
+            .select_related("dataset_version__dataset", "created_by").order_by("status", "priority", "queued_at"))
+    try:
+        from webapp.core import presence
+
+        workers = presence.live_workers()
+    except Exception:
+        workers = []
+    return render(request, "experiments/queue.html", {
+        "workspace": workspace, "membership": membership, "section": "queue", "runs": runs, "workers": workers,
+        "current_workspace": workspace})
+
+
+@login_required
+@require_POST
+def run_priority(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    try:
+        services.run_set_priority(run=run, priority=int(request.POST.get("priority", "")))
+    except ValueError as error:
+        messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "priority: 0 to 9")
+    return redirect(reverse("run-queue", kwargs={"ws": ws}))
+
+
+@login_required
+def sweep_detail(request, ws, pk):
+    sweep, membership = selectors.get_sweep_for_user(request.user, pk)
+    if sweep.workspace.slug != ws:
+        raise Http404("Not found")
+    runs = list(sweep.runs.order_by("pk"))
+    params = sorted(sweep.space)
+    table = [{"run": run, "params": [run.sweep_params.get(p) for p in params]} for run in runs]
+    chart = {"params": params, "runs": [{"id": run.pk, "name": run.display_name, "status": run.status,
+                                         "params": run.sweep_params, "metric": run.best_metric,
+                                         "metric_name": run.best_metric_name} for run in runs]}
+    return render(request, "experiments/sweep_detail.html", {
+        "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
+        "table": table, "chart": chart, "current_workspace": sweep.workspace,
+        "active": any(run.is_active for run in runs)})
+
+
+@login_required
+def sweep_list(request, ws):
+    workspace, membership = get_workspace_for_user(request.user, ws)
+    return render(request, "experiments/sweep_list.html", {
+        "workspace": workspace, "membership": membership, "section": "sweeps", "current_workspace": workspace,
+        "sweeps": Sweep.objects.filter(workspace=workspace).select_related("dataset_version__dataset")[:100]})

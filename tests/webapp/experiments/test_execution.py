@@ -6,7 +6,7 @@ import pytest
 
 from tests.webapp.experiments.conftest import iris_spec
 from webapp.experiments import checkpoints, execution, services
-from webapp.experiments.models import MetricRow, Run
+from webapp.experiments.models import MetricRow
 
 
 @pytest.mark.django_db

@@ -1,0 +1,352 @@
+// The model builder: a layer list and a JSON editor of one spec, checked live by the engine's
+// validator and summary (output shape, parameters, FLOPs per layer) through a debounced fetch.
+(function () {
+  "use strict";
+  const root = document.getElementById("builder");
+  if (!root) return;
+  const B = JSON.parse(document.getElementById("builder-data").textContent);
+  const csrf = root.dataset.csrf;
+  const catalog = B.catalog || { layers: {}, optimizers: {}, schedules: {}, losses: [], metrics: [] };
+  const $ = (id) => document.getElementById(id);
+  const HIDDEN_ARGS = /initializer|regularizer/;
+  let spec = null;
+  let dataConfig = Object.assign({ test_fraction: 0.2, validation_fraction: 0.1, split_seed: 0, window: 12, horizon: 1,
+                                   scaling: "standardize", missing: "mean", task: "auto", image_scaling: "unit" },
+                                 B.start.data_config || {});
+  let dataInfo = null;
+  let summaryTimer = null;
+  let summarySeq = 0;
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => {
+      if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+    });
+    (children || []).forEach((c) => node.appendChild(typeof c === "string" ? document.createTextNode(c) : c));
+    return node;
+  }
+  function options(select, values, selected) {
+    select.replaceChildren(...values.map((v) => {
+      const [value, label] = Array.isArray(v) ? v : [v, v];
+      const o = el("option", { value: value, text: label });
+      if (String(value) === String(selected)) o.selected = true;
+      return o;
+    }));
+  }
+  function version() { return B.versions.find((v) => String(v.id) === $("dataset_version").value) || B.versions[0]; }
+  function compact(obj) { const out = {}; Object.entries(obj).forEach(([k, v]) => { if (v !== null && v !== undefined && v !== "") out[k] = v; }); return out; }
+  function configForServer() {
+    const config = Object.assign({}, dataConfig);
+    const kind = version().kind;
+    if (kind !== "series") { delete config.window; delete config.horizon; }
+    if (kind !== "images") delete config.image_scaling;
+    const features = ($("dc-features").value || "").split(",").map((s) => s.trim()).filter(Boolean);
+    config.features = features.length ? features : null;
+    if (!config.target) delete config.target;
+    return compact(config);
+  }
+
+  // ---------------------------------------------------------------- data config
+  function renderDataConfig() {
+    const v = version();
+    root.querySelectorAll(".series-only").forEach((n) => { n.hidden = v.kind !== "series"; });
+    root.querySelectorAll(".images-only").forEach((n) => { n.hidden = v.kind !== "images"; });
+    root.querySelectorAll(".table-only").forEach((n) => { n.hidden = v.kind === "images"; });
+    const columns = v.columns || [];
+    options($("dc-target"), [["", "(data set default: " + (v.target || "last column") + ")"]].concat(columns), dataConfig.target || "");
+    $("dc-target").closest("label").hidden = v.kind === "images";
+    root.querySelectorAll("[data-config]").forEach((input) => {
+      const key = input.dataset.config;
+      if (key === "target") return;
+      if (dataConfig[key] !== undefined && dataConfig[key] !== null) input.value = dataConfig[key];
+    });
+    $("dc-features").value = (dataConfig.features || []).join(", ");
+  }
+
+  // ---------------------------------------------------------------- layers
+  function argInput(layer, index, arg) {
+    const current = layer[arg.name];
+    const id = "layer-" + index + "-" + arg.name;
+    let input;
+    if (arg.kind === "choice") {
+      input = el("select", { id: id });
+      const values = (arg.default === null || !arg.required) && arg.default === null ? [["", "none"]] : [];
+      options(input, values.concat(arg.choices), current === undefined ? (arg.default ?? "") : (current ?? ""));
+    } else if (arg.kind === "bool") {
+      input = el("input", { id: id, type: "checkbox" });
+      input.checked = current === undefined ? !!arg.default : !!current;
+    } else if (arg.kind === "int" || arg.kind === "float") {
+      input = el("input", { id: id, type: "number", step: arg.kind === "int" ? "1" : "any",
+                            value: current ?? "", placeholder: arg.default ?? (arg.required ? "required" : "") });
+    } else {
+      const shown = current === undefined || current === null ? "" : (typeof current === "object" ? JSON.stringify(current) : current);
+      input = el("input", { id: id, type: "text", value: shown, placeholder: arg.default === undefined || arg.default === null ? "" : JSON.stringify(arg.default) });
+    }
+    input.addEventListener(input.tagName === "SELECT" || input.type === "checkbox" ? "change" : "input", () => {
+      setArg(layer, arg, input);
+      renderJson();
+      scheduleSummary();
+    });
+    return el("label", { for: id }, [arg.name, input]);
+  }
+  function setArg(layer, arg, input) {
+    let value;
+    if (input.type === "checkbox") value = input.checked;
+    else if (input.value === "") value = undefined;
+    else if (arg.kind === "int") value = parseInt(input.value, 10);
+    else if (arg.kind === "float") value = parseFloat(input.value);
+    else if (arg.kind === "choice") value = input.value;
+    else if (arg.kind === "pair") value = input.value.includes(",") ? input.value.split(",").map((s) => parseInt(s, 10)) : parseInt(input.value, 10);
+    else { try { value = JSON.parse(input.value); } catch (e) { value = input.value; } }
+    if (value === undefined || (typeof value === "number" && Number.isNaN(value))) delete layer[arg.name];
+    else layer[arg.name] = value;
+  }
+  function renderLayers() {
+    const box = $("layers");
+    const rows = (spec.layers || []).map((layer, i) => {
+      const args = (catalog.layers[layer.type] || []).filter((a) => !HIDDEN_ARGS.test(a.name) || layer[a.name] !== undefined);
+      const type = el("select", { class: "type", "aria-label": "Layer " + i + " type" });
+      options(type, Object.keys(catalog.layers), layer.type);
+      type.addEventListener("change", () => { spec.layers[i] = { type: type.value }; renderLayers(); renderJson(); scheduleSummary(); });
+      const move = (delta) => () => {
+        const j = i + delta;
+        if (j < 0 || j >= spec.layers.length) return;
+        [spec.layers[i], spec.layers[j]] = [spec.layers[j], spec.layers[i]];
+        renderLayers(); renderJson(); scheduleSummary();
+      };
+      const remove = () => { spec.layers.splice(i, 1); renderLayers(); renderJson(); scheduleSummary(); };
+      return el("div", { class: "layer", "data-layer": i }, [
+        el("span", { class: "index", text: String(i) }),
+        type,
+        el("div", { class: "args" }, args.map((a) => argInput(layer, i, a))),
+        el("div", { class: "tools" }, [
+          el("button", { type: "button", class: "secondary", title: "Move up", "aria-label": "Move layer " + i + " up", onclick: move(-1), text: "↑" }),
+          el("button", { type: "button", class: "secondary", title: "Move down", "aria-label": "Move layer " + i + " down", onclick: move(1), text: "↓" }),
+          el("button", { type: "button", class: "secondary", title: "Remove", "aria-label": "Remove layer " + i, onclick: remove, text: "✕" }),
+        ]),
+        el("div", { class: "shape", "data-shape-for": i, text: "…" }),
+      ]);
+    });
+    box.replaceChildren(...rows);
+    if (!rows.length) box.appendChild(el("p", { class: "muted", text: "No layers yet: add one below." }));
+  }
+
+  // ---------------------------------------------------------------- training settings
+  function optimizerOf() {
+    const o = (spec.compile = spec.compile || {}).optimizer;
+    if (typeof o === "string") spec.compile.optimizer = { type: o };
+    return spec.compile.optimizer = spec.compile.optimizer || { type: "adam" };
+  }
+  function renderTraining() {
+    const c = spec.compile = spec.compile || {};
+    const f = spec.fit = spec.fit || {};
+    const opt = optimizerOf();
+    options($("loss"), catalog.losses, typeof c.loss === "object" ? c.loss.type : c.loss);
+    options($("optimizer"), Object.keys(catalog.optimizers), opt.type);
+    const lr = opt.learning_rate;
+    const scheduled = lr && typeof lr === "object";
+    $("learning_rate").value = scheduled ? (lr.initial_learning_rate ?? "") : (lr ?? "");
+    options($("schedule"), [["", "constant"]].concat(Object.keys(catalog.schedules)), scheduled ? lr.type : "");
+    renderScheduleArgs();
+    $("epochs").value = f.epochs ?? "";
+    $("batch_size").value = f.batch_size ?? "";
+    $("seed").value = f.seed ?? "";
+    const metrics = c.metrics || [];
+    $("metrics").replaceChildren(el("span", { class: "muted", text: "Metrics:" }), ...catalog.metrics.map((m) => {
+      const box = el("input", { type: "checkbox", value: m });
+      box.checked = metrics.includes(m);
+      box.addEventListener("change", readTraining);
+      return el("label", { class: "nowrap" }, [box, " " + m]);
+    }));
+    const monitors = ["val_loss", "loss"].concat(metrics.map((m) => "val_" + m));
+    const es = f.early_stopping;
+    options($("es-monitor"), [["", "off"]].concat(monitors), es ? es.monitor : "");
+    if (es && es.patience !== undefined) $("es-patience").value = es.patience;
+  }
+  function renderScheduleArgs() {
+    const opt = optimizerOf();
+    const lr = opt.learning_rate;
+    const box = $("schedule-args");
+    if (!lr || typeof lr !== "object") { box.replaceChildren(); return; }
+    const args = (catalog.schedules[lr.type] || []).filter((a) => a.name !== "initial_learning_rate");
+    box.replaceChildren(...args.map((a) => {
+      const input = el("input", { type: a.kind === "bool" ? "checkbox" : "number", step: "any", value: lr[a.name] ?? a.default ?? "" });
+      if (a.kind === "bool") input.checked = !!(lr[a.name] ?? a.default);
+      input.addEventListener("input", () => { setArg(lr, a, input); renderJson(); scheduleSummary(); });
+      return el("label", {}, [a.name.replace(/_/g, " "), input]);
+    }));
+  }
+  function readTraining() {
+    const c = spec.compile = spec.compile || {};
+    const f = spec.fit = spec.fit || {};
+    c.loss = $("loss").value;
+    const opt = optimizerOf();
+    opt.type = $("optimizer").value;
+    const rate = parseFloat($("learning_rate").value);
+    const scheduleType = $("schedule").value;
+    if (scheduleType) {
+      const previous = typeof opt.learning_rate === "object" && opt.learning_rate ? opt.learning_rate : {};
+      const schedule = previous.type === scheduleType ? previous : { type: scheduleType };
+      (catalog.schedules[scheduleType] || []).forEach((a) => { if (a.required && schedule[a.name] === undefined && a.name !== "initial_learning_rate") schedule[a.name] = a.kind === "int" ? 1000 : 0.5; });
+      schedule.initial_learning_rate = Number.isNaN(rate) ? 0.001 : rate;
+      opt.learning_rate = schedule;
+    } else if (!Number.isNaN(rate)) opt.learning_rate = rate;
+    else delete opt.learning_rate;
+    c.metrics = Array.from($("metrics").querySelectorAll("input:checked")).map((b) => b.value);
+    const intOf = (id) => { const v = parseInt($(id).value, 10); return Number.isNaN(v) ? undefined : v; };
+    f.epochs = intOf("epochs");
+    f.batch_size = intOf("batch_size");
+    f.seed = intOf("seed");
+    Object.keys(f).forEach((k) => f[k] === undefined && delete f[k]);
+    const monitor = $("es-monitor").value;
+    f.early_stopping = monitor ? { monitor: monitor, patience: intOf("es-patience") ?? 5, restore_best_weights: true } : null;
+    renderScheduleArgs();
+    renderJson();
+    scheduleSummary();
+  }
+
+  // ---------------------------------------------------------------- JSON editor and summary
+  function renderJson() { $("spec-json").value = JSON.stringify(spec, null, 2); $("json-error").textContent = ""; }
+  function showErrors(errors) {
+    root.querySelectorAll("[data-error-for]").forEach((n) => { if (n.id !== "json-error") n.textContent = ""; });
+    root.querySelectorAll(".layer.has-error").forEach((n) => n.classList.remove("has-error"));
+    (errors || []).forEach((e) => {
+      const field = e.field || "spec";
+      const layer = /^layers\[(\d+)\]/.exec(field);
+      if (layer) {
+        const row = root.querySelector('[data-layer="' + layer[1] + '"]');
+        if (row) {
+          row.classList.add("has-error");
+          const shape = row.querySelector(".shape");
+          shape.textContent = field + ": " + e.message;
+          shape.classList.add("field-error");
+          return;
+        }
+      }
+      let target = null;
+      for (let key = field; key; key = key.includes(".") ? key.slice(0, key.lastIndexOf(".")) : "") {
+        target = root.querySelector('[data-error-for="' + key + '"]');
+        if (target) break;
+      }
+      if (!target && field.startsWith("data_config")) target = root.querySelector('[data-error-for="data_config"]');
+      (target || $("submit-error")).textContent = (target ? "" : field + ": ") + e.message;
+    });
+  }
+  function showSummary(summary) {
+    const fmt = (n) => Number(n).toLocaleString();
+    $("input-shape").textContent = "(" + summary.input_shape.join(", ") + ")";
+    $("output-shape").textContent = "(" + summary.output_shape.join(", ") + ")";
+    $("total-params").textContent = fmt(summary.total_params);
+    $("total-flops").textContent = fmt(summary.total_flops);
+    summary.layers.forEach((row) => {
+      const node = root.querySelector('[data-shape-for="' + row.index + '"]');
+      if (node) { node.classList.remove("field-error"); node.textContent = "→ (" + row.output_shape.join(", ") + ") · " + fmt(row.params) + " params · " + fmt(row.flops) + " FLOPs"; }
+    });
+  }
+  function showData(data) {
+    if (!data) return;
+    dataInfo = data;
+    const rows = data.rows || {};
+    const classes = data.task === "classification" ? ", " + data.outputs + " classes (" + data.class_names.slice(0, 8).join(", ") + (data.class_names.length > 8 ? ", …" : "") + ")" : "";
+    $("data-info").textContent = data.kind + " · " + data.task + classes + " · input (" + data.input_shape.join(", ") + ") · " +
+      rows.train + " train / " + rows.validation + " validation / " + rows.test + " test rows";
+  }
+  function post(url, body) {
+    return fetch(url, { method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+                        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf } });
+  }
+  function scheduleSummary() {
+    clearTimeout(summaryTimer);
+    summaryTimer = setTimeout(async () => {
+      const seq = ++summarySeq;
+      try {
+        const response = await post(B.summary_url, { spec: spec, dataset_version: Number(version().id), data_config: configForServer() });
+        const answer = await response.json();
+        if (seq !== summarySeq) return;  // a newer edit is on its way
+        showData(answer.data);
+        showErrors(answer.errors || (response.ok ? [] : [{ field: "spec", message: answer.detail || "invalid" }]));
+        if (answer.summary) showSummary(answer.summary);
+      } catch (error) { $("submit-error").textContent = "Could not reach the server to check the spec."; }
+    }, 300);
+  }
+  async function loadTemplate(start) {
+    const params = new URLSearchParams({ version: version().id, data_config: JSON.stringify(configForServer()), start: start });
+    const response = await fetch(B.template_url + "?" + params, { credentials: "same-origin" });
+    const answer = await response.json();
+    if (answer.errors && answer.errors.length) { showErrors(answer.errors); if (!spec) { spec = { layers: [], compile: {}, fit: {} }; renderAll(); } return; }
+    spec = answer.spec;
+    showData(answer.data);
+    renderAll();
+  }
+  function renderAll() { renderDataConfig(); renderLayers(); renderTraining(); renderJson(); scheduleSummary(); }
+
+  // ---------------------------------------------------------------- submit
+  function tags() { return ($("run-tags").value || "").split(",").map((s) => s.trim()).filter(Boolean); }
+  async function submit(url, body, button) {
+    button.disabled = true;
+    $("submit-error").textContent = "";
+    try {
+      const response = await post(url, body);
+      const answer = await response.json();
+      if (response.ok) { window.location.href = answer.url; return; }
+      showErrors(answer.errors && answer.errors.length ? answer.errors : [{ field: answer.field || "spec", message: answer.detail }]);
+      if (!$("submit-error").textContent) $("submit-error").textContent = answer.detail || "The run was not started.";
+    } catch (error) { $("submit-error").textContent = "Could not reach the server."; }
+    button.disabled = false;
+  }
+  $("train").addEventListener("click", () => submit(B.create_url, {
+    dataset_version: Number(version().id), spec: spec, data_config: configForServer(), name: $("run-name").value,
+    device: $("device").value, tags: tags() }, $("train")));
+  $("sweep").addEventListener("click", () => {
+    const space = {};
+    root.querySelectorAll("[data-sweep]").forEach((input) => {
+      const values = input.value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+      if (values.length) space[input.dataset.sweep] = values;
+    });
+    submit(B.sweep_url, { dataset_version: Number(version().id), spec: spec, data_config: configForServer(), space: space,
+      method: $("sweep-method").value, count: parseInt($("sweep-count").value, 10) || 6, name: $("run-name").value,
+      device: $("device").value }, $("sweep"));
+  });
+
+  // ---------------------------------------------------------------- wiring
+  options($("add-type"), Object.keys(catalog.layers), "Dense");
+  $("add-layer").addEventListener("click", () => {
+    const type = $("add-type").value;
+    const layer = { type: type };
+    (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "pair" ? 3 : (a.kind === "float" ? 0.1 : 32); });
+    spec.layers = spec.layers || [];
+    const last = spec.layers.length ? spec.layers.length - 1 : 0;
+    spec.layers.splice(Math.max(0, last), 0, layer);  // before the output layer
+    renderLayers(); renderJson(); scheduleSummary();
+  });
+  ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience"].forEach((id) =>
+    $(id).addEventListener(id === "learning_rate" || id === "epochs" || id === "batch_size" || id === "seed" || id === "es-patience" ? "input" : "change", readTraining));
+  root.querySelectorAll("[data-config]").forEach((input) => input.addEventListener("change", () => {
+    const key = input.dataset.config;
+    dataConfig[key] = input.hasAttribute("data-number") ? (input.hasAttribute("data-int") ? parseInt(input.value, 10) : parseFloat(input.value)) : input.value;
+    if (key === "target" && !input.value) delete dataConfig.target;
+    scheduleSummary();
+  }));
+  $("dc-features").addEventListener("change", scheduleSummary);
+  $("dataset_version").addEventListener("change", () => { dataConfig.target = undefined; renderDataConfig(); loadTemplate("template"); });
+  $("spec-json").addEventListener("input", () => {
+    try {
+      const parsed = JSON.parse($("spec-json").value);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("the spec must be a JSON object");
+      spec = parsed;
+      $("json-error").textContent = "";
+      renderLayers(); renderTraining(); scheduleSummary();
+    } catch (error) { $("json-error").textContent = "JSON: " + error.message; }
+  });
+  root.querySelectorAll("[data-start]").forEach((button) => button.addEventListener("click", () => {
+    const start = button.dataset.start;
+    if (start === "run") { spec = JSON.parse(JSON.stringify(B.start.spec)); renderAll(); }
+    else loadTemplate(start);
+  }));
+
+  if (B.start.dataset_version) $("dataset_version").value = String(B.start.dataset_version);
+  if (B.start.spec) { spec = JSON.parse(JSON.stringify(B.start.spec)); renderAll(); }
+  else { renderDataConfig(); loadTemplate("template"); }
+})();

@@ -1,0 +1,150 @@
+// The run page: Plotly curves drawn from the page's JSON, refreshed every 2 s while the run trains.
+(function () {
+  "use strict";
+  const initial = JSON.parse(document.getElementById("run-data").textContent);
+  const results = JSON.parse(document.getElementById("run-results").textContent) || {};
+  const config = document.getElementById("run-config");
+  const liveUrl = config ? config.dataset.liveUrl : "";
+  const ACTIVE = ["queued", "running"];
+  const SPECIAL = ["epoch", "loss", "val_loss", "learning_rate", "epoch_time", "samples_per_second"];
+  let series = initial.series || { epoch: [] };
+  let state = initial.state;
+  const layoutBase = { margin: { l: 50, r: 20, t: 40, b: 40 }, legend: { orientation: "h", y: -0.2 },
+                       xaxis: { title: { text: "epoch" } }, font: { size: 12 } };
+  const plotConfig = { displaylogo: false, responsive: true };
+
+  function lastEpoch() { const e = series.epoch || []; return e.length ? e[e.length - 1] : 0; }
+
+  function merge(update) {
+    const epochs = update.epoch || [];
+    if (!epochs.length) return;
+    const known = Object.keys(series).concat(Object.keys(update).filter((k) => !(k in series)));
+    const before = (series.epoch || []).length;
+    known.forEach((key) => {
+      if (!(key in series)) series[key] = new Array(before).fill(null);
+      const values = update[key] || new Array(epochs.length).fill(null);
+      series[key] = series[key].concat(values);
+    });
+  }
+
+  function trace(name, label, dash) {
+    return { x: series.epoch, y: series[name], name: label || name, mode: "lines+markers", line: { dash: dash || "solid" }, marker: { size: 4 } };
+  }
+
+  function bestShapes() {
+    if (!state.best_epoch) return { shapes: [], annotations: [] };
+    return {
+      shapes: [{ type: "line", x0: state.best_epoch, x1: state.best_epoch, yref: "paper", y0: 0, y1: 1, line: { color: "#f59e0b", dash: "dot" } }],
+      annotations: [{ x: state.best_epoch, yref: "paper", y: 1.02, text: "best " + state.best_epoch, showarrow: false, font: { color: "#b45309", size: 11 } }],
+    };
+  }
+
+  function draw() {
+    if (!window.Plotly) return;
+    const best = bestShapes();
+    const loss = [];
+    if (series.loss) loss.push(trace("loss", "train loss"));
+    if (series.val_loss) loss.push(trace("val_loss", "validation loss", "dash"));
+    Plotly.react("chart-loss", loss, Object.assign({}, layoutBase, best, { title: { text: "Loss" } }), plotConfig);
+    const metrics = Object.keys(series).filter((k) => !SPECIAL.includes(k) && !k.startsWith("val_"));
+    const metricTraces = [];
+    metrics.forEach((m) => {
+      metricTraces.push(trace(m, "train " + m));
+      if (series["val_" + m]) metricTraces.push(trace("val_" + m, "validation " + m, "dash"));
+    });
+    Plotly.react("chart-metric", metricTraces, Object.assign({}, layoutBase, best, { title: { text: metrics.length ? "Metrics" : "Metrics (none compiled)" } }), plotConfig);
+    Plotly.react("chart-lr", series.learning_rate ? [trace("learning_rate", "learning rate")] : [], Object.assign({}, layoutBase, { title: { text: "Learning rate" } }), plotConfig);
+    Plotly.react("chart-speed", series.samples_per_second ? [trace("samples_per_second", "samples / s")] : [], Object.assign({}, layoutBase, { title: { text: "Throughput" } }), plotConfig);
+    drawTable();
+  }
+
+  let sortKey = "epoch", sortDesc = false;
+  function drawTable() {
+    const table = document.getElementById("epoch-table");
+    if (!table) return;
+    const keys = Object.keys(series);
+    const head = document.createElement("tr");
+    keys.forEach((k) => {
+      const th = document.createElement("th");
+      th.textContent = k.replace(/_/g, " ") + (k === sortKey ? (sortDesc ? " ▼" : " ▲") : "");
+      th.className = "sortable num";
+      th.addEventListener("click", () => { sortDesc = sortKey === k ? !sortDesc : false; sortKey = k; drawTable(); });
+      head.appendChild(th);
+    });
+    table.tHead.replaceChildren(head);
+    const order = (series.epoch || []).map((_, i) => i);
+    const column = series[sortKey] || [];
+    order.sort((a, b) => ((column[a] ?? -Infinity) - (column[b] ?? -Infinity)) * (sortDesc ? -1 : 1));
+    const rows = order.map((i) => {
+      const tr = document.createElement("tr");
+      if (series.epoch[i] === state.best_epoch) tr.style.background = "#fffbeb";
+      keys.forEach((k) => {
+        const td = document.createElement("td");
+        const v = series[k][i];
+        td.className = "num";
+        td.textContent = v === null || v === undefined ? "—" : (k === "epoch" ? v : Number(v).toPrecision(5));
+        tr.appendChild(td);
+      });
+      return tr;
+    });
+    table.tBodies[0].replaceChildren(...rows);
+  }
+
+  function drawResults() {
+    if (!window.Plotly) return;
+    if (results.confusion_matrix && document.getElementById("chart-confusion")) {
+      const names = results.class_names;
+      Plotly.newPlot("chart-confusion", [{ type: "heatmap", z: results.confusion_matrix, x: names, y: names, colorscale: "Blues",
+        text: results.confusion_matrix, texttemplate: "%{text}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>" }],
+        Object.assign({}, layoutBase, { title: { text: "Confusion matrix (test)" }, xaxis: { title: { text: "predicted" } }, yaxis: { title: { text: "true" }, autorange: "reversed" } }), plotConfig);
+    }
+    if (results.residuals && document.getElementById("chart-residuals")) {
+      const t = results.residuals.true, p = results.residuals.predicted;
+      const lo = Math.min(...t, ...p), hi = Math.max(...t, ...p);
+      Plotly.newPlot("chart-residuals", [
+        { x: t, y: p, mode: "markers", type: "scatter", name: "test rows", marker: { size: 5, opacity: 0.7 } },
+        { x: [lo, hi], y: [lo, hi], mode: "lines", name: "perfect", line: { dash: "dot", color: "#9ca3af" } }],
+        Object.assign({}, layoutBase, { title: { text: "Predicted vs true (test)" }, xaxis: { title: { text: "true" } }, yaxis: { title: { text: "predicted" } } }), plotConfig);
+    }
+  }
+
+  function showState() {
+    const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+    const badge = document.getElementById("run-status");
+    if (badge) { badge.textContent = state.status.charAt(0).toUpperCase() + state.status.slice(1); badge.className = "badge " + state.status; }
+    set("run-epochs", state.epochs_done + " / " + state.epochs_total);
+    if (state.best_metric !== null && state.best_metric !== undefined) set("run-best", state.best_metric_name + " " + Number(state.best_metric).toFixed(4) + " @ " + state.best_epoch);
+    if (state.device) set("run-device", state.device);
+    if (state.worker) set("run-worker", state.worker);
+    if (state.duration_seconds !== null) set("run-duration", state.duration_seconds.toFixed(1) + " s");
+    const bar = document.getElementById("run-progress");
+    if (bar && state.epochs_total) bar.style.width = Math.min(100, 100 * state.epochs_done / state.epochs_total) + "%";
+    const note = document.getElementById("run-queue-note");
+    if (note) note.hidden = state.status !== "queued";
+    const reason = document.getElementById("run-reason");
+    if (reason) { reason.hidden = !state.reason || state.status === "succeeded"; reason.textContent = state.reason; }
+  }
+
+  async function poll() {
+    if (!liveUrl) return;
+    try {
+      const response = await fetch(liveUrl + "?since=" + lastEpoch(), { credentials: "same-origin" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const data = await response.json();
+      const wasActive = ACTIVE.includes(state.status);
+      merge(data.series || {});
+      state = data.state;
+      showState();
+      draw();
+      if (wasActive && !ACTIVE.includes(state.status)) { setTimeout(() => window.location.reload(), 600); return; }
+    } catch (error) {
+      console.warn("run page: polling failed, retrying", error);
+    }
+    if (ACTIVE.includes(state.status)) setTimeout(poll, 2000);
+  }
+
+  showState();
+  draw();
+  drawResults();
+  if (ACTIVE.includes(state.status)) setTimeout(poll, 2000);
+})();

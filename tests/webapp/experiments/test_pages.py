@@ -1,0 +1,129 @@
+"""The experiment pages render for members, hide write controls from viewers, and 404 for outsiders."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.webapp.experiments.conftest import FIXTURES, iris_spec
+from webapp.experiments import execution, services
+from webapp.experiments.models import Run
+
+
+@pytest.fixture
+def trained(people, iris):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                              spec=iris_spec(epochs=6), data_config={"target": "species"}, name="baseline")
+    execution.run_execute(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+def test_the_dashboard_lists_runs_with_filters(client, people, trained):
+    client.force_login(people.viewer)
+    ws = people.workspace.slug
+    page = client.get(f"/w/{ws}/")
+    assert page.status_code == 200 and b"baseline" in page.content
+    assert b"Succeeded" in page.content
+    assert b"baseline" not in client.get(f"/w/{ws}/?status=failed").content
+    assert b"baseline" in client.get(f"/w/{ws}/?status=succeeded&dataset={trained.dataset_version.dataset_id}").content
+    assert b"New run" not in client.get(f"/w/{ws}/").content.split(b"<main")[1]
+
+
+@pytest.mark.django_db
+def test_the_run_page_shows_curves_results_and_write_controls_to_editors(client, people, trained):
+    client.force_login(people.editor)
+    page = client.get(trained.get_absolute_url())
+    assert page.status_code == 200
+    assert b'id="run-data"' in page.content and b"confusion-matrix" in page.content
+    assert b'data-testid="continue"' in page.content
+    client.force_login(people.viewer)
+    page = client.get(trained.get_absolute_url())
+    assert page.status_code == 200 and b'data-testid="continue"' not in page.content
+
+
+@pytest.mark.django_db
+def test_the_live_endpoint_returns_every_epoch(client, people, trained):
+    client.force_login(people.viewer)
+    data = client.get(f"/w/{people.workspace.slug}/runs/{trained.pk}/live.json").json()
+    assert data["series"]["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert len(data["series"]["loss"]) == 6 and "val_loss" in data["series"]
+    assert data["state"]["status"] == "succeeded"
+    since = client.get(f"/w/{people.workspace.slug}/runs/{trained.pk}/live.json?since=4").json()
+    assert since["series"]["epoch"] == [5, 6]
+
+
+@pytest.mark.django_db
+def test_the_new_run_page_and_its_template_suggest_an_mlp(client, people, iris):
+    client.force_login(people.editor)
+    ws = people.workspace.slug
+    assert client.get(f"/w/{ws}/runs/new/").status_code == 200
+    answer = client.get(f"/w/{ws}/runs/template.json?version={iris.pk}").json()
+    assert answer["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
+    assert answer["data"]["input_shape"] == [4]
+    client.force_login(people.viewer)
+    assert client.get(f"/w/{ws}/runs/new/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_viewer_cannot_cancel_from_the_page(client, people, iris):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=iris_spec())
+    client.force_login(people.viewer)
+    assert client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/").status_code == 403
+    client.force_login(people.editor)
+    assert client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/").status_code == 302
+    assert Run.objects.get(pk=run.pk).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_compare_shows_only_the_settings_that_differ(client, people, iris, trained):
+    other = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                spec=iris_spec(epochs=6, learning_rate=0.05), data_config={"target": "species"})
+    client.force_login(people.viewer)
+    page = client.get(f"/w/{people.workspace.slug}/compare/?runs={trained.pk}&runs={other.pk}")
+    assert page.status_code == 200
+    settings_table = page.content.split(b'data-testid="compare-settings"')[1].split(b"</table>")[0]
+    assert b"spec.compile.optimizer.learning_rate" in settings_table
+    assert b"spec.fit.epochs" not in settings_table
+
+
+@pytest.mark.django_db
+def test_the_predict_page_shows_and_downloads_predictions(client, people, trained):
+    client.force_login(people.viewer)
+    url = f"/w/{people.workspace.slug}/runs/{trained.pk}/predict/"
+    page = client.post(url, {"file": io.BytesIO((FIXTURES / "iris.csv").read_bytes())})
+    assert page.status_code == 200 and b'data-testid="predictions"' in page.content
+    csv = client.post(url, {"file": io.BytesIO((FIXTURES / "iris.csv").read_bytes()), "download": "csv"})
+    assert csv["Content-Type"].startswith("text/csv") and len(csv.content.decode().splitlines()) == 151
+
+
+@pytest.mark.django_db
+def test_continue_and_fork_start_runs_from_a_checkpoint(people, trained):
+    more = services.run_continue(run=trained, user=people.owner, epochs=3)
+    assert more.from_epoch == 6 and more.epochs_done == 6 and more.epochs_total == 9
+    assert execution.run_execute(more.pk) == "succeeded"
+    assert list(more.metric_rows.values_list("epoch", flat=True)) == list(range(1, 10))
+    spec = dict(trained.spec)
+    spec["compile"] = dict(spec["compile"], optimizer={"type": "adam", "learning_rate": 0.001})
+    fork = services.run_fork(run=trained, user=people.owner, from_epoch=3, spec=spec)
+    assert execution.run_execute(fork.pk) == "succeeded"
+    assert list(fork.metric_rows.values_list("epoch", flat=True)) == list(range(1, 7))
+    with pytest.raises(services.InvalidInput) as error:
+        services.run_fork(run=trained, user=people.owner, from_epoch=99)
+    assert error.value.field == "from_epoch"
+
+
+@pytest.mark.django_db
+def test_a_sweep_creates_one_run_per_grid_point(client, people, iris):
+    client.force_login(people.editor)
+    body = {"dataset_version": iris.pk, "spec": iris_spec(epochs=2), "data_config": {"target": "species"},
+            "space": {"learning_rate": [0.01, 0.1], "units": [8, 16]}}
+    response = client.post(f"/api/v1/workspaces/{people.workspace.slug}/sweeps", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    runs = Run.objects.filter(sweep_id=response.json()["id"])
+    assert runs.count() == 4
+    assert sorted(r.spec["layers"][0]["units"] for r in runs) == [8, 8, 16, 16]
+    assert client.get(response.json()["url"]).status_code == 200
+    assert client.get(f"/w/{people.workspace.slug}/queue/").status_code == 200

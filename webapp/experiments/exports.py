@@ -1,0 +1,101 @@
+"""Files and answers about a run's model: spec JSON, weights, ONNX, the builder's live summary, a Python snippet."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import FileResponse, Http404, JsonResponse
+
+from webapp.experiments import checkpoints, datasource, specs
+from webapp.experiments.preparation import DataError
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+
+        import trainer.onnx_export  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def spec_response(run) -> JsonResponse:
+    spec = dict(run.spec)
+    if run.preprocessing.get("input_shape"):
+        spec["input_shape"] = run.preprocessing["input_shape"]
+    response = JsonResponse(spec, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-spec.json"'
+    return response
+
+
+def weights_response(run) -> FileResponse:
+    path = checkpoints.weights_path(run)
+    if not path.exists():
+        raise Http404("This run has no weights yet")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run-{run.pk}-weights.npz",
+                        content_type="application/octet-stream")
+
+
+def onnx_response(run) -> FileResponse:
+    if not onnx_available():
+        raise Http404("ONNX export needs the onnx package on the server")
+    weights = checkpoints.weights_path(run)
+    if not weights.exists():
+        raise Http404("This run has no weights yet")
+    path = checkpoints.onnx_path(run)
+    if not path.exists() or path.stat().st_mtime < weights.stat().st_mtime:
+        from trainer.onnx_export import export_onnx
+        from webapp.experiments.prediction import load_model
+
+        model = load_model(run)
+        checkpoints.save_atomically(lambda tmp: export_onnx(model, tmp, tuple(run.preprocessing["input_shape"])), path)
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run-{run.pk}-model.onnx",
+                        content_type="application/octet-stream")
+
+
+def python_snippet(run, base_url: str = "") -> str:
+    return f'''import json
+from trainer import Sequential
+
+# Downloaded from this run's page: the spec and the weights.
+spec = json.load(open("run-{run.pk}-spec.json"))
+model = Sequential.from_spec(spec)
+model.load_weights("run-{run.pk}-weights.npz")
+
+# Inputs must be preprocessed like the training data (see the run's data config),
+# or let the server do it: POST a CSV to {base_url}/api/v1/runs/{run.pk}/predict
+outputs = model.predict(x)
+'''
+
+
+def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:
+    """{"summary": …, "data": …} or {"errors": [{"field", "message"}]} (status 200 either way: the builder
+    shows messages beside the fields while the user types)."""
+    data = None
+    input_shape = None
+    if version_id:
+        from webapp.datasets.models import DatasetVersion
+
+        version = DatasetVersion.objects.select_related("dataset").filter(
+            pk=version_id, dataset__workspace=workspace).first()
+        if version is None:
+            return JsonResponse({"errors": [{"field": "dataset_version", "message": "no such data set version"}]})
+        try:
+            data = datasource.describe(version, data_config or {})
+            input_shape = data["input_shape"]
+        except DataError as error:
+            return JsonResponse({"errors": [{"field": error.field or "data_config", "message": str(error)}]})
+        except Exception as error:  # an unreadable version must not break the builder
+            return JsonResponse({"errors": [{"field": "dataset_version", "message": str(error)}]})
+    if not isinstance(spec, dict):
+        return JsonResponse({"errors": [{"field": "spec", "message": "must be a JSON object"}], "data": data})
+    checked = dict(spec)
+    if input_shape:
+        checked["input_shape"] = input_shape
+    try:
+        normalised = specs.validate_spec(checked)
+        summary = specs.summarize(normalised, input_shape)
+    except specs.SpecInvalid as error:
+        return JsonResponse({"errors": error.errors, "data": data})
+    return JsonResponse(json.loads(json.dumps({"summary": summary, "data": data, "errors": []}, default=str)))
