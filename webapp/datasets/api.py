@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from ninja import File, Form, Router, Schema
+from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from webapp.accounts.access import get_workspace_for_user
@@ -23,7 +23,7 @@ def _error(status: int, detail: str, field: str | None = None):
     body = {"detail": f"{field}: {detail}" if field and not detail.startswith(field) else detail}
     if field:
         body["field"] = field
-    return status, body
+    return Status(status, body)
 
 
 def version_json(version: DatasetVersion, *, full: bool = True) -> dict:
@@ -72,7 +72,7 @@ def create_dataset(request, ws: str, file: File[UploadedFile] = None, name: Form
                                data={"name": name, "description": description, "kind": kind, "image_size": image_size})
     except services.DatasetError as error:
         return _error(400, str(error), error.field)
-    return 201, dataset_json(version.dataset)
+    return Status(201, dataset_json(version.dataset))
 
 
 @router.get("/workspaces/{ws}/datasets", response=dict)
@@ -96,7 +96,7 @@ def update_dataset(request, dataset_id: int, payload: ColumnsIn):
                                         ignored_columns=payload.ignored_columns)
     except services.DatasetError as error:
         return _error(400, str(error), error.field)
-    return 200, dataset_json(dataset)
+    return Status(200, dataset_json(dataset))
 
 
 @router.delete("/datasets/{dataset_id}", response={204: None, 409: dict})
@@ -106,4 +106,4 @@ def delete_dataset(request, dataset_id: int):
         services.dataset_delete(dataset=dataset, user=request.user)
     except services.DatasetError as error:
         return _error(409, str(error))
-    return 204, None
+    return Status(204, None)

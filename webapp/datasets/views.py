@@ -43,11 +43,9 @@ def _upload_response(request, form, *, workspace, membership, dataset=None, erro
     if _wants_json(request):
         detail = error or "; ".join(f"{'' if f == '__all__' else f + ': '}{e[0]}" for f, e in form.errors.items())
         return JsonResponse({"detail": detail}, status=status)
-    if error:
-        form.add_error(None, error)
     return render(request, "datasets/upload.html", {
         "workspace": workspace, "membership": membership, "form": form, "dataset": dataset, "section": "datasets",
-        "max_upload_bytes": max_upload_bytes()}, status=status)
+        "max_upload_bytes": max_upload_bytes(), "upload_error": error}, status=status)
 
 
 def _handle_upload(request, workspace, membership, dataset=None):
