@@ -1,0 +1,309 @@
+"""Sequential: fit/evaluate/predict, callbacks, determinism, weights and exact resume from checkpoints."""
+import numpy as np
+import pytest
+
+import trainer
+from trainer import Sequential, callbacks, layers, optimizers, schedules
+
+
+def blobs(n=120, features=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    centers = rng.normal(0, 3, (classes, features))
+    x = (centers[y] + rng.normal(0, 1, (n, features))).astype(np.float32)
+    return x, y
+
+
+def classifier(seed=0, dropout=0.0, batch_norm=False):
+    stack = [layers.Dense(16, activation="relu")]
+    if batch_norm:
+        stack.append(layers.BatchNormalization())
+    if dropout:
+        stack.append(layers.Dropout(dropout))
+    stack.append(layers.Dense(3, activation="softmax"))
+    model = Sequential(stack, seed=seed)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(learning_rate=0.01),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_it_reports_history_with_losses_metrics_and_learning_rate():
+    x, y = blobs()
+    history = classifier().fit(x, y, epochs=3, batch_size=16, validation_split=0.25, seed=0)
+    assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                                    "epoch_time", "samples_per_second"}
+    assert all(len(v) == 3 for v in history.history.values())
+    assert history.history["learning_rate"] == [0.01] * 3
+
+
+def test_it_predicts_probabilities_as_a_host_array_and_evaluates_a_dict():
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=20, batch_size=16, seed=0)
+    p = model.predict(x[:7])
+    assert isinstance(p, np.ndarray) and p.shape == (7, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    result = model.evaluate(x, y)
+    assert set(result) == {"loss", "accuracy"} and result["accuracy"] > 0.9
+
+
+def test_it_fuses_softmax_with_cross_entropy_and_sigmoid_with_binary_cross_entropy():
+    model = classifier()
+    assert model._fused
+    binary = Sequential([layers.Dense(1, activation="sigmoid")])
+    binary.compile(loss="binary_crossentropy", optimizer="adam")
+    assert binary._fused
+    plain = Sequential([layers.Dense(1, activation="sigmoid")])
+    plain.compile(loss="mse", optimizer="adam")
+    assert not plain._fused
+
+
+def test_it_learns_a_binary_problem_with_binary_accuracy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    model = Sequential([layers.Dense(8, activation="tanh"), layers.Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy", optimizer=optimizers.Adam(learning_rate=0.05), metrics=["accuracy"])
+    model.fit(x, y, epochs=20, batch_size=20, seed=0)
+    assert model.evaluate(x, y)["accuracy"] > 0.95
+
+
+def test_it_regresses_with_mae_mse_and_rmse_metrics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 3)).astype(np.float32)
+    y = x @ np.array([1.0, -2.0, 0.5], dtype=np.float32) + 0.3
+    model = Sequential([layers.Dense(1)])
+    model.compile(loss="mse", optimizer=optimizers.SGD(learning_rate=0.1), metrics=["mae", "mse", "rmse"])
+    history = model.fit(x, y, epochs=30, batch_size=10, seed=0)
+    logs = model.evaluate(x, y)
+    assert logs["mse"] < 1e-4
+    assert np.isclose(logs["rmse"], np.sqrt(logs["mse"]), rtol=1e-5)
+    assert history.history["mae"][-1] < history.history["mae"][0]
+
+
+def test_it_produces_identical_weights_from_the_same_seed():
+    x, y = blobs()
+    runs = []
+    for _ in range(2):
+        model = classifier(seed=3, dropout=0.3)
+        model.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, seed=7)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    other = classifier(seed=3, dropout=0.3)
+    other.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, seed=8)
+    assert any(not np.array_equal(a, b) for a, b in zip(runs[0], other.get_weights()))
+
+
+def resumable_model():
+    lr = schedules.CosineDecay(0.02, decay_steps=40, warmup_steps=5)
+    model = Sequential([layers.Dense(16, activation="relu"), layers.BatchNormalization(), layers.Dropout(0.2),
+                        layers.Dense(3, activation="softmax")], seed=11)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(learning_rate=lr, clipnorm=1.0),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_it_resumes_from_a_checkpoint_exactly_like_an_uninterrupted_run(tmp_path):
+    x, y = blobs()
+    fit = dict(batch_size=16, validation_split=0.2, shuffle=True)
+    straight = resumable_model()
+    straight_history = straight.fit(x, y, epochs=6, seed=5, **fit)
+
+    first = resumable_model()
+    first.fit(x, y, epochs=3, seed=5, **fit)
+    first.save_checkpoint(tmp_path / "ckpt.npz", epoch=3)
+
+    resumed = resumable_model()
+    epoch = resumed.load_checkpoint(tmp_path / "ckpt.npz")
+    assert epoch == 3
+    resumed_history = resumed.fit(x, y, epochs=6, initial_epoch=epoch, **fit)  # the seed comes from the checkpoint
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed_history.history["loss"] == straight_history.history["loss"][3:]
+    assert resumed.optimizer.iterations == straight.optimizer.iterations
+
+
+def test_it_resumes_from_files_written_by_model_checkpoint(tmp_path):
+    x, y = blobs()
+    model = resumable_model()
+    saver = callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}.npz"), monitor="loss")
+    model.fit(x, y, epochs=2, batch_size=16, seed=1, callbacks=[saver])
+    assert (tmp_path / "ckpt-01.npz").exists() and saver.last_path.endswith("ckpt-02.npz")
+    restored = resumable_model()
+    assert restored.load_checkpoint(saver.last_path) == 2
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_it_keeps_only_better_checkpoints_with_save_best_only(tmp_path):
+    saver = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="val_loss", save_best_only=True)
+    model = classifier()
+    model.build((4,))
+    saver.set_model(model)
+    saver.on_epoch_end(0, {"val_loss": 1.0})
+    first = (tmp_path / "best.npz").stat().st_mtime_ns
+    saver.on_epoch_end(1, {"val_loss": 2.0})
+    assert (tmp_path / "best.npz").stat().st_mtime_ns == first
+    assert saver.best == 1.0
+
+
+def test_it_saves_and_loads_weights_without_pickle(tmp_path):
+    x, y = blobs()
+    model = classifier(batch_norm=True)
+    model.fit(x, y, epochs=2, batch_size=16, seed=0)
+    model.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz", allow_pickle=False) as data:
+        assert "layers.1.moving_mean" in data.files
+    fresh = classifier(seed=99, batch_norm=True)
+    fresh.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+    wrong = Sequential([layers.Dense(5)], input_shape=(4,))
+    with pytest.raises(ValueError, match="do not match"):
+        wrong.load_weights(tmp_path / "w.npz")
+
+
+def test_it_stops_between_batches_when_a_callback_sets_stop_training():
+    x, y = blobs()
+    seen = []
+
+    class StopAfterThree(callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(batch)
+            if batch == 2:
+                self.model.stop_training = True
+
+    history = classifier().fit(x, y, epochs=5, batch_size=10, callbacks=[StopAfterThree()], seed=0)
+    assert seen == [0, 1, 2]
+    assert len(history.history["loss"]) == 1
+
+
+def test_it_calls_callbacks_in_keras_order_with_0_based_epochs():
+    x, y = blobs(n=20)
+    events = []
+    cb = callbacks.LambdaCallback(
+        on_train_begin=lambda logs: events.append("train_begin"),
+        on_epoch_begin=lambda epoch, logs: events.append(f"epoch_begin {epoch}"),
+        on_epoch_end=lambda epoch, logs: events.append(f"epoch_end {epoch}"),
+        on_train_end=lambda logs: events.append("train_end"))
+    classifier().fit(x, y, epochs=2, batch_size=20, callbacks=[cb], seed=0)
+    assert events == ["train_begin", "epoch_begin 0", "epoch_end 0", "epoch_begin 1", "epoch_end 1", "train_end"]
+
+
+def test_its_reporter_receives_timing_and_learning_rate_after_every_epoch():
+    x, y = blobs()
+    reports = []
+    classifier().fit(x, y, epochs=2, batch_size=16, validation_data=(x[:10], y[:10]), seed=0,
+                     callbacks=[callbacks.Reporter(lambda epoch, logs: reports.append((epoch, logs)))])
+    assert [epoch for epoch, _ in reports] == [0, 1]
+    logs = reports[-1][1]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time", "samples_per_second"):
+        assert isinstance(logs[key], float), key
+    assert logs["samples_per_second"] > 0
+
+
+def test_it_raises_a_training_error_when_the_loss_becomes_nan():
+    x, y = blobs()
+    x[5, 0] = np.nan
+    with pytest.raises(trainer.TrainingError, match="loss became NaN at epoch 0"):
+        classifier().fit(x, y, epochs=3, batch_size=16, callbacks=[callbacks.TerminateOnNaN()], seed=0)
+
+
+def test_its_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    model = classifier()
+    model.build((4,))
+    stopper = callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    weights_at = {}
+    for epoch, val_loss in enumerate([1.0, 0.5, 0.7, 0.6]):
+        for w in model.trainable_weights:
+            w.data[...] = epoch
+        weights_at[epoch] = model.get_weights()
+        stopper.on_epoch_end(epoch, {"val_loss": val_loss})
+        if model.stop_training:
+            break
+    assert model.stop_training and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
+    stopper.on_train_end()
+    for a, b in zip(model.get_weights(), weights_at[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_its_early_stopping_ends_a_real_fit_early():
+    x, y = blobs()
+    model = classifier()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.SGD(learning_rate=1e-9))
+    history = model.fit(x, y, epochs=50, batch_size=32, validation_split=0.2, seed=0,
+                        callbacks=[callbacks.EarlyStopping(patience=2, min_delta=1e-3)])
+    assert len(history.history["loss"]) == 3
+
+
+def test_it_adds_kernel_regularization_to_the_loss():
+    x, y = blobs(n=32)
+    plain = Sequential([layers.Dense(3, activation="softmax")], seed=0)
+    regular = Sequential([layers.Dense(3, activation="softmax", kernel_regularizer={"l2": 1.0})], seed=0)
+    for model in (plain, regular):
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.SGD(learning_rate=0.0 + 1e-12))
+    a = plain.evaluate(x, y)["loss"]
+    b = regular.evaluate(x, y)["loss"]
+    kernel = regular.layers[0].params["kernel"].data
+    assert np.isclose(b - a, float((kernel.astype(np.float64) ** 2).sum()), rtol=1e-4)
+
+
+def test_it_trains_a_small_cnn_and_an_lstm():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 8, 8, 1)).astype(np.float32)
+    labels = (images[:, :4].mean(axis=(1, 2, 3)) > images[:, 4:].mean(axis=(1, 2, 3))).astype(np.int64)
+    cnn = Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                      layers.Conv2D(4, 3, activation="relu"), layers.GlobalAveragePooling2D(),
+                      layers.Dense(2, activation="softmax")], seed=0)
+    cnn.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    history = cnn.fit(images, labels, epochs=5, batch_size=8, seed=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+    series = rng.normal(size=(64, 6, 2)).astype(np.float32)
+    target = series[:, :, 0].sum(axis=1, keepdims=True)
+    rnn = Sequential([layers.LSTM(8), layers.Dense(1)], seed=0)
+    rnn.compile(loss="mse", optimizer=optimizers.Adam(learning_rate=0.02))
+    history = rnn.fit(series, target, epochs=15, batch_size=16, seed=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+def test_it_summarizes_layers_shapes_and_parameter_counts():
+    model = classifier()
+    model.build((4,))
+    printed = []
+    text = model.summary(print_fn=printed.append)
+    assert printed == [text]
+    assert "(None, 16)" in text and "Total params: 131" in text
+
+
+def test_it_explains_label_mistakes():
+    x, y = blobs()
+    model = Sequential([layers.Dense(3, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    with pytest.raises(ValueError, match="Use sparse_categorical_crossentropy for integer labels"):
+        model.fit(x, y, epochs=1)
+    sparse = classifier()
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        sparse.fit(x, y + 1, epochs=1)
+
+
+def test_it_accepts_optimizers_by_name_dict_or_instance():
+    for optimizer in ("adam", {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9}, optimizers.RMSprop()):
+        model = Sequential([layers.Dense(1)])
+        model.compile(loss="mse", optimizer=optimizer)
+        model.fit(np.ones((4, 2), np.float32), np.ones(4, np.float32), epochs=1, verbose=0)
+    assert model.optimizer.type == "rmsprop"
+
+
+def test_it_round_trips_through_its_spec():
+    model = Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.Flatten(),
+                        layers.Dense(2, activation="softmax")], input_shape=(5, 5, 1))
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optimizers.Adam(learning_rate=schedules.ExponentialDecay(0.01, 100, 0.9)),
+                  metrics=["accuracy"])
+    spec = model.to_spec()
+    clone = Sequential.from_spec(spec)
+    assert clone.to_spec() == spec
+    assert clone.count_params() == model.count_params()
