@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from webapp.accounts import access, services
@@ -101,7 +101,7 @@ def add_member(request, ws: str, body: MemberIn):
                                          role=body.role.value)
     except services.ServiceError as error:
         raise HttpError(400, str(error)) from None
-    return 201, _member(membership)
+    return Status(201, _member(membership))
 
 
 @router.patch("/workspaces/{ws}/members/{member_id}", response=MemberOut)
@@ -121,7 +121,7 @@ def remove_member(request, ws: str, member_id: int):
         services.member_remove(membership=target, actor=request.user)
     except services.ServiceError as error:
         raise HttpError(400, str(error)) from None
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/workspaces/{ws}/share-links", response=list[ShareLinkOut], tags=["sharing"])
@@ -141,7 +141,7 @@ def create_share_link(request, ws: str, body: ShareLinkIn):
                                           target_id=body.target_id, days=body.days)
     except services.ServiceError as error:
         raise HttpError(400, str(error)) from None
-    return 201, _link(request, link)
+    return Status(201, _link(request, link))
 
 
 @router.delete("/workspaces/{ws}/share-links/{link_id}", response=ShareLinkOut, tags=["sharing"])

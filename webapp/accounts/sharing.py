@@ -19,6 +19,7 @@ Unknown, revoked and expired tokens all give the same 404.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -51,6 +52,23 @@ def unregister(target_type: str) -> None:
     _renderers.pop(target_type, None)
     for key in [k for k in _data if k[0] == target_type]:
         del _data[key]
+
+
+@contextmanager
+def override(target_type: str, *, resolver: Callable, renderer: Callable, data: dict[str, Callable] | None = None):
+    """Register a type for the duration of a ``with`` block, then put back what was there (tests)."""
+    saved = (dict(_resolvers), dict(_renderers), dict(_data))
+    unregister(target_type)
+    register_resolver(target_type, resolver)
+    register_renderer(target_type, renderer)
+    for name, fn in (data or {}).items():
+        register_data(target_type, name, fn)
+    try:
+        yield
+    finally:
+        for live, old in zip((_resolvers, _renderers, _data), saved):
+            live.clear()
+            live.update(old)
 
 
 def shareable_types() -> list[str]:
