@@ -75,7 +75,7 @@ def read_csv_columns(path):
 
 def load_digits_images():
     """The 1797 digit images from digits8x8.zip as uint8 (N, 8, 8) and int64 labels (N,)."""
-    from PIL import Image  # noqa: PLC0415 - pillow is needed only for this data set
+    from PIL import Image
 
     images, labels, order = [], [], []
     with zipfile.ZipFile(_data_file("digits8x8.zip")) as archive:
@@ -283,18 +283,18 @@ def count_parameters(architecture, input_shape):
 
 def cupola_available():
     try:
-        from trainer import Sequential, layers, optimizers  # noqa: F401, PLC0415
+        from trainer import Sequential, layers, optimizers  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def cupola_set_device(device):
-    from trainer import backend  # noqa: PLC0415
+def cupola_set_device(device, threads):
+    from trainer import backend
 
     backend.set_device(device)
     if device == "cpu" and hasattr(backend, "set_blas_threads"):
-        backend.set_blas_threads()
+        backend.set_blas_threads(threads)
     return backend.get_device()
 
 
@@ -317,7 +317,7 @@ class CupolaSide:
     name = "cupola"
 
     def __init__(self, recipe, dataset, seed):
-        from trainer import Sequential, layers, optimizers  # noqa: PLC0415
+        from trainer import Sequential, layers, optimizers
 
         self.recipe, self.dataset, self.seed = recipe, dataset, seed
         self.model = Sequential([_cupola_layer(layers, spec) for spec in recipe.architecture])
@@ -335,7 +335,7 @@ class CupolaSide:
 
 def torch_available():
     try:
-        import torch  # noqa: F401, PLC0415
+        import torch  # noqa: F401
     except ImportError:
         return False
     return True
@@ -343,7 +343,7 @@ def torch_available():
 
 def configure_torch(device, tf32, threads):
     """Set threads and TF32 explicitly so the report states what ran."""
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.set_num_threads(threads)
     if device == "gpu":
@@ -363,8 +363,8 @@ def build_torch_model(architecture, input_shape, loss):
     kernels, zero biases; LSTM recurrent kernel orthogonal and forget-gate bias 1. A final
     softmax is left out because CrossEntropyLoss takes logits (the same maths as softmax + sparse
     cross-entropy); predictions apply it."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
     class LastStep(nn.Module):
         def __init__(self, lstm):
@@ -429,7 +429,7 @@ class TorchSide:
     name = "torch"
 
     def __init__(self, recipe, dataset, seed, device):
-        import torch  # noqa: PLC0415
+        import torch
 
         self.torch = torch
         torch.manual_seed(seed)
@@ -554,8 +554,8 @@ def run_recipe(recipe, *, quick, seed, device, use_torch):
         "recipe": recipe.name,
         "title": recipe.title,
         "data": dataset.description,
-        "train_rows": int(len(dataset.x_train)),
-        "test_rows": int(len(dataset.x_test)),
+        "train_rows": len(dataset.x_train),
+        "test_rows": len(dataset.x_test),
         "epochs": epochs,
         "batch_size": recipe.batch_size,
         "optimizer": f"Adam(lr={recipe.learning_rate:g})",
@@ -575,19 +575,27 @@ def run_recipe(recipe, *, quick, seed, device, use_torch):
 
 def environment(device, use_torch, tf32, threads):
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.node(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
-        "cpu_cores_usable": threads,
+        "cpu_cores_usable": usable_cores(),
+        "threads": threads,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "device": device,
-        "blas": _blas_info(),
+        "load_average_at_start": _load_average(),
     }
     if use_torch:
         info.update(configure_torch(device, tf32, threads))
     return info
+
+
+def _load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cpu_model():
@@ -603,7 +611,7 @@ def _cpu_model():
 
 def _blas_info():
     try:
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
+        from threadpoolctl import threadpool_info
     except ImportError:
         return None
     return [f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')}"
@@ -613,35 +621,47 @@ def _blas_info():
 def choose_device(requested, use_torch):
     if requested in ("cpu", "gpu"):
         return requested
-    from trainer import backend  # noqa: PLC0415
+    from trainer import backend
 
     if backend.gpu_available():
         if not use_torch:
             return "gpu"
-        import torch  # noqa: PLC0415
+        import torch
 
         if torch.cuda.is_available():
             return "gpu"
     return "cpu"
 
 
-def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf32=False):
-    """Run the named recipes (all by default) and return {"environment": ..., "results": [...]}."""
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf32=False, threads=None):
+    """Run the named recipes (all by default) and return {"environment": ..., "results": [...]}.
+
+    threads: CPU threads for both sides (the engine's BLAS, torch's intra-op pool); default all
+    usable cores."""
     names = list(recipes) if recipes else list(ALL_NAMES)
     unknown = [n for n in names if n not in ALL_NAMES]
     if unknown:
         raise ValueError(f"bench: unknown recipe {unknown[0]!r}; known recipes: {ALL_NAMES}")
     if use_torch is None:
         use_torch = torch_available()
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if threads is None:
+        threads = usable_cores()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"bench: threads must be a positive integer. Received: threads={threads!r}")
     device = choose_device(device, use_torch)
     env = environment(device, use_torch, tf32, threads)
     if cupola_available():
-        env["cupola_device"] = cupola_set_device(device)
+        env["cupola_device"] = cupola_set_device(device, threads)
+    env["blas"] = _blas_info()  # after the thread limits are set
     results = []
     for name in names:
         recipe = throughput_recipe(device, quick) if name == THROUGHPUT else RECIPES[name]
         results.append(run_recipe(recipe, quick=quick, seed=seed, device=device, use_torch=use_torch))
+    env["load_average_at_end"] = _load_average()
     return {"environment": env, "quick": quick, "seed": seed, "results": results}
 
 
@@ -662,9 +682,12 @@ def format_report(report):
     env = report["environment"]
     lines = [
         f"Cupola engine benchmark - {env['date']}{' (quick)' if report['quick'] else ''}",
-        f"machine {env['machine']}: {env['cpu']}, {env['cpu_cores_usable']} usable cores; {env['platform']}",
-        f"device {env['device']} (engine backend: {env.get('cupola_device', 'n/a')}); numpy {env['numpy']}; "
-        f"BLAS {', '.join(env['blas'] or ['unknown'])}",
+        (f"machine {env['machine']}: {env['cpu']}, {env['cpu_cores_usable']} usable cores, {env['threads']} threads "
+         f"used; {env['platform']}"),
+        (f"load average (1, 5, 15 min) at start {env['load_average_at_start']}, at end {env['load_average_at_end']}"
+         " - other processes on the machine skew the timings"),
+        (f"device {env['device']} (engine backend: {env.get('cupola_device', 'n/a')}); numpy {env['numpy']}; "
+         f"BLAS {', '.join(env['blas'] or ['unknown'])}"),
     ]
     if "torch_version" in env:
         line = f"torch {env['torch_version']}, {env['torch_threads']} threads"
@@ -682,7 +705,7 @@ def format_report(report):
         sides = [s for s in ("cupola", "torch") if s in row]
         lines.append(f"   {'':<22}" + "".join(f"{s:>14}" for s in sides))
 
-        def add(label, getter, digits=3):
+        def add(label, getter, digits=3, row=row, sides=sides):
             lines.append(f"   {label:<22}" + "".join(f"{_fmt(getter(row[s]), digits):>14}" for s in sides))
 
         add("wall time (s)", lambda r: r.get("seconds"), 2)
@@ -713,9 +736,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="run the engine side only")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 in PyTorch on the GPU (default: off)")
+    parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: all usable cores)")
     args = parser.parse_args(argv)
     report = run(args.recipe, quick=args.quick, seed=args.seed, device=args.device,
-                 use_torch=False if args.no_torch else None, tf32=args.tf32)
+                 use_torch=False if args.no_torch else None, tf32=args.tf32, threads=args.threads)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -13,18 +13,18 @@ import warnings
 import numpy as np
 
 __all__ = [
-    "split_indices",
-    "chronological_split",
-    "TablePreprocessor",
     "LabelEncoder",
+    "TablePreprocessor",
     "TargetScaler",
+    "chronological_split",
     "interpolate_missing",
-    "sliding_windows",
-    "scale_images",
+    "iterate_batches",
+    "load_array",
     "random_crop",
     "random_flip",
-    "load_array",
-    "iterate_batches",
+    "scale_images",
+    "sliding_windows",
+    "split_indices",
 ]
 
 SCALINGS = ("standardize", "minmax", "none")
@@ -146,7 +146,7 @@ def _is_missing(value):
     if value is None:
         return True
     if isinstance(value, (float, np.floating)):
-        return value != value
+        return math.isnan(value)
     # pandas.NA and pandas.NaT, recognised without importing pandas.
     return type(value).__name__ in ("NAType", "NaTType")
 
@@ -343,8 +343,7 @@ class TablePreprocessor:
             seen = codes >= 0
             one_hot[np.flatnonzero(seen), codes[seen]] = 1.0
             blocks.append(one_hot)
-        features = np.concatenate(blocks, axis=1).astype(np.float32, copy=False) if blocks else None
-        features = np.ascontiguousarray(features)
+        features = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
         return (features, keep) if return_mask else features
 
     def fit_transform(self, frame, *, return_mask=False):

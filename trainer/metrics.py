@@ -18,22 +18,22 @@ import numpy as np
 from trainer.backend import to_host
 
 __all__ = [
+    "GREATER_IS_BETTER",
+    "METRICS",
     "accuracy",
+    "auc",
     "binary_accuracy",
     "categorical_accuracy",
-    "sparse_categorical_accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "auc",
+    "compute",
     "confusion_matrix",
+    "f1",
     "mae",
     "mse",
-    "rmse",
+    "precision",
     "r2",
-    "compute",
-    "METRICS",
-    "GREATER_IS_BETTER",
+    "recall",
+    "rmse",
+    "sparse_categorical_accuracy",
 ]
 
 

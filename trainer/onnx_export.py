@@ -28,7 +28,7 @@ OUTPUT_NAME = "output"
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5
 
-__all__ = ["export_onnx", "to_onnx_model", "verify_onnx", "OPSET"]
+__all__ = ["OPSET", "export_onnx", "to_onnx_model", "verify_onnx"]
 
 
 class OnnxExportError(ValueError):
@@ -37,7 +37,7 @@ class OnnxExportError(ValueError):
 
 def _require_onnx():
     try:
-        import onnx  # noqa: PLC0415 - optional dependency
+        import onnx
     except ImportError:
         raise ImportError("ONNX export needs the onnx package: pip install 'cupola[onnx]' (or pip install onnx)") from None
     return onnx
@@ -340,7 +340,7 @@ def verify_onnx(model, path, x, *, rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL):
     more than atol + rtol * |expected| (float32 arithmetic in a different order than the engine's:
     the defaults allow about 1e-4 relative)."""
     try:
-        import onnxruntime  # noqa: PLC0415 - optional dependency
+        import onnxruntime
     except ImportError:
         raise ImportError("verify_onnx needs onnxruntime: pip install 'cupola[onnx]'") from None
     x = np.asarray(x, dtype=np.float32)

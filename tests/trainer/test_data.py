@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainer.data import (
     LabelEncoder,
@@ -48,7 +50,7 @@ def test_it_splits_the_same_way_for_the_same_seed_and_differently_for_another():
 def test_it_keeps_class_proportions_when_stratified():
     labels = np.array(["a"] * 60 + ["b"] * 30 + ["c"] * 10)
     np.random.default_rng(0).shuffle(labels)
-    train, val, test = split_indices(100, test_fraction=0.2, validation_fraction=0.1, seed=3, stratify=labels)
+    _, val, test = split_indices(100, test_fraction=0.2, validation_fraction=0.1, seed=3, stratify=labels)
     for part, size in ((test, 20), (val, 10)):
         assert len(part) == size
         counts = {c: int((labels[part] == c).sum()) for c in "abc"}
@@ -337,3 +339,36 @@ def test_it_needs_a_generator_to_shuffle_and_matching_lengths():
         next(iterate_batches(np.zeros(3), None, 2, shuffle=True))
     with pytest.raises(ValueError, match="same number of rows"):
         next(iterate_batches(np.zeros(3), np.zeros(4), 2))
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    test_fraction=st.floats(0, 0.45),
+    validation_fraction=st.floats(0, 0.45),
+    seed=st.integers(0, 2**32 - 1),
+    classes=st.integers(1, 5),
+)
+def test_it_always_partitions_the_rows_with_the_requested_sizes(n, test_fraction, validation_fraction, seed, classes):
+    labels = np.arange(n) % classes
+    train, val, test = split_indices(n, test_fraction=test_fraction, validation_fraction=validation_fraction,
+                                     seed=seed, stratify=labels if n >= 2 * classes else None)
+    assert np.array_equal(np.sort(np.concatenate([train, val, test])), np.arange(n))
+    assert len(test) == round(n * test_fraction) and len(val) == round(n * validation_fraction)
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(2, 40), window=st.integers(1, 10), horizon=st.integers(1, 4))
+def test_it_makes_windows_whose_targets_follow_their_inputs(length, window, horizon):
+    if length < window + horizon:
+        return
+    values = np.arange(float(length))
+    x, y = sliding_windows(values, window, horizon)
+    assert len(x) == length - window - horizon + 1
+    last_input = x[:, -1, 0]
+    first_target = y if horizon == 1 else y[:, 0]
+    assert np.array_equal(first_target, last_input + 1)

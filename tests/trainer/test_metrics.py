@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainer import metrics
 
@@ -186,3 +188,27 @@ def test_it_matches_a_brute_force_pairwise_auc_on_random_tied_scores():
     pos, neg = s[y == 1], s[y == 0]
     brute = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
     assert metrics.auc(y, s) == pytest.approx(brute)
+
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5)), min_size=2, max_size=60))
+def test_it_agrees_with_pairwise_counting_for_any_scores(rows):
+    y = np.array([r[0] for r in rows])
+    s = np.array([r[1] for r in rows], dtype=np.float64)
+    if y.min() == y.max():
+        return
+    pos, neg = s[y == 1], s[y == 0]
+    brute = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    assert metrics.auc(y, s) == pytest.approx(brute)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=50))
+def test_it_keeps_confusion_matrix_and_accuracy_consistent(pairs):
+    y = np.array([p[0] for p in pairs])
+    pred = np.array([p[1] for p in pairs])
+    matrix = metrics.confusion_matrix(y, pred, num_classes=4)
+    assert matrix.sum() == len(pairs)
+    assert np.trace(matrix) / len(pairs) == pytest.approx(metrics.accuracy(y, pred))

@@ -4,8 +4,8 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from trainer import Sequential, layers  # noqa: E402
-from trainer.onnx_export import OnnxExportError, export_onnx, to_onnx_model, verify_onnx  # noqa: E402
+from trainer import Sequential, layers
+from trainer.onnx_export import OnnxExportError, export_onnx, to_onnx_model, verify_onnx
 
 # Tolerance: ONNX Runtime sums in a different order than the engine; float32 allows ~1e-4 relative.
 RTOL, ATOL = 1e-4, 1e-5
