@@ -1,0 +1,76 @@
+"""Engine benchmark report: the engine against PyTorch on the standard recipes (`trainer.bench`),
+as the printed table, a JSON file for `benchmarks/run_all.py`, and a Markdown summary table
+that can be pasted into docs or a pull request.
+
+    python benchmarks/engine_report.py                     # full recipes, a few minutes on 2 cores
+    python benchmarks/engine_report.py --quick --markdown var/engine.md --json var/engine.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainer import bench
+
+
+def _number(value, digits):
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown_table(report):
+    env = report["environment"]
+    lines = [
+        f"Engine benchmark {env['date']}{' (quick)' if report['quick'] else ''}: {env['cpu']}, "
+        f"{env['threads']} threads, device {env['device']}"
+        + (f", torch {env['torch_version']}" if "torch_version" in env else ", torch absent")
+        + (f", TF32 {env['torch_tf32_matmul']}" if env.get("torch_tf32_matmul") is not None else ""),
+        "",
+        "| recipe | cupola s | torch s | cupola/torch | cupola samples/s | torch samples/s | cupola quality | torch quality |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in report["results"]:
+        cupola, torch_side = row["cupola"], row.get("torch", {})
+
+        def quality(side):
+            if "error" in side:
+                return "failed"
+            if "flop_per_second" in side:
+                return f"{side['flop_per_second'] / 1e9:.1f} GFLOP/s"
+            return ", ".join(f"{k} {v:.4f}" for k, v in side.get("quality", {}).items()) or "-"
+
+        lines.append(
+            f"| {row['recipe']} | {_number(cupola.get('seconds'), 2)} | {_number(torch_side.get('seconds'), 2)} "
+            f"| {_number(row.get('time_ratio'), 2)} | {_number(cupola.get('samples_per_second'), 0)} "
+            f"| {_number(torch_side.get('samples_per_second'), 0)} | {quality(cupola)} | {quality(torch_side)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", action="append", choices=bench.ALL_NAMES)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--markdown", metavar="PATH")
+    args = parser.parse_args(argv)
+    report = bench.run(args.recipe, quick=args.quick, device=args.device, threads=args.threads)
+    print(bench.format_report(report))
+    table = markdown_table(report)
+    print()
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
