@@ -17,6 +17,7 @@ __all__ = [
     "TablePreprocessor",
     "TargetScaler",
     "chronological_split",
+    "input_windows",
     "interpolate_missing",
     "iterate_batches",
     "load_array",
@@ -558,6 +559,34 @@ def interpolate_missing(values):
     return columns.reshape(values.shape)
 
 
+def _series(owner, values, missing):
+    series = np.asarray(values, dtype=np.float64)
+    if series.ndim == 1:
+        series = series.reshape(-1, 1)
+    if series.ndim != 2:
+        raise ValueError(f"{owner}: values must be (T,) or (T, F). Received: shape={np.shape(values)}")
+    if missing not in ("error", "interpolate"):
+        raise ValueError(f"{owner}: missing must be 'error' or 'interpolate'. Received: missing={missing!r}")
+    gaps = int(np.isnan(series).sum())
+    if gaps:
+        if missing == "error":
+            raise ValueError(f"{owner}: values contain {gaps} missing entries; pass missing='interpolate'")
+        series = interpolate_missing(series)
+    return series
+
+
+def input_windows(values, window, *, missing="error"):
+    """Every window of `window` consecutive steps as float32 (T - window + 1, window, F), oldest
+    first: the model inputs for predicting after each window (no targets needed)."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"input_windows: window must be a positive integer. Received: window={window!r}")
+    series = _series("input_windows", values, missing)
+    if series.shape[0] < window:
+        raise ValueError(f"input_windows: a series of length {series.shape[0]} is too short for window={window}")
+    windows = np.lib.stride_tricks.sliding_window_view(series.astype(np.float32), window, axis=0)
+    return np.ascontiguousarray(windows.transpose(0, 2, 1))
+
+
 def sliding_windows(values, window, horizon=1, *, target_column=0, missing="error"):
     """Cut a series into supervised samples.
 
@@ -567,27 +596,16 @@ def sliding_windows(values, window, horizon=1, *, target_column=0, missing="erro
     N = T - window - horizon + 1, in time order.
     missing: "error" (refuse NaNs) or "interpolate" (fill them with `interpolate_missing`).
     """
-    series = np.asarray(values, dtype=np.float64)
-    if series.ndim == 1:
-        series = series.reshape(-1, 1)
-    if series.ndim != 2:
-        raise ValueError(f"sliding_windows: values must be (T,) or (T, F). Received: shape={np.shape(values)}")
     for name, value in (("window", window), ("horizon", horizon)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"sliding_windows: {name} must be a positive integer. Received: {name}={value!r}")
+    series = _series("sliding_windows", values, missing)
     if isinstance(target_column, bool) or not isinstance(target_column, (int, np.integer)) or not (
         0 <= target_column < series.shape[1]
     ):
         raise ValueError(
             f"sliding_windows: target_column must be in [0, {series.shape[1]}). Received: target_column={target_column!r}"
         )
-    if missing not in ("error", "interpolate"):
-        raise ValueError(f"sliding_windows: missing must be 'error' or 'interpolate'. Received: missing={missing!r}")
-    gaps = int(np.isnan(series).sum())
-    if gaps:
-        if missing == "error":
-            raise ValueError(f"sliding_windows: values contain {gaps} missing entries; pass missing='interpolate'")
-        series = interpolate_missing(series)
     n = series.shape[0] - window - horizon + 1
     if n < 1:
         raise ValueError(

@@ -278,6 +278,8 @@ GREATER_IS_BETTER = {name: name not in ("mae", "mse", "rmse") for name in METRIC
 for _average in ("binary", "macro"):
     for _name in ("precision", "recall", "f1"):
         GREATER_IS_BETTER[f"{_name}_{_average}"] = True
+for _alias, _name in ALIASES.items():
+    GREATER_IS_BETTER[_alias] = GREATER_IS_BETTER[_name]
 
 _BINARY_LOSSES = {"binary_crossentropy", "bce", "binarycrossentropy"}
 _CATEGORICAL_LOSSES = {"categorical_crossentropy", "categoricalcrossentropy", "sparse_categorical_crossentropy",

@@ -12,6 +12,7 @@ from trainer.data import (
     TablePreprocessor,
     TargetScaler,
     chronological_split,
+    input_windows,
     interpolate_missing,
     iterate_batches,
     load_array,
@@ -250,9 +251,20 @@ def test_it_interpolates_the_co2_series_without_leaving_gaps():
     assert np.array_equal(filled[~np.isnan(co2)], co2[~np.isnan(co2)])
 
 
+def test_it_cuts_prediction_windows_that_match_the_training_inputs():
+    values = np.stack([np.arange(7.0), -np.arange(7.0)], axis=1)
+    windows = input_windows(values, 3)
+    x, _ = sliding_windows(values, 3)
+    assert windows.shape == (5, 3, 2) and windows.dtype == np.float32
+    assert np.array_equal(windows[: len(x)], x)  # the last window predicts past the end of the data
+    assert windows[-1, :, 0].tolist() == [4, 5, 6]
+
+
 def test_it_rejects_a_series_shorter_than_the_window():
     with pytest.raises(ValueError, match="too short for window=5"):
         sliding_windows(np.arange(4.0), window=5)
+    with pytest.raises(ValueError, match="too short for window=5"):
+        input_windows(np.arange(4.0), 5)
 
 
 # ----------------------------------------------------------------------------- images

@@ -161,6 +161,7 @@ def test_it_names_an_unknown_metric():
 def test_it_says_which_metrics_are_better_when_larger():
     assert metrics.GREATER_IS_BETTER["accuracy"] and metrics.GREATER_IS_BETTER["f1_macro"]
     assert not metrics.GREATER_IS_BETTER["rmse"]
+    assert metrics.GREATER_IS_BETTER["acc"] and not metrics.GREATER_IS_BETTER["mean_squared_error"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
