@@ -1,0 +1,242 @@
+"""Every URL of the site, tried by each of the three-person fixture's people (and more).
+
+This is a table: one ``Rule`` per URL name and method, with the status each person gets.
+``test_every_url_pattern_has_an_access_rule`` walks ``django.urls.get_resolver()`` and fails
+when a URL pattern has no rule here, so a new page or API endpoint cannot ship unchecked.
+
+How to add a rule (one line):
+
+    Rule("run-detail", "GET", "302 404 200 200 200"),
+    Rule("run-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("api:cancel_run", "POST", "401 404 403 200 200"),
+
+- ``expect`` lists the statuses for: anonymous, outsider, viewer, editor, owner. Pages send the
+  anonymous visitor to the log-in page (302, checked); the API answers 401. Outsiders get 404 —
+  the same as for objects that do not exist — and members without the role 403.
+- URL kwargs are filled by ``FACTORIES`` (kwarg name → ``fn(people) -> value``), e.g.
+  ``ws`` → the "Lab" workspace's slug. Add a factory for your kwarg (``run_id``, ``dataset_id``)
+  or pass ``kwargs={"pk": make_thing}`` in the rule when a name like ``pk`` means different things.
+- ``data`` is the body of a POST/PATCH (a dict, or ``fn(people) -> dict``); the API gets it as JSON.
+- ``around`` is ``fn(people) -> context manager`` for set-up that must be undone (a registry entry).
+- Pages everyone may open without an account go in ``PUBLIC``.
+
+Each (rule, person) runs on a fresh database, so a write by one person never changes the next.
+API calls are made with the person's API token (``Authorization: Bearer``), pages with a session.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.http import HttpResponse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from webapp.accounts import sharing
+from webapp.accounts.models import ApiToken, Invitation, Membership, Notification, ShareLink, Webhook
+
+PERSONS = ("anonymous", "outsider", "viewer", "editor", "owner")
+
+# Reachable by anyone, account or not; their own tests cover them.
+PUBLIC = {
+    "login", "logout", "signup", "password-reset", "password-reset-done", "password-reset-confirm",
+    "password-reset-complete", "invitation", "share", "share-data",
+    "api:get_health", "api:openapi-json", "api:openapi-view", "api:api-root",
+}
+IGNORED_NAMESPACES = {"admin"}  # Django's admin checks is_staff itself
+
+
+# Factories: URL kwarg → fn(people) -> value ---------------------------------------------
+
+def viewer_membership(p):
+    return Membership.objects.get(workspace=p.workspace, user=p.viewer).pk
+
+
+def owners_token(p):
+    return ApiToken.issue(user=p.owner, name="matrix")[0].pk
+
+
+def viewers_notification(p):
+    return Notification.objects.create(user=p.viewer, message="hello").pk
+
+
+def invitation(p):
+    return Invitation.objects.create(workspace=p.workspace, created_by=p.owner, role="viewer",
+                                     expires_at="2999-01-01T00:00:00Z").pk
+
+
+def owners_share_link(p):
+    return ShareLink.objects.create(workspace=p.workspace, created_by=p.owner, target_type="run", target_id="1").pk
+
+
+def webhook(p):
+    return Webhook.objects.create(workspace=p.workspace, url="https://example.org/hook").pk
+
+
+FACTORIES: dict[str, Callable[[Any], Any]] = {
+    "ws": lambda p: p.workspace.slug,
+    "member_id": viewer_membership,
+}
+
+
+# Helpers for rules ------------------------------------------------------------------------
+
+def newbie(p):
+    get_user_model().objects.create_user("newbie", password="pw-newbie-1234")
+    return {"username": "newbie", "role": "viewer"}
+
+
+def shareable_comparison(p):
+    return sharing.override("comparison", resolver=lambda ws, tid: "a board" if ws == p.workspace else None,
+                            renderer=lambda request, obj: HttpResponse(obj))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    method: str
+    expect: str  # statuses for: anonymous outsider viewer editor owner
+    data: dict | Callable | None = None
+    kwargs: dict[str, Callable] = field(default_factory=dict)
+    around: Callable | None = None
+
+    def status_for(self, person: str) -> int:
+        return int(self.expect.split()[PERSONS.index(person)])
+
+
+RULES = [
+    # accounts: the user's own pages
+    Rule("home", "GET", "302 302 302 302 302"),
+    Rule("workspace-create", "GET", "302 200 200 200 200"),
+    Rule("workspace-create", "POST", "302 302 302 302 302", data={"name": "New team"}),
+    Rule("account", "GET", "302 200 200 200 200"),
+    Rule("account-token-create", "POST", "302 200 200 200 200", data={"name": "laptop"}),
+    Rule("account-token-revoke", "POST", "302 404 404 404 302", kwargs={"pk": owners_token}),
+    Rule("password-change", "GET", "302 200 200 200 200"),
+    Rule("password-change-done", "GET", "302 200 200 200 200"),
+    Rule("password-reset-links", "GET", "302 403 403 403 403"),
+    Rule("password-reset-links", "POST", "302 403 403 403 403", data={"username": "vera"}),
+    Rule("account-users", "GET", "302 200 403 403 200"),  # the outsider owns a workspace of their own
+    Rule("notifications", "GET", "302 200 200 200 200"),
+    Rule("notifications-read-all", "POST", "302 302 302 302 302"),
+    Rule("notification-read", "POST", "302 404 302 404 404", kwargs={"pk": viewers_notification}),
+    # accounts: the workspace's team
+    Rule("workspace-dashboard", "GET", "302 404 200 200 200"),
+    Rule("workspace-members", "GET", "302 404 200 200 200"),
+    Rule("workspace-member-add", "POST", "302 404 403 403 302", data=newbie),
+    Rule("workspace-member-role", "POST", "302 404 403 403 302", data={"role": "editor"}),
+    Rule("workspace-member-remove", "POST", "302 404 403 403 302"),
+    Rule("workspace-leave", "POST", "302 404 302 302 302"),  # the last owner is refused with a message
+    Rule("workspace-invitation-create", "POST", "302 404 403 403 302", data={"role": "viewer", "days": "7"}),
+    Rule("workspace-invitation-revoke", "POST", "302 404 403 403 302", kwargs={"pk": invitation}),
+    Rule("workspace-share-links", "GET", "302 404 403 200 200"),
+    Rule("workspace-share-links", "POST", "302 404 403 302 302", around=shareable_comparison,
+         data={"target_type": "comparison", "target_id": "7"}),
+    Rule("workspace-share-link-revoke", "POST", "302 404 403 403 302", kwargs={"pk": owners_share_link}),
+    Rule("workspace-activity", "GET", "302 404 403 403 200"),
+    Rule("workspace-webhooks", "GET", "302 404 403 403 200"),
+    Rule("workspace-webhooks", "POST", "302 404 403 403 302", data={"url": "https://example.org/hook"}),
+    Rule("workspace-webhook-delete", "POST", "302 404 403 403 302", kwargs={"pk": webhook}),
+    Rule("workspace-webhook-test", "POST", "302 404 403 403 302", kwargs={"pk": webhook}),
+    # accounts API
+    Rule("api:list_workspaces", "GET", "401 200 200 200 200"),
+    Rule("api:list_members", "GET", "401 404 200 200 200"),
+    Rule("api:add_member", "POST", "401 404 403 403 201", data=newbie),
+    Rule("api:change_member_role", "PATCH", "401 404 403 403 200", data={"role": "editor"}),
+    Rule("api:remove_member", "DELETE", "401 404 403 403 204"),
+    Rule("api:list_share_links", "GET", "401 404 403 200 200"),
+    Rule("api:create_share_link", "POST", "401 404 403 201 201", around=shareable_comparison,
+         data={"target_type": "comparison", "target_id": "7"}),
+    Rule("api:revoke_share_link", "DELETE", "401 404 403 403 200", kwargs={"link_id": owners_share_link}),
+    Rule("api:list_tokens", "GET", "401 200 200 200 200"),
+    Rule("api:revoke_token", "DELETE", "401 404 404 404 200", kwargs={"token_id": owners_token}),
+]
+
+
+# The walk ---------------------------------------------------------------------------------
+
+def url_patterns(patterns=None, namespace="", prefix=""):
+    """``(name, namespace, route, pattern)`` for every URL pattern; names carry their namespaces."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(entry, URLResolver):
+            inner = ":".join(filter(None, [namespace, entry.namespace]))
+            yield from url_patterns(entry.url_patterns, inner, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            name = f"{namespace}:{entry.name}" if namespace and entry.name else (entry.name or "")
+            yield name, namespace, prefix + str(entry.pattern), entry
+
+
+def _checked_names():
+    for name, namespace, route, _ in url_patterns():
+        if namespace.split(":")[0] in IGNORED_NAMESPACES:
+            continue
+        yield name, route
+
+
+def test_every_url_pattern_has_an_access_rule():
+    ruled = {rule.name for rule in RULES}
+    unnamed = sorted(route for name, route in _checked_names() if not name)
+    missing = sorted({name for name, _ in _checked_names() if name and name not in ruled and name not in PUBLIC})
+    assert not unnamed, f"Give these URL patterns a name so the access matrix can check them: {unnamed}"
+    assert not missing, (
+        "These URL patterns have no access rule. Add a line per method to RULES in "
+        f"tests/webapp/test_access_matrix.py (or to PUBLIC if anyone may open them): {missing}"
+    )
+
+
+def test_every_rule_lists_five_statuses_and_a_known_method():
+    for rule in RULES:
+        assert len(rule.expect.split()) == len(PERSONS), rule
+        assert rule.method in {"GET", "POST", "PUT", "PATCH", "DELETE"}, rule
+
+
+def _route_kwargs(name: str) -> list[str]:
+    for pattern_name, _, _, pattern in url_patterns():
+        if pattern_name == name:
+            return list(pattern.pattern.converters) or _regex_groups(pattern)
+    return []
+
+
+def _regex_groups(pattern) -> list[str]:
+    return list(getattr(pattern.pattern, "regex").groupindex)
+
+
+def _present_names() -> set[str]:
+    return {name for name, _, _, _ in url_patterns()}
+
+
+@pytest.mark.parametrize("rule,person", [(r, p) for r in RULES for p in PERSONS],
+                         ids=[f"{r.name} {r.method} as {p}" for r in RULES for p in PERSONS])
+def test_each_person_gets_the_status_the_table_says(client, people, rule, person):
+    if rule.name not in _present_names():
+        pytest.skip(f"{rule.name} is not mounted in this tree")
+    kwargs = {}
+    for key in _route_kwargs(rule.name):
+        factory = rule.kwargs.get(key) or FACTORIES.get(key)
+        assert factory is not None, f"No factory for the URL kwarg {key!r} of {rule.name}: add one to FACTORIES or kwargs="
+        kwargs[key] = factory(people)
+    url = reverse(rule.name, kwargs=kwargs)
+    data = rule.data(people) if callable(rule.data) else rule.data
+    headers = {}
+    is_api = rule.name.startswith("api:")
+    if person != "anonymous":
+        user = getattr(people, person)
+        if is_api:
+            headers["HTTP_AUTHORIZATION"] = "Bearer " + ApiToken.issue(user=user, name="matrix-caller")[1]
+        else:
+            client.force_login(user)
+    call = getattr(client, rule.method.lower())
+    with rule.around(people) if rule.around else nullcontext():
+        if rule.method == "GET":
+            response = call(url, **headers)
+        elif is_api:
+            response = call(url, data or {}, content_type="application/json", **headers)
+        else:
+            response = call(url, data or {}, **headers)
+    expected = rule.status_for(person)
+    assert response.status_code == expected, f"{rule.method} {url} as {person}: {response.status_code}, not {expected}"
+    if person == "anonymous" and expected == 302:
+        assert response.headers["Location"].startswith(reverse("login")), "anonymous visitors go to the log-in page"
