@@ -152,6 +152,15 @@ def monitored_metric(spec: dict, has_validation: bool) -> tuple[str, bool]:
     return prefix + name, greater
 
 
+def _check_loss(loss, epoch: int) -> None:
+    from trainer.core import TrainingError
+
+    if loss is None or math.isfinite(loss):
+        return
+    what = "NaN" if math.isnan(loss) else "infinite"
+    raise TrainingError(f"loss became {what} at epoch {epoch}: try a lower learning rate or scaled inputs")
+
+
 def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: str, greater: bool,
                    best: float | None, best_epoch: int | None):
     Callback = _callback_base()
@@ -184,14 +193,23 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
                                         checkpoints.checkpoint_path(run_id, number))
 
     class CancelWatch(Callback):
-        """Stops training between batches soon after someone asks (the monitor reads the flag)."""
+        """Stops training between batches soon after someone asks (the monitor reads the flag), and
+        fails the run as soon as the loss stops being a number."""
+
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = int(epoch) + 1
 
         def on_batch_end(self, batch, logs=None):
             if monitor.cancel.is_set() or monitor.lost.is_set():
                 self.model.stop_training = True
+            _check_loss((logs or {}).get("loss"), self.epoch)
 
         def on_epoch_end(self, epoch, logs=None):
-            self.on_batch_end(None)
+            if monitor.cancel.is_set() or monitor.lost.is_set():
+                self.model.stop_training = True
+            _check_loss((logs or {}).get("loss"), int(epoch) + 1)
 
     return DatabaseReporter(), CancelWatch()
 

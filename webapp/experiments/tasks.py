@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
+# Imported when the worker starts (not on its first task), so a run starts without waiting for
+# NumPy, pandas and the engine to load.
+import trainer  # noqa: F401
+
+from webapp.experiments import execution, watchdog
+
 
 @shared_task(name="experiments.train_run", bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_run(self, run_id: int) -> str:
-    from webapp.experiments.execution import run_execute
-
-    return run_execute(int(run_id), hostname=self.request.hostname or "")
+    return execution.run_execute(int(run_id), hostname=self.request.hostname or "")
 
 
 @shared_task(name="experiments.check_runs", ignore_result=True)
 def check_runs() -> dict:
-    from webapp.experiments.watchdog import check_runs as check
-
-    return check()
+    return watchdog.check_runs()

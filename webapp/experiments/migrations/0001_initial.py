@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('accounts', '0003_invitation_loginfailure_sharelink_webhook_and_more'),
+        ('accounts', '0001_initial'),
         ('datasets', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
