@@ -76,18 +76,16 @@ class _Checker:
             return REQUIRED
 
     def obj(self, path, value, allowed, what):
-        """True when value is a dict whose keys are all allowed (records errors otherwise)."""
+        """True when value is a dict (unknown keys are recorded, and checking goes on)."""
         if not isinstance(value, dict):
             self.error(path, f"must be an object, got {show(value)}")
             return False
-        ok = True
         for key in value:
             if key not in allowed:
                 name = key if isinstance(key, str) else show(key)
                 expected = ", ".join(allowed)
                 self.error(f"{path}.{name}" if path else str(name), f"unknown key for {what} (expected: {expected})")
-                ok = False
-        return ok
+        return True
 
     def args(self, path, schema, values):
         """Normalised dict of schema arguments taken from values (defaults filled)."""
@@ -149,7 +147,7 @@ def _check_layer(checker, path, value):
 
 def _check_schedule(checker, path, value):
     kind = value.get("type")
-    if kind not in schedules.SCHEDULES:
+    if not isinstance(kind, str) or kind not in schedules.SCHEDULES:
         checker.error(f"{path}.type", f"unknown schedule type {show(kind)}; expected one of "
                                       f"{', '.join(schedules.SCHEDULES)}")
         return None
@@ -160,16 +158,19 @@ def _check_schedule(checker, path, value):
 
 
 def _check_optimizer(checker, path, value):
-    if isinstance(value, str):
+    named = isinstance(value, str)
+    if named:
         value = {"type": value}
     if not isinstance(value, dict):
         checker.error(path, f"must be an optimizer name or an object with a \"type\", got {show(value)}")
         return None
     kind = value.get("type")
-    kind = kind.lower() if isinstance(kind, str) else kind
+    kind = kind.lower() if isinstance(kind, str) else None
     if kind not in optimizers.OPTIMIZERS:
-        checker.error(f"{path}.type" if "type" in value or not isinstance(value, dict) else path,
-                      f"unknown optimizer {show(value.get('type'))}; expected one of {', '.join(optimizers.NAMES)}")
+        where = path if named else f"{path}.type"
+        message = "is required" if "type" not in value else \
+            f"unknown optimizer {show(value.get('type'))}; expected one of {', '.join(optimizers.NAMES)}"
+        checker.error(where, message)
         return None
     cls = optimizers.OPTIMIZERS[kind]
     schema = {**cls.common_args, **cls.args}
@@ -200,7 +201,7 @@ def _check_loss(checker, path, value):
         checker.error(path, f"must be a loss name or an object with a \"type\", got {show(value)}")
         return None
     kind = value.get("type")
-    kind = losses.canonical(kind) if isinstance(kind, str) else kind
+    kind = losses.canonical(kind) if isinstance(kind, str) else None
     if kind not in losses.LOSSES:
         checker.error(f"{path}.type", f"unknown loss {show(value.get('type'))}; expected one of "
                                       f"{', '.join(losses.NAMES)}")
@@ -247,10 +248,9 @@ def _check_fit(checker, value):
 
 def _validate(spec):
     checker = _Checker()
-    if not checker.obj("", spec, TOP_LEVEL_KEYS, "a model spec"):
-        if not isinstance(spec, dict):
-            checker.errors = [("", f"a spec must be an object, got {show(spec)}")]
-        raise SpecError(checker.errors)
+    if not isinstance(spec, dict):
+        raise SpecError(("", f"a spec must be an object, got {show(spec)}"))
+    checker.obj("", spec, TOP_LEVEL_KEYS, "a model spec")
     result = {}
     if "name" in spec:
         name = spec["name"]
