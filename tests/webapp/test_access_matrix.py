@@ -76,9 +76,44 @@ def webhook(p):
     return Webhook.objects.create(workspace=p.workspace, url="https://example.org/hook").pk
 
 
+def _matrix_version(p):
+    from webapp.datasets.models import Dataset, DatasetVersion
+
+    dataset = Dataset.objects.create(workspace=p.workspace, name="matrix data", kind="table", target_column="y")
+    return DatasetVersion.objects.create(dataset=dataset, number=1, status="ready", content_hash="0" * 64)
+
+
+MATRIX_SPEC = {"input_shape": [2], "layers": [{"type": "Dense", "units": 1}],
+               "compile": {"loss": "mse", "optimizer": "adam"}, "fit": {"epochs": 2}}
+
+
+def make_run(p):
+    from webapp.experiments.models import Run
+
+    return Run.objects.create(workspace=p.workspace, dataset_version=_matrix_version(p), created_by=p.owner,
+                              spec=MATRIX_SPEC, status="queued").pk
+
+
+def make_sweep(p):
+    from webapp.experiments.models import Sweep
+
+    return Sweep.objects.create(workspace=p.workspace, dataset_version=_matrix_version(p), created_by=p.owner,
+                                name="matrix sweep", space={"learning_rate": [0.1]}).pk
+
+
+def run_body(p):
+    return {"dataset_version": _matrix_version(p).pk, "spec": MATRIX_SPEC}
+
+
+def sweep_body(p):
+    return {**run_body(p), "space": {"learning_rate": [0.01, 0.1]}}
+
+
 FACTORIES: dict[str, Callable[[Any], Any]] = {
     "ws": lambda p: p.workspace.slug,
     "member_id": viewer_membership,
+    "run_id": make_run,
+    "what": lambda p: "spec",
 }
 
 
@@ -153,6 +188,37 @@ RULES = [
     Rule("api:revoke_share_link", "DELETE", "401 404 403 403 200", kwargs={"link_id": owners_share_link}),
     Rule("api:list_tokens", "GET", "401 200 200 200 200"),
     Rule("api:revoke_token", "DELETE", "401 404 404 404 200", kwargs={"token_id": owners_token}),
+    # experiments: pages
+    Rule("run-new", "GET", "302 404 403 200 200"),
+    Rule("run-template", "GET", "302 404 404 404 404"),  # no ready data set version in the workspace
+    Rule("run-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
+    Rule("run-live", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
+    Rule("run-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("run-edit", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"starred": "1"}),
+    Rule("run-continue", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"epochs": "3"}),
+    Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
+    Rule("run-priority", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"priority": "2"}),
+    Rule("run-predict", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
+    Rule("run-download", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
+    Rule("run-compare", "GET", "302 404 200 200 200"),
+    Rule("run-queue", "GET", "302 404 200 200 200"),
+    Rule("sweep-list", "GET", "302 404 200 200 200"),
+    Rule("sweep-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_sweep}),
+    # experiments API
+    Rule("api:create_run", "POST", "401 404 403 201 201", data=run_body),
+    Rule("api:list_runs", "GET", "401 404 200 200 200"),
+    Rule("api:get_run", "GET", "401 404 200 200 200"),
+    Rule("api:get_metrics", "GET", "401 404 200 200 200"),
+    Rule("api:cancel_run", "POST", "401 404 403 200 200"),
+    Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
+    Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet
+    Rule("api:fork_run", "POST", "401 404 403 400 400", data={"from_epoch": 1}),
+    Rule("api:predict", "POST", "401 404 400 400 400"),  # nothing to predict on, and no weights
+    Rule("api:artifact_spec", "GET", "401 404 200 200 200"),
+    Rule("api:artifact_weights", "GET", "401 404 404 404 404"),  # not trained yet
+    Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
+    Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
+    Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
 ]
 
 
