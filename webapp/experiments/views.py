@@ -269,8 +269,8 @@ def run_template(request, ws):
     from webapp.experiments import datasource
 
     version_id = request.GET.get("version", "")
-    version = DatasetVersion.objects.select_related("dataset").filter(
-        pk=int(version_id) if version_id.isdigit() else 0, dataset__workspace=workspace).first()
+    versions = DatasetVersion.objects.select_related("dataset").filter(dataset__workspace=workspace, status="ready")
+    version = (versions.filter(pk=int(version_id)) if version_id.isdigit() else versions.order_by("-created_at")).first()
     if version is None:
         raise Http404("Not found")
     try:
@@ -280,6 +280,8 @@ def run_template(request, ws):
         return JsonResponse({"errors": [{"field": getattr(error, "field", "") or "data_config", "message": str(error)}]})
     except ValueError:
         return JsonResponse({"errors": [{"field": "data_config", "message": "must be a JSON object"}]})
+    except Exception as error:  # an unreadable version must not break the builder
+        return JsonResponse({"errors": [{"field": "dataset_version", "message": f"cannot be read: {error}"}]})
     empty = request.GET.get("start") == "empty"
     spec = specs.empty_spec(info["input_shape"]) if empty else specs.suggest(
         info["kind"], info["task"], info["input_shape"], info["outputs"])
