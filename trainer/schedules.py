@@ -38,7 +38,7 @@ class LearningRateSchedule:
         return {"type": self.type, **{key: getattr(self, key) for key in self.args}}
 
 
-_RATE = Arg("float", REQUIRED, low=0.0, low_open=True, high=10.0)
+_RATE = Arg("float", REQUIRED, low=0.0, high=10.0)
 _WARMUP = Arg("int", 0, low=0, high=10 ** 9)
 
 
