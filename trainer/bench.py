@@ -586,6 +586,9 @@ def environment(device, use_torch, tf32, threads):
         "device": device,
         "load_average_at_start": _load_average(),
     }
+    if device == "gpu":
+        # CuPy computes float32 GEMMs in full precision unless CUPY_TF32=1 is set before it loads.
+        info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") == "1"
     if use_torch:
         info.update(configure_torch(device, tf32, threads))
     return info
@@ -697,6 +700,8 @@ def format_report(report):
         lines.append(line)
     else:
         lines.append("torch not installed: engine side only")
+    if "cupy_tf32" in env:
+        lines.append(f"engine TF32 (CUPY_TF32): {env['cupy_tf32']}")
     for row in report["results"]:
         lines.append("")
         lines.append(f"== {row['recipe']}: {row['title']}")
