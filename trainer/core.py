@@ -232,7 +232,7 @@ class Function:
 
     def __call__(self, *inputs):
         first = inputs[0]
-        like = first.data if isinstance(first, Variable) else None
+        like = first.data if isinstance(first, Variable) else first if hasattr(first, "shape") else None
         inputs = [x if isinstance(x, Variable) else as_variable(x, like) for x in inputs]
         ys = self.forward(*[x.data for x in inputs])
         if not isinstance(ys, tuple):

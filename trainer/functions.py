@@ -515,16 +515,6 @@ def _pad_hw(x, pads, value=0.0):
     return xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
 
 
-def _fold(cols, padded_shape, kh, kw, sh, sw, oh, ow):
-    """col2im: add window gradients (N, OH, OW, KH, KW, C) back into an (N, Hp, Wp, C) array."""
-    xp = _xp(cols)
-    gx = xp.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            gx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += cols[:, :, :, i, j, :]
-    return gx
-
-
 def _unpad_hw(gx, pads):
     (pt, pb), (pl, pr) = pads
     return gx[:, pt:gx.shape[1] - pb, pl:gx.shape[2] - pr, :]
@@ -572,13 +562,18 @@ class Conv2D(Function):
         gW = (self.cols.T @ gz).reshape(W.shape)
         gx = None
         if self.needs_grad(0):
-            gcols = gz @ W.reshape(kh * kw * c, f).T
             n = padded_shape[0]
             if kh == kw == 1 and sh == sw == 1:
-                gx = gcols.reshape(padded_shape)
+                gx = (gz @ W.reshape(c, f).T).reshape(padded_shape)
             else:
-                gcols = gcols.reshape(n, oh, ow, kh, kw, c)
-                gx = _fold(gcols, padded_shape, kh, kw, sh, sw, oh, ow)
+                # col2im one kernel offset at a time: each GEMM writes a contiguous (N, OH, OW, C)
+                # block that is added into its strided window of the input gradient.
+                xp = _xp(gz)
+                gx = xp.zeros(padded_shape, dtype=gz.dtype)
+                for i in range(kh):
+                    for j in range(kw):
+                        part = (gz @ W[i, j].T).reshape(n, oh, ow, c)
+                        gx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += part
             gx = _unpad_hw(gx, self.pads)
         self.cols = None
         if len(self.inputs) == 3:

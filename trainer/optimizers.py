@@ -136,7 +136,7 @@ class Optimizer:
                 xp.stack([(g[o:o + s] ** 2).sum() for o, s in zip(self.offsets, self.sizes)])
             norms = xp.sqrt(squares)
             scale = xp.minimum(1.0, self.clipnorm / xp.maximum(norms, 1e-12)).astype(g.dtype)
-            g *= xp.repeat(scale, xp.asarray(self.sizes))
+            g *= xp.repeat(scale, self.sizes)
         if self.global_clipnorm is not None:
             norm = float(xp.sqrt((g * g).sum()))
             if norm > self.global_clipnorm:
