@@ -51,12 +51,13 @@
   // ---------------------------------------------------------------- data config
   function renderDataConfig() {
     const v = version();
-    root.querySelectorAll(".series-only").forEach((n) => { n.hidden = v.kind !== "series"; });
-    root.querySelectorAll(".images-only").forEach((n) => { n.hidden = v.kind !== "images"; });
-    root.querySelectorAll(".table-only").forEach((n) => { n.hidden = v.kind === "images"; });
+    const show = (n, visible) => { n.style.display = visible ? "" : "none"; };
+    root.querySelectorAll(".series-only").forEach((n) => show(n, v.kind === "series"));
+    root.querySelectorAll(".images-only").forEach((n) => show(n, v.kind === "images"));
+    root.querySelectorAll(".table-only").forEach((n) => show(n, v.kind !== "images"));
     const columns = v.columns || [];
     options($("dc-target"), [["", "(data set default: " + (v.target || "last column") + ")"]].concat(columns), dataConfig.target || "");
-    $("dc-target").closest("label").hidden = v.kind === "images";
+    show($("dc-target").closest("label"), v.kind !== "images");
     root.querySelectorAll("[data-config]").forEach((input) => {
       const key = input.dataset.config;
       if (key === "target") return;

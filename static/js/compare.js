@@ -4,7 +4,7 @@
   const node = document.getElementById("compare-data");
   if (!node || !window.Plotly) return;
   const runs = JSON.parse(node.textContent);
-  const layout = (title, y) => ({ title: { text: title }, margin: { l: 50, r: 20, t: 40, b: 40 }, legend: { orientation: "h", y: -0.25 },
+  const layout = (title, y) => ({ title: { text: title }, margin: { l: 50, r: 20, t: 40, b: 70 }, legend: { orientation: "h", y: -0.32 },
                                  xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: y } } });
   const config = { displaylogo: false, responsive: true };
   const loss = [];

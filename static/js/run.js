@@ -9,7 +9,7 @@
   const SPECIAL = ["epoch", "loss", "val_loss", "learning_rate", "epoch_time", "samples_per_second"];
   let series = initial.series || { epoch: [] };
   let state = initial.state;
-  const layoutBase = { margin: { l: 50, r: 20, t: 40, b: 40 }, legend: { orientation: "h", y: -0.2 },
+  const layoutBase = { margin: { l: 50, r: 20, t: 40, b: 70 }, legend: { orientation: "h", y: -0.32 },
                        xaxis: { title: { text: "epoch" } }, font: { size: 12 } };
   const plotConfig = { displaylogo: false, responsive: true };
 
@@ -53,7 +53,7 @@
       if (series["val_" + m]) metricTraces.push(trace("val_" + m, "validation " + m, "dash"));
     });
     Plotly.react("chart-metric", metricTraces, Object.assign({}, layoutBase, best, { title: { text: metrics.length ? "Metrics" : "Metrics (none compiled)" } }), plotConfig);
-    Plotly.react("chart-lr", series.learning_rate ? [trace("learning_rate", "learning rate")] : [], Object.assign({}, layoutBase, { title: { text: "Learning rate" } }), plotConfig);
+    Plotly.react("chart-lr", series.learning_rate ? [trace("learning_rate", "learning rate")] : [], Object.assign({}, layoutBase, { title: { text: "Learning rate" }, yaxis: { rangemode: "tozero", exponentformat: "e" } }), plotConfig);
     Plotly.react("chart-speed", series.samples_per_second ? [trace("samples_per_second", "samples / s")] : [], Object.assign({}, layoutBase, { title: { text: "Throughput" } }), plotConfig);
     drawTable();
   }
@@ -94,7 +94,7 @@
     if (!window.Plotly) return;
     if (results.confusion_matrix && document.getElementById("chart-confusion")) {
       const names = results.class_names;
-      Plotly.newPlot("chart-confusion", [{ type: "heatmap", z: results.confusion_matrix, x: names, y: names, colorscale: "Blues",
+      Plotly.newPlot("chart-confusion", [{ type: "heatmap", z: results.confusion_matrix, x: names, y: names, colorscale: [[0, "#f8fafc"], [1, "#4f46e5"]],
         text: results.confusion_matrix, texttemplate: "%{text}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>" }],
         Object.assign({}, layoutBase, { title: { text: "Confusion matrix (test)" }, xaxis: { title: { text: "predicted" } }, yaxis: { title: { text: "true" }, autorange: "reversed" } }), plotConfig);
     }

@@ -465,13 +465,13 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
         y_true = preparation.decode_targets(prepared.y_test, pre)
         y_pred = np.asarray(preparation.decode_predictions(outputs, pre)["values"], dtype=np.float64)
         y_pred = y_pred.reshape(len(y_pred), -1)[:, 0]
+        # The model learns standardized targets; people read errors in the target's own units.
+        scores["loss (standardized)"] = scores.pop("loss", None)
+        for name in list(scores):
+            if name in names:
+                scores[f"{name} (standardized)"] = scores.pop(name)
         for name in ("mae", "rmse", "r2"):
-            scores[f"{name}_original_units"] = _finite(tmetrics.compute(name, y_true, y_pred))
-        for name in names:
-            try:
-                scores[name] = _finite(tmetrics.compute(name, prepared.y_test, outputs, loss=loss))
-            except ValueError:
-                continue
+            scores[name] = _finite(tmetrics.compute(name, y_true, y_pred))
         step = max(1, len(y_true) // RESIDUAL_POINTS)
         results["residuals"] = {"true": [_finite(float(v)) for v in y_true[::step]],
                                 "predicted": [_finite(float(v)) for v in y_pred[::step]]}
