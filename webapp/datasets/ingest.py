@@ -1,7 +1,7 @@
 """Reading tables and series into typed columns, and describing them with statistics.
 
 Pure functions, no Django. Input: the uploaded file and a folder to write into. Output:
-``table.parquet`` (the typed columns, read back by ``storage.load_table``), ``preview.json``
+``table.arrow`` (the typed columns, Arrow IPC, read back by ``storage.load_table``), ``preview.json``
 (the first rows, for the page), and the schema and statistics as plain dicts.
 
 Parsing uses pyarrow's multi-threaded CSV reader; statistics use pyarrow compute kernels
@@ -13,18 +13,22 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from webapp.datasets.sniff import MAX_COLUMNS, IngestError, TextFormat, sniff_text
 
-TABLE_FILE = "table.parquet"
+TABLE_FILE = "table.arrow"  # Arrow IPC: written at disk speed, read back memory-mapped
 PREVIEW_FILE = "preview.json"
 PREVIEW_ROWS = 200
 TOP_VALUES = 20
@@ -32,6 +36,7 @@ HISTOGRAM_BINS = 30
 COUNTS_MAX_UNIQUE = 50  # value counts are kept for columns with at most this many values (class balance)
 SERIES_CHART_POINTS = 2000
 
+STREAM_ABOVE_BYTES = 64 << 20
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-NaN", "-nan", "n/a"]
 
 
@@ -45,16 +50,49 @@ def read_csv(path, text_format: TextFormat) -> pa.Table:
         encoding="utf8" if text_format.encoding.startswith("utf-8") else "latin1",
         block_size=16 << 20,
     )
-    parse_options = pacsv.ParseOptions(delimiter=text_format.delimiter, newlines_in_values=True)
     convert_options = pacsv.ConvertOptions(
         null_values=NULL_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True,
         true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
     )
+    if os.path.getsize(path) > STREAM_ABOVE_BYTES:
+        table = _read_csv_streaming(path, read_options, convert_options, text_format.delimiter)
+        if table is not None:
+            return table
+    # Parsing in parallel needs rows that never span lines; a quoted newline makes the fast pass
+    # fail, and the slower pass that allows them reads the file again.
+    for newlines_in_values in (False, True):
+        parse_options = pacsv.ParseOptions(delimiter=text_format.delimiter, newlines_in_values=newlines_in_values)
+        try:
+            return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
+                                  convert_options=convert_options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
+            message = str(error)
+    raise _explain_csv_error(path, text_format, message)
+
+
+def _read_csv_streaming(path, read_options, convert_options, delimiter) -> pa.Table | None:
+    """Large files block by block, so memory stays near the size of the typed table.
+
+    The column types come from the first block, with integers widened to float64 (what they
+    become anyway); a later block that does not fit them returns None and the caller reads the
+    whole file at once, inferring types from all of it.
+    """
+    parse_options = pacsv.ParseOptions(delimiter=delimiter)
     try:
-        return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
-                              convert_options=convert_options)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
-        raise _explain_csv_error(path, text_format, str(error)) from None
+        with pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                            convert_options=convert_options) as reader:
+            first = reader.schema
+        types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
+                 for f in first}
+        options = pacsv.ConvertOptions(
+            column_types=types, null_values=convert_options.null_values,
+            strings_can_be_null=True, quoted_strings_can_be_null=True,
+            true_values=convert_options.true_values, false_values=convert_options.false_values)
+        with pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                            convert_options=options) as reader:
+            return pa.Table.from_batches(list(reader), schema=reader.schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
 
 
 def _explain_csv_error(path, text_format: TextFormat, message: str) -> IngestError:
@@ -192,14 +230,19 @@ def column_stats(column: pa.ChunkedArray, kind: str) -> dict:
     n = len(column)
     missing = column.null_count
     if kind == "numeric":
-        missing = int(pc.sum(pc.is_nan(column.fill_null(0.0))).as_py() or 0) + column.null_count
-        column = pc.if_else(pc.is_nan(column), None, column) if missing else column
-    result: dict = {"type": kind, "missing": int(missing), "unique": int(pc.count_distinct(column).as_py())}
+        values = column.to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        nan = np.isnan(values)
+        missing = int(nan.sum())
+        if missing:
+            values = values[~nan]
+            column = pa.chunked_array([values])
+    if kind == "numeric":
+        result: dict = {"type": kind, "missing": int(missing), **_numeric_unique(values)}
+    else:
+        result = {"type": kind, "missing": int(missing), "unique": int(pc.count_distinct(column).as_py())}
     present = n - missing
     if kind == "numeric" and present:
-        values = column.to_numpy(zero_copy_only=False)
-        values = values[~np.isnan(values)] if missing else values
-        finite = values[np.isfinite(values)]
+        finite = values if np.isfinite(values.sum()) else values[np.isfinite(values)]
         result.update(min=_finite(float(values.min())), max=_finite(float(values.max())),
                       mean=_finite(float(finite.mean())) if len(finite) else None,
                       std=_finite(float(finite.std(ddof=1))) if len(finite) > 1 else None)
@@ -222,34 +265,67 @@ def column_stats(column: pa.ChunkedArray, kind: str) -> dict:
     return result
 
 
+UNIQUE_SAMPLE = 50_000
+SKETCH_SIZE = 4096
+
+
+def _numeric_unique(values: np.ndarray) -> dict:
+    """The number of distinct values: exact for discrete columns, estimated for continuous ones.
+
+    Counting a million distinct floats exactly costs more than parsing them; a column whose
+    first 50,000 values already hold over 1,000 distinct ones is estimated by distinct sampling:
+    the values whose 64-bit hash falls below 2**64 / 2**s are counted exactly and scaled by 2**s
+    (about 1.5 % error at 4,096 kept), marked ``unique_estimated``.
+    """
+    head = values[:UNIQUE_SAMPLE]
+    if len(values) <= UNIQUE_SAMPLE or len(pd.unique(head)) <= 1000:
+        return {"unique": int(len(pd.unique(values)))}
+    hashes = pd.util.hash_array(values)
+    shift = max(0, int(np.log2(len(values) / SKETCH_SIZE)))
+    while shift > 0:
+        kept = len(pd.unique(hashes[hashes < (np.uint64(1) << np.uint64(64 - shift))]))
+        if kept >= SKETCH_SIZE:
+            return {"unique": min(kept << shift, len(values)), "unique_estimated": True}
+        shift -= 1
+    return {"unique": int(len(pd.unique(values)))}
+
+
 def _label(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def duplicate_rows(table: pa.Table) -> int:
-    """Rows equal to an earlier row, found by a 64-bit hash of every row."""
-    import pandas as pd
+def _hash_column(column: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_floating(column.type):
+        return pd.util.hash_array(column.to_numpy(zero_copy_only=False))
+    if pa.types.is_timestamp(column.type) or pa.types.is_boolean(column.type):
+        return pd.util.hash_array(column.cast(pa.int64()).fill_null(-(2**62)).to_numpy())
+    # Strings: hash their codes in one dictionary, not a million Python objects.
+    codes = pc.dictionary_encode(column.combine_chunks()).indices.fill_null(-1)
+    return pd.util.hash_array(codes.to_numpy().astype(np.int64))
 
+
+def duplicate_rows(table: pa.Table, pool: ThreadPoolExecutor) -> int:
+    """Rows equal to an earlier row, found by a 64-bit hash of every row."""
     if table.num_rows < 2 or table.num_columns == 0:
         return 0
     combined = np.zeros(table.num_rows, dtype=np.uint64)
-    for column in table.columns:
-        values = column.to_pandas()
-        hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
-        combined = combined * np.uint64(1_000_003) ^ hashed
-    return int(table.num_rows - len(np.unique(combined)))
+    for hashed in pool.map(_hash_column, table.columns):
+        combined *= np.uint64(1_000_003)
+        combined ^= hashed
+    return int(pd.Series(combined).duplicated().sum())
 
 
 def table_stats(table: pa.Table, types: dict[str, str]) -> tuple[list[dict], dict]:
-    columns = []
-    for name, column in zip(table.column_names, table.columns):
-        entry = {"name": name, **column_stats(column, types[name])}
-        columns.append(entry)
+    # pyarrow and numpy kernels release the GIL, so columns are described in parallel.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        described = list(pool.map(column_stats, table.columns, [types[n] for n in table.column_names]))
+        duplicates = duplicate_rows(table, pool)
+    columns = [{"name": name, **entry} for name, entry in zip(table.column_names, described)]
     constant = [c["name"] for c in columns if c["unique"] <= 1]
     summary = {"n_rows": table.num_rows, "n_columns": table.num_columns,
-               "duplicate_rows": duplicate_rows(table), "constant_columns": constant}
+               "duplicate_rows": duplicates, "constant_columns": constant}
     return columns, summary
 
 
@@ -264,6 +340,16 @@ def _json_cell(value):
     if isinstance(value, (int, bool, str)):
         return value
     return str(value)
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 20)
+
+
+def read_table(path: Path) -> pa.Table:
+    # The table's buffers keep the mapping open; pages are read from disk as they are touched.
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
 def write_preview(table: pa.Table, out_dir: Path) -> None:
@@ -294,7 +380,7 @@ def ingest_table(path, out_dir: Path, *, file_format: str) -> dict:
     if table.num_rows == 0:
         raise IngestError("The table has no rows of data.")
     column_entries, summary = table_stats(table, types)
-    pq.write_table(table, out_dir / TABLE_FILE, compression="snappy")
+    write_table(table, out_dir / TABLE_FILE)
     write_preview(table, out_dir)
     schema = {"kind": "table", "format": file_format, "notes": notes,
               "columns": [{"name": c["name"], "type": c["type"], "missing": c["missing"]} for c in column_entries]}
@@ -326,7 +412,7 @@ def ingest_series(path, out_dir: Path, *, file_format: str, time_column: str | N
             table = table.take(order)
             notes.append(f"Rows were sorted by “{time_column}”.")
     column_entries, summary = table_stats(table, types)
-    pq.write_table(table, out_dir / TABLE_FILE, compression="snappy")
+    write_table(table, out_dir / TABLE_FILE)
     write_preview(table, out_dir)
     step = max(1, table.num_rows // SERIES_CHART_POINTS)
     sample = table.take(pa.array(np.arange(0, table.num_rows, step)))

@@ -21,10 +21,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from webapp.datasets.images import IMAGES_FILE, LABELS_FILE
-from webapp.datasets.ingest import PREVIEW_FILE, TABLE_FILE
+from webapp.datasets.ingest import PREVIEW_FILE, TABLE_FILE, read_table
 
 UPLOAD_FILE = "upload.bin"  # the uploaded bytes, under a generated name
 
@@ -44,11 +43,11 @@ def _folder(version, kinds: tuple[str, ...]) -> Path:
 
 def load_table(version):
     """The whole table as a DataFrame (also works for series, which are tables with a time column)."""
-    return pq.read_table(_folder(version, ("table", "series")) / TABLE_FILE).to_pandas()
+    return read_table(_folder(version, ("table", "series")) / TABLE_FILE).to_pandas()
 
 
 def load_series(version):
-    return pq.read_table(_folder(version, ("series",)) / TABLE_FILE).to_pandas()
+    return read_table(_folder(version, ("series",)) / TABLE_FILE).to_pandas()
 
 
 def load_images(version) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -44,7 +44,7 @@ def test_a_changed_file_makes_version_2_and_an_identical_one_is_refused(people, 
     v2.refresh_from_db()
     assert v2.n_rows == 151 and v2.content_hash == hashlib.sha256(changed).hexdigest()
     v1.refresh_from_db()
-    assert v1.n_rows == 150 and (v1.folder / "table.parquet").exists()  # version 1 is untouched
+    assert v1.n_rows == 150 and (v1.folder / "table.arrow").exists()  # version 1 is untouched
 
 
 def test_get_returns_versions_schema_and_stats(people, client, ingest):

@@ -54,7 +54,7 @@ def _failed(ingest, content, **kwargs) -> str:
     version = ingest(content, name="Hostile", **kwargs)
     assert version.status == "failed", version.schema
     assert "Traceback" not in version.error
-    assert not (version.folder / "table.parquet").exists() and not (version.folder / "images.npy").exists()
+    assert not (version.folder / "table.arrow").exists() and not (version.folder / "images.npy").exists()
     return version.error
 
 
@@ -234,3 +234,9 @@ def test_a_version_whose_ingestion_killed_the_worker_twice_is_failed(existing, i
     DatasetVersion.objects.filter(pk=version.pk).update(status="ingesting", options={"kind": "auto", "attempts": 2})
     version = services.ingest_version(version.pk)
     assert version.status == "failed" and "twice" in version.error
+
+
+def test_quoted_newlines_and_delimiters_inside_values_are_read(existing, ingest):
+    version = ingest('note,n\n"two\nlines",1\n"a, b",2\n')
+    assert version.status == "ready", version.error
+    assert storage.load_table(version)["note"].tolist() == ["two\nlines", "a, b"]
