@@ -7,6 +7,10 @@ from trainer.core import TrainingError
 
 
 class Callback:
+    """Base class. ``on_batch_end`` logs hold "batch" and "size", plus "loss" on the CPU (on a GPU
+    reading it would stall every step); epoch logs hold loss, metrics, val_*, learning_rate,
+    epoch_time and samples_per_second. Set ``self.model.stop_training = True`` to stop."""
+
     def __init__(self):
         self.model = None
 
@@ -199,10 +203,8 @@ class Reporter(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Raise TrainingError("loss became NaN at epoch N") (N 0-based) as soon as the loss is not finite.
-
-    Checked on every batch when the model reports batch losses, else at the end of each epoch.
-    """
+    """Raise TrainingError("loss became NaN at epoch N") (N 0-based) when an epoch's loss is not
+    finite (checked once per epoch, so no step waits for the device)."""
 
     def __init__(self, raise_error=True):
         super().__init__()
@@ -219,9 +221,6 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
             if self.raise_error:
                 raise TrainingError(self.message)
-
-    def on_batch_end(self, batch, logs=None):
-        self._check((logs or {}).get("loss"))
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch

@@ -312,7 +312,10 @@ class Sequential:
             if self.metrics:
                 self._add(totals, self._batch_sums(yb, out, fused), 1)
             if batch_logs:
-                cbs.on_batch_end(batch, {"batch": batch, "size": size, "loss": float(loss)})
+                logs = {"batch": batch, "size": size}
+                if xp is np:  # reading the loss on a GPU would stall the step; only the CPU reports it
+                    logs["loss"] = float(loss)
+                cbs.on_batch_end(batch, logs)
             if self.stop_training:
                 break
         logs = {"loss": float(loss_total) / max(seen, 1)}
@@ -352,7 +355,7 @@ class Sequential:
         except ImportError:
             return {}
         y_pred = self.predict(x)
-        return {name: float(host_metrics.compute(name, y, y_pred, loss=self.loss.name)) for name in extra}
+        return {name: float(host_metrics.compute(name, y, y_pred, loss=self.loss)) for name in extra}
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
         """{"loss": ..., <metric>: ...} over (x, y) in inference mode."""

@@ -138,9 +138,8 @@ class Optimizer:
             scale = xp.minimum(1.0, self.clipnorm / xp.maximum(norms, 1e-12)).astype(g.dtype)
             g *= xp.repeat(scale, self.sizes)
         if self.global_clipnorm is not None:
-            norm = float(xp.sqrt((g * g).sum()))
-            if norm > self.global_clipnorm:
-                g *= self.global_clipnorm / norm
+            norm = xp.sqrt((g * g).sum())
+            g *= xp.minimum(1.0, self.global_clipnorm / xp.maximum(norm, 1e-12)).astype(g.dtype)
 
     def update(self, w, g, lr, xp):
         raise NotImplementedError(f"{type(self).__name__}.update")

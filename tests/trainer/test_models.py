@@ -307,3 +307,13 @@ def test_it_round_trips_through_its_spec():
     clone = Sequential.from_spec(spec)
     assert clone.to_spec() == spec
     assert clone.count_params() == model.count_params()
+
+
+def test_it_reports_host_metrics_such_as_f1_when_trainer_metrics_is_present():
+    pytest.importorskip("trainer.metrics")
+    x, y = blobs()
+    model = Sequential([layers.Dense(3, activation="softmax")], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(0.05), metrics=["accuracy", "f1"])
+    history = model.fit(x, y, epochs=5, batch_size=16, validation_split=0.2, seed=0)
+    assert 0.0 <= history.history["val_f1"][-1] <= 1.0
+    assert 0.0 <= model.evaluate(x, y)["f1"] <= 1.0
