@@ -639,6 +639,11 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, gy):
         xp = _xp(gy)
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if (ph, pw) == (sh, sw) and self.pads == ((0, 0), (0, 0)):
+            gx = self._tiled_backward(gy, xp)
+            if gx is not None:
+                return gx
         taken = None
         parts = []
         # Each output's gradient goes to the first maximum of its window (as PyTorch), even with ties.
@@ -651,6 +656,27 @@ class MaxPool2D(_Pool2D):
                 taken |= hit
             parts.append(xp.multiply(gy, hit))
         return self._grad_input(parts)
+
+    def _tiled_backward(self, gy, xp):
+        """Windows that tile the input: one broadcast comparison over a reshaped view.
+
+        Ties would share the gradient, so this path is taken only when there are none, or when
+        the input comes straight from a ReLU: its ties are at zero, where the ReLU's own
+        gradient is zero anyway."""
+        (ph, pw) = self.pool_size
+        n, oh, ow, c = gy.shape
+        x = self.padded[:, :oh * ph, :ow * pw, :]
+        hits = x.reshape(n, oh, ph, ow, pw, c) == self.y[:, :, None, :, None, :]
+        source = self.inputs[0].creator
+        after_relu = getattr(source, "activation", None) == "relu" or getattr(source, "name", None) == "relu"
+        if not after_relu and int(xp.count_nonzero(hits)) != self.y.size:
+            return None
+        g = xp.multiply(hits, gy[:, :, None, :, None, :], dtype=gy.dtype).reshape(n, oh * ph, ow * pw, c)
+        if g.shape == self.padded_shape:
+            return g
+        gx = xp.zeros(self.padded_shape, dtype=gy.dtype)
+        gx[:, :oh * ph, :ow * pw, :] = g
+        return gx
 
 
 class AvgPool2D(_Pool2D):
