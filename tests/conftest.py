@@ -50,3 +50,19 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             raise
     yield running
     running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_object_files():
+    """Forget the files of runs and data sets after each test.
+
+    Test databases start their ids again at 1, so a run of one test would otherwise find
+    the checkpoints and weights that another test's run 1 left behind.
+    """
+    yield
+    import shutil
+
+    from django.conf import settings
+
+    for folder in ("runs", "datasets"):
+        shutil.rmtree(settings.DATA_DIR / folder, ignore_errors=True)

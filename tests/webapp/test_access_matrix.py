@@ -101,6 +101,20 @@ def make_sweep(p):
                                 name="matrix sweep", space={"learning_rate": [0.1]}).pk
 
 
+def make_dataset(p):
+    """A real, ingested table: pages read its schema, statistics and preview files."""
+    import tempfile
+
+    from webapp.datasets.services import dataset_create_from_file, ingest_version
+
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as upload:
+        upload.write("x,y\n1,a\n2,b\n3,a\n4,b\n")
+    version = dataset_create_from_file(workspace=p.workspace, user=p.owner, name="matrix table", description="",
+                                       uploaded_file_path=upload.name, original_filename="m.csv")
+    ingest_version(version.pk)
+    return version.dataset.pk
+
+
 def run_body(p):
     return {"dataset_version": _matrix_version(p).pk, "spec": MATRIX_SPEC}
 
@@ -114,6 +128,9 @@ FACTORIES: dict[str, Callable[[Any], Any]] = {
     "member_id": viewer_membership,
     "run_id": make_run,
     "what": lambda p: "spec",
+    "dataset_id": make_dataset,
+    "number": lambda p: 1,
+    "index": lambda p: 0,
 }
 
 
@@ -219,6 +236,23 @@ RULES = [
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
     Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
     Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
+    # datasets: pages
+    Rule("dataset-list", "GET", "302 404 200 200 200"),
+    Rule("dataset-upload", "GET", "302 404 403 200 200"),
+    Rule("dataset-upload", "POST", "302 404 403 400 400", data={"name": "no file"}),
+    Rule("dataset-load-sample", "POST", "302 404 403 302 302", data={"sample": "iris"}),
+    Rule("dataset-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_dataset}),
+    Rule("dataset-new-version", "GET", "302 404 403 200 200", kwargs={"pk": make_dataset}),
+    Rule("dataset-columns", "POST", "302 404 403 302 302", kwargs={"pk": make_dataset}, data={"target_column": "y"}),
+    Rule("dataset-delete", "POST", "302 404 403 302 302", kwargs={"pk": make_dataset}),
+    Rule("dataset-version-status", "GET", "302 404 200 200 200", kwargs={"pk": make_dataset}),
+    Rule("dataset-version-image", "GET", "302 404 404 404 404", kwargs={"pk": make_dataset}),  # a table has no images
+    # datasets API
+    Rule("api:create_dataset", "POST", "401 404 403 400 400", data={"name": "no file"}),
+    Rule("api:list_datasets", "GET", "401 404 200 200 200"),
+    Rule("api:get_dataset", "GET", "401 404 200 200 200"),
+    Rule("api:update_dataset", "PATCH", "401 404 403 200 200", data={"target_column": "y"}),
+    Rule("api:delete_dataset", "DELETE", "401 404 403 204 204"),
 ]
 
 
