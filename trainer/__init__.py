@@ -7,7 +7,7 @@ Keras-shaped API.
     history = model.fit(x, y, epochs=100, batch_size=10, validation_split=0.2)
 """
 from trainer import (  # noqa: F401 - the public modules
-    activations, backend, callbacks, functions, initializers, layers, losses, optimizers, schedules,
+    activations, backend, callbacks, functions, initializers, io, layers, losses, optimizers, schedules, spec,
 )
 from trainer.backend import DeviceError, get_device, set_device
 from trainer.core import TrainingError, Variable, no_grad, test_mode
@@ -15,5 +15,5 @@ from trainer.models import Sequential
 from trainer.spec import SpecError
 
 __all__ = ["Sequential", "layers", "optimizers", "callbacks", "losses", "schedules", "activations",
-           "functions", "initializers", "backend", "set_device", "get_device", "no_grad", "test_mode",
-           "Variable", "TrainingError", "SpecError", "DeviceError"]
+           "functions", "initializers", "backend", "io", "spec", "set_device", "get_device", "no_grad",
+           "test_mode", "Variable", "TrainingError", "SpecError", "DeviceError"]

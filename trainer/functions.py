@@ -935,16 +935,23 @@ class LSTM(_Recurrent):
         n, T, _ = x.shape
         H = U.shape[0]
         self.x_tm = _time_major(x)
+        # sigmoid(z) = 0.5 * tanh(z / 2) + 0.5: halve the sigmoid gates' pre-activations up front
+        # (input projection and recurrent kernel), so each step needs one tanh over all four gates.
+        half = xp.full(4 * H, 0.5, dtype=x.dtype)
+        half[2 * H:3 * H] = 1.0
+        shift = xp.where(half == 1.0, 0.0, 0.5).astype(x.dtype)
         gates = (self.x_tm.reshape(T * n, -1) @ W + b).reshape(T, n, 4 * H)
+        gates *= half
+        U_half = U * half
         hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
         cs = xp.zeros((T + 1, n, H), dtype=x.dtype)
         tanh_c = xp.empty((T, n, H), dtype=x.dtype)
         for t in range(T):
             z = gates[t]
-            z += hs[t] @ U
-            _sig(z[:, :2 * H])
-            xp.tanh(z[:, 2 * H:3 * H], out=z[:, 2 * H:3 * H])
-            _sig(z[:, 3 * H:])
+            z += hs[t] @ U_half
+            xp.tanh(z, out=z)
+            z *= half
+            z += shift
             i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
             c = cs[t + 1]
             xp.multiply(f, cs[t], out=c)
@@ -958,26 +965,30 @@ class LSTM(_Recurrent):
         W, U = self.inputs[1].data, self.inputs[2].data
         xp = _xp(gy)
         gates, hs, cs, tanh_c = self.gates, self.hs, self.cs, self.tanh_c
-        T, _, H4 = gates.shape
+        T, n, H4 = gates.shape
         H = H4 // 4
+        i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+        # Every factor that does not depend on the incoming gradient, for all steps at once, so the
+        # loop over time is a handful of operations per step.
+        to_c = o * (1.0 - tanh_c * tanh_c)                      # dh -> dc
+        from_c = xp.empty((T, n, 3, H), dtype=gates.dtype)     # dc -> d(pre-activation) of i, f, g
+        from_c[:, :, 0] = g * i * (1.0 - i)
+        from_c[:, :, 1] = cs[:-1] * f * (1.0 - f)
+        from_c[:, :, 2] = i * (1.0 - g * g)
+        from_h = tanh_c * o * (1.0 - o)                         # dh -> d(pre-activation) of o
         gz_all = xp.empty_like(gates)
+        gz4 = gz_all.reshape(T, n, 4, H)
         gh = xp.zeros_like(hs[0])
         gc = xp.zeros_like(hs[0])
         for t in reversed(range(T)):
             g_out = self._grad_h(gy, t, T)
             if g_out is not None:
-                gh = gh + g_out
-            z = gates[t]
-            i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
-            tc = tanh_c[t]
-            gc = gc + gh * o * (1.0 - tc * tc)
-            gz = gz_all[t]
-            gz[:, :H] = gc * g * i * (1.0 - i)
-            gz[:, H:2 * H] = gc * cs[t] * f * (1.0 - f)
-            gz[:, 2 * H:3 * H] = gc * i * (1.0 - g * g)
-            gz[:, 3 * H:] = gh * tc * o * (1.0 - o)
-            gc = gc * f
-            gh = gz @ U.T
+                gh += g_out
+            gc += gh * to_c[t]
+            xp.multiply(gc[:, None, :], from_c[t], out=gz4[t, :, :3])
+            xp.multiply(gh, from_h[t], out=gz4[t, :, 3])
+            gc *= f[t]
+            gh = gz_all[t] @ U.T
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, H).T @ gz2
         return gx, gW, gU, sum_rows(gz2)
