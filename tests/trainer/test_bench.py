@@ -43,12 +43,19 @@ def test_it_reports_test_quality_for_both_sides(quick_report):
         assert rows["mlp_throughput"][side]["flop_per_second"] > 0
 
 
-def test_it_formats_a_table_and_writes_json(quick_report, tmp_path):
+def test_it_formats_a_table_with_both_sides(quick_report):
     text = bench.format_report(quick_report)
     assert "keras_example" in text and "samples/s" in text and "peak RSS" in text
+    assert "load average" in text and "threads used" in text
+
+
+def test_its_command_line_prints_the_table_and_writes_json(quick_report, tmp_path, capsys):
     path = tmp_path / "bench.json"
-    path.write_text(json.dumps(quick_report))
-    assert json.loads(path.read_text())["quick"] is True
+    assert bench.main(["--quick", "--recipe", "keras_example", "--threads", "1", "--json", str(path)]) == 0
+    assert "== keras_example" in capsys.readouterr().out
+    report = json.loads(path.read_text())
+    assert report["quick"] is True and [r["recipe"] for r in report["results"]] == ["keras_example"]
+    assert report["results"][0]["cupola"]["ran"]
 
 
 def test_it_counts_parameters_of_the_keras_example_by_hand():
