@@ -138,6 +138,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serve straight from the source folders when collectstatic was not run
+WHITENOISE_AUTOREFRESH = DEBUG  # re-read changed files while developing
 MEDIA_ROOT = DATA_DIR / "files"
 
 # Uploads stream to disk: nothing above 2.5 MB is kept in memory.
