@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ PREVIEW_PAGE_ROWS = 20
 PREVIEW_MAX_COLUMNS = 60
 CHART_COLUMNS = 40
 THUMBS_PER_CLASS = 12
+_SMALL_NUMBER = re.compile(r"[0-9]{1,9}")  # an index or class in a share link's query
 
 
 def _dataset_in(request, ws: str, pk: int, *, write: bool = False):
@@ -187,11 +189,14 @@ def version_status(request, ws, pk, number):
 def version_image(request, ws, pk, number, index):
     """One image of an image set, PNG-encoded from the stored array (never a file the user named)."""
     dataset, _ = _dataset_in(request, ws, pk)
-    version = dataset.versions.filter(number=number).first()
+    return _image_png(dataset.versions.filter(number=number).first(), index, request.GET.get("class"))
+
+
+def _image_png(version, index: int, klass: str | None) -> HttpResponse:
+    """The ``index``-th image of a ready image set (of class ``klass`` when given) as PNG; 404 otherwise."""
     if version is None or not version.is_ready or version.schema.get("kind") != "images":
         raise Http404("No such image")
     images, labels, _ = storage.load_images(version)
-    klass = request.GET.get("class")
     if klass is not None:  # the index-th image of one class
         try:
             positions = np.flatnonzero(labels == int(klass))
@@ -205,6 +210,28 @@ def version_image(request, ws, pk, number, index):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return HttpResponse(buffer.getvalue(), content_type="image/png")
+
+
+# Read-only share links (registered in apps.py; the accounts app checks the token) -------------
+
+def render_shared_dataset(request, dataset):
+    """The latest ready version's summary, preview, statistics and charts, without write controls."""
+    from webapp.accounts import sharing
+
+    version = dataset.latest_ready_version()
+    context = {"dataset": dataset, "version": version, "versions": [version] if version else []}
+    if version is not None:
+        context.update(_ready_context(request, dataset, version))
+        context.pop("columns_form", None)
+    return sharing.render_shared(request, "datasets/shared_detail.html", context)
+
+
+def shared_dataset_image(request, dataset):
+    """``?index=I[&class=C]``: a thumbnail of the shared data set's latest ready version."""
+    index, klass = request.GET.get("index", ""), request.GET.get("class")
+    if not _SMALL_NUMBER.fullmatch(index) or (klass is not None and not _SMALL_NUMBER.fullmatch(klass)):
+        raise Http404("No such image")
+    return _image_png(dataset.latest_ready_version(), int(index), klass)
 
 
 @login_required
