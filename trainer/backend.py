@@ -88,14 +88,31 @@ def to_host(x):
     return np.asarray(x)
 
 
+def scatter_add(target, indices, values):
+    """target[indices] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add)."""
+    if _cupy and isinstance(target, _cupy.ndarray):
+        import cupyx  # noqa: PLC0415 - only with CuPy
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+    return target
+
+
 def random_generator(seed):
     """A random Generator on the current device, seeded with ``seed`` (an int or list of ints)."""
     if _device == "gpu":
-        return _cupy.random.default_rng(np.random.SeedSequence(seed).generate_state(1)[0])
+        return _cupy.random.default_rng(int(np.random.SeedSequence(seed).generate_state(1)[0]))
     return np.random.default_rng(seed)
 
 
 _thread_limiter = None
+
+
+def ensure_blas_threads():
+    """Set BLAS threads to the usable cores once, unless set_blas_threads was called already.
+    A worker running several trainings at once should call set_blas_threads(cores // concurrency)."""
+    if _thread_limiter is None:
+        set_blas_threads()
 
 
 def set_blas_threads(threads=None):

@@ -237,8 +237,7 @@ class GetItem(Function):
     def backward(self, gy):
         xp = _xp(gy)
         gx = xp.zeros(self.x_shape, dtype=gy.dtype)
-        xp.add.at(gx, self.index, gy)
-        return gx
+        return backend.scatter_add(gx, self.index, gy)
 
 
 def reshape(x, shape):
@@ -826,8 +825,7 @@ class Embedding(Function):
         W = self.inputs[0]
         xp = _xp(gy)
         gW = xp.zeros(W.shape, dtype=gy.dtype)
-        xp.add.at(gW, self.indices.ravel(), gy.reshape(-1, W.shape[1]))
-        return gW
+        return backend.scatter_add(gW, self.indices.ravel(), gy.reshape(-1, W.shape[1]))
 
 
 def batch_norm(x, gamma, beta, epsilon=1e-3):

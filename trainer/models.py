@@ -16,9 +16,12 @@ METRIC_ALIASES = {"acc": "accuracy", "mean_absolute_error": "mae", "mean_squared
 class Sequential:
     """A linear stack of layers (Keras ``Sequential``)."""
 
-    def __init__(self, layers=None, input_shape=None, seed=None, name=None):
+    def __init__(self, layers=None, input_shape=None, seed=None, name=None, dtype="float32"):
         self.layers = []
         self.name = name
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"Sequential: dtype must be float32 or float64. Received: dtype={dtype!r}")
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.seed = seed
         self.built = False
@@ -50,7 +53,7 @@ class Sequential:
         self.input_shape = shape
         for layer in self.layers:
             out = layer.compute_output_shape(shape)
-            layer.build(shape, rng)
+            layer.build(shape, rng, dtype=self.dtype)
             shape = out
         self.output_shape = shape
         self.built = True
@@ -132,7 +135,7 @@ class Sequential:
         x = np.asarray(x) if not hasattr(x, "shape") else x
         if self.layers and isinstance(self.layers[0], layers_module.Embedding):
             return x.astype(np.int64, copy=False)
-        return x.astype(np.float32, copy=False)
+        return x.astype(self.dtype, copy=False)
 
     def _prepare_y(self, y):
         y = np.asarray(y) if not hasattr(y, "shape") else y
@@ -151,7 +154,7 @@ class Sequential:
                 raise ValueError(f"{self.loss.name}: labels must be in [0, {classes}) for an output of "
                                  f"{classes} classes, got values in [{labels.min()}, {labels.max()}]")
             return labels
-        y = y.astype(np.float32, copy=False)
+        y = y.astype(self.dtype, copy=False)
         if out is not None:
             if y.ndim == 1 and tuple(out) == (1,):
                 y = y.reshape(-1, 1)
@@ -234,6 +237,7 @@ class Sequential:
             raise ValueError(f"fit: batch_size must be a positive integer. Received: batch_size={batch_size!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
+        backend.ensure_blas_threads()
         x = self._prepare_x(x)
         if not self.built:
             self.build(x.shape[1:], seed=seed)
@@ -281,6 +285,9 @@ class Sequential:
                         val.update(self._extra_metrics(validation_data[2], validation_data[3]))
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
+                if verbose:
+                    shown = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items() if k != "samples_per_second")
+                    print(f"Epoch {epoch + 1}/{epochs} - {shown}")
                 if self.stop_training:
                     break
         cbs.on_train_end({})

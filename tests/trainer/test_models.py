@@ -317,3 +317,13 @@ def test_it_reports_host_metrics_such_as_f1_when_trainer_metrics_is_present():
     history = model.fit(x, y, epochs=5, batch_size=16, validation_split=0.2, seed=0)
     assert 0.0 <= history.history["val_f1"][-1] <= 1.0
     assert 0.0 <= model.evaluate(x, y)["f1"] <= 1.0
+
+
+def test_it_trains_in_float64_when_asked_and_prints_progress_when_verbose(capsys):
+    x, y = blobs(n=20)
+    model = Sequential([layers.Dense(3, activation="softmax")], dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=10, verbose=1, seed=0)
+    assert model.get_weights()[0].dtype == np.float64
+    assert model.predict(x).dtype == np.float64
+    assert "Epoch 2/2 - loss:" in capsys.readouterr().out
