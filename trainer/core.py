@@ -7,6 +7,7 @@ keeps each step cheap.
 """
 import contextlib
 import heapq
+import threading
 import weakref
 
 import numpy as np
@@ -14,9 +15,14 @@ import numpy as np
 from trainer import backend
 
 
-class Config:
+class _Config(threading.local):
+    """Per-thread modes, so inference in one thread never switches off another's training."""
+
     enable_backprop = True
     train = True
+
+
+Config = _Config()
 
 
 @contextlib.contextmanager

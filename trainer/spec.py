@@ -4,7 +4,7 @@
     summarize(spec, input_shape) -> per-layer output shapes, parameters and FLOPs, no weights
     build_model(spec)           -> compiled Sequential (also Sequential.from_spec)
     fit_kwargs(spec)            -> keyword arguments for Sequential.fit, callbacks included
-    layer_catalog()             -> every layer type's arguments, for building forms
+    layer_catalog(), catalog()  -> every layer type's (and optimizer's, loss's...) arguments, for forms
 
 The layer arguments come from the layer classes themselves (``Layer.args``), so the web forms,
 the REST API and the Python API accept exactly the same things. ``validate`` raises nothing
@@ -147,6 +147,17 @@ def _check_layer(checker, path, value):
 
 def _check_schedule(checker, path, value):
     kind = value.get("type")
+    if kind == schedules.LinearWarmup.type:
+        if not checker.obj(path, value, ("type", "schedule", "warmup_steps"), "linear_warmup schedule"):
+            return None
+        result = {"type": kind, **checker.args(path, {"warmup_steps": Arg("int", low=0, high=10 ** 9)}, value)}
+        inner = value.get("schedule")
+        if isinstance(inner, dict) and inner.get("type") != kind:
+            result["schedule"] = _check_schedule(checker, f"{path}.schedule", inner)
+        else:
+            result["schedule"] = checker.arg(f"{path}.schedule",
+                                             Arg("float", low=0.0, low_open=True, high=10.0), inner)
+        return result
     if not isinstance(kind, str) or kind not in schedules.SCHEDULES:
         checker.error(f"{path}.type", f"unknown schedule type {show(kind)}; expected one of "
                                       f"{', '.join(schedules.SCHEDULES)}")
@@ -386,3 +397,24 @@ def _describe_arg(name, arg):
 def layer_catalog():
     """Every layer type with its arguments (kind, default, limits, choices), for form builders."""
     return {name: [_describe_arg(key, arg) for key, arg in cls.args.items()] for name, cls in layers.LAYERS.items()}
+
+
+def catalog():
+    """Everything a spec may name, with argument descriptions: layers, optimizers, schedules,
+    losses (and their options), metrics, activations, initializers, fit and early stopping."""
+    def describe(schema):
+        return [_describe_arg(key, arg) for key, arg in schema.items()]
+
+    return {
+        "layers": layer_catalog(),
+        "optimizers": {kind: describe({**cls.common_args, **cls.args}) for kind, cls in optimizers.OPTIMIZERS.items()},
+        "schedules": {kind: describe(cls.args) for kind, cls in schedules.SCHEDULES.items()},
+        "losses": {name: describe({k: LOSS_OPTION_ARGS[k] for k in losses.OPTIONS.get(name, ())})
+                   for name in losses.LOSSES},
+        "metrics": list(METRICS),
+        "activations": list(layers.activations.NAMES),
+        "initializers": list(layers.initializers.NAMES),
+        "fit": describe(FIT_ARGS),
+        "early_stopping": describe(EARLY_STOPPING_ARGS),
+        "limits": {"max_layers": MAX_LAYERS, "max_params": MAX_PARAMS, "max_input_dim": MAX_INPUT_DIM},
+    }

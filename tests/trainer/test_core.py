@@ -91,3 +91,14 @@ def test_it_explains_how_to_get_a_gpu_when_none_is_available():
 def test_it_sets_blas_threads():
     assert backend.set_blas_threads(1) == 1
     assert backend.set_blas_threads() >= 1
+
+
+def test_its_modes_belong_to_the_thread_that_set_them():
+    import threading
+
+    seen = []
+    with no_grad(), test_mode():
+        worker = threading.Thread(target=lambda: seen.append((Config.enable_backprop, Config.train)))
+        worker.start()
+        worker.join()
+    assert seen == [(True, True)]

@@ -235,3 +235,18 @@ def test_it_never_raises_anything_but_spec_errors_on_fuzzed_input():
             spec.summarize(result)
 
     check()
+
+
+def test_it_lists_everything_a_spec_may_name():
+    everything = spec.catalog()
+    json.dumps(everything)
+    assert {"layers", "optimizers", "schedules", "losses", "metrics", "activations", "fit"} <= set(everything)
+    assert "adam" in everything["optimizers"] and "cosine" in everything["schedules"]
+
+
+def test_it_accepts_a_linear_warmup_schedule_from_a_model():
+    from trainer import layers, optimizers, schedules
+
+    model = Sequential([layers.Dense(2)], input_shape=(3,))
+    model.compile(loss="mse", optimizer=optimizers.SGD(schedules.LinearWarmup(schedules.CosineDecay(0.1, 100), 10)))
+    assert Sequential.from_spec(model.to_spec()).to_spec() == model.to_spec()
