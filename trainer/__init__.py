@@ -13,7 +13,8 @@ from trainer.backend import DeviceError, get_device, set_device
 from trainer.core import TrainingError, Variable, no_grad, test_mode
 from trainer.models import Sequential
 from trainer.spec import SpecError
+from trainer.spec import fit as fit  # trainer.fit(spec, x, y, callbacks=..., checkpoint_path=..., resume=...)
 
 __all__ = ["Sequential", "layers", "optimizers", "callbacks", "losses", "schedules", "activations",
            "functions", "initializers", "backend", "io", "spec", "set_device", "get_device", "no_grad",
-           "test_mode", "Variable", "TrainingError", "SpecError", "DeviceError"]
+           "test_mode", "Variable", "TrainingError", "SpecError", "DeviceError", "fit"]

@@ -4,6 +4,7 @@
     summarize(spec, input_shape) -> per-layer output shapes, parameters and FLOPs, no weights
     build_model(spec)           -> compiled Sequential (also Sequential.from_spec)
     fit_kwargs(spec)            -> keyword arguments for Sequential.fit, callbacks included
+    fit(spec, x, y, ...)        -> (model, history): build, resume from a checkpoint, train
     layer_catalog(), catalog()  -> every layer type's (and optimizer's, loss's...) arguments, for forms
 
 The layer arguments come from the layer classes themselves (``Layer.args``), so the web forms,
@@ -381,6 +382,34 @@ def fit_kwargs(spec, extra_callbacks=()):
         cbs.append(callbacks.EarlyStopping(**early))
     kwargs["callbacks"] = cbs + list(extra_callbacks)
     return kwargs
+
+
+def fit(spec, x, y, *, validation_data=None, callbacks=(), checkpoint_path=None, resume=False, verbose=0):
+    """Build, compile and train a model from a spec in one call (what a worker runs).
+
+    ``callbacks`` follow the spec's early stopping; ``checkpoint_path`` saves a checkpoint after
+    every epoch (written atomically); with ``resume=True`` and an existing checkpoint there,
+    training continues after its last completed epoch and ends exactly where an uninterrupted
+    run would have. Returns (model, history).
+    """
+    import os  # noqa: PLC0415
+
+    from trainer.callbacks import ModelCheckpoint  # noqa: PLC0415 - keep the module import light
+
+    model = build_model(spec)
+    if model.loss is None:
+        raise SpecError(("compile", "is required to train a model"))
+    kwargs = fit_kwargs(spec, callbacks)
+    initial_epoch = 0
+    if checkpoint_path is not None:
+        if resume and os.path.exists(checkpoint_path):
+            initial_epoch = model.load_checkpoint(checkpoint_path)
+        kwargs["callbacks"].append(ModelCheckpoint(checkpoint_path, monitor="loss"))
+    if validation_data is not None:
+        kwargs["validation_split"] = 0.0
+    history = model.fit(x, y, validation_data=validation_data, initial_epoch=initial_epoch, verbose=verbose,
+                        **kwargs)
+    return model, history
 
 
 def _describe_arg(name, arg):

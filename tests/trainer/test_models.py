@@ -327,3 +327,25 @@ def test_it_trains_in_float64_when_asked_and_prints_progress_when_verbose(capsys
     assert model.get_weights()[0].dtype == np.float64
     assert model.predict(x).dtype == np.float64
     assert "Epoch 2/2 - loss:" in capsys.readouterr().out
+
+
+def test_a_worker_can_train_from_a_spec_and_resume_after_dying(tmp_path):
+    x, y = blobs()
+    model_spec = {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dropout", "rate": 0.2},
+                             {"type": "Dense", "units": 3, "activation": "softmax"}],
+                  "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam"},
+                  "fit": {"epochs": 4, "batch_size": 16, "validation_split": 0.2, "seed": 3}}
+    straight, _ = trainer.fit(model_spec, x, y)
+
+    class Die(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("worker killed")
+
+    ckpt = str(tmp_path / "run.npz")
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(model_spec, x, y, checkpoint_path=ckpt, callbacks=[Die()])
+    resumed, history = trainer.fit(model_spec, x, y, checkpoint_path=ckpt, resume=True)
+    assert len(history.history["loss"]) == 3  # epoch 1 died before its checkpoint was written
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
