@@ -6,8 +6,18 @@ Keras-shaped API.
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(x, y, epochs=100, batch_size=10, validation_split=0.2)
 """
-from trainer import (  # noqa: F401 - the public modules
-    activations, backend, callbacks, functions, initializers, io, layers, losses, optimizers, schedules, spec,
+from trainer import (
+    activations,
+    backend,
+    callbacks,
+    functions,
+    initializers,
+    io,
+    layers,
+    losses,
+    optimizers,
+    schedules,
+    spec,
 )
 from trainer.backend import DeviceError, get_device, set_device
 from trainer.core import TrainingError, Variable, no_grad, test_mode
@@ -15,6 +25,26 @@ from trainer.models import Sequential
 from trainer.spec import SpecError
 from trainer.spec import fit as fit  # trainer.fit(spec, x, y, callbacks=..., checkpoint_path=..., resume=...)
 
-__all__ = ["Sequential", "layers", "optimizers", "callbacks", "losses", "schedules", "activations",
-           "functions", "initializers", "backend", "io", "spec", "set_device", "get_device", "no_grad",
-           "test_mode", "Variable", "TrainingError", "SpecError", "DeviceError", "fit"]
+__all__ = [
+    "DeviceError",
+    "Sequential",
+    "SpecError",
+    "TrainingError",
+    "Variable",
+    "activations",
+    "backend",
+    "callbacks",
+    "fit",
+    "functions",
+    "get_device",
+    "initializers",
+    "io",
+    "layers",
+    "losses",
+    "no_grad",
+    "optimizers",
+    "schedules",
+    "set_device",
+    "spec",
+    "test_mode",
+]

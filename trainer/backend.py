@@ -19,10 +19,10 @@ def _import_cupy():
     global _cupy
     if _cupy is None:
         try:
-            import cupy  # noqa: PLC0415 - imported lazily on purpose
+            import cupy
             cupy.cuda.runtime.getDeviceCount()
             _cupy = cupy
-        except Exception:  # ImportError, CUDARuntimeError (no driver / no device)
+        except Exception:  # noqa: BLE001 - ImportError, CUDARuntimeError (no driver / no device), ...
             _cupy = False
     return _cupy or None
 
@@ -91,7 +91,7 @@ def to_host(x):
 def scatter_add(target, indices, values):
     """target[indices] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add)."""
     if _cupy and isinstance(target, _cupy.ndarray):
-        import cupyx  # noqa: PLC0415 - only with CuPy
+        import cupyx
         cupyx.scatter_add(target, indices, values)
     else:
         np.add.at(target, indices, values)
@@ -119,7 +119,7 @@ def set_blas_threads(threads=None):
     """Use ``threads`` BLAS threads (default: the CPU cores this process may use)."""
     global _thread_limiter
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional at import time
+        from threadpoolctl import threadpool_limits
     except ImportError:
         return None
     if threads is None:

@@ -56,7 +56,7 @@ class Variable:
     """An array with a gradient and the Function that made it."""
 
     __array_priority__ = 200
-    __slots__ = ("data", "name", "grad", "creator", "generation", "requires_grad", "__weakref__")
+    __slots__ = ("__weakref__", "creator", "data", "generation", "grad", "name", "requires_grad")
 
     def __init__(self, data, name=None, requires_grad=True):
         if data is not None and not hasattr(data, "shape"):
@@ -140,13 +140,13 @@ class Variable:
 
     # Operators; implemented in trainer.functions (imported lazily to avoid a cycle).
     def reshape(self, *shape):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         return F.reshape(self, shape)
 
     def transpose(self, *axes):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.transpose(self, axes or None)
 
     @property
@@ -154,51 +154,51 @@ class Variable:
         return self.transpose()
 
     def sum(self, axis=None, keepdims=False):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.sum(self, axis, keepdims)
 
     def __add__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.add(self, other)
 
     __radd__ = __add__
 
     def __mul__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.mul(self, other)
 
     __rmul__ = __mul__
 
     def __neg__(self):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.neg(self)
 
     def __sub__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.sub(self, other)
 
     def __rsub__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.sub(other, self)
 
     def __truediv__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.div(self, other)
 
     def __rtruediv__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.div(other, self)
 
     def __pow__(self, power):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.pow(self, power)
 
     def __matmul__(self, other):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.matmul(self, other)
 
     def __getitem__(self, index):
-        from trainer import functions as F  # noqa: PLC0415
+        from trainer import functions as F
         return F.get_item(self, index)
 
 

@@ -137,7 +137,7 @@ def neg(x):
     return Neg()(x)
 
 
-def pow(x, power):  # noqa: A001 - the operator's name
+def pow(x, power):
     return Pow(power)(x)
 
 
@@ -250,7 +250,7 @@ def transpose(x, axes=None):
     return Transpose(axes)(x)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy
+def sum(x, axis=None, keepdims=False):
     return Sum(axis, keepdims)(x)
 
 
@@ -599,7 +599,7 @@ class _Pool2D(Function):
 
     def _setup(self, x, pad_value):
         (ph, pw), (sh, sw) = self.pool_size, self.strides
-        n, h, w, c = x.shape
+        _, h, w, _ = x.shape
         if self.padding == "same":
             pads = (same_padding(h, ph, sh), same_padding(w, pw, sw))
         else:

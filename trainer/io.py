@@ -38,7 +38,7 @@ def _json(value):
 def save_weights(model, path):
     if not model.built:
         raise ValueError("save_weights: the model has no weights yet (build or fit it first)")
-    from trainer import backend  # noqa: PLC0415
+    from trainer import backend
     arrays = {key: backend.to_host(value) for key, value in _weight_arrays(model).items()}
     arrays["meta"] = _json({"format": "cupola-weights", "version": VERSION,
                             "input_shape": list(model.input_shape)})
@@ -61,7 +61,7 @@ def _assign_weights(model, stored, path):
         if stored[key].shape != target.shape:
             raise ValueError(f"{path}: weight {key} has shape {stored[key].shape}, the model expects "
                              f"{tuple(target.shape)}")
-    from trainer import backend  # noqa: PLC0415
+    from trainer import backend
     for key, target in expected.items():
         target[...] = backend.to_device(stored[key], dtype=target.dtype)
 
@@ -87,7 +87,7 @@ def load_weights(model, path):
 
 
 def save_checkpoint(model, path, epoch):
-    from trainer import backend  # noqa: PLC0415
+    from trainer import backend
     if model.optimizer is None or model.optimizer.flat is None:
         raise ValueError("save_checkpoint: compile and build (or fit) the model first")
     arrays = {key: backend.to_host(value) for key, value in _weight_arrays(model).items()}

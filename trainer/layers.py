@@ -8,6 +8,7 @@ can be summarised without allocating weights. Shapes exclude the batch axis.
 """
 import json
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -172,7 +173,7 @@ def _rank_error(layer, expected, input_shape):
 class Layer:
     """Base layer: argument checking, lazy building, weights and shape arithmetic."""
 
-    args = {}
+    args: ClassVar[dict] = {}
     has_activation = False
 
     def __init__(self, name=None, **values):
@@ -328,7 +329,7 @@ _KERNEL_ARGS = {
 
 
 class Dense(_KernelLayer):
-    args = {"units": Arg("int", low=1, high=MAX_UNITS), **_KERNEL_ARGS}
+    args: ClassVar[dict] = {"units": Arg("int", low=1, high=MAX_UNITS), **_KERNEL_ARGS}
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, name=None):
@@ -362,7 +363,7 @@ class Dense(_KernelLayer):
 
 
 class Conv2D(_KernelLayer):
-    args = {
+    args: ClassVar[dict] = {
         "filters": Arg("int", low=1, high=MAX_UNITS),
         "kernel_size": Arg("pair", high=MAX_KERNEL),
         "strides": Arg("pair", 1, high=MAX_KERNEL),
@@ -411,7 +412,7 @@ def _window_output_shape(layer, input_shape, window, strides, padding, window_na
 
 
 class _Pooling2D(Layer):
-    args = {
+    args: ClassVar[dict] = {
         "pool_size": Arg("pair", 2, high=MAX_KERNEL),
         "strides": Arg("pair", None, high=MAX_KERNEL, nullable=True),
         "padding": Arg("choice", "valid", choices=("valid", "same")),
@@ -460,7 +461,7 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    args = {"target_shape": Arg("shape")}
+    args: ClassVar[dict] = {"target_shape": Arg("shape")}
 
     def __init__(self, target_shape, name=None):
         super().__init__(name, target_shape=target_shape)
@@ -484,7 +485,7 @@ class Reshape(Layer):
 
 
 class Dropout(Layer):
-    args = {"rate": Arg("float", low=0.0, high=1.0, high_open=True)}
+    args: ClassVar[dict] = {"rate": Arg("float", low=0.0, high=1.0, high_open=True)}
 
     def __init__(self, rate, name=None):
         super().__init__(name, rate=rate)
@@ -499,7 +500,7 @@ class Dropout(Layer):
 
 class Activation(Layer):
     has_activation = True
-    args = {"activation": activation_arg(REQUIRED)}
+    args: ClassVar[dict] = {"activation": activation_arg(REQUIRED)}
 
     def __init__(self, activation, name=None):
         super().__init__(name, activation=activation)
@@ -511,7 +512,7 @@ class Activation(Layer):
 class BatchNormalization(Layer):
     """Normalises over the last axis with batch statistics when training, moving ones otherwise."""
 
-    args = {
+    args: ClassVar[dict] = {
         "momentum": Arg("float", 0.99, low=0.0, high=1.0),
         "epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0),
     }
@@ -547,7 +548,7 @@ class BatchNormalization(Layer):
 
 
 class LayerNormalization(Layer):
-    args = {"epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0)}
+    args: ClassVar[dict] = {"epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0)}
 
     def __init__(self, epsilon=0.001, name=None):
         super().__init__(name, epsilon=epsilon)
@@ -565,7 +566,7 @@ class LayerNormalization(Layer):
 class Embedding(Layer):
     """Integer indices (N, T) -> vectors (N, T, output_dim)."""
 
-    args = {
+    args: ClassVar[dict] = {
         "input_dim": Arg("int", low=1, high=10_000_000),
         "output_dim": Arg("int", low=1, high=MAX_UNITS),
     }
@@ -630,7 +631,7 @@ class _RNN(Layer):
 
 
 class SimpleRNN(_RNN):
-    args = {
+    args: ClassVar[dict] = {
         "units": Arg("int", low=1, high=MAX_UNITS),
         "activation": Arg("choice", "tanh", choices=("tanh", "relu", "sigmoid", "linear"), nullable=True),
         "return_sequences": Arg("bool", False),
@@ -645,7 +646,7 @@ class SimpleRNN(_RNN):
 
 class LSTM(_RNN):
     gates = 4
-    args = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
+    args: ClassVar[dict] = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
 
     def __init__(self, units, return_sequences=False, name=None):
         super().__init__(name, units=units, return_sequences=return_sequences)
@@ -662,7 +663,7 @@ class LSTM(_RNN):
 
 class GRU(_RNN):
     gates = 3
-    args = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
+    args: ClassVar[dict] = {"units": Arg("int", low=1, high=MAX_UNITS), "return_sequences": Arg("bool", False)}
 
     def __init__(self, units, return_sequences=False, name=None):
         super().__init__(name, units=units, return_sequences=return_sequences)

@@ -123,7 +123,7 @@ def get(identifier):
         options = {k: v for k, v in identifier.items() if k != "type"}
         name = identifier.get("type")
     else:
-        raise ValueError(f"Unknown loss: {identifier!r}. Expected one of {', '.join(NAMES)}.")
+        raise TypeError(f"Unknown loss: {identifier!r}. Expected one of {', '.join(NAMES)}.")
     cls = LOSSES.get(canonical(name)) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"Unknown loss: {name!r}. Expected one of {', '.join(NAMES)}.")

@@ -87,7 +87,7 @@ class Sequential:
         self.metrics = []
         for name in metrics or ():
             if not isinstance(name, str):
-                raise ValueError(f"compile: metrics must be names, got {name!r}")
+                raise TypeError(f"compile: metrics must be names, got {name!r}")
             self.metrics.append(METRIC_ALIASES.get(name, name))
         if self.built:
             self.optimizer.build(self.trainable_weights)
@@ -145,9 +145,8 @@ class Sequential:
                 raise ValueError(f"{self.loss.name} expects integer labels of shape (N,), got shape "
                                  f"{tuple(y.shape)}; use categorical_crossentropy for one-hot labels.")
             labels = y.reshape(-1)
-            if labels.dtype.kind == "f":
-                if labels.size and not np.all(labels == np.round(labels)):
-                    raise ValueError(f"{self.loss.name} expects integer class labels.")
+            if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
+                raise ValueError(f"{self.loss.name} expects integer class labels.")
             labels = labels.astype(np.int64)
             classes = out[-1] if out else None
             if labels.size and classes and (labels.min() < 0 or labels.max() >= classes):
@@ -246,7 +245,7 @@ class Sequential:
         if len(x) != len(y):
             raise ValueError(f"fit: x has {len(x)} samples but y has {len(y)}")
         if validation_data is None and validation_split > 0:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            split_at = math.floor(len(x) * (1.0 - validation_split))
             validation_data = (x[split_at:], y[split_at:])
             x, y = x[:split_at], y[:split_at]
         if validation_data is not None:
@@ -358,7 +357,7 @@ class Sequential:
         if not extra:
             return {}
         try:
-            from trainer import metrics as host_metrics  # noqa: PLC0415 - optional module
+            from trainer import metrics as host_metrics
         except ImportError:
             return {}
         y_pred = self.predict(x)
@@ -439,7 +438,7 @@ class Sequential:
     @classmethod
     def from_spec(cls, spec):
         """Build (and compile, when the spec says how) a model from a spec; validates first."""
-        from trainer import spec as spec_module  # noqa: PLC0415 - spec imports this module
+        from trainer import spec as spec_module
         return spec_module.build_model(spec)
 
     def save_weights(self, path):
@@ -455,4 +454,4 @@ class Sequential:
         return io.load_checkpoint(self, path)
 
 
-__all__ = ["Sequential", "TrainingError", "Config"]
+__all__ = ["Config", "Sequential", "TrainingError"]

@@ -5,6 +5,7 @@ a view into it), so an update is a handful of in-place vectorised operations ove
 weights at once, whatever the number of layers. Weight decay is decoupled (Keras 3 / AdamW).
 """
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -14,9 +15,9 @@ from trainer.layers import REQUIRED, Arg
 
 class Optimizer:
     type = ""
-    slot_names = ()
-    args = {}
-    common_args = {
+    slot_names: ClassVar[tuple] = ()
+    args: ClassVar[dict] = {}
+    common_args: ClassVar[dict] = {
         "learning_rate": Arg("float", 0.001, low=0.0, low_open=True, high=10.0),
         "weight_decay": Arg("float", None, low=0.0, high=1.0, nullable=True),
         "clipnorm": Arg("float", None, low=0.0, low_open=True, nullable=True),
@@ -43,13 +44,13 @@ class Optimizer:
         self.flat = None
 
     @staticmethod
-    def _checked(cls, key, arg, value):
+    def _checked(owner, key, arg, value):
         if value is REQUIRED:
-            raise TypeError(f"{cls}: missing required argument {key!r}")
+            raise TypeError(f"{owner}: missing required argument {key!r}")
         try:
             return arg.check(value)
         except ValueError as error:
-            raise ValueError(f"{cls}: {key} {error}. Received: {key}={value!r}") from None
+            raise ValueError(f"{owner}: {key} {error}. Received: {key}={value!r}") from None
 
     # -- configuration
     def get_config(self):
@@ -147,8 +148,8 @@ class Optimizer:
 
 class SGD(Optimizer):
     type = "sgd"
-    args = {"momentum": Arg("float", 0.0, low=0.0, high=1.0), "nesterov": Arg("bool", False)}
-    slot_names = ("momentum",)
+    args: ClassVar[dict] = {"momentum": Arg("float", 0.0, low=0.0, high=1.0), "nesterov": Arg("bool", False)}
+    slot_names: ClassVar[tuple] = ("momentum",)
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
@@ -173,10 +174,10 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     type = "adam"
-    args = {"beta_1": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
+    args: ClassVar[dict] = {"beta_1": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
             "beta_2": Arg("float", 0.999, low=0.0, high=1.0, high_open=True),
             "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
-    slot_names = ("m", "v")
+    slot_names: ClassVar[tuple] = ("m", "v")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
@@ -210,9 +211,9 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     type = "rmsprop"
-    args = {"rho": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
+    args: ClassVar[dict] = {"rho": Arg("float", 0.9, low=0.0, high=1.0, high_open=True),
             "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
-    slot_names = ("velocity",)
+    slot_names: ClassVar[tuple] = ("velocity",)
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, rho=rho, epsilon=epsilon, **kwargs)
@@ -232,9 +233,9 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     type = "adagrad"
-    args = {"initial_accumulator_value": Arg("float", 0.1, low=0.0, high=1e6),
+    args: ClassVar[dict] = {"initial_accumulator_value": Arg("float", 0.1, low=0.0, high=1e6),
             "epsilon": Arg("float", 1e-7, low=0.0, low_open=True, high=1.0)}
-    slot_names = ("accumulator",)
+    slot_names: ClassVar[tuple] = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, initial_accumulator_value=initial_accumulator_value,

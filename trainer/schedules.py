@@ -5,13 +5,14 @@ that many steps, then the schedule runs from its own step 0. In specs a schedule
 ``{"type": "cosine" | "exponential" | "step", ...}``.
 """
 import math
+from typing import ClassVar
 
 from trainer.layers import REQUIRED, Arg
 
 
 class LearningRateSchedule:
     type = ""
-    args = {}
+    args: ClassVar[dict] = {}
 
     def __init__(self, **values):
         cls = type(self).__name__
@@ -44,7 +45,7 @@ _WARMUP = Arg("int", 0, low=0, high=10 ** 9)
 
 class ExponentialDecay(LearningRateSchedule):
     type = "exponential"
-    args = {"initial_learning_rate": _RATE, "decay_steps": Arg("int", low=1, high=10 ** 9),
+    args: ClassVar[dict] = {"initial_learning_rate": _RATE, "decay_steps": Arg("int", low=1, high=10 ** 9),
             "decay_rate": Arg("float", low=0.0, low_open=True, high=10.0),
             "staircase": Arg("bool", False), "warmup_steps": _WARMUP}
 
@@ -63,7 +64,7 @@ class StepDecay(LearningRateSchedule):
     """Multiply the rate by ``gamma`` every ``step_size`` steps."""
 
     type = "step"
-    args = {"initial_learning_rate": _RATE, "step_size": Arg("int", low=1, high=10 ** 9),
+    args: ClassVar[dict] = {"initial_learning_rate": _RATE, "step_size": Arg("int", low=1, high=10 ** 9),
             "gamma": Arg("float", 0.1, low=0.0, low_open=True, high=10.0), "warmup_steps": _WARMUP}
 
     def __init__(self, initial_learning_rate, step_size, gamma=0.1, warmup_steps=0):
@@ -79,7 +80,7 @@ class CosineDecay(LearningRateSchedule):
     then cosine decay to alpha x the peak over decay_steps."""
 
     type = "cosine"
-    args = {"initial_learning_rate": _RATE, "decay_steps": Arg("int", low=1, high=10 ** 9),
+    args: ClassVar[dict] = {"initial_learning_rate": _RATE, "decay_steps": Arg("int", low=1, high=10 ** 9),
             "alpha": Arg("float", 0.0, low=0.0, high=1.0), "warmup_steps": _WARMUP,
             "warmup_target": Arg("float", None, low=0.0, low_open=True, high=10.0, nullable=True)}
 

@@ -301,7 +301,7 @@ def validate(spec):
         raise
     except RecursionError:
         raise SpecError(("", "the spec is nested too deeply")) from None
-    except Exception as error:  # a validator bug must still reach users as a spec error
+    except Exception as error:  # noqa: BLE001 - a validator bug must still reach users as a spec error
         raise SpecError(("", f"could not be validated ({type(error).__name__})")) from None
 
 
@@ -355,7 +355,7 @@ def summarize(spec, input_shape=None):
 
 def build_model(spec):
     """A Sequential from a spec: built when the spec has an input_shape, compiled when it has compile."""
-    from trainer.models import Sequential  # noqa: PLC0415 - models imports spec lazily too
+    from trainer.models import Sequential
     normalized = validate(spec)
     fit = normalized.get("fit") or {}
     model = Sequential([layers.from_config(c) for c in normalized["layers"]], seed=fit.get("seed"),
@@ -392,9 +392,9 @@ def fit(spec, x, y, *, validation_data=None, callbacks=(), checkpoint_path=None,
     training continues after its last completed epoch and ends exactly where an uninterrupted
     run would have. Returns (model, history).
     """
-    import os  # noqa: PLC0415
+    import os
 
-    from trainer.callbacks import ModelCheckpoint  # noqa: PLC0415 - keep the module import light
+    from trainer.callbacks import ModelCheckpoint
 
     model = build_model(spec)
     if model.loss is None:

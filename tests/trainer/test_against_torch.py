@@ -5,9 +5,8 @@ PyTorch is a test-only reference; the whole module is skipped where it is not in
 import numpy as np
 import pytest
 
+from trainer import core, layers, losses
 from trainer import functions as F
-from trainer import layers, losses
-from trainer import core
 from trainer.core import Variable
 
 torch = pytest.importorskip("torch")

@@ -3,8 +3,7 @@ with the real forward pass, and a numerical gradient check through every layer t
 import numpy as np
 import pytest
 
-from trainer import backend, layers
-from trainer import core
+from trainer import backend, core, layers
 from trainer.core import Variable
 
 LAYER_CASES = {

@@ -106,7 +106,7 @@ def resumable_model():
 
 def test_it_resumes_from_a_checkpoint_exactly_like_an_uninterrupted_run(tmp_path):
     x, y = blobs()
-    fit = dict(batch_size=16, validation_split=0.2, shuffle=True)
+    fit = {"batch_size": 16, "validation_split": 0.2, "shuffle": True}
     straight = resumable_model()
     straight_history = straight.fit(x, y, epochs=6, seed=5, **fit)
 
