@@ -32,6 +32,13 @@ class Callback:
     def on_train_end(self, logs=None):
         pass
 
+    def get_state(self):
+        """(JSON-able dict, list of arrays) to store in a checkpoint, or None when stateless."""
+        return None
+
+    def set_state(self, state, arrays):
+        """Restore what get_state returned (called after on_train_begin when resuming)."""
+
 
 class CallbackList(Callback):
     def __init__(self, callbacks=(), model=None):
@@ -136,6 +143,15 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+
+    def get_state(self):
+        state = {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                 "has_best_weights": self.best_weights is not None}
+        return state, list(self.best_weights or ())
+
+    def set_state(self, state, arrays):
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.best_weights = list(arrays) if state["has_best_weights"] else None
 
     def on_train_end(self, logs=None):
         # Restore whether training stopped early or ran out of epochs: the user asked for the best.

@@ -1,8 +1,9 @@
 """Weights and checkpoints as ``.npz`` files, without pickle.
 
 A checkpoint holds the weights, the optimizer's slots and step counter, the number of
-completed epochs and the training seed (the random state at an epoch boundary follows from
-it), so ``fit(..., initial_epoch=load_checkpoint(path))`` continues exactly. Files are
+completed epochs, the training seed (the random state at an epoch boundary follows from
+it) and the state of stateful callbacks (early stopping's counters and best weights), so
+``fit(..., initial_epoch=load_checkpoint(path))`` with the same callbacks continues exactly. Files are
 written to a temporary name and renamed, so a worker that dies mid-write leaves the previous
 checkpoint intact.
 """
@@ -93,6 +94,15 @@ def save_checkpoint(model, path, epoch):
     arrays = {key: backend.to_host(value) for key, value in _weight_arrays(model).items()}
     for name, value in model.optimizer.get_state().items():
         arrays[f"optimizer.{name}"] = value
+    callback_states = []
+    for i, callback in enumerate(model._callbacks.callbacks if model._callbacks is not None else ()):
+        saved = callback.get_state()
+        if saved is None:
+            continue
+        state, values = saved
+        callback_states.append({"index": i, "type": type(callback).__name__, "state": state, "arrays": len(values)})
+        for j, value in enumerate(values):
+            arrays[f"callbacks.{i}.{j}"] = backend.to_host(value)
     arrays["epoch"] = np.asarray(int(epoch), dtype=np.int64)
     arrays["meta"] = _json({
         "format": FORMAT, "version": VERSION, "epoch": int(epoch),
@@ -100,6 +110,7 @@ def save_checkpoint(model, path, epoch):
         "optimizer": model.optimizer.type,
         "learning_rate": model.optimizer.current_learning_rate(),
         "rng": {"seed": model._seed, "scheme": "numpy default_rng([seed, epoch])"},
+        "callbacks": callback_states,
     })
     _write(path, arrays)
 
@@ -121,6 +132,10 @@ def load_checkpoint(model, path):
         model.optimizer.build(model.trainable_weights)
     state = {key.split(".", 1)[1]: value for key, value in stored.items() if key.startswith("optimizer.")}
     model.optimizer.set_state(state)
+    model._resumed_callback_states = {
+        (entry["index"], entry["type"]): (entry["state"], [stored[f"callbacks.{entry['index']}.{j}"]
+                                                            for j in range(entry["arrays"])])
+        for entry in meta.get("callbacks", [])}
     seed = meta.get("rng", {}).get("seed")
     if seed is not None:
         model._seed = int(seed)

@@ -251,7 +251,8 @@ class Layer:
         return [(k, p.data) for k, p in self.params.items()] + list(self.state.items())
 
     def get_weights(self):
-        return [backend.to_host(value) for _, value in self.weight_items()]
+        """Host copies of the weights (never views: the live arrays change as training goes on)."""
+        return [np.array(backend.to_host(value), copy=True) for _, value in self.weight_items()]
 
     def set_weights(self, values):
         items = self.weight_items()

@@ -32,6 +32,8 @@ class Sequential:
         self.fit_config = None
         self._seed = seed          # seed of the current training (shuffles, dropout)
         self._resumed_seed = False
+        self._callbacks = None           # the CallbackList of the running fit (checkpoints save their state)
+        self._resumed_callback_states = {}
         for layer in layers or ():
             self.add(layer)
         if self.input_shape is not None:
@@ -141,10 +143,17 @@ class Sequential:
         y = np.asarray(y) if not hasattr(y, "shape") else y
         out = getattr(self, "output_shape", None)
         if self.loss.sparse_labels:
-            if y.ndim > 1 and y.shape[-1] != 1:
-                raise ValueError(f"{self.loss.name} expects integer labels of shape (N,), got shape "
+            # One class index per output position: (N,) for (N, C) outputs, (N, T) for (N, T, C).
+            positions = tuple(out[:-1]) if out else ()
+            if positions and tuple(y.shape[1:]) in (positions, (*positions, 1)):
+                y = y.reshape(len(y), *positions)
+            elif y.ndim > 1 and y.shape[-1] != 1 or (out and positions and y.ndim == 1):
+                raise ValueError(f"{self.loss.name} expects integer labels of shape (N, "
+                                 f"{', '.join(map(str, positions))}{', ' if positions else ''}) here, got shape "
                                  f"{tuple(y.shape)}; use categorical_crossentropy for one-hot labels.")
-            labels = y.reshape(-1)
+            else:
+                y = y.reshape(-1)
+            labels = y
             if labels.dtype.kind == "f" and labels.size and not np.all(labels == np.round(labels)):
                 raise ValueError(f"{self.loss.name} expects integer class labels.")
             labels = labels.astype(np.int64)
@@ -187,7 +196,7 @@ class Sequential:
             if name == "accuracy":
                 kind = self._accuracy_kind()
                 if kind == "sparse":
-                    hits = y_pred.reshape(-1, y_pred.shape[-1]).argmax(axis=1) == y_true
+                    hits = y_pred.reshape(-1, y_pred.shape[-1]).argmax(axis=1) == y_true.reshape(-1)
                 elif kind == "categorical":
                     hits = y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
                 else:
@@ -273,7 +282,13 @@ class Sequential:
         fused = self._fused
         self.stop_training = False
         self.history = history
+        self._callbacks = cbs
         cbs.on_train_begin({})
+        for i, callback in enumerate(cbs.callbacks):
+            saved = self._resumed_callback_states.get((i, type(callback).__name__))
+            if saved is not None:
+                callback.set_state(*saved)
+        self._resumed_callback_states = {}
         with using_config("train", True):
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch, {})

@@ -349,3 +349,51 @@ def test_a_worker_can_train_from_a_spec_and_resume_after_dying(tmp_path):
     assert len(history.history["loss"]) == 3  # epoch 1 died before its checkpoint was written
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_it_tags_every_step_of_a_sequence_with_sparse_labels():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 6, size=(64, 5))
+    tags = (tokens >= 3).astype(np.int64)  # the tag of each token follows from the token
+    model = Sequential([layers.Embedding(6, 8), layers.GRU(8, return_sequences=True),
+                        layers.Dense(2, activation="softmax")], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(0.05), metrics=["accuracy"])
+    model.fit(tokens, tags, epochs=15, batch_size=16, seed=0)
+    assert model.predict(tokens[:2]).shape == (2, 5, 2)
+    assert model.evaluate(tokens, tags)["accuracy"] > 0.95
+
+
+def test_it_resumes_early_stopping_where_it_left_off(tmp_path):
+    x, y = blobs()
+    x = x + np.random.default_rng(5).normal(0, 4, x.shape).astype(np.float32)  # noisy: validation stalls early
+
+    def run(epochs, initial_epoch=0, checkpoint=None, resume_from=None):
+        model = resumable_model()
+        if resume_from is not None:
+            initial_epoch = model.load_checkpoint(resume_from)
+        stopper = callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+        extra = [callbacks.ModelCheckpoint(checkpoint, monitor="loss")] if checkpoint else []
+        history = model.fit(x, y, epochs=epochs, batch_size=16, validation_split=0.3, seed=2,
+                            initial_epoch=initial_epoch, callbacks=[stopper, *extra])
+        return model, stopper, history
+
+    straight, stopper, history = run(40)
+    assert stopper.stopped_epoch is not None and stopper.stopped_epoch < 39
+    cut = stopper.best_epoch + 1  # interrupted after the best epoch, before the stop
+    run(cut, checkpoint=str(tmp_path / "ckpt.npz"))
+    resumed, resumed_stopper, _ = run(40, resume_from=str(tmp_path / "ckpt.npz"))
+    assert resumed_stopper.stopped_epoch == stopper.stopped_epoch
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_its_weight_snapshots_are_copies_that_training_does_not_change():
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=1, batch_size=16, seed=0)
+    snapshot = model.get_weights()
+    frozen = [w.copy() for w in snapshot]
+    model.fit(x, y, epochs=1, batch_size=16, seed=1)
+    for kept, original, live in zip(snapshot, frozen, model.get_weights()):
+        np.testing.assert_array_equal(kept, original)
+        assert not np.array_equal(kept, live)
