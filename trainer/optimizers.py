@@ -97,7 +97,7 @@ class Optimizer:
 
     def get_state(self):
         """Slots (host arrays) and the step counter, for checkpoints."""
-        state = {name: backend.to_host(value) for name, value in self.slots.items()}
+        state = {name: np.array(backend.to_host(value), copy=True) for name, value in self.slots.items()}
         state["iterations"] = np.asarray(self.iterations, dtype=np.int64)
         return state
 
