@@ -160,3 +160,18 @@ def test_it_gives_variables_gradients_through_a_layer():
     layer(x).backward(np.ones((3, 2), dtype=np.float32))
     np.testing.assert_allclose(layer.params["bias"].grad, [3.0, 3.0])
     assert x.grad.shape == (3, 4)
+
+
+def test_it_backpropagates_through_an_embedding_layer(xp, check_gradients):
+    layer = build(layers.Embedding(5, 3), (4,))
+    indices = backend.to_device(np.array([[0, 4, 4, 2], [1, 0, 3, 3]]))
+
+    def call(embeddings):
+        saved = layer.params["embeddings"]
+        layer.params["embeddings"] = embeddings
+        try:
+            return layer(indices)
+        finally:
+            layer.params["embeddings"] = saved
+
+    check_gradients(call, layer.params["embeddings"].data)
