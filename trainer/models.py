@@ -271,8 +271,11 @@ class Sequential:
         elif not self._resumed_seed or self._seed is None:
             self._seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._resumed_seed = False
-        self.fit_config = {"epochs": epochs, "batch_size": batch_size, "validation_split": validation_split,
-                           "shuffle": shuffle, "seed": seed}
+        # Remembered for to_spec(); keeps what fit() does not take (early stopping) from the spec.
+        self.fit_config = {**(self.fit_config or {}), "epochs": epochs, "batch_size": batch_size,
+                           "validation_split": validation_split, "shuffle": shuffle}
+        if seed is not None or "seed" not in self.fit_config:
+            self.fit_config["seed"] = seed
 
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
