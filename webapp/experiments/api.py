@@ -178,12 +178,12 @@ def fork_run(request, run_id: int, payload: ForkIn):
 @router.post("/runs/{run_id}/predict")
 @answers_input_errors
 def predict(request, run_id: int):
-    """Upload ``file`` (multipart: a CSV, an image or a zip of images in the training format), or send JSON
+    """Upload ``file`` (multipart: a CSV, or images: one or more image files or a zip in the training format), or send JSON
     ``{"rows": [{"column": value, …}, …]}`` for tables; predictions use the run's stored preprocessing."""
     run, _ = selectors.get_run_for_user(request.user, run_id)
-    upload = request.FILES.get("file")
-    if upload is not None:
-        result = prediction.predict_file(run, upload.read(), upload.name)
+    uploads = request.FILES.getlist("file")
+    if uploads:
+        result = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
     else:
         try:
             body = json.loads(request.body or b"{}")

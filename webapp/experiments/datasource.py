@@ -38,7 +38,12 @@ def prepare(version, data_config: dict | None, *, loss: str = "") -> preparation
 
 def describe(version, data_config: dict | None = None) -> dict:
     """What the builder needs to know about the prepared data: input shape, task, outputs, classes."""
-    key = (version.pk, json.dumps(data_config or {}, sort_keys=True))
+    dataset = version.dataset
+    # Everything the answer depends on: ids alone repeat (a test database starts again at 1) and a
+    # data set's target or ignored columns can change after ingestion.
+    key = (version.pk, version.content_hash, str(version.ingested_at), dataset_kind(version),
+           dataset.target_column or "", json.dumps(list(getattr(dataset, "ignored_columns", None) or [])),
+           json.dumps(data_config or {}, sort_keys=True))
     if key in _shape_cache:
         _shape_cache.move_to_end(key)
         return _shape_cache[key]

@@ -162,11 +162,15 @@ def _check_loss(loss, epoch: int) -> None:
 
 
 def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: str, greater: bool,
-                   best: float | None, best_epoch: int | None):
+                   best: float | None, best_epoch: int | None, preprocessing: dict | None = None, loss: str = ""):
     Callback = _callback_base()
 
     class DatabaseReporter(Callback):
-        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint."""
+        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint.
+
+        Rows hold regression errors in the target's own units: the curves, the best metric and the
+        dashboard all read them, so they all agree.
+        """
 
         def __init__(self):
             super().__init__()
@@ -177,7 +181,7 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
                 self.model.stop_training = True
                 return
             number = int(epoch) + 1
-            values = clean_logs(logs)
+            values = preparation.logs_in_target_units(clean_logs(logs), preprocessing or {}, loss)
             update = {"epochs_done": number, "heartbeat_at": timezone.now()}
             value = values.get(metric)
             if value is not None and (self.best is None or (value > self.best if greater else value < self.best)):
@@ -375,7 +379,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         _owned(run_id, attempt).update(epochs_done=initial_epoch, best_metric=best_value, best_epoch=best_epoch,
                                        best_metric_name=metric)
         reporter, cancel_watch = make_callbacks(run_id, attempt, monitor, metric=metric, greater=greater,
-                                                best=best_value, best_epoch=best_epoch)
+                                                best=best_value, best_epoch=best_epoch,
+                                                preprocessing=prepared.preprocessing, loss=loss)
         callbacks = [reporter, cancel_watch] + _early_stopping(fit["early_stopping"])
         if initial_epoch < fit["epochs"]:
             model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
@@ -459,6 +464,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             if len(samples) < SAMPLE_PREDICTIONS:
                 samples.append(entry)
             if true != code and len(wrong) < SAMPLE_PREDICTIONS:
+                if pre.get("kind") == "images":  # people judge a wrong image by looking at it
+                    entry = dict(entry, image=preparation.image_thumbnail(prepared.x_test[i], pre.get("scaling")))
                 wrong.append(entry)
         results["samples"], results["misclassified"] = samples, wrong
     else:

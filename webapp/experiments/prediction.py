@@ -69,35 +69,66 @@ def _as_category(value) -> str:
     return str(value)
 
 
-def read_images_file(raw: bytes, filename: str, pre: dict) -> tuple[np.ndarray, list[str]]:
-    from PIL import Image, UnidentifiedImageError
-
-    height, width, channels = pre["image_shape"]
-    mode = "L" if channels == 1 else "RGB"
-    items: list[tuple[str, bytes]] = []
+def _image_items(raw: bytes, filename: str, items: list) -> None:
+    """Add ``(name, bytes)`` for each image in one upload: a zip in the training format, or one image."""
     if zipfile.is_zipfile(io.BytesIO(raw)):
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             for info in archive.infolist():
                 if info.is_dir() or info.file_size > 20 * 1024 * 1024:
                     continue
-                items.append((info.filename.rsplit("/", 1)[-1], archive.read(info)))
-                if len(items) > MAX_IMAGES:
+                if len(items) >= MAX_IMAGES:
                     raise DataError(f"at most {MAX_IMAGES} images at a time", "file")
+                # The path inside the zip: class folders may reuse file names.
+                items.append((info.filename, archive.read(info)))
     else:
+        if len(items) >= MAX_IMAGES:
+            raise DataError(f"at most {MAX_IMAGES} images at a time", "file")
         items.append((filename or "image", raw))
+
+
+def read_images_files(uploads, pre: dict) -> tuple[np.ndarray, list[str]]:
+    """Images decoded the way ingestion decoded the training set: same mode, bilinear resize only
+    when the size differs. ``uploads`` is a list of ``(bytes, filename)``."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = pre["image_shape"]
+    mode = "L" if channels == 1 else "RGB"
+    items: list[tuple[str, bytes]] = []
+    for raw, filename in uploads:
+        _image_items(raw, filename, items)
     arrays, names = [], []
     for name, data in items:
         try:
             with Image.open(io.BytesIO(data)) as image:
-                image = image.convert(mode).resize((width, height))
+                image = image.convert(mode)
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
                 array = np.asarray(image, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError):
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             continue  # not an image (a stray file in the zip)
         arrays.append(array.reshape(height, width, channels))
         names.append(name)
     if not arrays:
         raise DataError("no readable images in the file", "file")
     return np.stack(arrays), names
+
+
+def read_images_file(raw: bytes, filename: str, pre: dict) -> tuple[np.ndarray, list[str]]:
+    return read_images_files([(raw, filename)], pre)
+
+
+def predict_uploads(run, uploads) -> dict:
+    """Predictions for uploaded files, a list of ``(bytes, filename)``: several only for images."""
+    uploads = list(uploads)
+    if not uploads:
+        raise DataError("file: choose a file", "file")
+    if (run.preprocessing or {}).get("kind") == "images":
+        pre = run.preprocessing
+        images, ids = read_images_files(uploads, pre)
+        return predict_arrays(run, preparation.transform_images(images, pre), ids, "file")
+    if len(uploads) > 1:
+        raise DataError("file: send one CSV file at a time", "file")
+    return predict_file(run, *uploads[0])
 
 
 def predict_file(run, raw: bytes, filename: str = "") -> dict:

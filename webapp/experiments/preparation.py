@@ -289,6 +289,29 @@ def transform_images(images, pre: dict) -> np.ndarray:
     return tdata.scale_images(images) if pre.get("scaling") == "unit" else images.astype(np.float32)
 
 
+THUMBNAIL_SIDE = 64  # pixels; misclassified samples are shown small on the run page
+
+
+def image_thumbnail(image, scaling: str) -> str:
+    """One prepared image (H, W, C) as a small PNG data URL, for showing next to its prediction."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float64)
+    if scaling == "unit":
+        array = array * 255.0
+    array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    array = array[:, :, 0] if array.shape[-1] == 1 else array[:, :, :3]
+    picture = Image.fromarray(array)
+    if max(picture.size) > THUMBNAIL_SIDE:
+        picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 # ----------------------------------------------------------------------------- series
 
 
@@ -390,6 +413,35 @@ def decode_predictions(outputs, pre: dict) -> dict:
     values = np.asarray(values, dtype=np.float64)
     values = values.reshape(len(values), -1)
     return {"values": values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()}
+
+
+# How a logged value scales with the target: errors once, squared errors twice, R² not at all.
+_TARGET_POWER = {"mae": 1, "mean_absolute_error": 1, "rmse": 1, "mse": 2, "mean_squared_error": 2}
+
+
+def target_scale(pre: dict) -> float | None:
+    """The standard deviation regression targets were divided by for training, or None."""
+    if pre.get("task") != REGRESSION:
+        return None
+    if pre.get("kind") == "series":
+        return float(pre["scale"][0])
+    scale = np.asarray((pre.get("target_scaler") or {}).get("scale", 1.0), dtype=np.float64).reshape(-1)
+    return float(scale[0]) if scale.size == 1 else None  # one scale per output cannot fold into one number
+
+
+def logs_in_target_units(values: dict, pre: dict, loss: str = "") -> dict:
+    """An epoch's logged values with errors in the target's own units (ppm, dollars) instead of the
+    standardized units the model trains on. The loss converts too when it is MSE or MAE (a weight
+    penalty in it scales along; it is small next to the error)."""
+    scale = target_scale(pre)
+    if scale is None:
+        return dict(values)
+    converted = {}
+    for name, value in values.items():
+        base = name[4:] if name.startswith("val_") else name
+        power = _TARGET_POWER.get(loss if base == "loss" else base)
+        converted[name] = value * scale ** power if power and value is not None else value
+    return converted
 
 
 def decode_targets(y, pre: dict) -> np.ndarray:

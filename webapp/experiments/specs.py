@@ -114,14 +114,22 @@ def mlp_regressor(input_shape, outputs: int = 1) -> dict:
     }
 
 
+SMALL_IMAGE_SIDE = 32  # up to this many pixels a side, the CNN template keeps where features are
+
+
 def small_cnn(input_shape, classes: int) -> dict:
+    # On small images (digits, icons) where a stroke is matters, and averaging it away costs
+    # most of the accuracy; on large ones flattening would make the dense layer huge.
+    small = max(int(d) for d in list(input_shape)[:2]) <= SMALL_IMAGE_SIDE
+    head = ([{"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"}] if small
+            else [{"type": "GlobalAveragePooling2D"}])
     return {
         "input_shape": list(input_shape),
         "layers": [
             {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"},
             {"type": "MaxPooling2D", "pool_size": 2},
             {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-            {"type": "GlobalAveragePooling2D"},
+            *head,
             {"type": "Dense", "units": 64, "activation": "relu"},
             {"type": "Dense", "units": max(2, classes), "activation": "softmax"},
         ],

@@ -174,11 +174,11 @@ def run_predict(request, ws, pk):
     run, membership = _run_in(request, ws, pk)
     result, error = None, None
     if request.method == "POST":
-        upload = request.FILES.get("file")
+        uploads = request.FILES.getlist("file")
         try:
-            if upload is None:
+            if not uploads:
                 raise services.InvalidInput("file: choose a file", "file")
-            result = prediction.predict_file(run, upload.read(), upload.name)
+            result = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
         except INPUT_ERRORS as problem:
             error = str(problem)
         if result is not None and request.POST.get("download") == "csv":

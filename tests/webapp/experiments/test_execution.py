@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
-from tests.webapp.experiments.conftest import iris_spec
-from webapp.experiments import checkpoints, execution, services
-from webapp.experiments.models import MetricRow
+from tests.webapp.experiments.conftest import iris_spec, make_version
+from trainer import Sequential
+from webapp.experiments import checkpoints, datasource, execution, preparation, services
+from webapp.experiments.models import MetricRow, Run
 
 
 @pytest.mark.django_db
@@ -23,3 +29,102 @@ def test_a_run_on_iris_trains_to_a_real_accuracy(people, iris):
     assert checkpoints.weights_path(run).exists()
     assert checkpoints.epochs_saved(run)[-1] == 30
     assert run.code_version and run.library_versions["numpy"]
+
+
+def affairs_spec(epochs: int, batch_size: int = 64) -> dict:
+    return {
+        "input_shape": [8],
+        "layers": [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dense", "units": 1}],
+        "compile": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.003}, "metrics": ["mae"]},
+        "fit": {"epochs": epochs, "batch_size": batch_size, "seed": 5},
+    }
+
+
+@pytest.fixture
+def affairs(people):
+    return make_version(people.workspace, people.owner, "fair_affairs.csv", name="Affairs", target="affairs")
+
+
+def test_logged_errors_convert_to_the_targets_units():
+    pre = {"task": "regression", "kind": "table", "target_scaler": {"kind": "TargetScaler", "version": 1,
+                                                                    "mean": 10.0, "scale": 3.0}}
+    logs = {"loss": 2.0, "mae": 0.5, "val_loss": 1.0, "val_mae": 0.25, "val_rmse": 0.5, "val_r2": 0.9,
+            "learning_rate": 0.01, "epoch_time": 1.5}
+    converted = preparation.logs_in_target_units(logs, pre, "mse")
+    assert converted == {"loss": 18.0, "mae": 1.5, "val_loss": 9.0, "val_mae": 0.75, "val_rmse": 1.5, "val_r2": 0.9,
+                         "learning_rate": 0.01, "epoch_time": 1.5}
+    assert preparation.logs_in_target_units(logs, pre, "huber")["loss"] == 2.0  # not a unit of the target
+    series = {"task": "regression", "kind": "series", "mean": [330.0], "scale": [10.0]}
+    assert preparation.logs_in_target_units({"val_mae": 0.1}, series, "mse") == {"val_mae": pytest.approx(1.0)}
+    assert preparation.logs_in_target_units(logs, {"task": "classification"}, "mse") == logs
+
+
+@pytest.mark.django_db
+def test_a_regression_runs_curves_and_best_metric_are_in_the_targets_units(client, people, affairs):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=affairs,
+                              spec=affairs_spec(epochs=3), data_config={"target": "affairs"}, name="affairs")
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    rows = list(MetricRow.objects.filter(run=run).order_by("epoch").values_list("values", flat=True))
+    # By hand: the final model's error on the validation split, in years of affairs.
+    prepared = datasource.prepare(affairs, run.data_config, loss="mse")
+    model = Sequential.from_spec(dict(run.spec, input_shape=prepared.input_shape))
+    model.load_weights(str(checkpoints.weights_path(run)))
+    predicted = preparation.decode_predictions(model.predict(prepared.x_val), prepared.preprocessing)["values"]
+    truth = preparation.decode_targets(prepared.y_val, prepared.preprocessing)
+    mae = float(np.mean(np.abs(np.asarray(predicted) - truth)))
+    assert rows[-1]["val_mae"] == pytest.approx(mae, rel=1e-4)
+    assert rows[-1]["val_loss"] == pytest.approx(np.mean((np.asarray(predicted) - truth) ** 2), rel=1e-3)
+    assert run.best_metric_name == "val_mae"
+    assert run.best_metric == min(row["val_mae"] for row in rows)
+    assert run.best_metric == pytest.approx(run.results["test"]["mae"], rel=0.5)  # same units as the test MAE
+    client.force_login(people.viewer)
+    page = client.get(f"/w/{people.workspace.slug}/").content.decode()
+    assert f"{run.best_metric:.4f}" in page
+
+
+class FakeMonitor:
+    def __init__(self):
+        self.cancel, self.lost = threading.Event(), threading.Event()
+
+
+@pytest.mark.django_db
+def test_the_cancel_check_between_batches_reads_a_flag_and_touches_nothing_else(django_assert_num_queries):
+    from trainer.core import TrainingError
+
+    monitor = FakeMonitor()
+    _, cancel_watch = execution.make_callbacks(1, 1, monitor, metric="val_loss", greater=False, best=None,
+                                               best_epoch=None)
+    cancel_watch.set_model(SimpleNamespace(stop_training=False))
+    with django_assert_num_queries(0):
+        for batch in range(100):
+            cancel_watch.on_batch_end(batch, {"batch": batch, "size": 32})  # a GPU step: no loss read back
+        assert cancel_watch.model.stop_training is False
+        monitor.cancel.set()
+        cancel_watch.on_batch_end(100, {"batch": 100, "size": 32, "loss": 0.5})
+    assert cancel_watch.model.stop_training is True
+    with pytest.raises(TrainingError, match="loss became NaN at epoch 1"):
+        cancel_watch.on_epoch_begin(0)
+        cancel_watch.on_batch_end(0, {"loss": float("nan")})
+
+
+def test_cancel_stops_an_in_process_run_within_seconds(transactional_db, people, monkeypatch):
+    monkeypatch.setattr(services, "dispatch", lambda run_id: False)  # no broker here: this test is the worker
+    affairs = make_version(people.workspace, people.owner, "fair_affairs.csv", target="affairs")
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=affairs,
+                              spec=affairs_spec(epochs=500, batch_size=16), data_config={"target": "affairs"})
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(execution.run_execute(run.pk, hostname="thread")))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while Run.objects.get(pk=run.pk).epochs_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    asked = time.monotonic()
+    services.run_cancel(run=Run.objects.get(pk=run.pk), user=people.editor)
+    worker.join(timeout=30)
+    took = time.monotonic() - asked
+    run.refresh_from_db()
+    assert outcome == ["cancelled"] and run.status == "cancelled"
+    assert took < 5, f"cancel took {took:.1f} s"
+    assert 1 <= run.epochs_done < 500 and run.results["test"]["mae"] is not None
+    print(f"in-process cancel to stopped: {took:.2f} s after epoch {run.epochs_done}")

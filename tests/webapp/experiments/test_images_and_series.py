@@ -1,0 +1,178 @@
+"""Image and series runs in-process: the suggested templates train to real scores, results speak the
+data's own terms (images of the misclassified digits, errors in ppm), and predicting through the
+API gives what ``trainer`` gives for the same inputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.webapp.experiments.conftest import FIXTURES, make_version
+from webapp.experiments import checkpoints, datasource, execution, services
+from webapp.experiments.models import MetricRow
+
+# Predictions go through the same engine on the same machine; only the order of float32 sums
+# may differ between a batch of 256 and the whole array.
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def suggested_spec(client, people, version, data_config=None) -> dict:
+    client.force_login(people.editor)
+    query = f"version={version.pk}&data_config={json.dumps(data_config or {})}"
+    answer = client.get(f"/w/{people.workspace.slug}/runs/template.json?{query}").json()
+    assert answer["errors"] == [], answer
+    return answer["spec"]
+
+
+def trained_model(run):
+    from trainer import Sequential
+
+    model = Sequential.from_spec(dict(run.spec, input_shape=run.preprocessing["input_shape"]))
+    model.load_weights(str(checkpoints.weights_path(run)))
+    return model
+
+
+def digits_from_zip():
+    """Every image of the sample as (path, pixels, label), decoded by hand."""
+    found = []
+    with zipfile.ZipFile(FIXTURES / "digits8x8.zip") as archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            with Image.open(io.BytesIO(archive.read(info))) as image:
+                pixels = np.asarray(image.convert("L"), dtype=np.float32)
+            found.append((info.filename, pixels, info.filename.split("/")[-2]))
+    return found
+
+
+@pytest.fixture
+def digits(people):
+    return make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
+
+
+@pytest.fixture
+def co2(people):
+    return make_version(people.workspace, people.owner, "co2_weekly.csv", name="CO2", kind="series")
+
+
+@pytest.mark.django_db
+def test_an_image_run_trains_the_suggested_cnn_and_shows_its_mistakes(client, people, digits):
+    spec = suggested_spec(client, people, digits)
+    assert [layer["type"] for layer in spec["layers"]][:3] == ["Conv2D", "MaxPooling2D", "Conv2D"]
+    assert spec["layers"][-1]["units"] == 10
+    spec["fit"]["epochs"] = 4
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=digits, spec=spec)
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    results = run.results
+    print(f"digits: test accuracy {results['test']['accuracy']:.3f} after 4 epochs")
+    assert results["test"]["accuracy"] >= 0.8
+    assert MetricRow.objects.filter(run=run).count() == 4
+    matrix = np.asarray(results["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == results["test_rows"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(results["test"]["accuracy"])
+    assert results["class_names"] == [str(d) for d in range(10)]
+    wrong = results["misclassified"]
+    assert wrong and all(entry["true"] != entry["predicted"] for entry in wrong)
+    for entry in wrong:
+        assert entry["image"].startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(entry["image"].split(",", 1)[1]))) as picture:
+            assert picture.size == (8, 8)
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url())
+    assert b'data-testid="misclassified"' in page.content and wrong[0]["image"].encode() in page.content
+
+
+@pytest.mark.django_db
+def test_predicting_images_gives_what_trainer_gives(client, people, digits):
+    spec = suggested_spec(client, people, digits)
+    spec["fit"]["epochs"] = 2
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=digits, spec=spec)
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    images = digits_from_zip()
+    x = np.stack([pixels for _, pixels, _ in images])[..., None] / np.float32(255)
+    expected = trained_model(run).predict(x)
+    client.force_login(people.viewer)
+    # The training zip itself, as the predict page says: the same format as training.
+    answer = client.post(f"/api/v1/runs/{run.pk}/predict",
+                         {"file": io.BytesIO((FIXTURES / "digits8x8.zip").read_bytes())}, format="multipart").json()
+    assert [row[0] for row in answer["rows"]] == [path for path, _, _ in images]
+    np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, rtol=RTOL, atol=ATOL)
+    assert [row[1] for row in answer["rows"]] == [str(code) for code in expected.argmax(axis=1)]
+    # Loose PNGs, several at once.
+    chosen = [images[3], images[500]]
+    files = []
+    for path, pixels, _ in chosen:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8), mode="L").save(buffer, format="PNG")
+        buffer.seek(0)
+        buffer.name = path.rsplit("/", 1)[-1]
+        files.append(buffer)
+    answer = client.post(f"/api/v1/runs/{run.pk}/predict", {"file": files}, format="multipart").json()
+    assert [row[0] for row in answer["rows"]] == [f.name for f in files]
+    np.testing.assert_allclose(np.asarray(answer["outputs"]), expected[[3, 500]], rtol=RTOL, atol=ATOL)
+
+
+def hand_windows(values: np.ndarray, window: int, mean: float, scale: float) -> np.ndarray:
+    scaled = ((values - mean) / scale).astype(np.float32)
+    return np.stack([scaled[i:i + window] for i in range(len(scaled) - window + 1)])[..., None]
+
+
+@pytest.mark.django_db
+def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client, people, co2):
+    config = {"window": 12, "horizon": 1}
+    spec = suggested_spec(client, people, co2, config)
+    assert spec["layers"][0]["type"] == "LSTM" and spec["input_shape"] == [12, 1]
+    spec["fit"]["epochs"] = 10
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    test = run.results["test"]
+    print(f"co2: test RMSE {test['rmse']:.3f} ppm, MAE {test['mae']:.3f} ppm, R² {test['r2']:.3f} after 10 epochs")
+    # The same scores by hand, from the raw CSV: interpolate the gaps, window, predict, unscale.
+    pre = run.preprocessing
+    co2_ppm = pd.read_csv(FIXTURES / "co2_weekly.csv")["co2"].interpolate(limit_direction="both").to_numpy()
+    test_ids = np.asarray(datasource.prepare(co2, config).sample_ids)
+    x = hand_windows(co2_ppm, 12, pre["mean"][0], pre["scale"][0])[test_ids]
+    truth = co2_ppm[test_ids + 12]  # horizon 1: the step after each window
+    predicted = trained_model(run).predict(x).reshape(-1) * pre["scale"][0] + pre["mean"][0]
+    rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+    r2 = 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2)
+    assert test["rmse"] == pytest.approx(rmse, rel=1e-4)
+    assert test["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)
+    assert test["mae"] == pytest.approx(np.mean(np.abs(predicted - truth)), rel=1e-4)
+    # The test weeks lie above every training week (CO2 only rises), so a tanh LSTM must
+    # extrapolate; 10 epochs reach R² ≈ 0.83, the template's 30 more.
+    assert test["r2"] > 0.7 and test["rmse"] < truth.std()
+    assert run.results["residuals"]["true"][:5] == pytest.approx(truth[:5].tolist())
+
+
+@pytest.mark.django_db
+def test_predicting_a_series_gives_what_trainer_gives(client, people, co2):
+    config = {"window": 8, "horizon": 1}
+    spec = suggested_spec(client, people, co2, config)
+    spec["fit"]["epochs"] = 1
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    recent = pd.read_csv(FIXTURES / "co2_weekly.csv").tail(60)  # gaps are filled as training filled them
+    pre = run.preprocessing
+    ppm = recent["co2"].interpolate(limit_direction="both").to_numpy()
+    expected = trained_model(run).predict(hand_windows(ppm, 8, pre["mean"][0], pre["scale"][0]))
+    client.force_login(people.viewer)
+    answer = client.post(f"/api/v1/runs/{run.pk}/predict",
+                         {"file": io.BytesIO(recent.to_csv(index=False).encode())}, format="multipart").json()
+    assert len(answer["rows"]) == 60 - 8 + 1
+    np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, rtol=RTOL, atol=ATOL)
+    values = [row[1] for row in answer["rows"]]
+    np.testing.assert_allclose(values, expected.reshape(-1) * pre["scale"][0] + pre["mean"][0], rtol=1e-6)
