@@ -189,7 +189,6 @@ class Sequential:
 
     def _batch_sums(self, y_true, y_pred, logits):
         """Per-metric (sum, count) for one batch, kept on the device (read once per epoch)."""
-        xp = backend.get_array_module(y_pred)
         sums = {}
         probabilities = None
         for name in self.metrics:
@@ -211,7 +210,6 @@ class Sequential:
                 diff = probabilities - y_true.reshape(probabilities.shape)
                 value = abs(diff).sum() if name == "mae" else (diff * diff).sum()
                 sums[name] = (value, diff.size)
-        del xp
         return sums
 
     def _activate_logits(self, y):
@@ -334,7 +332,7 @@ class Sequential:
             seen += size
             loss_total += loss * size
             if self.metrics:
-                self._add(totals, self._batch_sums(yb, out, fused), 1)
+                self._add(totals, self._batch_sums(yb, out, fused or self.loss.from_logits), 1)
             if batch_logs:
                 logs = {"batch": batch, "size": size}
                 if xp is np:  # reading the loss on a GPU would stall the step; only the CPU reports it
@@ -363,7 +361,7 @@ class Sequential:
                 loss = self.loss(yb, out, logits=True if fused else None).data
                 loss_total += loss * len(xb)
                 if self.metrics:
-                    self._add(totals, self._batch_sums(yb, out.data, fused), 1)
+                    self._add(totals, self._batch_sums(yb, out.data, fused or self.loss.from_logits), 1)
             reg = self._regularization()
         logs = {"loss": float(loss_total) / max(len(x), 1) + (float(reg.data) if reg is not None else 0.0)}
         logs.update(self._finish(totals))

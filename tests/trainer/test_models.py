@@ -397,3 +397,11 @@ def test_its_weight_snapshots_are_copies_that_training_does_not_change():
     for kept, original, live in zip(snapshot, frozen, model.get_weights()):
         np.testing.assert_array_equal(kept, original)
         assert not np.array_equal(kept, live)
+
+
+def test_it_thresholds_binary_accuracy_at_zero_for_a_from_logits_loss():
+    x = np.array([[-2.0], [-0.2], [0.3], [3.0]], dtype=np.float32)
+    y = np.array([0.0, 0.0, 1.0, 1.0], dtype=np.float32)
+    model = Sequential([layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")])
+    model.compile(loss={"type": "binary_crossentropy", "from_logits": True}, optimizer="sgd", metrics=["accuracy"])
+    assert model.evaluate(x, y)["accuracy"] == 1.0
