@@ -125,3 +125,24 @@ def test_a_diverging_run_fails_with_the_reason(transactional_db, stack, client, 
     assert run.reason.startswith("loss became") and "at epoch 1" in run.reason
     page = client.get(run.get_absolute_url())
     assert run.reason.encode() in page.content
+
+
+def test_an_image_run_trains_a_small_cnn_through_the_worker(transactional_db, stack, client, people):
+    digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
+    spec = {
+        "input_shape": [8, 8, 1],
+        "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
+                   {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
+                   {"type": "Dense", "units": 10, "activation": "softmax"}],
+        "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
+                    "metrics": ["accuracy"]},
+        "fit": {"epochs": 2, "batch_size": 64, "seed": 2},
+    }
+    run_id = start(client, people.editor, people.workspace, digits, spec)
+    run = wait_for(lambda: (r := run_state(run_id)).is_finished and r, 60, "the image run to finish", stack)
+    assert run.status == "succeeded", run.reason + run.traceback_summary
+    assert MetricRow.objects.filter(run_id=run_id).count() == 2
+    assert run.results["test"]["accuracy"] >= 0.6
+    assert len(run.results["confusion_matrix"]) == 10
+    assert all(entry["image"].startswith("data:image/png") for entry in run.results["misclassified"])
+    print(f"digits through the worker: test accuracy {run.results['test']['accuracy']:.3f} after 2 epochs")
