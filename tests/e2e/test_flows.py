@@ -1,0 +1,202 @@
+"""A new user's whole journey in a real browser, twice: a CSV table with an MLP and an image zip with a CNN.
+
+Sign up, create a workspace, upload, see the preview and the charts, build a model from the suggested
+template, train on the real worker while the loss chart grows, see the confusion matrix, predict on new
+data and download the result, share the run by link, and open the link logged out: read-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+
+
+def _sign_up_and_create_workspace(pages, page, base: str, username: str, workspace: str) -> str:
+    page.goto(f"{base}/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("a-Long-e2e-pass-42")
+    pages.shot(page, "signup")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(re.compile(r"/workspaces/new/$"))
+    page.get_by_label("Name").fill(workspace)
+    pages.shot(page, "new-workspace")
+    page.get_by_role("button", name="Create workspace").click()
+    page.wait_for_url(re.compile(r"/w/[\w-]+/$"))
+    pages.shot(page, "dashboard-empty")
+    return page.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _upload(pages, page, base: str, ws: str, path: Path, name: str) -> str:
+    page.goto(f"{base}/w/{ws}/datasets/upload/")
+    page.set_input_files("#id_file", str(path))
+    page.fill("#id_name", name)
+    pages.shot(page, "upload")
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/datasets/\d+/$"), timeout=60_000)
+    # The page polls the ingestion status and reloads itself when the worker is done.
+    page.wait_for_selector("[data-testid=hash]", timeout=90_000)
+    return page.url
+
+
+def _plot_points(page, chart_id: str) -> int:
+    return page.evaluate("""(id) => {
+        const node = document.getElementById(id);
+        if (!node || !node.data || !node.data.length) return 0;
+        return Math.max(...node.data.map((trace) => (trace.x || []).length));
+    }""", chart_id)
+
+
+def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
+                                   expect_layer: str) -> str:
+    page.goto(f"{base}/w/{ws}/runs/new/")
+    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    spec_text = page.input_value("[data-testid=spec-json]")
+    assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
+    page.fill("#epochs", str(epochs))
+    page.fill("#batch_size", str(batch_size))
+    page.fill("#run-name", f"e2e {expect_layer}")
+    page.wait_for_function(f"document.getElementById('spec-json').value.includes('\"epochs\": {epochs}')")
+    pages.shot(page, "builder")
+    page.click("[data-testid=train]")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
+    return page.url
+
+
+def _watch_training(pages, page) -> None:
+    """The loss chart gains points while the run trains, without a reload; then the page shows the results."""
+    page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Running'", timeout=60_000)
+    page.wait_for_function("(() => { const n = document.getElementById('chart-loss');"
+                           " return n && n.data && n.data.length && n.data[0].x.length > 0; })()", timeout=30_000)
+    first = _plot_points(page, "chart-loss")
+    status = "Running"
+    grew = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not grew:
+        time.sleep(0.5)
+        status = page.text_content("#run-status").strip()
+        grew = _plot_points(page, "chart-loss") > first
+    if grew:
+        pages.shot(page, "training")
+    assert grew, f"the loss chart did not grow while training ({first} points, status {status})"
+    page.wait_for_selector("[data-testid=run-status].succeeded, #run-status.succeeded", timeout=120_000)
+    page.wait_for_selector("[data-testid=confusion-matrix] .main-svg", timeout=30_000)
+    assert _plot_points(page, "chart-loss") >= 2
+    pages.shot(page, "run-finished")
+
+
+def _predict_and_download(pages, page, files: list[Path], expected_rows: int, tmp_path: Path) -> list[list[str]]:
+    page.click("[data-testid=predict-link]")
+    page.wait_for_selector("[data-testid=predict-form]")
+    page.set_input_files("#file", [str(f) for f in files])
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.wait_for_selector("[data-testid=predictions]", timeout=30_000)
+    shown = page.locator("[data-testid=predictions] tbody tr").count()
+    assert shown == expected_rows
+    pages.shot(page, "predictions")
+    page.set_input_files("#file", [str(f) for f in files])
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Predict and download CSV").click()
+    target = ARTIFACTS / tmp_path.name / info.value.suggested_filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    info.value.save_as(str(target))
+    rows = list(csv.reader(io.StringIO(target.read_text())))
+    assert len(rows) == expected_rows + 1, rows[:3]
+    return rows
+
+
+def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pages_factory) -> None:
+    run_id = re.search(r"/runs/(\d+)/", run_url).group(1)
+    page.goto(f"{base}/w/{ws}/shares/?type=run&id={run_id}")
+    pages.shot(page, "share-form")
+    page.get_by_role("button", name="Create link").click()
+    page.wait_for_url(re.compile(r"/shares/\?new=\d+"))
+    link = page.locator("tr.highlight input[aria-label='Share link']").input_value()
+    assert "/s/" in link
+    pages.shot(page, "share-links")
+
+    outsider = pages_factory("logged-out")
+    shared = outsider.new()
+    shared.goto(link)
+    shared.wait_for_selector("[data-testid=confusion-matrix] .main-svg", timeout=30_000)
+    assert _plot_points(shared, "chart-loss") >= 2
+    assert shared.locator("[role=note]").first.text_content().startswith("Read-only")
+    for control in ("[data-testid=train]", "[data-testid=cancel]", "[data-testid=new-run]", "[data-testid=star]",
+                    "[data-testid=continue]", "[data-testid=predict-link]", "#upload-form", "[data-testid=share]",
+                    "[data-testid=team-link]", "textarea#notes", "input[type=file]"):
+        assert shared.locator(control).count() == 0, f"the shared page shows {control}"
+    assert shared.get_by_role("link", name="Log in").count() == 1  # a stranger, not a member
+    outsider.shot(shared, "shared-run")
+    assert outsider.new().goto(run_url).url.count("/accounts/login/") == 1  # the run page itself stays private
+
+
+def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, transactional_db, pages, tmp_path):
+    base = live_server.url
+    owner = pages()
+    page = owner.new()
+    ws = _sign_up_and_create_workspace(owner, page, base, "ada", "Iris lab")
+
+    _upload(owner, page, base, ws, FIXTURES / "iris.csv", "Iris")
+    assert page.locator("table").first.locator("tbody tr").count() >= 5, "no preview rows"
+    page.wait_for_selector("#column-charts .main-svg")
+    assert page.locator("#column-charts .js-plotly-plot").count() >= 4, "a column lacks its chart"
+    page.wait_for_selector("#chart-balance .main-svg")
+    assert "species" in page.content()
+    owner.shot(page, "dataset")
+
+    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=300, batch_size=4, expect_layer="Dense")
+    _watch_training(owner, page)
+
+    new_rows = tmp_path / "new-flowers.csv"
+    with open(FIXTURES / "iris.csv") as source, open(new_rows, "w", newline="") as out:
+        reader = csv.reader(source)
+        header = next(reader)
+        writer = csv.writer(out)
+        writer.writerow(header[:-1])
+        for i, row in enumerate(reader):
+            if i % 15 == 0:
+                writer.writerow(row[:-1])
+    rows = _predict_and_download(owner, page, [new_rows], expected_rows=10, tmp_path=tmp_path)
+    assert any(name in ",".join(rows[1]) for name in ("setosa", "versicolor", "virginica")), rows[:2]
+
+    _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
+
+
+def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stack, transactional_db, pages,
+                                                               tmp_path):
+    base = live_server.url
+    owner = pages()
+    page = owner.new()
+    ws = _sign_up_and_create_workspace(owner, page, base, "grace", "Digits lab")
+
+    _upload(owner, page, base, ws, FIXTURES / "digits8x8.zip", "Digits")
+    page.wait_for_selector("#chart-balance .main-svg")
+    thumbs = page.locator(".thumbs img")
+    assert thumbs.count() >= 10
+    page.wait_for_function("Array.from(document.querySelectorAll('.thumbs img')).slice(0, 5)"
+                           ".every((img) => img.complete && img.naturalWidth > 0)")
+    owner.shot(page, "dataset")
+
+    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=4, batch_size=64, expect_layer="Conv2D")
+    _watch_training(owner, page)
+
+    images = []
+    with zipfile.ZipFile(FIXTURES / "digits8x8.zip") as archive:
+        for name in [n for n in archive.namelist() if n.endswith(".png")][:3]:
+            target = tmp_path / name.replace("/", "_")
+            target.write_bytes(archive.read(name))
+            images.append(target)
+    _predict_and_download(owner, page, images, expected_rows=3, tmp_path=tmp_path)
+
+    _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
