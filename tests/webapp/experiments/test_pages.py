@@ -127,3 +127,27 @@ def test_a_sweep_creates_one_run_per_grid_point(client, people, iris):
     assert sorted(r.spec["layers"][0]["units"] for r in runs) == [8, 8, 16, 16]
     assert client.get(response.json()["url"]).status_code == 200
     assert client.get(f"/w/{people.workspace.slug}/queue/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, people, iris):
+    from webapp.experiments.models import MetricRow
+    from webapp.experiments.selectors import MAX_POINTS
+
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=iris_spec())
+    epochs = 7000
+    MetricRow.objects.bulk_create([MetricRow(run=run, epoch=e, values={"loss": 1 / e, "val_loss": 2 / e})
+                                   for e in range(1, epochs + 1)])
+    Run.objects.filter(pk=run.pk).update(best_epoch=4321, epochs_done=epochs)
+    client.force_login(people.viewer)
+    for url in (f"/w/{people.workspace.slug}/runs/{run.pk}/live.json", f"/api/v1/runs/{run.pk}/metrics"):
+        data = client.get(url).json()
+        shown = data["series"]["epoch"]
+        assert data["count"] == epochs and data["downsampled"] is True
+        assert MAX_POINTS <= len(shown) <= MAX_POINTS + 3, len(shown)
+        assert shown == sorted(shown) and {1, 4321, epochs} <= set(shown)
+        assert data["series"]["loss"] == [1 / e for e in shown]  # values stay with their epochs
+        gaps = {b - a for a, b in zip(shown, shown[1:]) if 4321 not in (a, b)}
+        assert max(gaps) <= 4  # evenly spread, not the first 2,000
+    short = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/live.json?since={epochs - 10}").json()
+    assert short["series"]["epoch"] == list(range(epochs - 9, epochs + 1)) and short["downsampled"] is False
