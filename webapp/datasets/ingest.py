@@ -4,8 +4,10 @@ Pure functions, no Django. Input: the uploaded file and a folder to write into. 
 ``table.arrow`` (the typed columns, Arrow IPC, read back by ``storage.load_table``), ``preview.json``
 (the first rows, for the page), and the schema and statistics as plain dicts.
 
-Parsing uses pyarrow's multi-threaded CSV reader; statistics use pyarrow compute kernels
-column by column so memory stays near the size of the typed table.
+A CSV is never held whole in memory: pyarrow's streaming reader parses it in blocks (typed from
+the first 2 MB), each block is cast to Cupola's types, written to the Arrow file and added to
+running statistics (``webapp.datasets.statistics``); a last pass reads the memory-mapped file back
+column by column for the histograms. Memory stays near one block plus bounded sketches.
 """
 
 from __future__ import annotations
@@ -13,86 +15,85 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
+import queue
 import re
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.ipc
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from webapp.datasets.sniff import MAX_COLUMNS, IngestError, TextFormat, sniff_text
+from webapp.datasets.statistics import TableStatistics, is_categorical
 
 TABLE_FILE = "table.arrow"  # Arrow IPC: written at disk speed, read back memory-mapped
 PREVIEW_FILE = "preview.json"
 PREVIEW_ROWS = 200
-TOP_VALUES = 20
-HISTOGRAM_BINS = 30
-COUNTS_MAX_UNIQUE = 50  # value counts are kept for columns with at most this many values (class balance)
 SERIES_CHART_POINTS = 2000
 
-STREAM_ABOVE_BYTES = 64 << 20
+INFER_BLOCK_BYTES = 2 << 20  # column types come from the first block (later misfits are retried as text)
+PARSE_BLOCK_BYTES = 1 << 20  # small blocks stay in cache; pyarrow parses ahead on another thread
+BATCH_ROWS = 1 << 15  # rows described and written at a time
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-NaN", "-nan", "n/a"]
+_UNCONVERTIBLE = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+)")
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def read_csv(path, text_format: TextFormat) -> pa.Table:
-    names = text_format.column_names
+def _csv_options(text_format: TextFormat, block_size: int, newlines_in_values: bool, column_types=None):
     read_options = pacsv.ReadOptions(
-        column_names=names, skip_rows=1 if text_format.has_header else 0,
-        encoding="utf8" if text_format.encoding.startswith("utf-8") else "latin1",
-        block_size=16 << 20,
-    )
+        column_names=text_format.column_names, skip_rows=1 if text_format.has_header else 0,
+        encoding="utf8" if text_format.encoding.startswith("utf-8") else "latin1", block_size=block_size,
+        use_threads=column_types is not None)  # typing reads one block: no need to read ahead
+    parse_options = pacsv.ParseOptions(delimiter=text_format.delimiter, newlines_in_values=newlines_in_values)
     convert_options = pacsv.ConvertOptions(
-        null_values=NULL_VALUES, strings_can_be_null=True, quoted_strings_can_be_null=True,
-        true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
-    )
-    if os.path.getsize(path) > STREAM_ABOVE_BYTES:
-        table = _read_csv_streaming(path, read_options, convert_options, text_format.delimiter)
-        if table is not None:
-            return table
-    # Parsing in parallel needs rows that never span lines; a quoted newline makes the fast pass
-    # fail, and the slower pass that allows them reads the file again.
-    for newlines_in_values in (False, True):
-        parse_options = pacsv.ParseOptions(delimiter=text_format.delimiter, newlines_in_values=newlines_in_values)
+        column_types=column_types or {}, null_values=NULL_VALUES, strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"])
+    return {"read_options": read_options, "parse_options": parse_options, "convert_options": convert_options}
+
+
+def stream_csv(path, text_format: TextFormat, consume: Callable):
+    """``consume(reader)`` on a streaming reader of the CSV, typed from its first block; its result.
+
+    Integers are widened to float64 (what they become anyway). A later block that does not fit
+    a column's type (a word in a column of numbers) makes that column text and starts again, so
+    ``consume`` must be able to start over. Parsing in parallel needs rows that never span
+    lines; a quoted newline makes the fast pass fail, and the pass that allows them starts again.
+    """
+    types, newlines_in_values = None, False
+    for _ in range(len(text_format.column_names) + 3):
         try:
-            return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
-                                  convert_options=convert_options)
+            if types is None:
+                with pacsv.open_csv(path, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
+                    types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
+                             for f in reader.schema}
+            options = _csv_options(text_format, PARSE_BLOCK_BYTES, newlines_in_values, types)
+            with pacsv.open_csv(path, **options) as reader:
+                return consume(reader)
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
             message = str(error)
-    raise _explain_csv_error(path, text_format, message)
+            unconvertible = _UNCONVERTIBLE.search(message)
+            if unconvertible and types is not None and unconvertible.group(2) != "string":
+                name = text_format.column_names[int(unconvertible.group(1))]
+                types[name] = pa.string()
+                continue
+            if not newlines_in_values:
+                types, newlines_in_values = None, True
+                continue
+            raise _explain_csv_error(path, text_format, message) from None
+    raise IngestError("The file's column types could not be settled; check that each column holds one kind of value.")
 
 
-def _read_csv_streaming(path, read_options, convert_options, delimiter) -> pa.Table | None:
-    """Large files block by block, so memory stays near the size of the typed table.
-
-    The column types come from the first block, with integers widened to float64 (what they
-    become anyway); a later block that does not fit them returns None and the caller reads the
-    whole file at once, inferring types from all of it.
-    """
-    parse_options = pacsv.ParseOptions(delimiter=delimiter)
-    try:
-        with pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
-                            convert_options=convert_options) as reader:
-            first = reader.schema
-        types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
-                 for f in first}
-        options = pacsv.ConvertOptions(
-            column_types=types, null_values=convert_options.null_values,
-            strings_can_be_null=True, quoted_strings_can_be_null=True,
-            true_values=convert_options.true_values, false_values=convert_options.false_values)
-        with pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
-                            convert_options=options) as reader:
-            return pa.Table.from_batches(list(reader), schema=reader.schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-        return None
+def read_csv(path, text_format: TextFormat) -> pa.Table:
+    """The whole CSV as one table (for small files and tests; ingestion streams it)."""
+    return stream_csv(path, text_format, lambda reader: reader.read_all())
 
 
 def _explain_csv_error(path, text_format: TextFormat, message: str) -> IngestError:
@@ -176,8 +177,35 @@ def read_npz(path) -> pa.Table:
 # ----------------------------------------------------------------------------- typing
 
 
-def _is_categorical(n_unique: int, n_present: int) -> bool:
-    return n_unique <= 1000 and (n_unique <= 20 or n_unique <= n_present // 2)
+def storage_type(name: str, t: pa.DataType) -> tuple[pa.DataType, str]:
+    """The Arrow type a column is stored as, and its Cupola kind ("text" until its values are counted)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
+        return pa.float64(), "numeric"
+    if pa.types.is_boolean(t):
+        return t, "boolean"
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        return pa.timestamp("ns"), "datetime"
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_time(t) or pa.types.is_duration(t)
+            or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        return pa.string(), "text"
+    raise IngestError(f"Column “{name}” has the nested type {t}, which Cupola does not read; "
+                      "flatten it to plain columns.")
+
+
+def cast_column(name: str, column, target: pa.DataType):
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column, t = column.cast(t.value_type), t.value_type
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        column = column.cast(pa.timestamp(t.unit))  # stored as naive UTC
+    if column.type == target:
+        return column
+    try:
+        return column.cast(target)
+    except pa.ArrowInvalid:
+        raise IngestError(f"Column “{name}” holds binary data, which Cupola does not read.") from None
 
 
 def normalise(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
@@ -212,121 +240,11 @@ def normalise(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
                               "flatten it to plain columns.")
         if kind == "text":
             n_present = len(column) - column.null_count
-            if _is_categorical(pc.count_distinct(column).as_py(), n_present):
+            if is_categorical(pc.count_distinct(column).as_py(), n_present):
                 kind = "categorical"
         columns.append(column)
         types[name] = kind
     return pa.table(columns, names=table.column_names), types
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def _finite(value):
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
-
-
-def column_stats(column: pa.ChunkedArray, kind: str) -> dict:
-    n = len(column)
-    missing = column.null_count
-    if kind == "numeric":
-        values = column.to_numpy(zero_copy_only=False)  # nulls come out as NaN
-        nan = np.isnan(values)
-        missing = int(nan.sum())
-        if missing:
-            values = values[~nan]
-            column = pa.chunked_array([values])
-    if kind == "numeric":
-        result: dict = {"type": kind, "missing": int(missing), **_numeric_unique(values)}
-    else:
-        result = {"type": kind, "missing": int(missing), "unique": int(pc.count_distinct(column).as_py())}
-    present = n - missing
-    if kind == "numeric" and present:
-        finite = values if np.isfinite(values.sum()) else values[np.isfinite(values)]
-        result.update(min=_finite(float(values.min())), max=_finite(float(values.max())),
-                      mean=_finite(float(finite.mean())) if len(finite) else None,
-                      std=_finite(float(finite.std(ddof=1))) if len(finite) > 1 else None)
-        if len(finite):
-            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
-            result["histogram"] = {"counts": counts.tolist(), "edges": [float(e) for e in edges]}
-    elif kind == "datetime" and present:
-        low, high = pc.min_max(column).values()
-        result.update(min=str(low.as_py()), max=str(high.as_py()))
-    if kind in ("categorical", "text", "boolean") or (kind == "numeric" and result["unique"] <= COUNTS_MAX_UNIQUE):
-        counts = pc.value_counts(column.drop_null())
-        pairs = sorted(((v.as_py(), c.as_py()) for v, c in zip(counts.field("values"), counts.field("counts"))),
-                       key=lambda pair: (-pair[1], str(pair[0])))
-        result["top"] = [[_label(v), c] for v, c in pairs[:TOP_VALUES]]
-        if result["unique"] <= COUNTS_MAX_UNIQUE:
-            result["counts"] = [[_label(v), c] for v, c in pairs]
-    if kind == "text" and present:
-        lengths = pc.utf8_length(column.drop_null())
-        result["mean_length"] = float(pc.mean(lengths).as_py())
-    return result
-
-
-UNIQUE_SAMPLE = 50_000
-SKETCH_SIZE = 4096
-
-
-def _numeric_unique(values: np.ndarray) -> dict:
-    """The number of distinct values: exact for discrete columns, estimated for continuous ones.
-
-    Counting a million distinct floats exactly costs more than parsing them; a column whose
-    first 50,000 values already hold over 1,000 distinct ones is estimated by distinct sampling:
-    the values whose 64-bit hash falls below 2**64 / 2**s are counted exactly and scaled by 2**s
-    (about 1.5 % error at 4,096 kept), marked ``unique_estimated``.
-    """
-    head = values[:UNIQUE_SAMPLE]
-    if len(values) <= UNIQUE_SAMPLE or len(pd.unique(head)) <= 1000:
-        return {"unique": int(len(pd.unique(values)))}
-    hashes = pd.util.hash_array(values)
-    shift = max(0, int(np.log2(len(values) / SKETCH_SIZE)))
-    while shift > 0:
-        kept = len(pd.unique(hashes[hashes < (np.uint64(1) << np.uint64(64 - shift))]))
-        if kept >= SKETCH_SIZE:
-            return {"unique": min(kept << shift, len(values)), "unique_estimated": True}
-        shift -= 1
-    return {"unique": int(len(pd.unique(values)))}
-
-
-def _label(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _hash_column(column: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_floating(column.type):
-        return pd.util.hash_array(column.to_numpy(zero_copy_only=False))
-    if pa.types.is_timestamp(column.type) or pa.types.is_boolean(column.type):
-        return pd.util.hash_array(column.cast(pa.int64()).fill_null(-(2**62)).to_numpy())
-    # Strings: hash their codes in one dictionary, not a million Python objects.
-    codes = pc.dictionary_encode(column.combine_chunks()).indices.fill_null(-1)
-    return pd.util.hash_array(codes.to_numpy().astype(np.int64))
-
-
-def duplicate_rows(table: pa.Table, pool: ThreadPoolExecutor) -> int:
-    """Rows equal to an earlier row, found by a 64-bit hash of every row."""
-    if table.num_rows < 2 or table.num_columns == 0:
-        return 0
-    combined = np.zeros(table.num_rows, dtype=np.uint64)
-    for hashed in pool.map(_hash_column, table.columns):
-        combined *= np.uint64(1_000_003)
-        combined ^= hashed
-    return int(pd.Series(combined).duplicated().sum())
-
-
-def table_stats(table: pa.Table, types: dict[str, str]) -> tuple[list[dict], dict]:
-    # pyarrow and numpy kernels release the GIL, so columns are described in parallel.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        described = list(pool.map(column_stats, table.columns, [types[n] for n in table.column_names]))
-        duplicates = duplicate_rows(table, pool)
-    columns = [{"name": name, **entry} for name, entry in zip(table.column_names, described)]
-    constant = [c["name"] for c in columns if c["unique"] <= 1]
-    summary = {"n_rows": table.num_rows, "n_columns": table.num_columns,
-               "duplicate_rows": duplicates, "constant_columns": constant}
-    return columns, summary
 
 
 # ----------------------------------------------------------------------------- writing
@@ -342,20 +260,90 @@ def _json_cell(value):
     return str(value)
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=1 << 20)
-
-
 def read_table(path: Path) -> pa.Table:
     # The table's buffers keep the mapping open; pages are read from disk as they are touched.
     return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
-def write_preview(table: pa.Table, out_dir: Path) -> None:
-    head = table.slice(0, PREVIEW_ROWS)
-    rows = [[_json_cell(head.column(i)[r].as_py()) for i in range(head.num_columns)] for r in range(head.num_rows)]
-    (out_dir / PREVIEW_FILE).write_text(json.dumps({"columns": table.column_names, "rows": rows}))
+def _regrouped(batches: Iterable[pa.RecordBatch], rows: int):
+    """Parsed blocks gathered into batches of about ``rows`` rows (fewer, larger steps to describe)."""
+    held, count = [], 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.concat_batches(held)
+            held, count = [], 0
+    if held:
+        yield pa.concat_batches(held)
+
+
+def _read_ahead(batches: Iterable[pa.RecordBatch], depth: int = 2):
+    """The batches, parsed on a thread of their own while the caller describes the previous ones.
+
+    pyarrow parses without the GIL; ``depth`` bounds how many batches wait in memory.
+    """
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(done)
+        except Exception as error:  # noqa: BLE001 - any error is handed to the consumer, which raises it
+            offer(error)
+
+    producer = threading.Thread(target=produce, name="csv-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while (item := waiting.get()) is not done:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
+def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: Path) -> tuple[list[dict], dict]:
+    """Cast each batch to Cupola's types, write it to ``table.arrow`` and add it to the statistics.
+
+    Returns the column entries and the summary (``n_rows`` among them); writes ``preview.json``.
+    """
+    if len(schema) > MAX_COLUMNS:
+        raise IngestError(f"The file has {len(schema):,} columns; Cupola reads tables of at most "
+                          f"{MAX_COLUMNS:,} columns.")
+    typed = [storage_type(field.name, field.type) for field in schema]
+    target = pa.schema([(field.name, arrow_type) for field, (arrow_type, _) in zip(schema, typed)])
+    statistics = TableStatistics(schema.names, [kind for _, kind in typed])
+    preview: list[list] = []
+    path = out_dir / TABLE_FILE
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, target) as writer:
+        for batch in _read_ahead(_regrouped(batches, BATCH_ROWS)):
+            batch = pa.RecordBatch.from_arrays(
+                [cast_column(field.name, batch.column(i), field.type) for i, field in enumerate(target)], schema=target)
+            statistics.add(batch)
+            writer.write_batch(batch)
+            if len(preview) < PREVIEW_ROWS:
+                head = batch.slice(0, PREVIEW_ROWS - len(preview))
+                preview.extend([_json_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns)))
+    (out_dir / PREVIEW_FILE).write_text(json.dumps({"columns": schema.names, "rows": preview}))
+    # Read back batch by batch with plain reads: a memory map would count the whole file in RSS.
+    with pa.OSFile(str(path), "rb") as source:
+        stored = pa.ipc.open_file(source)
+        return statistics.finish(stored.get_batch(i) for i in range(stored.num_record_batches))
 
 
 def read_source(path, file_format: str, notes: list[str]) -> pa.Table:
@@ -376,16 +364,22 @@ def read_source(path, file_format: str, notes: list[str]) -> pa.Table:
 def ingest_table(path, out_dir: Path, *, file_format: str) -> dict:
     """Read, type, describe and store a table. Returns {"schema", "stats", "n_rows"}."""
     notes: list[str] = []
-    table, types = normalise(read_source(path, file_format, notes))
-    if table.num_rows == 0:
-        raise IngestError("The table has no rows of data.")
-    column_entries, summary = table_stats(table, types)
-    write_table(table, out_dir / TABLE_FILE)
-    write_preview(table, out_dir)
+    if file_format == "csv":
+        text_format = sniff_text(path)
+        notes.extend(text_format.notes)
+        column_entries, summary = stream_csv(path, text_format,
+                                             lambda reader: store_table(reader.schema, reader, out_dir))
+        if summary["n_rows"] == 0:
+            raise IngestError(f"The file has a header ({len(text_format.column_names)} columns) but no rows of data.")
+    else:
+        table = read_source(path, file_format, notes)
+        column_entries, summary = store_table(table.schema, table.to_batches(max_chunksize=BATCH_ROWS), out_dir)
+        if summary["n_rows"] == 0:
+            raise IngestError("The table has no rows of data.")
     schema = {"kind": "table", "format": file_format, "notes": notes,
               "columns": [{"name": c["name"], "type": c["type"], "missing": c["missing"]} for c in column_entries]}
     stats = {**summary, "columns": column_entries}
-    return {"schema": schema, "stats": stats, "n_rows": table.num_rows}
+    return {"schema": schema, "stats": stats, "n_rows": summary["n_rows"]}
 
 
 def ingest_series(path, out_dir: Path, *, file_format: str, time_column: str | None = None) -> dict:
@@ -411,9 +405,7 @@ def ingest_series(path, out_dir: Path, *, file_format: str, time_column: str | N
         if not pc.all(pc.equal(order, pa.array(np.arange(table.num_rows)))).as_py():
             table = table.take(order)
             notes.append(f"Rows were sorted by “{time_column}”.")
-    column_entries, summary = table_stats(table, types)
-    write_table(table, out_dir / TABLE_FILE)
-    write_preview(table, out_dir)
+    column_entries, summary = store_table(table.schema, table.to_batches(max_chunksize=BATCH_ROWS), out_dir)
     step = max(1, table.num_rows // SERIES_CHART_POINTS)
     sample = table.take(pa.array(np.arange(0, table.num_rows, step)))
     chart = {"x": [_json_cell(v) for v in (sample.column(time_column).to_pylist() if time_column

@@ -1,0 +1,343 @@
+"""Per-column statistics of a table, accumulated one record batch at a time (no Django).
+
+``TableStatistics(names, kinds)`` takes batches already cast to Cupola's storage types
+(float64, string, bool, timestamp[ns]) with ``add(batch)``, then ``finish(table)`` runs the
+histogram pass over the stored (memory-mapped) table and returns the column entries and the
+summary. Memory is bounded whatever the number of rows:
+
+- numeric: count, missing, min, max, and mean and variance merged block by block (Chan et al.);
+- distinct values counted exactly up to ``EXACT_DISTINCT`` (always for tables of at most
+  ``UNIQUE_SAMPLE`` rows), then estimated from the ``SKETCH_SIZE`` smallest 64-bit hashes
+  (a K-minimum-values sketch, about 1.5 % error), marked ``unique_estimated``;
+- text, categorical and boolean values counted exactly up to ``TEXT_EXACT_DISTINCT`` values,
+  then the ``TOP_KEPT`` most frequent are kept (approximate counts) beside the sketch;
+- duplicate rows from a 64-bit hash of every row; past ``MAX_ROW_HASHES`` rows only the rows
+  whose hash falls below a threshold are kept (equal rows share a hash, so duplicates stay
+  together) and the count is scaled up, marked ``duplicate_rows_estimated``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TOP_VALUES = 20
+HISTOGRAM_BINS = 30
+COUNTS_MAX_UNIQUE = 50  # value counts are kept for columns with at most this many values (class balance)
+UNIQUE_SAMPLE = 50_000
+EXACT_DISTINCT = 10_000
+SKETCH_SIZE = 4096
+TEXT_EXACT_DISTINCT = 100_000
+TOP_KEPT = 1000
+MAX_ROW_HASHES = 8_000_000  # 64 MB of row hashes
+_MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+def is_categorical(n_unique: int, n_present: int) -> bool:
+    return n_unique <= 1000 and (n_unique <= 20 or n_unique <= n_present // 2)
+
+
+def _finite(value):
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+def _label(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _sorted_pairs(values, counts) -> list:
+    return sorted(zip(values, counts), key=lambda pair: (-pair[1], str(pair[0])))
+
+
+class DistinctCount:
+    """Distinct values of a numeric array stream: exact while few, then a K-minimum-values sketch."""
+
+    def __init__(self):
+        self.rows = 0
+        self.exact: np.ndarray | None = np.empty(0)
+        self.sketch: np.ndarray | None = None
+
+    def add(self, values: np.ndarray, hashes: np.ndarray | None = None) -> None:
+        """``hashes``: ``pd.util.hash_array(values)`` when the caller has it already."""
+        self.rows += len(values)
+        if self.exact is not None:
+            self.exact = pd.unique(np.concatenate([self.exact, pd.unique(values)]))
+            if len(self.exact) > EXACT_DISTINCT and self.rows > UNIQUE_SAMPLE:
+                self._add_hashes(pd.util.hash_array(self.exact))
+                self.exact = None
+        else:
+            self._add_hashes(pd.util.hash_array(values) if hashes is None else hashes)
+
+    def _add_hashes(self, hashes: np.ndarray) -> None:
+        kept = self.sketch if self.sketch is not None else np.empty(0, dtype=np.uint64)
+        if len(kept) == SKETCH_SIZE:
+            hashes = hashes[hashes < kept[-1]]
+        if len(hashes) > 4 * SKETCH_SIZE:  # sort only the smallest few, unless duplicates crowd them
+            smallest = np.unique(hashes[hashes <= np.partition(hashes, 4 * SKETCH_SIZE)[4 * SKETCH_SIZE]])
+            if len(smallest) >= SKETCH_SIZE:
+                hashes = smallest[:SKETCH_SIZE]
+        if len(hashes):
+            kept = np.unique(np.concatenate([kept, hashes]))[:SKETCH_SIZE]
+        self.sketch = kept
+
+    def result(self, present: int) -> dict:
+        if self.exact is not None:
+            return {"unique": len(self.exact)}
+        if len(self.sketch) < SKETCH_SIZE:  # every distinct hash was kept
+            return {"unique": len(self.sketch), "unique_estimated": True}
+        estimate = (SKETCH_SIZE - 1) * 2.0**64 / (float(self.sketch[-1]) + 1)
+        return {"unique": int(min(round(estimate), present)), "unique_estimated": True}
+
+
+class NumericColumn:
+    def __init__(self):
+        self.rows = self.missing = self.n_finite = 0
+        self.low = self.high = None  # over present values, infinities included
+        self.finite_low = self.finite_high = None
+        self.mean = self.m2 = 0.0
+        self.distinct = DistinctCount()
+        self.counts: tuple[np.ndarray, np.ndarray] | None = (np.empty(0), np.empty(0, dtype=np.int64))
+        self.histogram_counts = self.edges = None
+
+    def add(self, array: pa.Array) -> np.ndarray:
+        values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        hashes = pd.util.hash_array(values)
+        self.rows += len(values)
+        nan = np.isnan(values)
+        n_nan = int(nan.sum())
+        present_hashes = hashes
+        if n_nan:
+            self.missing += n_nan
+            values, present_hashes = values[~nan], hashes[~nan]
+        if not len(values):
+            return hashes
+        low, high = float(values.min()), float(values.max())
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        finite = values if math.isfinite(low) and math.isfinite(high) else values[np.isfinite(values)]
+        if len(finite):
+            self._merge_moments(finite)
+        self.distinct.add(values, present_hashes)
+        if self.counts is not None:
+            self._count(values)
+        return hashes
+
+    def _merge_moments(self, finite: np.ndarray) -> None:
+        n, mean = len(finite), float(finite.mean())
+        m2 = float(np.square(finite - mean).sum())
+        total = self.n_finite + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n_finite * n / total
+        self.n_finite = total
+        low, high = float(finite.min()), float(finite.max())
+        self.finite_low = low if self.finite_low is None else min(self.finite_low, low)
+        self.finite_high = high if self.finite_high is None else max(self.finite_high, high)
+
+    def _count(self, values: np.ndarray) -> None:
+        block_values, block_counts = np.unique(values, return_counts=True)
+        if len(block_values) > COUNTS_MAX_UNIQUE:
+            self.counts = None
+            return
+        merged, inverse = np.unique(np.concatenate([self.counts[0], block_values]), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([self.counts[1], block_counts])).astype(np.int64)
+        self.counts = None if len(merged) > COUNTS_MAX_UNIQUE else (merged, counts)
+
+    def add_to_histogram(self, array: pa.Array) -> None:
+        if not self.n_finite:
+            return
+        values = array.to_numpy(zero_copy_only=False)
+        counts, self.edges = np.histogram(values[np.isfinite(values)], bins=HISTOGRAM_BINS,
+                                          range=(self.finite_low, self.finite_high))
+        self.histogram_counts = counts if self.histogram_counts is None else self.histogram_counts + counts
+
+    def result(self) -> dict:
+        present = self.rows - self.missing
+        result = {"type": "numeric", "missing": self.missing, **self.distinct.result(present)}
+        if present:
+            result.update(min=_finite(self.low), max=_finite(self.high),
+                          mean=_finite(self.mean) if self.n_finite else None,
+                          std=_finite(math.sqrt(self.m2 / (self.n_finite - 1))) if self.n_finite > 1 else None)
+            if self.histogram_counts is not None:
+                result["histogram"] = {"counts": self.histogram_counts.tolist(), "edges": [float(e) for e in self.edges]}
+        if self.counts is not None and result["unique"] <= COUNTS_MAX_UNIQUE:
+            pairs = _sorted_pairs([float(v) for v in self.counts[0]], [int(c) for c in self.counts[1]])
+            result["top"] = [[_label(v), c] for v, c in pairs[:TOP_VALUES]]
+            result["counts"] = [[_label(v), c] for v, c in pairs]
+        return result
+
+
+class DatetimeColumn:
+    def __init__(self):
+        self.rows = self.missing = 0
+        self.low = self.high = None
+        self.distinct = DistinctCount()
+
+    def add(self, array: pa.Array) -> np.ndarray:
+        self.rows += len(array)
+        self.missing += array.null_count
+        ints = array.cast(pa.int64())
+        hashes = pd.util.hash_array(ints.fill_null(-(2**62)).to_numpy())
+        present = ints.drop_null().to_numpy()
+        if len(present):
+            low, high = int(present.min()), int(present.max())
+            self.low = low if self.low is None else min(self.low, low)
+            self.high = high if self.high is None else max(self.high, high)
+            self.distinct.add(present)
+        return hashes
+
+    def result(self) -> dict:
+        result = {"type": "datetime", "missing": self.missing, **self.distinct.result(self.rows - self.missing)}
+        if self.low is not None:
+            as_text = lambda v: str(pa.scalar(v, type=pa.timestamp("ns")).as_py())
+            result.update(min=as_text(self.low), max=as_text(self.high))
+        return result
+
+
+class CountedColumn:
+    """Text, categorical and boolean columns: value counts merged in Arrow, bounded when huge."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.rows = self.missing = 0
+        self.length_sum = 0
+        self.pending: list[pa.StructArray] = []
+        self.pending_rows = 0
+        self.counts: pa.Table | None = None  # values, counts
+        self.sketch: DistinctCount | None = None
+
+    def add(self, array: pa.Array) -> np.ndarray:
+        self.rows += len(array)
+        self.missing += array.null_count
+        if self.kind == "boolean":
+            hashes = pd.util.hash_array(array.cast(pa.int8()).fill_null(-1).to_numpy().astype(np.int64))
+        else:
+            # Hash each distinct string once, then spread the hashes by the dictionary's indices.
+            encoded = pc.dictionary_encode(array)
+            dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+            indices = encoded.indices.fill_null(-1).to_numpy()
+            hashes = np.where(indices >= 0, dictionary[np.maximum(indices, 0)], _MISSING_HASH)
+            self.length_sum += pc.sum(pc.utf8_length(array)).as_py() or 0
+        counted = pc.value_counts(array.drop_null())
+        if self.sketch is not None:
+            self.sketch._add_hashes(pd.util.hash_array(counted.field("values").to_numpy(zero_copy_only=False)))
+        self.pending.append(counted)
+        self.pending_rows += len(counted)
+        if self.pending_rows > TEXT_EXACT_DISTINCT:
+            self._compact()
+        return hashes
+
+    def _compact(self) -> None:
+        parts = ([self.counts] if self.counts is not None else []) + [
+            pa.table({"values": c.field("values"), "counts": c.field("counts")}) for c in self.pending]
+        self.pending, self.pending_rows = [], 0
+        if not parts:
+            return
+        grouped = pa.concat_tables(parts).group_by("values").aggregate([("counts", "sum")])
+        merged = pa.table({"values": grouped["values"], "counts": grouped["counts_sum"]})
+        if len(merged) > TEXT_EXACT_DISTINCT and self.sketch is None:
+            self.sketch = DistinctCount()
+            self.sketch.exact = None
+            self.sketch._add_hashes(pd.util.hash_array(merged.column("values").to_numpy(zero_copy_only=False)))
+        if self.sketch is not None and len(merged) > TOP_KEPT:
+            merged = merged.take(pc.select_k_unstable(merged, TOP_KEPT, [("counts", "descending")]))
+        self.counts = merged
+
+    def result(self) -> dict:
+        self._compact()
+        present = self.rows - self.missing
+        values = self.counts.column("values").to_pylist() if self.counts is not None else []
+        counts = self.counts.column("counts").to_pylist() if self.counts is not None else []
+        if self.sketch is not None:
+            unique = self.sketch.result(present)
+        else:
+            unique = {"unique": len(values)}
+        kind = self.kind
+        if kind == "text" and "unique_estimated" not in unique and is_categorical(unique["unique"], present):
+            kind = "categorical"
+        result = {"type": kind, "missing": self.missing, **unique}
+        pairs = _sorted_pairs(values, counts)
+        result["top"] = [[_label(v), c] for v, c in pairs[:TOP_VALUES]]
+        if result["unique"] <= COUNTS_MAX_UNIQUE:
+            result["counts"] = [[_label(v), c] for v, c in pairs]
+        if kind == "text" and present:
+            result["mean_length"] = self.length_sum / present
+        return result
+
+
+class RowHashes:
+    """Rows equal to an earlier row, by a 64-bit hash of each row, in bounded memory."""
+
+    def __init__(self):
+        self.kept: list[np.ndarray] = []
+        self.n_kept = 0
+        self.shift = 0  # rows kept: hash < 2**(64 - shift)
+
+    def add(self, column_hashes: list[np.ndarray]) -> None:
+        if not column_hashes:
+            return
+        combined = np.zeros(len(column_hashes[0]), dtype=np.uint64)
+        for hashed in column_hashes:
+            combined *= np.uint64(1_000_003)
+            combined ^= hashed
+        if self.shift:
+            combined = combined[combined < self._limit()]
+        self.kept.append(combined)
+        self.n_kept += len(combined)
+        while self.n_kept > MAX_ROW_HASHES:
+            self.shift += 1
+            self.kept = [h[h < self._limit()] for h in self.kept]
+            self.n_kept = sum(len(h) for h in self.kept)
+
+    def _limit(self) -> np.uint64:
+        return np.uint64(1) << np.uint64(64 - self.shift)
+
+    def result(self) -> dict:
+        if self.n_kept < 2:
+            return {"duplicate_rows": 0}
+        duplicates = int(pd.Series(np.concatenate(self.kept)).duplicated().sum())
+        if not self.shift:
+            return {"duplicate_rows": duplicates}
+        return {"duplicate_rows": duplicates << self.shift, "duplicate_rows_estimated": True}
+
+
+_ACCUMULATORS = {"numeric": NumericColumn, "datetime": DatetimeColumn,
+                 "boolean": lambda: CountedColumn("boolean"), "text": lambda: CountedColumn("text")}
+
+
+class TableStatistics:
+    def __init__(self, names: list[str], kinds: list[str]):
+        self.names = names
+        self.columns = [_ACCUMULATORS[kind]() for kind in kinds]
+        self.rows = RowHashes()
+        self.n_rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.n_rows += batch.num_rows
+        self.rows.add([column.add(batch.column(i)) for i, column in enumerate(self.columns)])
+
+    def finish(self, stored_batches: Iterable[pa.RecordBatch]) -> tuple[list[dict], dict]:
+        """The column entries and the summary; ``stored_batches`` (the table read back) give the histograms.
+
+        The histograms need each column's range first, hence this second pass.
+        """
+        numeric = [(i, column) for i, column in enumerate(self.columns)
+                   if isinstance(column, NumericColumn) and column.n_finite]
+        if numeric:
+            for batch in stored_batches:
+                for i, column in numeric:
+                    column.add_to_histogram(batch.column(i))
+        columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
+        constant = [c["name"] for c in columns if c["unique"] <= 1]
+        summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),
+                   "constant_columns": constant}
+        if self.n_rows < 2:
+            summary["duplicate_rows"] = 0
+        return columns, summary
