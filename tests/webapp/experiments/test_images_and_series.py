@@ -176,3 +176,14 @@ def test_predicting_a_series_gives_what_trainer_gives(client, people, co2):
     np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, rtol=RTOL, atol=ATOL)
     values = [row[1] for row in answer["rows"]]
     np.testing.assert_allclose(values, expected.reshape(-1) * pre["scale"][0] + pre["mean"][0], rtol=1e-6)
+
+
+def test_thumbnails_of_large_colour_images_stay_small():
+    from webapp.experiments import preparation
+
+    image = np.random.default_rng(0).random((100, 50, 3), dtype=np.float32)
+    url = preparation.image_thumbnail(image, "unit")
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as picture:
+        assert picture.mode == "RGB" and picture.size == (32, 64)
+    raw = (image * 255).astype(np.float32)  # image_scaling "none": pixels as they came
+    assert preparation.image_thumbnail(raw, "none") == url
