@@ -4,8 +4,9 @@
 
 Generates a CSV of numeric, categorical, boolean and date columns (20 in all), then runs, each
 in a fresh subprocess so peak RSS (``resource.getrusage``) belongs to that step alone:
-``pandas.read_csv`` (default engine), and Cupola's ingestion (sniff, parse, type, statistics,
-Parquet and preview written). Prints the numbers; asserts nothing.
+``pandas.read_csv`` (default engine), and Cupola's ingestion (sniff, streaming parse, type, statistics,
+Arrow file and preview written). Prints the numbers and the load average (the machine may be
+shared: compare runs taken under similar load); asserts nothing.
 """
 
 from __future__ import annotations
