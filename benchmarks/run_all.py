@@ -1,0 +1,265 @@
+"""Run every benchmark and write ``benchmarks/README.md`` from what they measured.
+
+    python benchmarks/run_all.py            # engine (full recipes), ingestion (1M rows), load: many minutes
+    python benchmarks/run_all.py --quick    # engine --quick, ingestion 200k rows, 15 s of load
+
+Steps, each in its own process, each one's command written beside its numbers:
+
+- engine vs PyTorch per recipe: ``benchmarks/engine_report.py`` (``trainer.bench``), on the CPU, and on
+  the GPU with ``--gpu`` where one is visible; ``--engine-json PATH`` adds a report measured elsewhere
+  (for instance on a GPU machine with ``engine_report.py --device gpu --json PATH``);
+- ingestion vs ``pandas.read_csv``: ``benchmarks/ingest_bench.py``;
+- load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``.
+
+Nothing in the README is typed by hand: a step that fails is reported as failed, with its error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "benchmarks" / "README.md"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    memory = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    versions = {}
+    for name in ("numpy", "pandas", "pyarrow", "torch", "django", "celery", "cupy"):
+        try:
+            from importlib import metadata
+
+            versions[name] = metadata.version(name if name != "cupy" else "cupy-cuda12x")
+        except Exception:
+            continue
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "versions": versions}
+
+
+class Step:
+    def __init__(self, name: str, argv: list[str], timeout: float):
+        self.name, self.argv, self.timeout = name, argv, timeout
+        self.command = " ".join(shlex.quote(a) for a in ["python", *argv[1:]])
+        self.rc: int | None = None
+        self.seconds = 0.0
+        self.stdout = self.stderr = ""
+
+    def run(self) -> "Step":
+        print(f"\n=== {self.name}: {self.command}", flush=True)
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(self.argv, cwd=ROOT, capture_output=True, text=True, timeout=self.timeout,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            self.rc, self.stdout, self.stderr = done.returncode, done.stdout, done.stderr
+        except subprocess.TimeoutExpired as error:
+            self.rc = -1
+            self.stdout = error.stdout.decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
+            self.stderr = f"timed out after {self.timeout:.0f} s"
+        self.seconds = time.perf_counter() - started
+        print(self.stdout[-4000:])
+        if self.rc:
+            print(self.stderr[-4000:], file=sys.stderr)
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def failure(self) -> str:
+        tail = (self.stderr or self.stdout).strip().splitlines()[-8:]
+        return (f"**failed** (exit {self.rc}) after {self.seconds:.0f} s:\n\n```\n" + "\n".join(tail) + "\n```\n")
+
+
+def _json_block(text: str) -> dict | None:
+    """The last top-level JSON object printed with indentation (a line "{" … a line "}")."""
+    lines = text.splitlines()
+    for end in range(len(lines) - 1, -1, -1):
+        if lines[end] == "}":
+            for start in range(end, -1, -1):
+                if lines[start] == "{":
+                    try:
+                        return json.loads("\n".join(lines[start:end + 1]))
+                    except ValueError:
+                        return None
+    return None
+
+
+def _engine_section(title: str, step: Step | None, report: dict | None, markdown: str | None, source: str) -> str:
+    out = [f"### {title}\n", f"Command: `{source}`\n"]
+    if step is not None and not step.ok:
+        return "\n".join(out) + "\n" + step.failure()
+    if report is None:
+        return "\n".join(out) + "\nNo report.\n"
+    if markdown:
+        out.append(markdown.strip() + "\n")
+    failed = [r["recipe"] for r in report.get("results", []) if "error" in r.get("cupola", {})]
+    if failed:
+        out.append(f"Recipes that failed on Cupola's side: {', '.join(failed)}.\n")
+    out.append("`cupola/torch` is the ratio of wall-clock training times (below 1: Cupola is faster); quality is "
+               "measured on each recipe's held-out split.\n")
+    return "\n".join(out)
+
+
+def _ingest_section(step: Step | None) -> str:
+    out = ["## Ingestion vs `pandas.read_csv`\n"]
+    if step is None:
+        return "\n".join(out) + "\nNot run this time.\n"
+    out.append(f"Command: `{step.command}`\n")
+    report = _json_block(step.stdout) if step.ok else None
+    if report is None:
+        return "\n".join(out) + "\n" + (step.failure() if not step.ok else "No report parsed.\n")
+    speed_ok = report["speed_vs_pandas"] >= 0.8
+    rss_ok = report["peak_rss_over_file_size"] < 2
+    out += [
+        f"A generated CSV of {report['rows']:,} rows × 20 columns ({report['file_mib']} MiB); best of the runs; "
+        f"load average at the end {report.get('load_average')}.\n",
+        "| measure | value | target | met |", "| --- | ---: | --- | --- |",
+        f"| `pandas.read_csv` | {report['pandas_read_csv_s']} s | | |",
+        f"| Cupola ingestion (sniff, parse, type, statistics, store) | {report['cupola_ingest_s']} s | | |",
+        f"| speed vs pandas | {report['speed_vs_pandas']}× | ≥ 0.8× | {'yes' if speed_ok else 'no'} |",
+        f"| Cupola peak RSS | {report['cupola_peak_rss_mib']} MiB (after imports {report['cupola_rss_after_imports_mib']}) "
+        f"| | |",
+        f"| peak RSS / file size | {report['peak_rss_over_file_size']}× | < 2× | {'yes' if rss_ok else 'no'} |",
+        f"| pandas peak RSS | {report['pandas_peak_rss_mib']} MiB | | |", "",
+    ]
+    return "\n".join(out)
+
+
+def _load_section(step: Step | None, report: dict | None) -> str:
+    out = ["## Load: dashboards and live metrics on `manage.py up`\n"]
+    if step is None:
+        return "\n".join(out) + "\nNot run this time.\n"
+    out.append(f"Command: `{step.command}`\n")
+    if not step.ok or report is None:
+        return "\n".join(out) + "\n" + step.failure()
+    config = report["config"]
+    out += [
+        f"A workspace with {report['seed']['runs']:,} finished runs ({report['seed']['epochs_per_run']} metric rows "
+        f"each) and one run training on the embedded worker meanwhile; loopback; gunicorn with 2 processes × 4 threads "
+        f"(`up --web-workers 2 --concurrency 1`). Each client waits {config['interval']} s between requests (the run page "
+        f"polls every 2 s). {report['elapsed_s']} s of mixed load, after {config['duration'] / 2:.0f} s of the pollers "
+        f"alone.\n",
+        "| endpoint | clients | requests | req/s | errors | p50 ms | p95 ms | max ms | target p95 | SQL queries | met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    rows = [("dashboard", config["dashboard_clients"], report["latency"]["dashboard"]),
+            ("live metrics", config["metrics_clients"], report["latency"]["live_metrics"]),
+            ("live metrics, pollers alone", config["metrics_clients"], report["live_metrics_alone"])]
+    for label, clients, row in rows:
+        key = "dashboard" if label == "dashboard" else "live_metrics"
+        queries = report["queries"].get(key, {}).get("queries", "")
+        out.append(f"| {label} | {clients} | {row['requests']} | {row['per_second']} | {row['errors']} | {row['p50_ms']} "
+                   f"| {row['p95_ms']} | {row['max_ms']} | < {row['target_p95_ms']:.0f} ms | {queries} "
+                   f"| {'yes' if row['meets_target'] else 'no'} |")
+    q = report["queue_to_start"]
+    out += ["",
+            f"Queue-to-start on an idle embedded worker (`created_at` → `started_at`, {q['samples']} one-epoch runs "
+            f"one after another): median {q['median_s'] * 1000:.0f} ms, max {q['max_s'] * 1000:.0f} ms "
+            f"(target < 1 s: {'met' if q['meets_target'] else 'missed'}).\n",
+            "Each view rendered once more in-process after the load: " + ", ".join(
+                f"{name} {v['queries']} SQL queries, {v['in_process_ms']} ms, {v['bytes']:,} bytes"
+                for name, v in report["queries"].items()) + ".\n",
+            f"The training run completed {report['training_under_load']['epochs_done']} epochs during the load.\n"]
+    return "\n".join(out)
+
+
+def write_readme(meta: dict, sections: list[str]) -> None:
+    m = meta["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    head = [
+        "# Benchmarks\n",
+        "<!-- Generated by benchmarks/run_all.py: do not edit by hand; run it again. -->\n",
+        f"Measured {meta['date']} with `{meta['command']}` (took {meta['seconds'] / 60:.1f} min).\n",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} memory, {m['os']}, Python {m['python']}; {versions}. "
+        f"Load average before the run: {meta['load_before']}.\n",
+    ]
+    README.write_text("\n".join(head) + "\n" + "\n".join(sections))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Run every benchmark and write benchmarks/README.md.")
+    parser.add_argument("--quick", action="store_true", help="small versions of each benchmark (minutes, not more)")
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "load"))
+    parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
+    parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
+                        help="an engine_report.py --json report measured elsewhere, added as its own section")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/run_all.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    work = Path(tempfile.mkdtemp(prefix="cupola-bench-"))
+    py = sys.executable
+    sections = []
+
+    sections.append("## Engine vs PyTorch (`trainer.bench`)\n")
+    if "engine" in args.skip:
+        sections.append("Not run this time.\n")
+    devices = ["cpu"] + (["gpu"] if args.gpu else [])
+    for device in devices:
+        if "engine" in args.skip:
+            break
+        out_json, out_md = work / f"engine-{device}.json", work / f"engine-{device}.md"
+        argv_ = [py, "benchmarks/engine_report.py", "--device", device, "--json", str(out_json),
+                 "--markdown", str(out_md)] + (["--quick"] if args.quick else [])
+        step = Step(f"engine on {device}", argv_, timeout=3600).run()
+        step.command = step.command.replace(str(out_json), f"engine-{device}.json").replace(str(out_md),
+                                                                                         f"engine-{device}.md")
+        report = json.loads(out_json.read_text()) if step.ok and out_json.exists() else None
+        markdown = out_md.read_text() if step.ok and out_md.exists() else None
+        sections.append(_engine_section(f"On the {device.upper()}{' (quick recipes)' if args.quick else ''}",
+                                        step, report, markdown, step.command))
+    for path in args.engine_json:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from engine_report import markdown_table
+
+        report = json.loads(Path(path).read_text())
+        sections.append(_engine_section(f"Measured elsewhere: {report['environment'].get('device', '?')} "
+                                        f"({Path(path).name})", None, report, markdown_table(report),
+                                        report.get("command", f"python benchmarks/engine_report.py --json {Path(path).name}")))
+
+    ingest = None
+    if "ingest" not in args.skip:
+        rows = 200_000 if args.quick else 1_000_000
+        ingest = Step("ingestion", [py, "benchmarks/ingest_bench.py", "--rows", str(rows)], timeout=1800).run()
+    sections.append(_ingest_section(ingest))
+
+    load, load_report = None, None
+    if "load" not in args.skip:
+        out_json = work / "load.json"
+        extra = ["--duration", "15"] if args.quick else ["--duration", "30"]
+        load = Step("load", [py, "benchmarks/load_bench.py", *extra, "--json", str(out_json)], timeout=1200).run()
+        load.command = load.command.replace(f" --json {out_json}", "")
+        load_report = json.loads(out_json.read_text()) if load.ok and out_json.exists() else None
+    sections.append(_load_section(load, load_report))
+
+    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command,
+            "seconds": time.perf_counter() - started, "machine": machine(), "load_before": load_before}
+    write_readme(meta, sections)
+    print(f"\nwrote {README.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
