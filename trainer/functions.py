@@ -540,12 +540,25 @@ class Conv2D(Function):
         oh = (xp_.shape[1] - kh) // sh + 1
         ow = (xp_.shape[2] - kw) // sw + 1
         self.geometry = (xp_.shape, oh, ow)
-        if kh == kw == 1 and sh == sw == 1:
+        # Few input channels (images): columns as (KH*KW*C, N*OH*OW), filled by one slice copy per
+        # kernel offset and channel, instead of an element-by-element gather of short windows.
+        self.transposed = c <= 4 and not (kh == kw == 1 and sh == sw == 1)
+        if self.transposed:
+            xp = _xp(x)
+            cols = xp.empty((kh, kw, c, n, oh, ow), dtype=x.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    window = xp_[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+                    cols[i, j] = window.transpose(3, 0, 1, 2)
+            cols = cols.reshape(kh * kw * c, n * oh * ow)
+            y = cols.T @ W.reshape(kh * kw * c, f)
+        elif kh == kw == 1 and sh == sw == 1:
             cols = xp_.reshape(-1, c)
+            y = cols @ W.reshape(c, f)
         else:
             cols = _windows(xp_, kh, kw, sh, sw, oh, ow).reshape(n * oh * ow, kh * kw * c)
+            y = cols @ W.reshape(kh * kw * c, f)
         self.cols = cols
-        y = cols @ W.reshape(kh * kw * c, f)
         if b is not None:
             y += b
         _activate_inplace(y, self.activation)
@@ -558,7 +571,7 @@ class Conv2D(Function):
         sh, sw = self.strides
         padded_shape, oh, ow = self.geometry
         gz = _activation_grad(gy.reshape(-1, f), self.y, self.activation)
-        gW = (self.cols.T @ gz).reshape(W.shape)
+        gW = ((self.cols if self.transposed else self.cols.T) @ gz).reshape(W.shape)
         gx = None
         if self.needs_grad(0):
             n = padded_shape[0]

@@ -244,6 +244,8 @@ class Sequential:
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
         backend.ensure_blas_threads()
+        if backend.get_device() == "cpu":
+            backend.tune_allocator()
         x = self._prepare_x(x)
         if not self.built:
             self.build(x.shape[1:], seed=seed)
