@@ -155,7 +155,7 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     assert "species" in page.content()
     owner.shot(page, "dataset")
 
-    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=300, batch_size=4, expect_layer="Dense")
+    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=500, batch_size=4, expect_layer="Dense")
     _watch_training(owner, page)
 
     new_rows = tmp_path / "new-flowers.csv"
@@ -188,7 +188,7 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
                            ".every((img) => img.complete && img.naturalWidth > 0)")
     owner.shot(page, "dataset")
 
-    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=4, batch_size=64, expect_layer="Conv2D")
+    run_url = _build_from_template_and_train(owner, page, base, ws, epochs=6, batch_size=64, expect_layer="Conv2D")
     _watch_training(owner, page)
 
     images = []
