@@ -43,3 +43,16 @@ def iris_spec(epochs: int = 12, learning_rate: float = 0.02, batch_size: int = 1
                     "optimizer": {"type": "adam", "learning_rate": learning_rate}, "metrics": ["accuracy"]},
         "fit": {"epochs": epochs, "batch_size": batch_size, "seed": 1},
     }
+
+
+def small_cnn_spec(epochs: int = 1) -> dict:
+    """A tiny CNN for the 8x8 digits: one convolution, one pooling, a softmax."""
+    return {
+        "input_shape": [8, 8, 1],
+        "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
+                   {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
+                   {"type": "Dense", "units": 10, "activation": "softmax"}],
+        "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
+                    "metrics": ["accuracy"]},
+        "fit": {"epochs": epochs, "batch_size": 64, "seed": 2},
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.webapp.experiments.conftest import iris_spec, make_version
+from tests.webapp.experiments.conftest import iris_spec, make_version, small_cnn_spec
 from trainer import Sequential
 from webapp.experiments import checkpoints, datasource, execution, services
 
@@ -13,15 +13,7 @@ from webapp.experiments import checkpoints, datasource, execution, services
 # another order, so outputs agree to about 1e-6; the tolerance leaves room for deeper models.
 RTOL, ATOL = 1e-4, 1e-5
 
-SMALL_CNN = {
-    "input_shape": [8, 8, 1],
-    "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
-               {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
-               {"type": "Dense", "units": 10, "activation": "softmax"}],
-    "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
-                "metrics": ["accuracy"]},
-    "fit": {"epochs": 1, "batch_size": 64, "seed": 2},
-}
+SMALL_CNN = small_cnn_spec(epochs=1)
 SMALL_LSTM = {
     "input_shape": [12, 1],
     "layers": [{"type": "LSTM", "units": 8}, {"type": "Dense", "units": 1}],

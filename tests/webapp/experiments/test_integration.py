@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.webapp.experiments.conftest import iris_spec, make_version
+from tests.webapp.experiments.conftest import iris_spec, make_version, small_cnn_spec
 from webapp.experiments import checkpoints, watchdog
 from webapp.experiments.models import MetricRow, Run
 
@@ -129,15 +129,7 @@ def test_a_diverging_run_fails_with_the_reason(transactional_db, stack, client, 
 
 def test_an_image_run_trains_a_small_cnn_through_the_worker(transactional_db, stack, client, people):
     digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
-    spec = {
-        "input_shape": [8, 8, 1],
-        "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
-                   {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
-                   {"type": "Dense", "units": 10, "activation": "softmax"}],
-        "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
-                    "metrics": ["accuracy"]},
-        "fit": {"epochs": 2, "batch_size": 64, "seed": 2},
-    }
+    spec = small_cnn_spec(epochs=2)
     run_id = start(client, people.editor, people.workspace, digits, spec)
     run = wait_for(lambda: (r := run_state(run_id)).is_finished and r, 60, "the image run to finish", stack)
     assert run.status == "succeeded", run.reason + run.traceback_summary
