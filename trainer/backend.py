@@ -81,6 +81,35 @@ def to_device(x, dtype=None):
     return np.asarray(x, dtype=dtype)
 
 
+def is_device_array(x):
+    """True for a CuPy array (an array that already lives on the GPU)."""
+    return bool(_cupy) and isinstance(x, _cupy.ndarray)
+
+
+def resident_limit_bytes():
+    """The largest data set (in bytes, after casting) that training keeps whole on the device.
+
+    Larger ones stay where they are (a memory map stays on disk) and are read, cast and moved
+    one batch at a time. CUPOLA_RESIDENT_BYTES overrides the default: a quarter of the
+    physical memory on the CPU, half the free GPU memory on the GPU."""
+    value = os.environ.get("CUPOLA_RESIDENT_BYTES")
+    if value is not None and value.strip():
+        try:
+            limit = int(float(value))
+        except ValueError:
+            raise ValueError(f"CUPOLA_RESIDENT_BYTES must be a number of bytes. Received: {value!r}") from None
+        if limit < 0:
+            raise ValueError(f"CUPOLA_RESIDENT_BYTES must not be negative. Received: {value!r}")
+        return limit
+    if _device == "gpu":
+        free, _total = _cupy.cuda.Device().mem_info
+        return free // 2
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume 8 GiB of RAM
+        return 2 << 30
+
+
 def to_host(x):
     """A NumPy array with the contents of ``x`` (host or device array, or scalar)."""
     if _cupy and isinstance(x, _cupy.ndarray):

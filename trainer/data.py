@@ -717,3 +717,19 @@ def iterate_batches(x, y=None, batch_size=32, *, shuffle=False, rng=None, drop_l
             xb = np.array(x[start:end])
             yb = None if y is None else np.array(y[start:end])
         yield xb, yb
+
+
+def gather_rows(array, indices, dtype=None):
+    """``array[indices]`` as a new in-memory array of ``dtype``, rows in the order of ``indices``.
+
+    The rows are read in ascending order (forward through a memory map, the order the page
+    cache reads ahead in) and then put in the order asked for, so a shuffled batch of a
+    memory-mapped set reads like a sorted one and still comes out exactly as ``array[indices]``.
+    Only the batch is copied, in the array's own dtype first, then cast while it is placed.
+    """
+    indices = np.asarray(indices)
+    ascending = np.argsort(indices, kind="stable")
+    rows = array[indices[ascending]]
+    out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype if dtype is None else dtype)
+    out[ascending] = rows
+    return out

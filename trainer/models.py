@@ -5,12 +5,46 @@ import time
 import numpy as np
 
 from trainer import backend, io, losses, optimizers
+from trainer import data as data_module
 from trainer import callbacks as callbacks_module
 from trainer import layers as layers_module
 from trainer.core import Config, TrainingError, Variable, no_grad, test_mode, using_config
 
 BUILTIN_METRICS = ("accuracy", "mae", "mse", "rmse")
 METRIC_ALIASES = {"acc": "accuracy", "mean_absolute_error": "mae", "mean_squared_error": "mse"}
+
+
+class _Rows:
+    """The rows of a training array (x or y) handed out as device batches of one dtype.
+
+    Resident: the whole array is on the device in ``dtype`` (moved, and cast if needed, once),
+    and a batch is a device gather or slice. That is the fast path, taken when the array
+    already has ``dtype``, or is an in-memory array whose cast copy fits, and when the result
+    is within ``backend.resident_limit_bytes()``. Otherwise the array stays as it is - a memory
+    map stays on disk - and each batch's rows are read, cast and moved on their own, so memory
+    grows with the batch and not with the data set. Both give the same batches, bit for bit.
+    """
+
+    def __init__(self, array, dtype):
+        self.host = array
+        self.dtype = np.dtype(dtype)
+        fits = array.size * self.dtype.itemsize <= backend.resident_limit_bytes()
+        same = array.dtype == self.dtype
+        self.resident = fits and (same or not isinstance(array, np.memmap))
+        self.data = backend.to_device(array, dtype=self.dtype) if self.resident else array
+
+    def __len__(self):
+        return len(self.host)
+
+    def take(self, host_indices, device_indices):
+        if self.resident:
+            return self.data[device_indices]
+        return backend.to_device(data_module.gather_rows(self.host, host_indices, self.dtype))
+
+    def slice(self, begin, end):
+        if self.resident:
+            return self.data[begin:end]
+        return backend.to_device(np.asarray(self.host[begin:end], dtype=self.dtype))
 
 
 class Sequential:
@@ -133,11 +167,17 @@ class Sequential:
         return loss.data, out.data, lr
 
     # ------------------------------------------------------------------ data preparation
-    def _prepare_x(self, x):
-        x = np.asarray(x) if not hasattr(x, "shape") else x
+    def _input_dtype(self):
         if self.layers and isinstance(self.layers[0], layers_module.Embedding):
-            return x.astype(np.int64, copy=False)
-        return x.astype(self.dtype, copy=False)
+            return np.dtype(np.int64)
+        return self.dtype
+
+    @staticmethod
+    def _prepare_x(x):
+        """x as an array, in its own dtype: a memory map stays one (batches are cast as they go)."""
+        if isinstance(x, np.ndarray) or backend.is_device_array(x):
+            return x
+        return np.asarray(x)
 
     def _prepare_y(self, y):
         y = np.asarray(y) if not hasattr(y, "shape") else y
@@ -260,7 +300,7 @@ class Sequential:
         if validation_data is not None:
             xv, yv = self._prepare_x(validation_data[0]), self._prepare_y(validation_data[1])
             self._check_input(xv)
-            validation_data = (backend.to_device(xv), backend.to_device(yv), xv, yv)
+            validation_data = (_Rows(xv, self._input_dtype()), _Rows(yv, yv.dtype), xv, yv)
         if len(x) == 0:
             raise ValueError("fit: no training samples (check validation_split)")
         if self.optimizer.params != self.trainable_weights:
@@ -280,7 +320,7 @@ class Sequential:
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
         batch_logs = cbs.wants_batch_logs
-        x_dev, y_dev = backend.to_device(x), backend.to_device(y)
+        x_rows, y_rows = _Rows(x, self._input_dtype()), _Rows(y, y.dtype)
         n = len(x)
         fused = self._fused
         self.stop_training = False
@@ -295,7 +335,7 @@ class Sequential:
         with using_config("train", True):
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch, {})
-                logs = self._fit_epoch(epoch, x_dev, y_dev, n, batch_size, shuffle, fused, cbs, batch_logs)
+                logs = self._fit_epoch(epoch, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs)
                 if validation_data is not None:
                     with test_mode():
                         val = self._evaluate_arrays(validation_data[0], validation_data[1], max(batch_size, 256))
@@ -312,10 +352,9 @@ class Sequential:
 
     def _fit_epoch(self, epoch, x, y, n, batch_size, shuffle, fused, cbs, batch_logs):
         start = time.perf_counter()
-        xp = backend.get_array_module(x)
+        xp = backend.xp()
         order = np.random.default_rng([self._seed, epoch]).permutation(n) if shuffle else None
-        if order is not None:
-            order = backend.to_device(order)
+        order_device = backend.to_device(order) if order is not None and (x.resident or y.resident) else None
         dropout_rng = backend.random_generator([self._seed, epoch, 1])
         for layer in self.layers:
             layer.rng = dropout_rng
@@ -324,11 +363,13 @@ class Sequential:
         lr = self.optimizer.current_learning_rate()
         seen = 0
         for batch, begin in enumerate(range(0, n, batch_size)):
+            end = begin + batch_size
             if order is None:
-                xb, yb = x[begin:begin + batch_size], y[begin:begin + batch_size]
+                xb, yb = x.slice(begin, end), y.slice(begin, end)
             else:
-                idx = order[begin:begin + batch_size]
-                xb, yb = x[idx], y[idx]
+                host_idx = order[begin:end]
+                device_idx = order_device[begin:end] if order_device is not None else None
+                xb, yb = x.take(host_idx, device_idx), y.take(host_idx, device_idx)
             loss, out, lr = self._train_step(xb, yb, fused)
             size = len(xb)
             seen += size
@@ -352,13 +393,14 @@ class Sequential:
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_arrays(self, x, y, batch_size):
-        xp = backend.get_array_module(x)
+        """Loss and metrics over the batches of ``x`` and ``y`` (two ``_Rows``)."""
+        xp = backend.xp()
         fused = self._fused
         loss_total = xp.zeros((), dtype=np.float64)
         totals = {}
         with no_grad():
             for begin in range(0, len(x), batch_size):
-                xb, yb = x[begin:begin + batch_size], y[begin:begin + batch_size]
+                xb, yb = x.slice(begin, begin + batch_size), y.slice(begin, begin + batch_size)
                 out = self(xb, logits=fused)
                 loss = self.loss(yb, out, logits=True if fused else None).data
                 loss_total += loss * len(xb)
@@ -390,7 +432,7 @@ class Sequential:
         self._check_input(x)
         y = self._prepare_y(y)
         with test_mode():
-            logs = self._evaluate_arrays(backend.to_device(x), backend.to_device(y), batch_size)
+            logs = self._evaluate_arrays(_Rows(x, self._input_dtype()), _Rows(y, y.dtype), batch_size)
             logs.update(self._extra_metrics(x, y))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -403,9 +445,10 @@ class Sequential:
             self.build(x.shape[1:])
         self._check_input(x)
         outputs = []
+        dtype = self._input_dtype()
         with no_grad(), test_mode():
             for begin in range(0, len(x), batch_size):
-                xb = backend.to_device(x[begin:begin + batch_size])
+                xb = backend.to_device(x[begin:begin + batch_size], dtype=dtype)
                 outputs.append(backend.to_host(self(xb).data))
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=np.float32)
