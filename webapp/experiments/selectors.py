@@ -20,7 +20,7 @@ def get_sweep_for_user(user, pk, *, write: bool = False):
 
 
 def runs_for_workspace(workspace, *, dataset=None, status=None, tag=None, starred=False, query=None):
-    runs = Run.objects.filter(workspace=workspace).select_related("dataset_version__dataset", "created_by")
+    runs = Run.objects.filter(workspace=workspace).select_related("workspace", "dataset_version__dataset", "created_by")
     if dataset:
         runs = runs.filter(dataset_version__dataset_id=dataset)
     if status:

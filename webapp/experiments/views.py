@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.core.paginator import Paginator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
@@ -26,6 +27,9 @@ def _run_in(request, ws: str, pk: int, *, write: bool = False):
     return run, membership
 
 
+DASHBOARD_PAGE_SIZE = 50
+
+
 def _datasets(workspace):
     from webapp.datasets.models import Dataset
 
@@ -44,10 +48,13 @@ def dashboard(request, ws):
                "query": (request.GET.get("q") or "").strip()[:100] or None}
     if filters["dataset"] and not str(filters["dataset"]).isdigit():
         filters["dataset"] = None
-    runs = selectors.runs_for_workspace(workspace, **filters)[:200]
+    page = Paginator(selectors.runs_for_workspace(workspace, **filters), DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
     active = Run.objects.filter(workspace=workspace, status__in=ACTIVE_STATUSES).count()
+    query = request.GET.copy()
+    query.pop("page", None)
     return render(request, "experiments/dashboard.html", {
-        "workspace": workspace, "membership": membership, "section": "dashboard", "runs": runs,
+        "workspace": workspace, "membership": membership, "section": "dashboard", "runs": page.object_list,
+        "page": page, "page_query": query.urlencode(),
         "datasets": _datasets(workspace), "tags": selectors.workspace_tags(workspace), "statuses": RunStatus.choices,
         "filters": filters, "active_count": active, "current_workspace": workspace,
     })

@@ -151,3 +151,22 @@ def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, peop
         assert max(gaps) <= 4  # evenly spread, not the first 2,000
     short = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/live.json?since={epochs - 10}").json()
     assert short["series"]["epoch"] == list(range(epochs - 9, epochs + 1)) and short["downsampled"] is False
+
+
+@pytest.mark.django_db
+def test_the_dashboard_pages_many_runs_with_a_query_count_that_does_not_grow(client, people, trained,
+                                                                               django_assert_max_num_queries):
+    for n in range(59):
+        Run.objects.create(workspace=people.workspace, dataset_version=trained.dataset_version, created_by=people.owner,
+                           spec=trained.spec, name=f"bulk {n}", status="succeeded", best_metric=0.5,
+                           best_metric_name="val_accuracy")
+    client.force_login(people.viewer)
+    ws = people.workspace.slug
+    with django_assert_max_num_queries(15):
+        first = client.get(f"/w/{ws}/").content.decode()
+    assert first.count('<tr data-run="') == 50
+    assert "Runs 1–50 of 60" in first
+    second = client.get(f"/w/{ws}/?status=succeeded&page=2").content.decode()
+    assert second.count('<tr data-run="') == 10
+    assert "baseline" in second  # the oldest run is on the last page
+    assert "page=1" in second and "status=succeeded" in second  # the pager keeps the filters
