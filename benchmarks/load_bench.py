@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     env = {**os.environ, "CUPOLA_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "webapp.settings"}
     env.pop("DATABASE_URL", None)
     seed_out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seed_runs.py"), "--runs", str(args.runs)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if seed_out.returncode != 0:
         print(seed_out.stderr[-3000:], file=sys.stderr)
         return 1
@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     finally:
         server.stop()
     report = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
         "command": "python benchmarks/load_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": {"metrics_clients": args.metrics_clients, "dashboard_clients": args.dashboard_clients,
                    "interval": args.interval, "duration": args.duration, "max_requests": args.max_requests},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ class Pages:
 def pages(browser, request):
     """``pages.new()`` opens a watched page; at the end, the test fails on any JavaScript error seen."""
     name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    shutil.rmtree(ARTIFACTS / name, ignore_errors=True)  # this run's screenshots only
     contexts = []
 
     def open_context(label: str = "") -> Pages:

@@ -77,7 +77,7 @@ def assert_no_trace(response) -> None:
 def page_text(response) -> str:
     """The page's text with tags removed and entities decoded (what a person reads)."""
     body = response.content.decode("utf-8", "replace")
-    body = re.sub(r"<script\b[^>]*>.*?</script>", " ", body, flags=re.S | re.I)
+    body = re.sub(r"<script\b[^>]*>.*?</script>", " ", body, flags=re.DOTALL | re.IGNORECASE)
     return html.unescape(re.sub(r"<[^>]+>", " ", body))
 
 

@@ -158,9 +158,10 @@ def test_the_api_without_valid_credentials_answers_401(world, header):
 
 
 def test_a_revoked_token_answers_401(world):
+    from django.test import Client
+
     from webapp.accounts import services as accounts
     from webapp.accounts.models import ApiToken
-    from django.test import Client
 
     token, key = accounts.token_create(user=world.people.owner, name="soon revoked")
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {key}")

@@ -114,7 +114,7 @@ def test_a_ten_megabyte_json_body_is_refused_with_a_4xx(world):
 
 
 def test_json_nested_ten_thousand_deep_is_refused_with_a_4xx(world):
-    body = '{"dataset_version": %d, "spec": %s1%s}' % (world.version.pk, '{"a":' * 10_000, "}" * 10_000)
+    body = '{"dataset_version": ' + str(world.version.pk) + ', "spec": ' + '{"a":' * 10_000 + "1" + "}" * 10_000 + "}"
     response = world.api.post(f"/api/v1/workspaces/{world.ws}/runs", body, content_type="application/json")
     assert_no_trace(response)
     assert 400 <= response.status_code < 500

@@ -35,10 +35,10 @@ def _check_outcome(world, version, expected, detail_html: str, api_json: dict) -
         assert version.status == "ready", version.error
         return
     assert version.status == "failed", f"expected a failure matching {pattern!r}, got {version.status}"
-    assert re.search(pattern, version.error, re.I), f"the message does not say {pattern!r}: {version.error!r}"
-    shown = [v for v in api_json["versions"] if v["id"] == version.pk][0]
+    assert re.search(pattern, version.error, re.IGNORECASE), f"the message does not say {pattern!r}: {version.error!r}"
+    shown = next(v for v in api_json["versions"] if v["id"] == version.pk)
     assert shown["status"] == "failed" and shown["error"] == version.error
-    assert re.search(pattern, detail_html, re.I), "the data set page does not show the reason"
+    assert re.search(pattern, detail_html, re.IGNORECASE), "the data set page does not show the reason"
     assert version.error[:60] in detail_html
 
 
