@@ -91,6 +91,17 @@ def test_it_differentiates_conv2d(xp, kernel, strides, padding, check_gradients)
                     rand(xp, 2, 6, 5, 3), rand(xp, *kernel, 3, 2, seed=1), rand(xp, 2, seed=2))
 
 
+@pytest.mark.parametrize("channels,bias", [(6, True), (3, False), (6, False)])
+def test_it_differentiates_conv2d_with_many_channels_or_without_bias(xp, channels, bias, check_gradients):
+    # Up to 4 channels the columns are (K, M) and carry the bias as a row of ones; more channels
+    # take the window-copy path with a separate bias add.
+    x, w = rand(xp, 2, 5, 5, channels), rand(xp, 3, 3, channels, 2, seed=1)
+    if bias:
+        check_gradients(lambda x, w, b: F.conv2d(x, w, b, 1, "same", "relu"), x, w, rand(xp, 2, seed=2))
+    else:
+        check_gradients(lambda x, w: F.conv2d(x, w, None, (2, 1), "valid", "tanh"), x, w)
+
+
 def test_it_computes_conv2d_like_a_direct_loop():
     x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
     w = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
