@@ -1,13 +1,19 @@
 """Benchmark the engine against PyTorch: the same recipes, data, split, initialisation scheme,
 epochs, batch size and optimizer, trained side by side in one process.
 
-    python -m trainer.bench [--recipe NAME ...] [--quick] [--json out.json] [--device auto|cpu|gpu]
+    python -m trainer.bench [--recipe NAME ...] [--quick] [--seeds N] [--json out.json] [--device auto|cpu|gpu]
 
 Each recipe prints wall time and samples/s for both frameworks, the time ratio
 (cupola / torch; below 1 means the engine is faster), test quality, peak RSS, and the
 environment (date, machine, device, threads, TF32). The engine is used only through its public
 API (`trainer.Sequential`, `trainer.layers`, `trainer.optimizers`). PyTorch is optional: without
 it only the engine side runs.
+
+Seeds: `--seed` fixes the data split; `--seeds N` trains every recipe N times on each side with
+the training seeds seed, seed+1, ..., seed+N-1 (each drives that side's initialisation and
+shuffling; the split does not move). Quality is reported as mean ± sample std over the seeds, the
+time ratio from the summed training times, and each recipe says whether the issue's quality rule
+holds on the means (accuracy >= torch - 1 point, R² >= torch - 0.02, RMSE <= 1.05 x torch).
 
 Wall time covers `fit` only, on a fresh model, after each side has trained a throwaway copy
 on two batches (one-time start-up costs excluded); samples/s = epochs x training rows / time.
@@ -543,7 +549,65 @@ def _run_side(side_factory, recipe, dataset, epochs):
     return result
 
 
-def run_recipe(recipe, *, quick, seed, device, use_torch):
+def combine_runs(runs, seeds):
+    """One side's per-seed results as one: summed seconds, samples/s over the sum, quality as the
+    mean with the sample standard deviation (0 for one seed) and the per-seed values, the highest
+    peak RSS. A side that failed on any seed reports the first error and no figures."""
+    failed = [r for r in runs if not r.get("ran")]
+    result = {"ran": not failed, "seeds": list(seeds),
+              "peak_rss_reset": all(r.get("peak_rss_reset") for r in runs),
+              "peak_rss_mb": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None), default=None)}
+    if failed:
+        result["error"] = failed[0].get("error", "did not run")
+        return result
+    seconds = sum(r["seconds"] for r in runs)
+    samples = sum(r["seconds"] * r["samples_per_second"] for r in runs)
+    result.update(seconds=seconds, samples_per_second=samples / seconds,
+                  seconds_per_seed=[r["seconds"] for r in runs])
+    if "flop_per_second" in runs[0]:
+        flops = sum(r["seconds"] * r["flop_per_second"] for r in runs)
+        result.update(flop_per_second=flops / seconds, parameters=runs[0]["parameters"])
+    if "quality" in runs[0]:
+        result["quality"], result["quality_std"], result["quality_per_seed"] = {}, {}, {}
+        for key in runs[0]["quality"]:
+            values = [float(r["quality"][key]) for r in runs]
+            result["quality"][key] = float(np.mean(values))
+            result["quality_std"][key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            result["quality_per_seed"][key] = values
+    return result
+
+
+# The issue's quality rule, applied to the means over the seeds: (metric, comparison, allowance).
+QUALITY_RULE = {
+    "accuracy": ("accuracy >= torch - 0.01", lambda cupola, torch: cupola >= torch - 0.01),
+    "r2": ("R2 >= torch - 0.02", lambda cupola, torch: cupola >= torch - 0.02),
+    "rmse": ("RMSE <= 1.05 x torch", lambda cupola, torch: cupola <= 1.05 * torch),
+}
+
+
+def quality_rule(cupola_quality, torch_quality):
+    """{"met": bool, "checks": {metric: {"rule", "cupola", "torch", "met"}}} for the metrics both
+    sides report, or None when there is nothing to compare."""
+    checks = {}
+    for key, (text, holds) in QUALITY_RULE.items():
+        if key in (cupola_quality or {}) and key in (torch_quality or {}):
+            c, t = cupola_quality[key], torch_quality[key]
+            checks[key] = {"rule": text, "cupola": c, "torch": t, "met": bool(holds(c, t))}
+    if not checks:
+        return None
+    return {"met": all(c["met"] for c in checks.values()), "checks": checks}
+
+
+def training_seeds(seed, seeds):
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"bench: seeds must be a positive integer. Received: seeds={seeds!r}")
+    return [seed + i for i in range(seeds)]
+
+
+def run_recipe(recipe, *, quick, seed, device, use_torch, seeds=1):
+    """Train the recipe on both sides once per training seed (seed, seed+1, ...); the data set,
+    its split and the throughput probe's inputs come from `seed` alone and stay fixed."""
+    train_seeds = training_seeds(seed, seeds)
     if recipe.name == THROUGHPUT:
         width, batches = recipe.options["width"], recipe.options["batches"]
         dataset = random_classification(batches * recipe.batch_size, width, 10, seed)
@@ -560,16 +624,28 @@ def run_recipe(recipe, *, quick, seed, device, use_torch):
         "batch_size": recipe.batch_size,
         "optimizer": f"Adam(lr={recipe.learning_rate:g})",
         "loss": recipe.loss,
+        "seeds": train_seeds,
     }
-    if cupola_available():
-        row["cupola"] = _run_side(lambda: CupolaSide(recipe, dataset, seed), recipe, dataset, epochs)
+    have_cupola = cupola_available()
+    cupola_runs, torch_runs = [], []
+    for train_seed in train_seeds:  # the two sides alternate, so a change in machine load hits both
+        if have_cupola:
+            cupola_runs.append(_run_side(lambda s=train_seed: CupolaSide(recipe, dataset, s), recipe, dataset, epochs))
+        if use_torch:
+            torch_runs.append(_run_side(lambda s=train_seed: TorchSide(recipe, dataset, s, device),
+                                        recipe, dataset, epochs))
+    if have_cupola:
+        row["cupola"] = combine_runs(cupola_runs, train_seeds)
     else:
         row["cupola"] = {"ran": False, "error": "trainer.Sequential is not available yet"}
     if use_torch:
-        row["torch"] = _run_side(lambda: TorchSide(recipe, dataset, seed, device), recipe, dataset, epochs)
+        row["torch"] = combine_runs(torch_runs, train_seeds)
     cupola, torch_side = row["cupola"], row.get("torch")
     if cupola.get("ran") and torch_side and torch_side.get("ran"):
         row["time_ratio"] = cupola["seconds"] / torch_side["seconds"]
+        rule = quality_rule(cupola.get("quality"), torch_side.get("quality"))
+        if rule is not None:
+            row["quality_rule"] = rule
     return row
 
 
@@ -640,8 +716,11 @@ def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf32=False, threads=None):
+def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf32=False, threads=None, seeds=1):
     """Run the named recipes (all by default) and return {"environment": ..., "results": [...]}.
+
+    seed: the data split (and the first training seed); seeds: how many training seeds per side
+    (seed, seed+1, ...), reported as mean ± std.
 
     threads: CPU threads for both sides (the engine's BLAS, torch's intra-op pool); default all
     usable cores."""
@@ -655,6 +734,7 @@ def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf3
         threads = usable_cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"bench: threads must be a positive integer. Received: threads={threads!r}")
+    training_seeds(seed, seeds)  # validate before anything runs
     device = choose_device(device, use_torch)
     env = environment(device, use_torch, tf32, threads)
     if cupola_available():
@@ -663,9 +743,9 @@ def run(recipes=None, *, quick=False, seed=0, device="auto", use_torch=None, tf3
     results = []
     for name in names:
         recipe = throughput_recipe(device, quick) if name == THROUGHPUT else RECIPES[name]
-        results.append(run_recipe(recipe, quick=quick, seed=seed, device=device, use_torch=use_torch))
+        results.append(run_recipe(recipe, quick=quick, seed=seed, device=device, use_torch=use_torch, seeds=seeds))
     env["load_average_at_end"] = _load_average()
-    return {"environment": env, "quick": quick, "seed": seed, "results": results}
+    return {"environment": env, "quick": quick, "seed": seed, "seeds": seeds, "results": results}
 
 
 # ----------------------------------------------------------------------------- report
@@ -705,13 +785,24 @@ def format_report(report):
     for row in report["results"]:
         lines.append("")
         lines.append(f"== {row['recipe']}: {row['title']}")
+        seeds = row.get("seeds", [report.get("seed")])
         lines.append(f"   {row['data']}; {row['train_rows']} train / {row['test_rows']} test rows; "
                      f"{row['epochs']} epochs, batch {row['batch_size']}, {row['optimizer']}, {row['loss']}")
+        if len(seeds) > 1:
+            lines.append(f"   {len(seeds)} training seeds {seeds[0]}..{seeds[-1]} per side (split fixed): "
+                         "times summed, quality mean ± std")
         sides = [s for s in ("cupola", "torch") if s in row]
-        lines.append(f"   {'':<22}" + "".join(f"{s:>14}" for s in sides))
+        width = 18 if len(seeds) > 1 else 14
+        lines.append(f"   {'':<22}" + "".join(f"{s:>{width}}" for s in sides))
 
-        def add(label, getter, digits=3, row=row, sides=sides):
-            lines.append(f"   {label:<22}" + "".join(f"{_fmt(getter(row[s]), digits):>14}" for s in sides))
+        def add(label, getter, digits=3, row=row, sides=sides, width=width):
+            lines.append(f"   {label:<22}" + "".join(f"{_fmt(getter(row[s]), digits):>{width}}" for s in sides))
+
+        def quality_text(side, key, seeds=seeds):
+            value = side.get("quality", {}).get(key)
+            if value is None or len(seeds) == 1:
+                return value
+            return f"{value:.4f} ± {side.get('quality_std', {}).get(key, 0.0):.4f}"
 
         add("wall time (s)", lambda r: r.get("seconds"), 2)
         add("samples/s", lambda r: r.get("samples_per_second"), 0)
@@ -720,11 +811,16 @@ def format_report(report):
         else:
             keys = [k for s in sides for k in row[s].get("quality", {})]
             for key in dict.fromkeys(keys):
-                add(f"test {key}", lambda r, k=key: r.get("quality", {}).get(k), 4)
+                add(f"test {key}", lambda r, k=key: quality_text(r, k), 4)
         label = "peak RSS (MB)" if all(row[s].get("peak_rss_reset") for s in sides) else "peak RSS so far (MB)"
         add(label, lambda r: r.get("peak_rss_mb"), 0)
         if "time_ratio" in row:
             lines.append(f"   time ratio cupola/torch: {row['time_ratio']:.2f}")
+        if "quality_rule" in row:
+            rule = row["quality_rule"]
+            details = "; ".join(f"{c['rule']}: {c['cupola']:.4f} vs {c['torch']:.4f} {'ok' if c['met'] else 'MISSED'}"
+                                for c in rule["checks"].values())
+            lines.append(f"   quality rule on the means: {'met' if rule['met'] else 'NOT met'} ({details})")
         for s in sides:
             if "error" in row[s]:
                 lines.append(f"   {s} failed: {row[s]['error']}")
@@ -738,13 +834,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="few epochs on small subsets (a smoke run)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="data split and first training seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="training seeds per side (seed, seed+1, ...): quality as mean ± std, times summed")
     parser.add_argument("--no-torch", action="store_true", help="run the engine side only")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 in PyTorch on the GPU (default: off)")
     parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: all usable cores)")
     args = parser.parse_args(argv)
     report = run(args.recipe, quick=args.quick, seed=args.seed, device=args.device,
-                 use_torch=False if args.no_torch else None, tf32=args.tf32, threads=args.threads)
+                 use_torch=False if args.no_torch else None, tf32=args.tf32, threads=args.threads,
+                 seeds=args.seeds)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

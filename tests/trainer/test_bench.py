@@ -121,3 +121,87 @@ def test_it_states_tf32_settings_for_both_sides_on_a_gpu():
     text = bench.format_report({"environment": environment, "quick": False, "results": []})
     assert "TF32 matmul=False cudnn=False (set explicitly)" in text
     assert "engine TF32 (CUPY_TF32): False" in text
+
+
+def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():
+    runs = [
+        {"ran": True, "seconds": 1.0, "samples_per_second": 100.0, "quality": {"accuracy": 0.90}, "peak_rss_mb": 10.0,
+         "peak_rss_reset": True},
+        {"ran": True, "seconds": 3.0, "samples_per_second": 100 / 3, "quality": {"accuracy": 0.94}, "peak_rss_mb": 12.0,
+         "peak_rss_reset": True},
+    ]
+    combined = bench.combine_runs(runs, [0, 1])
+    assert combined["ran"] and combined["seconds"] == 4.0 and combined["seeds"] == [0, 1]
+    assert combined["samples_per_second"] == pytest.approx(200 / 4)
+    assert combined["quality"]["accuracy"] == pytest.approx(0.92)
+    assert combined["quality_std"]["accuracy"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert combined["quality_per_seed"]["accuracy"] == [0.90, 0.94] and combined["peak_rss_mb"] == 12.0
+    failed = bench.combine_runs([runs[0], {"ran": False, "error": "boom", "peak_rss_mb": 1.0}], [0, 1])
+    assert not failed["ran"] and failed["error"] == "boom" and "quality" not in failed
+
+
+def test_it_applies_the_issues_quality_rule_to_the_means():
+    assert bench.quality_rule({"accuracy": 0.951}, {"accuracy": 0.96})["met"]
+    missed = bench.quality_rule({"accuracy": 0.949}, {"accuracy": 0.96})
+    assert not missed["met"] and not missed["checks"]["accuracy"]["met"]
+    assert bench.quality_rule({"r2": 0.95, "rmse": 1.05}, {"r2": 0.97, "rmse": 1.0})["met"]
+    regression = bench.quality_rule({"r2": 0.95, "rmse": 1.06}, {"r2": 0.96, "rmse": 1.0})
+    assert not regression["met"] and regression["checks"]["r2"]["met"] and not regression["checks"]["rmse"]["met"]
+    assert bench.quality_rule({"r2": 0.5}, {}) is None
+
+
+def test_it_trains_each_side_once_per_seed_on_a_fixed_split(monkeypatch):
+    if not bench.cupola_available():
+        pytest.skip("trainer.Sequential is not available yet")
+    loads = []
+    recipe = bench.RECIPES["keras_example"]
+    load = recipe.load
+    monkeypatch.setattr(recipe, "load", lambda quick, seed: loads.append(seed) or load(quick, seed))
+    report = bench.run(["keras_example"], quick=True, device="cpu", threads=1, seed=4, seeds=2)
+    row = report["results"][0]
+    assert loads == [4] and report["seeds"] == 2 and row["seeds"] == [4, 5]
+    sides = ["cupola", "torch"] if "torch" in row else ["cupola"]
+    for side in sides:
+        assert row[side]["ran"], row[side].get("error")
+        assert len(row[side]["quality_per_seed"]["accuracy"]) == 2 and len(row[side]["seconds_per_seed"]) == 2
+        assert row[side]["seconds"] == pytest.approx(sum(row[side]["seconds_per_seed"]))
+    if "torch" in row:
+        assert row["time_ratio"] == pytest.approx(row["cupola"]["seconds"] / row["torch"]["seconds"])
+        assert isinstance(row["quality_rule"]["met"], bool)
+        assert "quality rule on the means" in bench.format_report(report)
+    assert "± " in bench.format_report(report)
+
+
+def test_it_rejects_a_non_positive_number_of_seeds():
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        bench.run(["keras_example"], seeds=0)
+
+
+def test_the_engine_report_passes_seeds_through_and_shows_the_rule(monkeypatch, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import engine_report
+
+    calls = []
+    environment = {"date": "d", "cpu": "c", "threads": 1, "device": "cpu"}
+    row = {"recipe": "cnn_digits", "cupola": {"seconds": 2.0, "samples_per_second": 5.0, "quality": {"accuracy": 0.95},
+                                              "quality_std": {"accuracy": 0.01}},
+           "torch": {"seconds": 1.0, "samples_per_second": 10.0, "quality": {"accuracy": 0.97},
+                     "quality_std": {"accuracy": 0.005}},
+           "time_ratio": 2.0, "quality_rule": bench.quality_rule({"accuracy": 0.95}, {"accuracy": 0.97})}
+
+    def fake_run(recipes, **kwargs):
+        calls.append(kwargs["seeds"])
+        return {"environment": environment, "quick": kwargs["quick"], "seeds": kwargs["seeds"], "results": [row]}
+
+    monkeypatch.setattr(engine_report.bench, "run", fake_run)
+    monkeypatch.setattr(engine_report.bench, "format_report", lambda report: "")
+    out = tmp_path / "e.md"
+    assert engine_report.main(["--markdown", str(out)]) == 0
+    assert engine_report.main(["--quick"]) == 0
+    assert engine_report.main(["--seeds", "5"]) == 0
+    assert calls == [engine_report.DEFAULT_SEEDS, engine_report.QUICK_SEEDS, 5]
+    table = out.read_text()
+    assert "accuracy 0.9500 ± 0.0100" in table and "not met: accuracy >= torch - 0.01" in table
