@@ -96,15 +96,28 @@ def _size(f) -> int:
     return size
 
 
+def _looks_like_utf16(raw: bytes) -> bool:
+    """UTF-16 without a byte order mark: mostly-ASCII text leaves a NUL in every other byte."""
+    head = raw[:4096]
+    if len(head) < 8:
+        return False
+    even, odd = head[0::2], head[1::2]
+    for nuls, chars in ((even, odd), (odd, even)):
+        if nuls.count(0) >= 0.9 * len(nuls) and chars.count(0) == 0:
+            return True
+    return False
+
+
 def _decode_sample(raw: bytes, complete: bool) -> tuple[str, str, list[str]]:
     """The sample as text, the codec to read the whole file with, and notes for the user."""
+    # UTF-16 is full of NUL bytes, so it is recognised before the NUL check would call it "not text".
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_like_utf16(raw):
+        raise IngestError("The file is UTF-16 text; save it as UTF-8 and upload it again.")
     if b"\x00" in raw:
         offset = raw.index(b"\x00")
         raise IngestError(
             f"The file is not text: it contains a NUL byte at offset {offset}. "
             "Upload a CSV/TSV in UTF-8 or Latin-1, a Parquet file, an .npz, or a zip of images.")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise IngestError("The file is UTF-16 text; save it as UTF-8 and upload it again.")
     codec = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
     try:
         text = raw.decode(codec)

@@ -93,6 +93,12 @@ def test_binary_garbage_is_not_taken_for_text(existing, ingest):
     assert "not text" in error
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf_16_text_is_named_as_utf_16(existing, ingest, encoding):
+    error = _failed(ingest, "name,city\nJosé,Zürich\nRenée,Besançon\n".encode(encoding))
+    assert error == "The file is UTF-16 text; save it as UTF-8 and upload it again."
+
+
 def test_latin_1_text_is_read_and_the_fallback_is_stated(existing, ingest):
     version = ingest("name,city\nJosé,Zürich\nRenée,Besançon\n".encode("latin-1"))
     assert version.status == "ready"
