@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 from django.db import transaction
@@ -31,6 +32,14 @@ class DatasetError(Exception):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+def _check_text(value: str, field: str) -> None:
+    """Refuse NUL and other control characters (PostgreSQL cannot store NUL); tab and line breaks are text."""
+    for position, ch in enumerate(value):
+        if ch not in "\t\n\r" and unicodedata.category(ch) == "Cc":
+            raise DatasetError(f"{field} may not contain control characters (U+{ord(ch):04X} at position {position})",
+                               field=field)
 
 
 def _sha256(path: Path) -> str:
@@ -123,6 +132,8 @@ def dataset_create_from_file(*, workspace, user, name: str, description: str = "
         raise DatasetError("name is required", field="name")
     if len(name) > 120:
         raise DatasetError("name may be at most 120 characters", field="name")
+    _check_text(name, "name")
+    _check_text(description or "", "description")
     _clean_options(kind, image_size)
     dataset = Dataset.objects.create(
         workspace=workspace, name=name, description=(description or "")[:5000],

@@ -2,6 +2,8 @@
 
 import hashlib
 
+import pytest
+
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.webapp.datasets.conftest import FIXTURES
@@ -115,3 +117,35 @@ def test_an_upload_over_the_limit_is_refused_with_a_message(people, client, data
     page = client.post(f"/w/{people.workspace.slug}/datasets/upload/", {"file": big, "name": "Big"})
     assert page.status_code == 413 and "upload limit of 1 MB" in page.content.decode()
     assert not Dataset.objects.exists()
+
+
+@pytest.mark.parametrize("field, value", [("name", "Ir\x00is"), ("name", "Iris\x1b[31m"),
+                                          ("description", "about\x00"), ("description", "bell\x07")])
+def test_control_characters_in_name_or_description_are_a_400_naming_the_field(people, client, data_dir,
+                                                                             field, value):
+    data = {"file": SimpleUploadedFile("iris.csv", FIXTURES.joinpath("iris.csv").read_bytes()),
+            "name": "Iris", "description": "d", field: value}
+    response = client.post(f"/api/v1/workspaces/{people.workspace.slug}/datasets", data,
+                           headers=_auth(people.owner))
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field and "control characters" in response.json()["detail"]
+    assert not Dataset.objects.exists()
+
+
+def test_control_characters_are_refused_by_the_service_for_every_caller(people, data_dir, tmp_path):
+    path = tmp_path / "iris.csv"
+    path.write_bytes(FIXTURES.joinpath("iris.csv").read_bytes())
+    with pytest.raises(services.DatasetError) as error:
+        services.dataset_create_from_file(workspace=people.workspace, user=people.owner, name="Iris\x00",
+                                          uploaded_file_path=path, original_filename="iris.csv")
+    assert error.value.field == "name"
+    assert not Dataset.objects.exists()
+
+
+def test_tabs_and_line_breaks_in_a_description_are_kept(people, client, data_dir):
+    response = client.post(f"/api/v1/workspaces/{people.workspace.slug}/datasets",
+                           {"file": SimpleUploadedFile("iris.csv", FIXTURES.joinpath("iris.csv").read_bytes()),
+                            "name": "Iris", "description": "line one\r\n\tline two"},
+                           headers=_auth(people.owner))
+    assert response.status_code == 201, response.content
+    assert response.json()["description"] == "line one\r\n\tline two"
