@@ -271,11 +271,13 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise InvalidInput(f"space.{key}: must be a non-empty list of numbers", f"space.{key}")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SWEEP_RUNS:
+        raise InvalidInput(f"count: must be an integer from 1 to {MAX_SWEEP_RUNS}", "count")
     keys = sorted(space)
     grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
     if method == "random":
         rng = random.Random(seed)
-        grid = rng.sample(grid, min(count, len(grid))) if count < len(grid) else grid
+        grid = rng.sample(grid, count) if count < len(grid) else grid
     if len(grid) > MAX_SWEEP_RUNS:
         raise InvalidInput(f"space: {len(grid)} runs is more than {MAX_SWEEP_RUNS}; use random search with a count",
                            "space")
