@@ -687,19 +687,23 @@ class MaxPool2D(_Pool2D):
         return self._grad_input(parts)
 
     def _tiled_backward(self, gy, xp):
-        """Windows that tile the input: one broadcast comparison over a reshaped view.
-
-        Ties would share the gradient, so this path is taken only when there are none, or when
-        the input comes straight from a ReLU: its ties are at zero, where the ReLU's own
-        gradient is zero anyway."""
+        """Windows that tile the input: one broadcast comparison over a reshaped view, then ties
+        resolved in place to the first maximum of each window in row-major order (as the general
+        path and PyTorch). Ties are common - a ReLU's zeros, and equal positive values wherever
+        an image has a flat region - and must not multiply the gradient."""
         (ph, pw) = self.pool_size
         n, oh, ow, c = gy.shape
         x = self.padded[:, :oh * ph, :ow * pw, :]
         hits = x.reshape(n, oh, ph, ow, pw, c) == self.y[:, :, None, :, None, :]
-        source = self.inputs[0].creator
-        after_relu = getattr(source, "activation", None) == "relu" or getattr(source, "name", None) == "relu"
-        if not after_relu and int(xp.count_nonzero(hits)) != self.y.size:
-            return None
+        if ph * pw > 1:
+            taken = hits[:, :, 0, :, 0, :].copy()
+            for i in range(ph):
+                for j in range(pw):
+                    if i == j == 0:
+                        continue
+                    hit = hits[:, :, i, :, j, :]
+                    hit &= ~taken
+                    taken |= hit
         g = xp.multiply(hits, gy[:, :, None, :, None, :], dtype=gy.dtype).reshape(n, oh * ph, ow * pw, c)
         if g.shape == self.padded_shape:
             return g

@@ -131,6 +131,19 @@ def test_its_max_pooling_sends_the_gradient_to_one_element_of_a_tie(xp):
     assert float(backend.to_host(x.grad).sum()) == 1.0
 
 
+@pytest.mark.parametrize("size", [(4, 4), (5, 5)])
+def test_its_max_pooling_after_a_relu_sends_a_positive_tie_to_one_element(xp, size):
+    # A flat region of an image gives a convolution equal positive outputs: the ReLU passes them,
+    # so the tie is not at zero and each output's gradient must still go to one element only.
+    x = Variable(backend.to_device(np.full((2, *size, 3), 0.5)))
+    z = F.relu(x)
+    y = F.max_pool2d(z, 2)
+    y.backward(backend.to_device(np.ones(y.shape)))
+    grad = backend.to_host(x.grad)
+    assert grad.sum() == y.size
+    assert np.array_equal(grad[:, 0:4:2, 0:4:2, :], np.ones((2, 2, 2, 3)))  # the first of each window
+
+
 def test_its_same_average_pooling_ignores_padding(xp):
     x = backend.to_device(np.ones((1, 3, 3, 1)))
     np.testing.assert_allclose(backend.to_host(F.avg_pool2d(x, 2, 2, "same").data), np.ones((1, 2, 2, 1)))
