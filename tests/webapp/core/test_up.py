@@ -88,13 +88,19 @@ def test_up_starts_web_worker_and_redis_and_stops_them_all_on_sigterm(tmp_path):
     still_alive = [pid for pid in descendants if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert still_alive == []
 
-    # A second `up` on the same folder finds everything where it was left.
+    # A second `up` on the same folder finds everything where it was left, less the partial uploads
+    # a killed web server left in tmp (only the stale ones: a fresh one may be an upload in progress).
+    stale, fresh = data_dir / "tmp" / "tmpstale.upload", data_dir / "tmp" / "tmpfresh.upload"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7 * 3600,) * 2)
     second = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port), "--concurrency", "1", "--web-workers", "1"],
         cwd=ROOT, env=_up_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         _wait_for(lambda: _get_json(f"{base}/api/v1/health")["database"]["ok"], 60, "the second start")
+        assert not stale.exists() and fresh.exists()
     finally:
         second.send_signal(signal.SIGINT)
         output, _ = second.communicate(timeout=60)

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp import env
-from webapp.core import runtime
+from webapp.core import housekeeping, runtime
 
 
 class Command(BaseCommand):
@@ -44,6 +44,7 @@ class Command(BaseCommand):
         os.environ["CUPOLA_DATA_DIR"] = str(data_dir)
 
         call_command("migrate", interactive=False, verbosity=0)
+        housekeeping.clean_tmp()  # partial uploads left by a web server that was killed
         self.children: list[runtime.Child] = []
         self.stopping = False
         signal.signal(signal.SIGINT, self._on_signal)
