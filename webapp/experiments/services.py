@@ -31,6 +31,16 @@ class InvalidInput(ValueError):
         self.field = field
 
 
+# C0 control characters and DEL, except tab, newline and carriage return (a browser's textarea sends
+# CRLF). PostgreSQL refuses NUL in text, so storing one would end in a 500.
+_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t", "\n", "\r"}
+
+
+def _check_text(value, field: str) -> None:
+    if isinstance(value, str) and any(ch in _CONTROL for ch in value):
+        raise InvalidInput(f"{field}: must not contain control characters such as NUL", field)
+
+
 def _check_version(workspace, dataset_version) -> None:
     if dataset_version is None or dataset_version.dataset.workspace_id != workspace.pk:
         raise InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
@@ -106,6 +116,7 @@ def run_create(*, workspace, user, dataset_version, spec, data_config=None, name
         raise InvalidInput("priority: must be an integer from 0 (first) to 9 (last)", "priority")
     if len(name) > 120:
         raise InvalidInput("name: at most 120 characters", "name")
+    _check_text(name, "name")
     spec = specs.validate_spec(spec)
     config = preparation.normalise_config(data_config)
     seed = _seed_of(spec, seed)
@@ -208,6 +219,7 @@ def _clean_tags(tags) -> list[str]:
         raise InvalidInput("tags: must be a list of words", "tags")
     clean = []
     for tag in tags:
+        _check_text(str(tag), "tags")
         tag = str(tag).strip()[:40]
         if tag and tag not in clean:
             clean.append(tag)
@@ -220,6 +232,7 @@ def run_update(*, run: Run, notes: str | None = None, starred: bool | None = Non
     if notes is not None:
         if len(notes) > 20000:
             raise InvalidInput("notes: at most 20000 characters", "notes")
+        _check_text(notes, "notes")
         run.notes, fields = notes, fields + ["notes"]
     if starred is not None:
         run.starred, fields = bool(starred), fields + ["starred"]
@@ -228,6 +241,7 @@ def run_update(*, run: Run, notes: str | None = None, starred: bool | None = Non
     if name is not None:
         if len(name) > 120:
             raise InvalidInput("name: at most 120 characters", "name")
+        _check_text(name, "name")
         run.name, fields = name.strip(), fields + ["name"]
     if fields:
         run.save(update_fields=fields)
@@ -288,6 +302,7 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
 def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, method: str = "grid",
                  space: dict, count: int = 10, name: str = "", device: str = "auto") -> Sweep:
     _check_version(workspace, dataset_version)
+    _check_text(name, "name")
     points = sweep_points(method, space, count)
     base = specs.validate_spec(spec)
     for point in points:  # refuse the whole sweep if one point is invalid
