@@ -75,7 +75,9 @@ def dispatch(run_id: int) -> bool:
     if run is None or run["status"] != RunStatus.QUEUED:
         return False
     try:
-        train_run.apply_async((run_id,), queue=run["queue"] or "cpu", priority=run["priority"])
+        # No retries: during a Redis outage Celery's default policy held the request ~19 s. The
+        # run stays queued with ``dispatched_at`` empty and the watchdog sends it later.
+        train_run.apply_async((run_id,), queue=run["queue"] or "cpu", priority=run["priority"], retry=False)
     except Exception as error:
         log.warning("run %s: could not send its task to the broker (%s); the watchdog will retry", run_id, error)
         return False

@@ -43,6 +43,8 @@ def check_runs() -> dict:
     for run_id in list(undelivered):
         if services.dispatch(run_id):
             report["redispatched"].append(run_id)
+        elif Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, dispatched_at__isnull=True).exists():
+            break  # the broker is down: one fast failure is enough, the rest wait for the next check
     if any(report.values()):
         log.warning("watchdog: %s", report)
     return report

@@ -71,3 +71,67 @@ def test_tabs_and_newlines_in_notes_are_kept(client, people, iris):
     response = client.patch(f"/api/v1/runs/{run_id}", {"notes": notes}, content_type="application/json")
     assert response.status_code == 200, response.content
     assert Run.objects.get(pk=run_id).notes == notes
+
+
+class _BrokerDown(Exception):
+    pass
+
+
+def _slow_unless_retry_off(calls):
+    """A publish to a Redis that is down: Celery's default retry policy keeps a request waiting."""
+    import time
+
+    def apply_async(args, **options):
+        calls.append(options)
+        if options.get("retry", True) is not False and not options.get("retry_policy"):
+            time.sleep(3)  # stands for the ~19 s of retries seen in the outage
+        raise _BrokerDown("Error 111 connecting to redis: Connection refused")
+
+    return apply_async
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_does_not_hold_up_creating_a_run(client, people, iris, monkeypatch,
+                                                          django_capture_on_commit_callbacks):
+    import time
+
+    from webapp.experiments.tasks import train_run
+
+    calls = []
+    monkeypatch.setattr(train_run, "apply_async", _slow_unless_retry_off(calls))
+    monkeypatch.setattr("webapp.experiments.services.choose_queue", lambda device: "cpu")
+    client.force_login(people.editor)
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _create(client, people, iris)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 201, response.content
+    assert calls, "the run's task was published"
+    run = Run.objects.get(pk=response.json()["id"])
+    assert run.status == "queued" and run.dispatched_at is None  # the watchdog sends it later
+
+
+@pytest.mark.django_db
+def test_the_watchdog_on_a_polled_page_gives_up_fast_when_the_broker_is_down(client, people, iris, monkeypatch):
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.experiments import watchdog
+    from webapp.experiments.tasks import train_run
+
+    monkeypatch.setattr("webapp.experiments.services.choose_queue", lambda device: "cpu")
+    client.force_login(people.editor)
+    ids = [_create(client, people, iris, name=f"r{i}").json()["id"] for i in range(4)]
+    Run.objects.filter(pk__in=ids).update(queued_at=timezone.now() - timedelta(minutes=1), dispatched_at=None)
+    calls = []
+    monkeypatch.setattr(train_run, "apply_async", _slow_unless_retry_off(calls))
+    monkeypatch.setattr(watchdog, "_last_check", 0.0)
+    started = time.monotonic()
+    response = client.get(f"/api/v1/runs/{ids[0]}")
+    assert time.monotonic() - started < 2
+    assert response.status_code == 200
+    assert len(calls) == 1  # one fast failure, not one per waiting run
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"queued"}
+    assert not Run.objects.filter(pk__in=ids, dispatched_at__isnull=False).exists()
