@@ -25,6 +25,7 @@ class Child:
     process: subprocess.Popen | None = None
     restarts: int = 0
     env: dict = field(default_factory=dict)
+    niceness: int = 0  # > 0: the child yields the CPU to the others (training must not starve the web pages)
 
     def start(self) -> None:
         stdout = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (the child owns it)
@@ -33,6 +34,7 @@ class Child:
         self.process = subprocess.Popen(
             self.argv, stdout=stdout, stderr=subprocess.STDOUT if stdout else None,
             stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **self.env},
+            preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None,
         )
         if stdout:
             stdout.close()

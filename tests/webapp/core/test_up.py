@@ -77,8 +77,14 @@ def test_up_starts_web_worker_and_redis_and_stops_them_all_on_sigterm(tmp_path):
         )
         assert ping.stdout.strip().endswith("round-trip"), ping.stderr[-2000:]
 
-        descendants = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+        children = psutil.Process(process.pid).children(recursive=True)
+        descendants = [p.pid for p in children]
         assert len(descendants) >= 3  # redis, worker (+ its pool), web (+ its workers)
+        # Training yields the CPU to the web server; the web server keeps normal priority.
+        workers = [p for p in children if "celery" in " ".join(p.cmdline())]
+        webs = [p for p in children if "gunicorn" in " ".join(p.cmdline())]
+        assert workers and all(p.nice() == 10 for p in workers)
+        assert webs and all(p.nice() == 0 for p in webs)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)

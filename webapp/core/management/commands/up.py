@@ -68,7 +68,10 @@ class Command(BaseCommand):
             self.children.append(redis)
             runtime.wait_for_socket(socket_path, redis)
         queues = ["default", "cpu"] + (["gpu"] if _gpu_visible() else [])
-        worker = runtime.Child("worker", runtime.worker_argv(data_dir, queues, concurrency), logs / "worker.log")
+        # On one machine the worker shares the cores with the web server: training runs at a lower
+        # priority so pages and live charts stay quick while a run uses every core.
+        worker = runtime.Child("worker", runtime.worker_argv(data_dir, queues, concurrency), logs / "worker.log",
+                               niceness=10)
         worker.start()
         self.children.append(worker)
         web = runtime.Child("web", runtime.web_argv(host, port, web_workers), logs / "web.log")
