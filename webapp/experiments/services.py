@@ -49,6 +49,22 @@ def _check_version(workspace, dataset_version) -> None:
         raise InvalidInput(f"dataset_version: the data set version is {status}, not ready", "dataset_version")
 
 
+def _check_columns(dataset_version, config: dict) -> None:
+    """The target and feature columns must be columns of the version (when its schema lists them)."""
+    schema = getattr(dataset_version, "schema", None) or {}
+    columns = [c.get("name") for c in schema.get("columns", []) if isinstance(c, dict)]
+    if not columns:
+        return  # images, or a schema without columns: the worker's preparation checks
+    target = config.get("target")
+    if target is not None and target not in columns:
+        raise InvalidInput(f"data_config.target: no column {target!r} in this data set version", "data_config.target")
+    for name in ("features", "categorical"):
+        missing = [c for c in (config.get(name) or []) if c not in columns]
+        if missing:
+            raise InvalidInput(f"data_config.{name}: no column {missing[0]!r} in this data set version",
+                               f"data_config.{name}")
+
+
 # ----------------------------------------------------------------------------- queueing
 
 
@@ -121,6 +137,7 @@ def run_create(*, workspace, user, dataset_version, spec, data_config=None, name
     _check_text(name, "name")
     spec = specs.validate_spec(spec)
     config = preparation.normalise_config(data_config)
+    _check_columns(dataset_version, config)
     seed = _seed_of(spec, seed)
     spec.setdefault("fit", {})["seed"] = seed
     run = Run.objects.create(
@@ -306,6 +323,7 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
     _check_version(workspace, dataset_version)
     _check_text(name, "name")
     points = sweep_points(method, space, count)
+    _check_columns(dataset_version, preparation.normalise_config(data_config))
     base = specs.validate_spec(spec)
     for point in points:  # refuse the whole sweep if one point is invalid
         specs.validate_spec(apply_params(base, point))

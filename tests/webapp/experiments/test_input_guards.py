@@ -135,3 +135,29 @@ def test_the_watchdog_on_a_polled_page_gives_up_fast_when_the_broker_is_down(cli
     assert len(calls) == 1  # one fast failure, not one per waiting run
     assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"queued"}
     assert not Run.objects.filter(pk__in=ids, dispatched_at__isnull=False).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("config, field", [
+    ({"target": "no such column"}, "data_config.target"),
+    ({"target": "species", "features": ["sepal length (cm)", "nope"]}, "data_config.features"),
+])
+def test_a_data_config_naming_a_missing_column_gives_400(client, people, iris, config, field):
+    client.force_login(people.editor)
+    response = client.post(f"/api/v1/workspaces/{people.workspace.slug}/runs",
+                           {"dataset_version": iris.pk, "spec": iris_spec(), "data_config": config},
+                           content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+    sweep = _sweep(client, people, iris, count=2, data_config=config)
+    assert sweep.status_code == 400 and sweep.json()["field"] == field
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_data_config_with_real_columns_is_accepted(client, people, iris):
+    client.force_login(people.editor)
+    columns = [c["name"] for c in iris.schema["columns"]]
+    features = [c for c in columns if c != "species"][:2]
+    response = _create(client, people, iris, data_config={"target": "species", "features": features})
+    assert response.status_code == 201, response.content
