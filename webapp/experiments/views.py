@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
 from webapp.experiments import checkpoints, exports, prediction, selectors, services, specs, watchdog
@@ -99,6 +99,7 @@ def shared_run_metrics(request, run):
 
 
 @login_required
+@require_GET
 def run_live(request, ws, pk):
     """What the run page polls every ~2 s: the state and the epochs after ``since``."""
     run, _ = _run_in(request, ws, pk)
@@ -269,6 +270,7 @@ def _layer_catalog() -> dict:
 
 
 @login_required
+@require_GET
 def run_template(request, ws):
     """The suggested starting spec for a data set version and data config (tables → MLP, images → CNN, series → LSTM)."""
     workspace, _ = get_workspace_for_user(request.user, ws)

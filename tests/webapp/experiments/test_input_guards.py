@@ -161,3 +161,13 @@ def test_a_data_config_with_real_columns_is_accepted(client, people, iris):
     features = [c for c in columns if c != "species"][:2]
     response = _create(client, people, iris, data_config={"target": "species", "features": features})
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.django_db
+def test_the_json_views_answer_only_get(client, people, iris):
+    client.force_login(people.editor)
+    run_id = _create(client, people, iris).json()["id"]
+    ws = people.workspace.slug
+    for url in (f"/w/{ws}/runs/{run_id}/live.json", f"/w/{ws}/runs/template.json?version={iris.pk}"):
+        assert client.get(url).status_code == 200, url
+        assert client.post(url).status_code == 405, url
