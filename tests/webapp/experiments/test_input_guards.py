@@ -171,3 +171,26 @@ def test_the_json_views_answer_only_get(client, people, iris):
     for url in (f"/w/{ws}/runs/{run_id}/live.json", f"/w/{ws}/runs/template.json?version={iris.pk}"):
         assert client.get(url).status_code == 200, url
         assert client.post(url).status_code == 405, url
+
+
+@pytest.mark.django_db
+def test_the_run_page_has_a_share_button_for_editors_only(client, people, iris):
+    from webapp.accounts.models import ShareLink
+
+    client.force_login(people.editor)
+    run_id = _create(client, people, iris).json()["id"]
+    ws = people.workspace.slug
+    share_url = f"/w/{ws}/shares/?type=run&amp;id={run_id}".encode()
+    for user in (people.editor, people.owner):
+        client.force_login(user)
+        page = client.get(f"/w/{ws}/runs/{run_id}/")
+        assert page.status_code == 200
+        assert share_url in page.content and b'data-testid="share"' in page.content
+    client.force_login(people.viewer)
+    page = client.get(f"/w/{ws}/runs/{run_id}/")
+    assert page.status_code == 200 and b'data-testid="share"' not in page.content
+    link = ShareLink.objects.create(workspace=people.workspace, created_by=people.owner, target_type="run",
+                                    target_id=str(run_id))
+    client.logout()
+    shared = client.get(f"/s/{link.token}/")
+    assert shared.status_code == 200 and b'data-testid="share"' not in shared.content
