@@ -17,6 +17,18 @@ from django.db import connection
 from webapp.core import presence, runtime
 
 
+def wait_for(predicate, timeout: float, what: str, stack=None, poll: float = 0.1):
+    """Poll ``predicate`` until it returns something true; on timeout, fail with the worker's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    log = stack.worker_log()[-4000:] if stack else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
+
+
 def worker_env() -> dict:
     """The environment that points a child process at the test database and broker."""
     db = connection.settings_dict

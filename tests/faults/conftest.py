@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from unittest import mock
 
+from tests.stack import wait_for  # noqa: F401  (the fault tests import it from here)
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
-
-
-def wait_for(predicate, timeout: float, what: str, stack=None, poll: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    log = stack.worker_log()[-4000:] if stack else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
 
 
 def ready_version(workspace, user, filename: str, target: str, *, name: str | None = None):

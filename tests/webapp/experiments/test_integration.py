@@ -8,22 +8,12 @@ import time
 
 import pytest
 
+from tests.stack import wait_for
 from tests.webapp.experiments.conftest import iris_spec, make_version, small_cnn_spec
 from webapp.experiments import checkpoints, watchdog
 from webapp.experiments.models import MetricRow, Run
 
 pytestmark = [pytest.mark.integration]
-
-
-def wait_for(predicate, timeout: float, what: str, stack=None, poll: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    log = stack.worker_log()[-3000:] if stack else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
 
 
 def run_state(run_id: int) -> Run:
