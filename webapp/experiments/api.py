@@ -124,7 +124,7 @@ def create_run(request, ws: str, payload: RunIn):
 def list_runs(request, ws: str, status: str = "", dataset: int | None = None, tag: str = "", limit: int = 100):
     workspace, _ = get_workspace_for_user(request.user, ws)
     runs = selectors.runs_for_workspace(workspace, dataset=dataset, status=status or None, tag=tag or None)
-    return {"runs": [serialize_run(run, full=False) for run in list(runs)[: max(1, min(limit, 1000))]]}
+    return {"runs": [serialize_run(run, full=False) for run in runs[: max(1, min(limit, 1000))]]}
 
 
 @router.get("/runs/{run_id}")

@@ -19,8 +19,18 @@ def get_sweep_for_user(user, pk, *, write: bool = False):
     return get_object_in_workspace(Sweep, user, pk, write=write)
 
 
+# What a list of runs never shows: each run's large JSON (spec, results, fitted preprocessing) and its
+# data set version's schema and statistics, which would otherwise be read and parsed once per row.
+LIST_DEFERRED = ("spec", "data_config", "results", "preprocessing", "library_versions", "sweep_params",
+                 "traceback_summary", "notes", "dataset_version__schema", "dataset_version__stats",
+                 "dataset_version__options", "dataset_version__dataset__description",
+                 "dataset_version__dataset__ignored_columns")
+
+
 def runs_for_workspace(workspace, *, dataset=None, status=None, tag=None, starred=False, query=None):
-    runs = Run.objects.filter(workspace=workspace).select_related("workspace", "dataset_version__dataset", "created_by")
+    """The workspace's runs for a list (dashboard, API list): newest first, without their large fields."""
+    runs = (Run.objects.filter(workspace=workspace)
+            .select_related("workspace", "dataset_version__dataset", "created_by").defer(*LIST_DEFERRED))
     if dataset:
         runs = runs.filter(dataset_version__dataset_id=dataset)
     if status:

@@ -170,3 +170,32 @@ def test_the_dashboard_pages_many_runs_with_a_query_count_that_does_not_grow(cli
     assert second.count('<tr data-run="') == 10
     assert "baseline" in second  # the oldest run is on the last page
     assert "page=1" in second and "status=succeeded" in second  # the pager keeps the filters
+
+
+@pytest.mark.django_db
+def test_the_dashboard_stars_a_run_through_its_one_star_form(client, people, trained):
+    client.force_login(people.editor)
+    ws = people.workspace.slug
+    page = client.get(f"/w/{ws}/").content.decode()
+    assert page.count('id="star-form"') == 1 and f'id="star-{trained.pk}"' not in page
+    edit_url = f"/w/{ws}/runs/{trained.pk}/edit/"
+    assert f'formaction="{edit_url}" name="starred" value="1"' in page
+    response = client.post(edit_url, {"starred": "1", "next": "dashboard"})
+    assert response.status_code == 302 and response["Location"].rstrip("/").endswith(f"/w/{ws}")
+    trained.refresh_from_db()
+    assert trained.starred
+    assert f'formaction="{edit_url}" name="starred" value="0"' in client.get(f"/w/{ws}/").content.decode()
+    client.force_login(people.viewer)
+    assert 'id="star-form"' not in client.get(f"/w/{ws}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_run_lists_leave_each_runs_large_fields_unread(people, trained):
+    from webapp.experiments import selectors
+
+    listed = list(selectors.runs_for_workspace(people.workspace))
+    assert [run.pk for run in listed] == [trained.pk]
+    deferred = listed[0].get_deferred_fields()
+    assert {"spec", "results", "preprocessing"} <= deferred
+    assert {"schema", "stats"} <= listed[0].dataset_version.get_deferred_fields()
+    assert listed[0].results == trained.results  # still readable when asked for, by one more query
