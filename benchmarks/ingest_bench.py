@@ -42,16 +42,17 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
 
 
 PANDAS_STEP = """
-import resource, sys, time
+import json, resource, sys, time
 import pandas as pd
 t = time.perf_counter()
 frame = pd.read_csv(sys.argv[1])
 elapsed = time.perf_counter() - t
-print({"seconds": elapsed, "rows": len(frame), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+print(json.dumps({"seconds": elapsed, "rows": len(frame),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 CUPOLA_STEP = """
-import os, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from webapp.datasets.ingest import ingest_table
@@ -60,15 +61,16 @@ baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter()
 result = ingest_table(sys.argv[1], Path(sys.argv[2]), file_format=detect_format(sys.argv[1]))
 elapsed = time.perf_counter() - t
-print({"seconds": elapsed, "rows": result["n_rows"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-       "rss_after_imports_mb": baseline, "columns": len(result["schema"]["columns"])})
+print(json.dumps({"seconds": elapsed, "rows": result["n_rows"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_after_imports_mb": baseline, "columns": len(result["schema"]["columns"])}))
 """
 
 
 def run_step(code: str, *args: str) -> dict:
     output = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    return eval(output.strip().splitlines()[-1], {})  # our own subprocess's dict literal
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:

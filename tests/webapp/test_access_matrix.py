@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -109,8 +110,11 @@ def make_dataset(p):
 
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as upload:
         upload.write("x,y\n1,a\n2,b\n3,a\n4,b\n")
-    version = dataset_create_from_file(workspace=p.workspace, user=p.owner, name="matrix table", description="",
-                                       uploaded_file_path=upload.name, original_filename="m.csv")
+    try:
+        version = dataset_create_from_file(workspace=p.workspace, user=p.owner, name="matrix table", description="",
+                                           uploaded_file_path=upload.name, original_filename="m.csv")
+    finally:
+        Path(upload.name).unlink(missing_ok=True)  # stored by now under a generated name, or refused
     ingest_version(version.pk)
     return version.dataset.pk
 

@@ -71,11 +71,12 @@ def stream_csv(path, text_format: TextFormat, consume: Callable):
     for _ in range(len(text_format.column_names) + 3):
         try:
             if types is None:
-                with pacsv.open_csv(path, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
+                with open(path, "rb") as source, pacsv.open_csv(
+                        source, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
                     types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
                              for f in reader.schema}
             options = _csv_options(text_format, PARSE_BLOCK_BYTES, newlines_in_values, types)
-            with pacsv.open_csv(path, **options) as reader:
+            with open(path, "rb") as source, pacsv.open_csv(source, **options) as reader:
                 return consume(reader)
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
             message = str(error)
