@@ -693,8 +693,9 @@ def _blas_info():
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    return [f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')}"
-            for p in threadpool_info() if p.get("user_api") == "blas"]
+    # The kernel matters: OPENBLAS_CORETYPE can pin an older one than the processor supports.
+    return [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''} threads={p.get('num_threads')}"
+            .replace("  ", " ") for p in threadpool_info() if p.get("user_api") == "blas"]
 
 
 def choose_device(requested, use_torch):
