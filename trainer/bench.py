@@ -694,8 +694,9 @@ def _blas_info():
     except ImportError:
         return None
     # The kernel matters: OPENBLAS_CORETYPE can pin an older one than the processor supports.
-    return [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''} threads={p.get('num_threads')}"
-            .replace("  ", " ") for p in threadpool_info() if p.get("user_api") == "blas"]
+    return [" ".join(filter(None, (p.get("internal_api"), p.get("version"), p.get("architecture"),
+                                   f"threads={p.get('num_threads')}")))
+            for p in threadpool_info() if p.get("user_api") == "blas"]
 
 
 def choose_device(requested, use_torch):

@@ -19,6 +19,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,17 @@ def _csv_options(text_format: TextFormat, block_size: int, newlines_in_values: b
     return {"read_options": read_options, "parse_options": parse_options, "convert_options": convert_options}
 
 
+@contextmanager
+def _open_csv(path, **options):
+    """pyarrow's streaming CSV reader over a plain Python file.
+
+    Given the path itself, pyarrow reads ahead through its own I/O layer and buffered about
+    70 MB before parsing the first block (peak RSS past 2x a 152 MB file); a Python file is read
+    as the blocks are parsed, at the same speed."""
+    with open(path, "rb") as source, pacsv.open_csv(source, **options) as reader:
+        yield reader
+
+
 def stream_csv(path, text_format: TextFormat, consume: Callable):
     """``consume(reader)`` on a streaming reader of the CSV, typed from its first block; its result.
 
@@ -71,12 +83,11 @@ def stream_csv(path, text_format: TextFormat, consume: Callable):
     for _ in range(len(text_format.column_names) + 3):
         try:
             if types is None:
-                with open(path, "rb") as source, pacsv.open_csv(
-                        source, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
+                with _open_csv(path, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
                     types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
                              for f in reader.schema}
             options = _csv_options(text_format, PARSE_BLOCK_BYTES, newlines_in_values, types)
-            with open(path, "rb") as source, pacsv.open_csv(source, **options) as reader:
+            with _open_csv(path, **options) as reader:
                 return consume(reader)
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
             message = str(error)
