@@ -497,15 +497,6 @@ def conv_output_length(size, kernel, stride, padding):
     return (size - kernel) // stride + 1
 
 
-def _windows(x, kh, kw, sh, sw, oh, ow):
-    """A strided view (N, OH, OW, KH, KW, C) of the windows of x (N, H, W, C)."""
-    xp = _xp(x)
-    sN, sH, sW, sC = x.strides
-    shape = (x.shape[0], oh, ow, kh, kw, x.shape[3])
-    strides = (sN, sH * sh, sW * sw, sH, sW, sC)
-    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
-
-
 def _pad_hw(x, pads, value=0.0):
     (pt, pb), (pl, pr) = pads
     if pt == pb == pl == pr == 0:
@@ -520,14 +511,31 @@ def _unpad_hw(gx, pads):
 
 
 class Conv2D(Function):
-    """Channels-last 2-D convolution by im2col + one GEMM; kernel (KH, KW, C, F)."""
+    """Channels-last 2-D convolution by im2col + one GEMM; kernel (KH, KW, C, F).
+
+    The GEMM's rows are the output positions in the order of ``_grid``: (N, rows, groups, cols),
+    where output column = group + groups * col. A plain convolution has one group and every
+    position; Conv2DMaxPool asks for two groups (even and odd columns) so that its pooling reads
+    whole contiguous rows instead of 2-element strides.
+    """
 
     def __init__(self, strides=1, padding="valid", activation="linear"):
         self.strides = pair(strides)
         self.padding = padding
         self.activation = activation
 
+    def _grid(self, oh, ow):
+        return oh, 1, ow
+
     def forward(self, x, W, b=None):
+        y = self._convolve(x, W, b)
+        _activate_inplace(y, self.activation)
+        self.y = y
+        rows, groups, cols = self.grid
+        return y.reshape(x.shape[0], rows, groups * cols, W.shape[3])
+
+    def _convolve(self, x, W, b):
+        """The linear convolution of x at the positions of ``_grid``, as (positions, F)."""
         kh, kw, c, f = W.shape
         sh, sw = self.strides
         n, h, w, _ = x.shape
@@ -539,51 +547,63 @@ class Conv2D(Function):
         xp_ = _pad_hw(x, pads)
         oh = (xp_.shape[1] - kh) // sh + 1
         ow = (xp_.shape[2] - kw) // sw + 1
-        self.geometry = (xp_.shape, oh, ow)
-        xp = _xp(x)
-        k = kh * kw * c
-        # Few input channels (images): columns as (KH*KW*C, N*OH*OW), filled by one slice copy per
-        # kernel offset and channel, instead of an element-by-element gather of short windows.
+        # Few input channels (images): columns as (KH*KW*C, positions), filled by one slice copy per
+        # kernel offset, group and channel, instead of an element-by-element gather of short windows.
         # The bias rides in the GEMM as a row of ones: its column of the output is large next to
         # the few-row product, and a separate broadcast add would be one more pass over it.
         self.transposed = c <= 4 and not (kh == kw == 1 and sh == sw == 1)
+        rows, groups, cols_per_group = self.grid = self._grid(oh, ow)
+        self.padded_shape = xp_.shape
+        xp = _xp(x)
+        k = kh * kw * c
         self.bias_in_cols = self.transposed and b is not None
         if self.transposed:
-            cols = xp.empty((k + self.bias_in_cols, n * oh * ow), dtype=x.dtype)
-            grid = cols[:k].reshape(kh, kw, c, n, oh, ow)
+            cols = xp.empty((k + self.bias_in_cols, n * rows * groups * cols_per_group), dtype=x.dtype)
+            grid = cols[:k].reshape(kh, kw, c, n, rows, groups, cols_per_group)
             for i in range(kh):
                 for j in range(kw):
-                    window = xp_[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
-                    grid[i, j] = window.transpose(3, 0, 1, 2)
+                    for g in range(groups):
+                        grid[i, j, :, :, :, g] = self._window(xp_, i, j, g).transpose(3, 0, 1, 2)
             if self.bias_in_cols:
                 cols[k] = 1.0
                 weights = xp.concatenate([W.reshape(k, f), b.reshape(1, f).astype(W.dtype, copy=False)])
             else:
                 weights = W.reshape(k, f)
             y = cols.T @ weights
-        elif kh == kw == 1 and sh == sw == 1:
+        elif kh == kw == 1 and sh == sw == 1 and groups == 1 and (rows, cols_per_group) == (oh, ow):
             cols = xp_.reshape(-1, c)
             y = cols @ W.reshape(c, f)
         else:
             # copyto into a fresh contiguous block gathers the windows several times faster
             # than reshape() of the strided view does.
-            cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
-            xp.copyto(cols, _windows(xp_, kh, kw, sh, sw, oh, ow))
-            cols = cols.reshape(n * oh * ow, k)
+            cols = xp.empty((n, rows, groups, cols_per_group, kh, kw, c), dtype=x.dtype)
+            sN, sH, sW, sC = xp_.strides
+            windows = xp.lib.stride_tricks.as_strided(
+                xp_, shape=cols.shape, strides=(sN, sH * sh, sW * sw, sW * sw * groups, sH, sW, sC))
+            xp.copyto(cols, windows)
+            cols = cols.reshape(-1, k)
             y = cols @ W.reshape(k, f)
         self.cols = cols
         if b is not None and not self.bias_in_cols:
             y += b
-        _activate_inplace(y, self.activation)
-        self.y = y
-        return y.reshape(n, oh, ow, f)
+        return y
+
+    def _window(self, padded, i, j, group):
+        """The (N, rows, cols) slice of the padded input under kernel offset (i, j) for a group."""
+        sh, sw = self.strides
+        rows, groups, cols = self.grid
+        first = j + sw * group
+        step = sw * groups
+        return padded[:, i:i + sh * (rows - 1) + 1:sh, first:first + step * (cols - 1) + 1:step, :]
 
     def backward(self, gy):
+        f = self.inputs[1].shape[3]
+        return self._backward_linear(_activation_grad(gy.reshape(-1, f), self.y, self.activation))
+
+    def _backward_linear(self, gz):
+        """Gradients from gz, the gradient of the linear output in the GEMM's row order."""
         W = self.inputs[1].data
         kh, kw, c, f = W.shape
-        sh, sw = self.strides
-        padded_shape, oh, ow = self.geometry
-        gz = _activation_grad(gy.reshape(-1, f), self.y, self.activation)
         gW = (self.cols if self.transposed else self.cols.T) @ gz
         gb = None
         if self.bias_in_cols:  # the row of ones gave the bias gradient, the column sums of gz
@@ -591,18 +611,20 @@ class Conv2D(Function):
         gW = gW.reshape(W.shape)
         gx = None
         if self.needs_grad(0):
-            n = padded_shape[0]
-            if kh == kw == 1 and sh == sw == 1:
-                gx = (gz @ W.reshape(c, f).T).reshape(padded_shape)
+            n = self.padded_shape[0]
+            rows, groups, cols = self.grid
+            if self.cols.shape == (n * rows * cols, c) and groups == 1:  # 1x1, stride 1
+                gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
             else:
-                # col2im one kernel offset at a time: each GEMM writes a contiguous (N, OH, OW, C)
-                # block that is added into its strided window of the input gradient.
+                # col2im one kernel offset at a time: each GEMM writes a contiguous block of
+                # positions that is added into its strided window of the input gradient.
                 xp = _xp(gz)
-                gx = xp.zeros(padded_shape, dtype=gz.dtype)
+                gx = xp.zeros(self.padded_shape, dtype=gz.dtype)
                 for i in range(kh):
                     for j in range(kw):
-                        part = (gz @ W[i, j].T).reshape(n, oh, ow, c)
-                        gx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += part
+                        part = (gz @ W[i, j].T).reshape(n, rows, groups, cols, c)
+                        for g in range(groups):
+                            self._window(gx, i, j, g)[...] += part[:, :, g]
             gx = _unpad_hw(gx, self.pads)
         self.cols = None
         if len(self.inputs) == 3:
@@ -610,10 +632,72 @@ class Conv2D(Function):
         return gx, gW
 
 
+class Conv2DMaxPool(Conv2D):
+    """Conv2D, its activation and a 2x2 max-pool with stride 2 as one function.
+
+    The activations that fuse are non-decreasing, so max-pooling the linear output and
+    activating the pooled values gives the same outputs and gradients as the layers one after
+    the other, with the activation and its gradient on a quarter of the values. Positions the
+    pool drops (the last row or column of an odd size) are not computed. Pooling takes the
+    maximum of each window's two columns, then of its two rows: the first maximum of the window
+    in row-major order (as MaxPool2D and PyTorch), ties included.
+
+    On an image input (the transposed im2col, whose input gradient is rarely wanted) the GEMM
+    yields each output row's even and odd columns as two contiguous blocks, so the pooling
+    passes over the largest tensor of the network read whole rows instead of 2-element strides.
+    Elsewhere the plain order is kept: the col2im of the input gradient adds contiguous rows.
+    """
+
+    def _grid(self, oh, ow):
+        if oh < 2 or ow < 2:
+            raise ValueError(f"max-pool 2x2 of a {oh}x{ow} convolution output")
+        if self.transposed:
+            return 2 * (oh // 2), 2, ow // 2
+        return 2 * (oh // 2), 1, 2 * (ow // 2)
+
+    def _windows(self, z):
+        """The (N, OH, window row, window column, OW, F) view of an array in the GEMM's order."""
+        rows, groups, cols = self.grid
+        n, f = self.padded_shape[0], z.shape[-1]
+        if groups == 2:
+            return z.reshape(n, rows // 2, 2, 2, cols, f)
+        return z.reshape(n, rows // 2, 2, cols // 2, 2, f).transpose(0, 1, 2, 4, 3, 5)
+
+    def forward(self, x, W, b=None):
+        xp = _xp(x)
+        self.z = self._windows(self._convolve(x, W, b))
+        self.m = xp.maximum(self.z[:, :, :, 0], self.z[:, :, :, 1])
+        y = xp.maximum(self.m[:, :, 0], self.m[:, :, 1])
+        _activate_inplace(y, self.activation)
+        self.y = y
+        return y
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        gy = _activation_grad(gy, self.y, self.activation)
+        # The later row or column takes the gradient only where it is strictly larger.
+        gm = xp.empty(self.m.shape, dtype=gy.dtype)
+        xp.multiply(gy, self.m[:, :, 1] > self.m[:, :, 0], out=gm[:, :, 1])
+        xp.subtract(gy, gm[:, :, 1], out=gm[:, :, 0])
+        gz_flat = xp.empty((self.z.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
+        gz = self._windows(gz_flat)
+        xp.multiply(gm, self.z[:, :, :, 1] > self.z[:, :, :, 0], out=gz[:, :, :, 1])
+        xp.subtract(gm, gz[:, :, :, 1], out=gz[:, :, :, 0])
+        self.z = self.m = None
+        return self._backward_linear(gz_flat)
+
+
 def conv2d(x, W, b=None, strides=1, padding="valid", activation="linear"):
     if b is None:
         return Conv2D(strides, padding, activation)(x, W)
     return Conv2D(strides, padding, activation)(x, W, b)
+
+
+def conv2d_max_pool(x, W, b=None, strides=1, padding="valid", activation="linear"):
+    """max_pool2d(activation(conv2d(x, W, b)), 2) for an activation in FUSABLE_ACTIVATIONS."""
+    if b is None:
+        return Conv2DMaxPool(strides, padding, activation)(x, W)
+    return Conv2DMaxPool(strides, padding, activation)(x, W, b)
 
 
 # --------------------------------------------------------------------------- pooling

@@ -399,6 +399,17 @@ class Conv2D(_KernelLayer):
         y = F.conv2d(x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding, fused)
         return y if after is None else _activate(y, after, logits)
 
+    def pools_into(self, layer):
+        """True when ``layer``, the next layer, is a 2x2 max-pool this convolution can run fused."""
+        return (type(layer) is MaxPooling2D and tuple(layer.pool_size) == (2, 2)
+                and tuple(layer.strides or (2, 2)) == (2, 2) and layer.padding == "valid"
+                and self._fused(False)[1] is None)
+
+    def call_pooled(self, x, pool):
+        """This layer then ``pool`` (see pools_into) as one function: F.Conv2DMaxPool."""
+        return F.conv2d_max_pool(x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding,
+                                 self._fused(False)[0])
+
 
 def _window_output_shape(layer, input_shape, window, strides, padding, window_name, channels=None):
     if len(input_shape) != 3:

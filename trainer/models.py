@@ -144,8 +144,15 @@ class Sequential:
     def __call__(self, x, logits=False):
         h = x if isinstance(x, Variable) else Variable(x, requires_grad=False)
         last = len(self.layers) - 1
+        pooled = False  # the layer before ran this one (a convolution fused with its max-pool)
         for i, layer in enumerate(self.layers):
-            h = layer(h, logits and i == last)
+            if pooled:
+                pooled = False
+            elif i < last and isinstance(layer, layers_module.Conv2D) and layer.built and layer.pools_into(self.layers[i + 1]):
+                h = layer.call_pooled(h, self.layers[i + 1])
+                pooled = True
+            else:
+                h = layer(h, logits and i == last)
         return h
 
     def _regularization(self):

@@ -94,6 +94,28 @@ def test_pooling_matches_torch(kind, pool, strides):
     close(gx, tx.grad)
 
 
+@pytest.mark.parametrize("size,channels", [((8, 8), 1), ((9, 7), 5)])
+def test_conv2d_relu_max_pool_fused_matches_torch(size, channels):
+    # Sequential runs Conv2D(relu) + MaxPooling2D(2) as one fused function (F.Conv2DMaxPool).
+    x = rand(2, *size, channels)
+    x[:, :3] = 0.0  # a flat region: tied positive maxima after the ReLU
+    conv = layers.Conv2D(4, 3, activation="relu")
+    conv.build(x.shape[1:], np.random.default_rng(0), dtype=np.float64)
+    conv.params["bias"].data[:] = 0.25
+    xv = Variable(x)
+    y = conv.call_pooled(xv, layers.MaxPooling2D(2))
+    g = rand(*y.shape, seed=9)
+    y.backward(g)
+    tx, tw, tb = t(x), t(conv.params["kernel"].data), t(conv.params["bias"].data)
+    z = torch.relu(tnf.conv2d(tx.permute(0, 3, 1, 2), tw.permute(3, 2, 0, 1), tb))
+    ty = tnf.max_pool2d(z, 2).permute(0, 2, 3, 1)
+    torch_backward(ty, g)
+    close(y.data, ty)
+    close(xv.grad, tx.grad)
+    close(conv.params["kernel"].grad, tw.grad)
+    close(conv.params["bias"].grad, tb.grad)
+
+
 def test_global_average_pooling_matches_torch():
     x = rand(2, 4, 5, 3)
     y, g, gx, _ = run_layer(layers.GlobalAveragePooling2D(), x)

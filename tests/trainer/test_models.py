@@ -276,6 +276,24 @@ def test_it_trains_a_small_cnn_and_an_lstm():
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
 
 
+@pytest.mark.parametrize("pool,function", [
+    (layers.MaxPooling2D(2), "Conv2DMaxPool"), (layers.MaxPooling2D(2, padding="same"), "MaxPool2D"),
+    (layers.MaxPooling2D(3), "MaxPool2D"), (layers.AveragePooling2D(2), "AvgPool2D"),
+])
+def test_it_runs_a_convolution_and_the_max_pool_after_it_as_one_function(pool, function):
+    x = np.random.default_rng(0).normal(size=(3, 9, 9, 2))
+    model = Sequential([layers.Conv2D(4, 3, activation="relu"), pool, layers.Flatten(), layers.Dense(2)],
+                       seed=0, dtype="float64")
+    model.build(x.shape[1:])
+    out = model(x)
+    h = x  # the same layers called one by one never fuse
+    for layer in model.layers:
+        h = layer(h)
+    np.testing.assert_allclose(out.data, h.data, rtol=1e-12)
+    flatten = out.creator.inputs[0].creator  # Dense <- Flatten <- the pooling step
+    assert type(flatten.inputs[0].creator).__name__ == function
+
+
 def test_it_summarizes_layers_shapes_and_parameter_counts():
     model = classifier()
     model.build((4,))
