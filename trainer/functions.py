@@ -513,10 +513,11 @@ def _unpad_hw(gx, pads):
 class Conv2D(Function):
     """Channels-last 2-D convolution by im2col + one GEMM; kernel (KH, KW, C, F).
 
-    The GEMM's rows are the output positions in the order of ``_grid``: (N, rows, groups, cols),
-    where output column = group + groups * col. A plain convolution has one group and every
-    position; Conv2DMaxPool asks for two groups (even and odd columns) so that its pooling reads
-    whole contiguous rows instead of 2-element strides.
+    The GEMM's rows are the output positions in the order of ``_grid`` = (RG, CG, rows, cols):
+    position order (row group, column group, sample, row, col) for output row = row group +
+    RG * row and column = column group + CG * col. A plain convolution has one group of each
+    (the usual (N, OH, OW) order); Conv2DMaxPool asks for 2 x 2 groups, one per cell of its
+    pooling windows, so that the pooling reads four contiguous blocks.
     """
 
     def __init__(self, strides=1, padding="valid", activation="linear"):
@@ -525,14 +526,14 @@ class Conv2D(Function):
         self.activation = activation
 
     def _grid(self, oh, ow):
-        return oh, 1, ow
+        return 1, 1, oh, ow
 
     def forward(self, x, W, b=None):
         y = self._convolve(x, W, b)
         _activate_inplace(y, self.activation)
         self.y = y
-        rows, groups, cols = self.grid
-        return y.reshape(x.shape[0], rows, groups * cols, W.shape[3])
+        _, _, rows, cols = self.grid
+        return y.reshape(x.shape[0], rows, cols, W.shape[3])
 
     def _convolve(self, x, W, b):
         """The linear convolution of x at the positions of ``_grid``, as (positions, F)."""
@@ -552,49 +553,53 @@ class Conv2D(Function):
         # The bias rides in the GEMM as a row of ones: its column of the output is large next to
         # the few-row product, and a separate broadcast add would be one more pass over it.
         self.transposed = c <= 4 and not (kh == kw == 1 and sh == sw == 1)
-        rows, groups, cols_per_group = self.grid = self._grid(oh, ow)
+        self.grid = row_groups, col_groups, rows, cols = self._grid(oh, ow)
+        groups = [(r, g) for r in range(row_groups) for g in range(col_groups)]
         self.padded_shape = xp_.shape
         xp = _xp(x)
         k = kh * kw * c
         self.bias_in_cols = self.transposed and b is not None
         if self.transposed:
-            cols = xp.empty((k + self.bias_in_cols, n * rows * groups * cols_per_group), dtype=x.dtype)
-            grid = cols[:k].reshape(kh, kw, c, n, rows, groups, cols_per_group)
+            columns = xp.empty((k + self.bias_in_cols, row_groups * col_groups * n * rows * cols), dtype=x.dtype)
+            grid = columns[:k].reshape(kh, kw, c, row_groups, col_groups, n, rows, cols)
             for i in range(kh):
                 for j in range(kw):
-                    for g in range(groups):
-                        grid[i, j, :, :, :, g] = self._window(xp_, i, j, g).transpose(3, 0, 1, 2)
+                    for r, g in groups:
+                        grid[i, j, :, r, g] = self._window(xp_, i, j, r, g).transpose(3, 0, 1, 2)
             if self.bias_in_cols:
-                cols[k] = 1.0
+                columns[k] = 1.0
                 weights = xp.concatenate([W.reshape(k, f), b.reshape(1, f).astype(W.dtype, copy=False)])
             else:
                 weights = W.reshape(k, f)
-            y = cols.T @ weights
-        elif kh == kw == 1 and sh == sw == 1 and groups == 1 and (rows, cols_per_group) == (oh, ow):
-            cols = xp_.reshape(-1, c)
-            y = cols @ W.reshape(c, f)
+            y = columns.T @ weights
+        elif kh == kw == 1 and sh == sw == 1 and self.grid == (1, 1, oh, ow):
+            columns = xp_.reshape(-1, c)
+            y = columns @ W.reshape(c, f)
         else:
             # copyto into a fresh contiguous block gathers the windows several times faster
             # than reshape() of the strided view does.
-            cols = xp.empty((n, rows, groups, cols_per_group, kh, kw, c), dtype=x.dtype)
+            columns = xp.empty((row_groups, col_groups, n, rows, cols, kh, kw, c), dtype=x.dtype)
             sN, sH, sW, sC = xp_.strides
-            windows = xp.lib.stride_tricks.as_strided(
-                xp_, shape=cols.shape, strides=(sN, sH * sh, sW * sw, sW * sw * groups, sH, sW, sC))
-            xp.copyto(cols, windows)
-            cols = cols.reshape(-1, k)
-            y = cols @ W.reshape(k, f)
-        self.cols = cols
+            for r, g in groups:
+                corner = xp_[:, sh * r:, sw * g:]
+                windows = xp.lib.stride_tricks.as_strided(
+                    corner, shape=columns.shape[2:],
+                    strides=(sN, sH * sh * row_groups, sW * sw * col_groups, sH, sW, sC))
+                xp.copyto(columns[r, g], windows)
+            columns = columns.reshape(-1, k)
+            y = columns @ W.reshape(k, f)
+        self.cols = columns
         if b is not None and not self.bias_in_cols:
             y += b
         return y
 
-    def _window(self, padded, i, j, group):
+    def _window(self, padded, i, j, row_group, col_group):
         """The (N, rows, cols) slice of the padded input under kernel offset (i, j) for a group."""
         sh, sw = self.strides
-        rows, groups, cols = self.grid
-        first = j + sw * group
-        step = sw * groups
-        return padded[:, i:i + sh * (rows - 1) + 1:sh, first:first + step * (cols - 1) + 1:step, :]
+        row_groups, col_groups, rows, cols = self.grid
+        top, left = i + sh * row_group, j + sw * col_group
+        down, across = sh * row_groups, sw * col_groups
+        return padded[:, top:top + down * (rows - 1) + 1:down, left:left + across * (cols - 1) + 1:across, :]
 
     def backward(self, gy):
         f = self.inputs[1].shape[3]
@@ -612,8 +617,8 @@ class Conv2D(Function):
         gx = None
         if self.needs_grad(0):
             n = self.padded_shape[0]
-            rows, groups, cols = self.grid
-            if self.cols.shape == (n * rows * cols, c) and groups == 1:  # 1x1, stride 1
+            row_groups, col_groups, rows, cols = self.grid
+            if self.cols.shape == (n * rows * cols, c) and row_groups == col_groups == 1:  # 1x1, stride 1
                 gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
             else:
                 # col2im one kernel offset at a time: each GEMM writes a contiguous block of
@@ -622,9 +627,10 @@ class Conv2D(Function):
                 gx = xp.zeros(self.padded_shape, dtype=gz.dtype)
                 for i in range(kh):
                     for j in range(kw):
-                        part = (gz @ W[i, j].T).reshape(n, rows, groups, cols, c)
-                        for g in range(groups):
-                            self._window(gx, i, j, g)[...] += part[:, :, g]
+                        part = (gz @ W[i, j].T).reshape(row_groups, col_groups, n, rows, cols, c)
+                        for r in range(row_groups):
+                            for g in range(col_groups):
+                                self._window(gx, i, j, r, g)[...] += part[r, g]
             gx = _unpad_hw(gx, self.pads)
         self.cols = None
         if len(self.inputs) == 3:
@@ -640,34 +646,39 @@ class Conv2DMaxPool(Conv2D):
     the other, with the activation and its gradient on a quarter of the values. Positions the
     pool drops (the last row or column of an odd size) are not computed. Pooling takes the
     maximum of each window's two columns, then of its two rows: the first maximum of the window
-    in row-major order (as MaxPool2D and PyTorch), ties included.
+    in row-major order (as MaxPool2D and PyTorch), ties included. The comparisons are kept as
+    three boolean masks, so the backward pass reads neither the linear output nor the maxima.
 
     On an image input (the transposed im2col, whose input gradient is rarely wanted) the GEMM
-    yields each output row's even and odd columns as two contiguous blocks, so the pooling
-    passes over the largest tensor of the network read whole rows instead of 2-element strides.
-    Elsewhere the plain order is kept: the col2im of the input gradient adds contiguous rows.
+    yields the four cells of every window as four contiguous blocks, so the passes over the
+    largest tensor of the network are whole-array operations. Elsewhere the plain order is
+    kept: the col2im of the input gradient then adds contiguous rows.
     """
 
     def _grid(self, oh, ow):
         if oh < 2 or ow < 2:
             raise ValueError(f"max-pool 2x2 of a {oh}x{ow} convolution output")
         if self.transposed:
-            return 2 * (oh // 2), 2, ow // 2
-        return 2 * (oh // 2), 1, 2 * (ow // 2)
+            return 2, 2, oh // 2, ow // 2
+        return 1, 1, 2 * (oh // 2), 2 * (ow // 2)
 
-    def _windows(self, z):
-        """The (N, OH, window row, window column, OW, F) view of an array in the GEMM's order."""
-        rows, groups, cols = self.grid
+    def _cells(self, z):
+        """(2, 2, N, OH, OW, F): each window cell's values, from an array in the GEMM's order."""
+        row_groups, _, rows, cols = self.grid
         n, f = self.padded_shape[0], z.shape[-1]
-        if groups == 2:
-            return z.reshape(n, rows // 2, 2, 2, cols, f)
-        return z.reshape(n, rows // 2, 2, cols // 2, 2, f).transpose(0, 1, 2, 4, 3, 5)
+        if row_groups == 2:
+            return z.reshape(2, 2, n, rows, cols, f)
+        return z.reshape(n, rows // 2, 2, cols // 2, 2, f).transpose(2, 4, 0, 1, 3, 5)
 
     def forward(self, x, W, b=None):
         xp = _xp(x)
-        self.z = self._windows(self._convolve(x, W, b))
-        self.m = xp.maximum(self.z[:, :, :, 0], self.z[:, :, :, 1])
-        y = xp.maximum(self.m[:, :, 0], self.m[:, :, 1])
+        cells = self._cells(self._convolve(x, W, b))
+        top = xp.maximum(cells[0, 0], cells[0, 1])
+        bottom = xp.maximum(cells[1, 0], cells[1, 1])
+        # Where the later cell is strictly larger it takes the gradient (first maximum otherwise).
+        self.right = (cells[0, 1] > cells[0, 0], cells[1, 1] > cells[1, 0])
+        self.lower = bottom > top
+        y = xp.maximum(top, bottom, out=top)
         _activate_inplace(y, self.activation)
         self.y = y
         return y
@@ -675,16 +686,15 @@ class Conv2DMaxPool(Conv2D):
     def backward(self, gy):
         xp = _xp(gy)
         gy = _activation_grad(gy, self.y, self.activation)
-        # The later row or column takes the gradient only where it is strictly larger.
-        gm = xp.empty(self.m.shape, dtype=gy.dtype)
-        xp.multiply(gy, self.m[:, :, 1] > self.m[:, :, 0], out=gm[:, :, 1])
-        xp.subtract(gy, gm[:, :, 1], out=gm[:, :, 0])
-        gz_flat = xp.empty((self.z.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
-        gz = self._windows(gz_flat)
-        xp.multiply(gm, self.z[:, :, :, 1] > self.z[:, :, :, 0], out=gz[:, :, :, 1])
-        xp.subtract(gm, gz[:, :, :, 1], out=gz[:, :, :, 0])
-        self.z = self.m = None
-        return self._backward_linear(gz_flat)
+        gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
+        cells = self._cells(gz)
+        bottom = xp.multiply(gy, self.lower)
+        top = gy - bottom
+        for row, (g, right) in enumerate(zip((top, bottom), self.right)):
+            xp.multiply(g, right, out=cells[row, 1])
+            xp.subtract(g, cells[row, 1], out=cells[row, 0])
+        self.right = self.lower = None
+        return self._backward_linear(gz)
 
 
 def conv2d(x, W, b=None, strides=1, padding="valid", activation="linear"):
