@@ -548,8 +548,8 @@ class Conv2D(Function):
         xp_ = _pad_hw(x, pads)
         oh = (xp_.shape[1] - kh) // sh + 1
         ow = (xp_.shape[2] - kw) // sw + 1
-        # Few input channels (images): columns as (KH*KW*C, positions), filled by one slice copy per
-        # kernel offset, group and channel, instead of an element-by-element gather of short windows.
+        # Few input channels (images): columns as (KH*KW*C, positions), gathered by one copy from a
+        # strided view whose inner axis runs along an image row, instead of short windows of C values.
         # The bias rides in the GEMM as a row of ones: its column of the output is large next to
         # the few-row product, and a separate broadcast add would be one more pass over it.
         self.transposed = c <= 4 and not (kh == kw == 1 and sh == sw == 1)
@@ -561,11 +561,11 @@ class Conv2D(Function):
         self.bias_in_cols = self.transposed and b is not None
         if self.transposed:
             columns = xp.empty((k + self.bias_in_cols, row_groups * col_groups * n * rows * cols), dtype=x.dtype)
-            grid = columns[:k].reshape(kh, kw, c, row_groups, col_groups, n, rows, cols)
-            for i in range(kh):
-                for j in range(kw):
-                    for r, g in groups:
-                        grid[i, j, :, r, g] = self._window(xp_, i, j, r, g).transpose(3, 0, 1, 2)
+            sN, sH, sW, sC = xp_.strides
+            view = xp.lib.stride_tricks.as_strided(
+                xp_, shape=(kh, kw, c, row_groups, col_groups, n, rows, cols),
+                strides=(sH, sW, sC, sH * sh, sW * sw, sN, sH * sh * row_groups, sW * sw * col_groups))
+            xp.copyto(columns[:k].reshape(view.shape), view)
             if self.bias_in_cols:
                 columns[k] = 1.0
                 weights = xp.concatenate([W.reshape(k, f), b.reshape(1, f).astype(W.dtype, copy=False)])
