@@ -177,6 +177,20 @@ def test_it_rejects_a_non_positive_number_of_seeds():
         bench.run(["keras_example"], seeds=0)
 
 
+def test_without_a_number_of_seeds_each_recipe_trains_its_report_seeds(monkeypatch):
+    seen = {}
+
+    def fake_run_recipe(recipe, **kwargs):
+        seen[recipe.name] = kwargs["seeds"]
+
+    monkeypatch.setattr(bench, "run_recipe", fake_run_recipe)
+    monkeypatch.setattr(bench, "cupola_available", lambda: False)
+    bench.run(["cnn_digits", "lstm_co2"], seeds=None, use_torch=False)
+    assert seen == {"cnn_digits": 3, "lstm_co2": 8}
+    bench.run(["lstm_co2"], seeds=2, use_torch=False)  # an explicit count applies to every recipe
+    assert seen["lstm_co2"] == 2
+
+
 def test_the_engine_report_passes_seeds_through_and_shows_the_rule(monkeypatch, tmp_path):
     import sys
     from pathlib import Path
@@ -186,7 +200,7 @@ def test_the_engine_report_passes_seeds_through_and_shows_the_rule(monkeypatch, 
 
     calls = []
     environment = {"date": "d", "cpu": "c", "threads": 1, "device": "cpu"}
-    row = {"recipe": "cnn_digits", "cupola": {"seconds": 2.0, "samples_per_second": 5.0, "quality": {"accuracy": 0.95},
+    row = {"recipe": "cnn_digits", "seeds": [0, 1, 2], "cupola": {"seconds": 2.0, "samples_per_second": 5.0, "quality": {"accuracy": 0.95},
                                               "quality_std": {"accuracy": 0.01}},
            "torch": {"seconds": 1.0, "samples_per_second": 10.0, "quality": {"accuracy": 0.97},
                      "quality_std": {"accuracy": 0.005}},
@@ -202,6 +216,7 @@ def test_the_engine_report_passes_seeds_through_and_shows_the_rule(monkeypatch, 
     assert engine_report.main(["--markdown", str(out)]) == 0
     assert engine_report.main(["--quick"]) == 0
     assert engine_report.main(["--seeds", "5"]) == 0
-    assert calls == [engine_report.DEFAULT_SEEDS, engine_report.QUICK_SEEDS, 5]
+    assert calls == [None, engine_report.QUICK_SEEDS, 5]  # None: each recipe's report_seeds
     table = out.read_text()
+    assert "| cnn_digits | 3 |" in table
     assert "accuracy 0.9500 ± 0.0100" in table and "not met: accuracy >= torch - 0.01" in table
