@@ -34,7 +34,7 @@ class Callback:
 
     def get_state(self):
         """(JSON-able dict, list of arrays) to store in a checkpoint, or None when stateless."""
-        return None
+        return
 
     def set_state(self, state, arrays):
         """Restore what get_state returned (called after on_train_begin when resuming)."""

@@ -5,8 +5,8 @@ import time
 import numpy as np
 
 from trainer import backend, io, losses, optimizers
-from trainer import data as data_module
 from trainer import callbacks as callbacks_module
+from trainer import data as data_module
 from trainer import layers as layers_module
 from trainer.core import Config, TrainingError, Variable, no_grad, test_mode, using_config
 

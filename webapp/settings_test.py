@@ -9,6 +9,6 @@ import tempfile
 
 os.environ.setdefault("CUPOLA_DATA_DIR", tempfile.mkdtemp(prefix="cupola-test-"))
 
-from webapp.settings import *  # noqa: E402,F403
+from webapp.settings import *
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

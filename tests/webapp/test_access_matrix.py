@@ -26,10 +26,11 @@ API calls are made with the person's API token (``Authorization: Bearer``), page
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -305,7 +306,7 @@ def _route_kwargs(name: str) -> list[str]:
 
 
 def _regex_groups(pattern) -> list[str]:
-    return list(getattr(pattern.pattern, "regex").groupindex)
+    return list(pattern.pattern.regex.groupindex)
 
 
 def _present_names() -> set[str]:

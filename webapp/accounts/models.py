@@ -76,7 +76,7 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def issue(cls, *, user, name: str) -> tuple["ApiToken", str]:
+    def issue(cls, *, user, name: str) -> tuple[ApiToken, str]:
         key = "cup_" + secrets.token_urlsafe(32)
         token = cls.objects.create(user=user, name=name, prefix=key[:12], key_hash=_hash_token(key))
         return token, key

@@ -19,9 +19,10 @@ Unknown, revoked and expired tokens all give the same 404.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from django.http import Http404
 from django.shortcuts import render

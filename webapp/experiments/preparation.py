@@ -438,7 +438,7 @@ def logs_in_target_units(values: dict, pre: dict, loss: str = "") -> dict:
         return dict(values)
     converted = {}
     for name, value in values.items():
-        base = name[4:] if name.startswith("val_") else name
+        base = name.removeprefix("val_")
         power = _TARGET_POWER.get(loss if base == "loss" else base)
         converted[name] = value * scale ** power if power and value is not None else value
     return converted

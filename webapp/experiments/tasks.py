@@ -7,7 +7,6 @@ from celery import shared_task
 # Imported when the worker starts (not on its first task), so a run starts without waiting for
 # NumPy, pandas and the engine to load.
 import trainer  # noqa: F401
-
 from webapp.experiments import execution, watchdog
 
 

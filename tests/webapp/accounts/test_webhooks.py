@@ -167,7 +167,6 @@ def test_the_test_button_sends_a_ping_and_the_log_shows_it(client, people, recei
 
 def test_member_changes_are_sent_to_webhooks(people, django_capture_on_commit_callbacks):
     Webhook.objects.create(workspace=people.workspace, url="https://example.org/h")
-    with mock.patch.object(deliver_webhook, "apply_async"):
-        with django_capture_on_commit_callbacks(execute=True):
-            services.member_add(workspace=people.workspace, actor=people.owner, username="oscar", role="viewer")
+    with mock.patch.object(deliver_webhook, "apply_async"), django_capture_on_commit_callbacks(execute=True):
+        services.member_add(workspace=people.workspace, actor=people.owner, username="oscar", role="viewer")
     assert WebhookDelivery.objects.get().event == "member.added"

@@ -29,7 +29,7 @@ def test_a_task_round_trips_through_the_worker_process(stack, transactional_db):
 def test_health_says_how_to_start_a_worker_when_none_is_alive(db, client, monkeypatch):
     from webapp.core import health, presence
 
-    monkeypatch.setattr(presence, "live_workers", lambda: [])
+    monkeypatch.setattr(presence, "live_workers", list)
     monkeypatch.setattr(health, "redis_client", lambda: type("R", (), {"ping": lambda self: True})())
     body = client.get("/api/v1/health").json()
     assert body["ok"] is False

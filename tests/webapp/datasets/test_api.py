@@ -3,7 +3,6 @@
 import hashlib
 
 import pytest
-
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.webapp.datasets.conftest import FIXTURES
