@@ -47,7 +47,7 @@ def markdown_table(report):
         cupola, torch_side = row["cupola"], row.get("torch", {})
         seeds = len(row.get("seeds", [report.get("seed")]))
 
-        def quality(side):
+        def quality(side, seeds=seeds):
             if "error" in side:
                 return "failed"
             if "flop_per_second" in side:
@@ -83,7 +83,10 @@ def main(argv=None):
     parser.add_argument("--markdown", metavar="PATH")
     args = parser.parse_args(argv)
     seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else None)
-    report = bench.run(args.recipe, quick=args.quick, device=args.device, threads=args.threads, seeds=seeds)
+    try:
+        report = bench.run(args.recipe, quick=args.quick, device=args.device, threads=args.threads, seeds=seeds)
+    except ValueError as error:  # a bad seed or thread count, or a device that is not there
+        parser.error(str(error))
     print(bench.format_report(report))
     table = markdown_table(report)
     print()

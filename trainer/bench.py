@@ -704,18 +704,27 @@ def _blas_info():
 
 
 def choose_device(requested, use_torch):
-    if requested in ("cpu", "gpu"):
-        return requested
+    """"auto": the GPU when CuPy (and PyTorch, when it runs) can use one; "gpu" insists, with a
+    clear error before anything trains where either side cannot."""
+    if requested == "cpu":
+        return "cpu"
     from trainer import backend
 
-    if backend.gpu_available():
-        if not use_torch:
-            return "gpu"
+    cupy_gpu = backend.gpu_available()
+    torch_gpu = True
+    if use_torch:
         import torch
 
-        if torch.cuda.is_available():
-            return "gpu"
-    return "cpu"
+        torch_gpu = torch.cuda.is_available()
+    if requested == "gpu":
+        if not cupy_gpu:
+            raise ValueError("bench: --device gpu was asked for, but CuPy finds no GPU here "
+                             "(install the gpu or gpu13 extra on a machine with one).")
+        if not torch_gpu:
+            raise ValueError("bench: --device gpu was asked for, but this PyTorch cannot use the GPU "
+                             "(install a CUDA build of torch, or pass --no-torch).")
+        return "gpu"
+    return "gpu" if cupy_gpu and torch_gpu else "cpu"
 
 
 def usable_cores():
@@ -849,9 +858,12 @@ def main(argv=None):
     parser.add_argument("--tf32", action="store_true", help="allow TF32 in PyTorch on the GPU (default: off)")
     parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: all usable cores)")
     args = parser.parse_args(argv)
-    report = run(args.recipe, quick=args.quick, seed=args.seed, device=args.device,
-                 use_torch=False if args.no_torch else None, tf32=args.tf32, threads=args.threads,
-                 seeds=args.seeds)
+    try:
+        report = run(args.recipe, quick=args.quick, seed=args.seed, device=args.device,
+                     use_torch=False if args.no_torch else None, tf32=args.tf32, threads=args.threads,
+                     seeds=args.seeds)
+    except ValueError as error:  # a bad seed or thread count, or a device that is not there
+        parser.error(str(error))
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -220,3 +220,30 @@ def test_the_engine_report_passes_seeds_through_and_shows_the_rule(monkeypatch, 
     table = out.read_text()
     assert "| cnn_digits | 3 |" in table
     assert "accuracy 0.9500 ± 0.0100" in table and "not met: accuracy >= torch - 0.01" in table
+
+
+@pytest.mark.parametrize("cupy_gpu,torch_gpu,auto", [(True, True, "gpu"), (True, False, "cpu"), (False, True, "cpu")])
+def test_it_takes_the_gpu_only_when_both_sides_can_use_it(monkeypatch, cupy_gpu, torch_gpu, auto):
+    from trainer import backend
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(backend, "gpu_available", lambda: cupy_gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: torch_gpu)
+    assert bench.choose_device("auto", use_torch=True) == auto
+    assert bench.choose_device("cpu", use_torch=True) == "cpu"
+    assert bench.choose_device("auto", use_torch=False) == ("gpu" if cupy_gpu else "cpu")
+    if auto == "gpu":
+        assert bench.choose_device("gpu", use_torch=True) == "gpu"
+    else:
+        with pytest.raises(ValueError, match="--device gpu was asked for, but " + ("this PyTorch" if cupy_gpu else "CuPy")):
+            bench.choose_device("gpu", use_torch=True)
+
+
+def test_its_command_line_refuses_a_gpu_that_is_not_there(monkeypatch, capsys):
+    from trainer import backend
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--device", "gpu", "--no-torch", "--recipe", "keras_example"])
+    assert stop.value.code == 2
+    assert "CuPy finds no GPU here" in capsys.readouterr().err
