@@ -110,6 +110,24 @@ def resident_limit_bytes():
         return 2 << 30
 
 
+_kernels = {}
+
+
+def elementwise_kernel(name, in_params, out_params, operation):
+    """A CuPy ElementwiseKernel, made once per process (CuPy caches its compiled code on disk).
+
+    Fused kernels are the GPU's answer to launch-bound small models: one launch where the generic
+    path issues one per operation. Callers use them only on device arrays; NumPy keeps its ufuncs.
+    """
+    key = (name, in_params, out_params, operation)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        if not _import_cupy():
+            raise DeviceError(f"The fused kernel {name} needs CuPy and a CUDA device.")
+        kernel = _kernels[key] = _cupy.ElementwiseKernel(in_params, out_params, operation, name)
+    return kernel
+
+
 def to_host(x):
     """A NumPy array with the contents of ``x`` (host or device array, or scalar)."""
     if _cupy and isinstance(x, _cupy.ndarray):

@@ -145,6 +145,14 @@ class Optimizer:
     def update(self, w, g, lr, xp):
         raise NotImplementedError(f"{type(self).__name__}.update")
 
+    def _fused_update(self, operation, w, g, scalars, slots=()):
+        """The update as one GPU kernel over the flat buffer: ``g`` and the scalars are read, ``w``
+        and the named slots are updated in place (the NumPy path keeps its in-place ufuncs)."""
+        kernel = backend.elementwise_kernel(
+            f"cupola_{self.type}_{len(slots)}", ", ".join(["T g", *(f"T {name}" for name in scalars)]),
+            ", ".join(["T w", *(f"T {name}" for name in slots)]), operation)
+        kernel(g, *(g.dtype.type(value) for value in scalars.values()), w, *(self.slots[name] for name in slots))
+
 
 class SGD(Optimizer):
     type = "sgd"
@@ -155,6 +163,12 @@ class SGD(Optimizer):
         super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
 
     def update(self, w, g, lr, xp):
+        if xp is not np:
+            if not self.momentum:
+                return self._fused_update("w -= lr * g;", w, g, {"lr": lr})
+            step = "mu * momentum - lr * g" if self.nesterov else "momentum"
+            return self._fused_update(f"momentum = mu * momentum - lr * g; w += {step};", w, g,
+                                      {"lr": lr, "mu": self.momentum}, ("momentum",))
         if not self.momentum:
             g *= lr
             w -= g
@@ -186,6 +200,10 @@ class Adam(Optimizer):
         m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
         alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        if xp is not np:
+            return self._fused_update(
+                "m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g; w -= alpha * m / (sqrt(v) + eps);",
+                w, g, {"alpha": alpha, "b1": b1, "b2": b2, "eps": self.epsilon}, ("m", "v"))
         m *= b1
         xp.multiply(g, 1.0 - b1, out=tmp)
         m += tmp
@@ -219,6 +237,9 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, rho=rho, epsilon=epsilon, **kwargs)
 
     def update(self, w, g, lr, xp):
+        if xp is not np:
+            return self._fused_update("velocity = rho * velocity + (1 - rho) * g * g; w -= lr * g / sqrt(velocity + eps);",
+                                      w, g, {"lr": lr, "rho": self.rho, "eps": self.epsilon}, ("velocity",))
         v, tmp = self.slots["velocity"], self.scratch
         v *= self.rho
         xp.multiply(g, g, out=tmp)
@@ -245,6 +266,9 @@ class Adagrad(Optimizer):
         return backend.get_array_module(flat).full_like(flat, self.initial_accumulator_value)
 
     def update(self, w, g, lr, xp):
+        if xp is not np:
+            return self._fused_update("accumulator += g * g; w -= lr * g / sqrt(accumulator + eps);",
+                                      w, g, {"lr": lr, "eps": self.epsilon}, ("accumulator",))
         acc, tmp = self.slots["accumulator"], self.scratch
         xp.multiply(g, g, out=tmp)
         acc += tmp

@@ -210,3 +210,28 @@ def test_it_uses_the_scheduled_rate_for_each_step():
         set_grads(params)
         rates.append(opt.step())
     assert rates == [1.0, 0.5, 0.25]
+
+
+DEVICE_CASES = {
+    "sgd": lambda: optimizers.SGD(0.1), "momentum": lambda: optimizers.SGD(0.1, momentum=0.9),
+    "nesterov": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), "adam": lambda: optimizers.Adam(0.01),
+    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.1), "rmsprop": lambda: optimizers.RMSprop(0.01),
+    "adagrad": lambda: optimizers.Adagrad(0.01),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CASES))
+def test_its_updates_on_each_backend_equal_the_numpy_rules(xp, name):
+    # On the GPU each update is one fused kernel over the flat buffer; on the CPU, in-place ufuncs.
+    from trainer import backend
+
+    expected = reference_run(DEVICE_CASES[name]())
+    params = [Parameter(backend.to_device(p.data)) for p in params_with_grads()]
+    opt = DEVICE_CASES[name]()
+    opt.build(params)
+    for step, want in enumerate(expected):
+        for p, g in zip(params, set_grads(params, seed=step + 1)):
+            p.grad = backend.to_device(g)
+        opt.step()
+        for p, w in zip(params, want):
+            np.testing.assert_allclose(backend.to_host(p.data), w, rtol=1e-5, atol=1e-6)
