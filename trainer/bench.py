@@ -17,6 +17,7 @@ holds on the means (accuracy >= torch - 1 point, R² >= torch - 0.02, RMSE <= 1.
 
 Wall time covers `fit` only, on a fresh model, after each side has trained a throwaway copy
 on two batches (one-time start-up costs excluded); samples/s = epochs x training rows / time.
+The warm-up's own time is reported beside it (on a GPU: kernel compilation, first allocations).
 
 Peak RSS: on Linux the high-water mark is reset (/proc/self/clear_refs) before each side and
 read from VmHWM after it, so each figure is that side's own peak - which still includes the
@@ -534,7 +535,9 @@ def _run_side(side_factory, recipe, dataset, epochs):
         # allocations, kernel compilation. The timed model starts fresh, so both sides train from
         # the same kind of initial state and the quality figures are not shifted by the warm-up.
         warm = 2 * recipe.batch_size
+        start = time.perf_counter()
         side_factory().fit(dataset.x_train[:warm], dataset.y_train[:warm], 1, recipe.batch_size)
+        result["warmup_seconds"] = time.perf_counter() - start  # kernel compilation and first calls
         side = side_factory()
         start = time.perf_counter()
         side.fit(dataset.x_train, dataset.y_train, epochs, recipe.batch_size)
@@ -567,7 +570,8 @@ def combine_runs(runs, seeds):
     seconds = sum(r["seconds"] for r in runs)
     samples = sum(r["seconds"] * r["samples_per_second"] for r in runs)
     result.update(seconds=seconds, samples_per_second=samples / seconds,
-                  seconds_per_seed=[r["seconds"] for r in runs])
+                  seconds_per_seed=[r["seconds"] for r in runs],
+                  warmup_seconds=runs[0].get("warmup_seconds"))  # the first seed's: compilation happens once
     if "flop_per_second" in runs[0]:
         flops = sum(r["seconds"] * r["flop_per_second"] for r in runs)
         result.update(flop_per_second=flops / seconds, parameters=runs[0]["parameters"])
@@ -822,6 +826,7 @@ def format_report(report):
             return f"{value:.4f} ± {side.get('quality_std', {}).get(key, 0.0):.4f}"
 
         add("wall time (s)", lambda r: r.get("seconds"), 2)
+        add("warm-up (s)", lambda r: r.get("warmup_seconds"), 2)
         add("samples/s", lambda r: r.get("samples_per_second"), 0)
         if row["recipe"] == THROUGHPUT:
             add("GFLOP/s (6*P*N/t)", lambda r: r["flop_per_second"] / 1e9 if "flop_per_second" in r else None, 1)

@@ -28,6 +28,8 @@ def _read(reader, *args, **kwargs):
 
 DATA_DIR = Path(os.environ.get("CUPOLA_DATA_DIR") or BASE_DIR / "var").resolve()
 PRODUCTION = _read(env.env_bool, "CUPOLA_PRODUCTION", False)
+# A GPU worker compiles CuPy's kernels once: they are cached in the data folder and survive restarts.
+os.environ.setdefault("CUPY_CACHE_DIR", str(DATA_DIR / "cache" / "cupy"))
 DEBUG = _read(env.env_bool, "DEBUG", False)
 
 SECRET_KEY = os.environ.get("CUPOLA_SECRET_KEY", "")

@@ -23,6 +23,7 @@ def test_it_runs_every_recipe_on_the_engine_in_quick_mode(quick_report):
         side = row["cupola"]
         assert side["ran"], f"{row['recipe']}: {side.get('error')}"
         assert side["seconds"] > 0 and math.isfinite(side["samples_per_second"])
+        assert side["warmup_seconds"] > 0  # timed apart from training
 
 
 def test_it_runs_pytorch_beside_the_engine_with_finite_time_ratios(quick_report):
@@ -126,9 +127,9 @@ def test_it_states_tf32_settings_for_both_sides_on_a_gpu():
 def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():
     runs = [
         {"ran": True, "seconds": 1.0, "samples_per_second": 100.0, "quality": {"accuracy": 0.90}, "peak_rss_mb": 10.0,
-         "peak_rss_reset": True},
+         "peak_rss_reset": True, "warmup_seconds": 0.5},
         {"ran": True, "seconds": 3.0, "samples_per_second": 100 / 3, "quality": {"accuracy": 0.94}, "peak_rss_mb": 12.0,
-         "peak_rss_reset": True},
+         "peak_rss_reset": True, "warmup_seconds": 0.1},
     ]
     combined = bench.combine_runs(runs, [0, 1])
     assert combined["ran"] and combined["seconds"] == 4.0 and combined["seeds"] == [0, 1]
@@ -136,6 +137,7 @@ def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():
     assert combined["quality"]["accuracy"] == pytest.approx(0.92)
     assert combined["quality_std"]["accuracy"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
     assert combined["quality_per_seed"]["accuracy"] == [0.90, 0.94] and combined["peak_rss_mb"] == 12.0
+    assert combined["warmup_seconds"] == 0.5  # the first seed's warm-up holds the one-time compilation
     failed = bench.combine_runs([runs[0], {"ran": False, "error": "boom", "peak_rss_mb": 1.0}], [0, 1])
     assert not failed["ran"] and failed["error"] == "boom" and "quality" not in failed
 

@@ -70,3 +70,15 @@ def test_booleans_must_be_spelled_plainly(monkeypatch):
     monkeypatch.setenv("DEBUG", "maybe")
     with pytest.raises(env.ConfigError, match="DEBUG must be one of"):
         env.env_bool("DEBUG", False)
+
+
+@pytest.mark.parametrize("given", [None, "/elsewhere/cupy"])
+def test_cupy_kernels_are_cached_in_the_data_folder_unless_told_otherwise(tmp_path, given):
+    environment = {k: v for k, v in os.environ.items() if k != "CUPY_CACHE_DIR"}
+    environment.update(CUPOLA_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webapp.settings")
+    if given:
+        environment["CUPY_CACHE_DIR"] = given
+    code = "import django, os; django.setup(); print(os.environ['CUPY_CACHE_DIR'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == (given or str(tmp_path.resolve() / "cache" / "cupy"))
