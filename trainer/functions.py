@@ -1070,6 +1070,32 @@ class SimpleRNN(_Recurrent):
         return gx, gW, gU, sum_rows(gz2)
 
 
+# The GPU's LSTM step, forward and backward, as one kernel each over the (N, H) cells (Chainer's
+# lstm_fwd / lstm_bwd shape): the gate rows (N, 4H) are read and written by index, gate k of cell
+# (row, col) at row * 4H + k * H + col. Sigmoid as 0.5 tanh(z / 2) + 0.5, like the CPU path.
+_LSTM_STEP = """
+    const int row = i / H, col = i % H, at = row * 4 * H + col;
+    const T gi = (T)0.5 * tanh((T)0.5 * (xg[at] + r[at])) + (T)0.5;
+    const T gf = (T)0.5 * tanh((T)0.5 * (xg[at + H] + r[at + H])) + (T)0.5;
+    const T gg = tanh(xg[at + 2 * H] + r[at + 2 * H]);
+    const T go = (T)0.5 * tanh((T)0.5 * (xg[at + 3 * H] + r[at + 3 * H])) + (T)0.5;
+    act[at] = gi; act[at + H] = gf; act[at + 2 * H] = gg; act[at + 3 * H] = go;
+    c = gf * c_prev + gi * gg;
+    tanh_c = tanh(c);
+    h = go * tanh_c;
+"""
+_LSTM_STEP_GRAD = """
+    const int row = i / H, col = i % H, at = row * 4 * H + col;
+    const T gi = act[at], gf = act[at + H], gg = act[at + 2 * H], go = act[at + 3 * H];
+    const T dc = gc + gh * go * ((T)1 - tanh_c * tanh_c);
+    gz[at] = dc * gg * gi * ((T)1 - gi);
+    gz[at + H] = dc * c_prev * gf * ((T)1 - gf);
+    gz[at + 2 * H] = dc * gi * ((T)1 - gg * gg);
+    gz[at + 3 * H] = gh * tanh_c * go * ((T)1 - go);
+    gc = dc * gf;
+"""
+
+
 class LSTM(_Recurrent):
     """Keras LSTM: gates (i, f, c, o), kernel (F, 4H), recurrent kernel (H, 4H), bias (4H)."""
 
@@ -1078,6 +1104,8 @@ class LSTM(_Recurrent):
         n, T, _ = x.shape
         H = U.shape[0]
         self.x_tm = _time_major(x)
+        if xp is not np:
+            return self._forward_fused(xp, W, U, b, n, T, H)
         # sigmoid(z) = 0.5 * tanh(z / 2) + 0.5: halve the sigmoid gates' pre-activations up front
         # (input projection and recurrent kernel), so each step needs one tanh over all four gates.
         half = xp.full(4 * H, 0.5, dtype=x.dtype)
@@ -1104,12 +1132,28 @@ class LSTM(_Recurrent):
         self.gates, self.hs, self.cs, self.tanh_c = gates, hs, cs, tanh_c
         return self._output(hs)
 
+    def _forward_fused(self, xp, W, U, b, n, T, H):
+        dtype = W.dtype
+        pre = (self.x_tm.reshape(T * n, -1) @ W + b).reshape(T, n, 4 * H)
+        gates = xp.empty_like(pre)  # the activations, for the backward pass
+        hs = xp.zeros((T + 1, n, H), dtype=dtype)
+        cs = xp.zeros((T + 1, n, H), dtype=dtype)
+        tanh_c = xp.empty((T, n, H), dtype=dtype)
+        step = backend.elementwise_kernel("cupola_lstm_step", "raw T xg, raw T r, T c_prev, int32 H",
+                                          "raw T act, T c, T tanh_c, T h", _LSTM_STEP)
+        for t in range(T):
+            step(pre[t], hs[t] @ U, cs[t], np.int32(H), gates[t], cs[t + 1], tanh_c[t], hs[t + 1])
+        self.gates, self.hs, self.cs, self.tanh_c = gates, hs, cs, tanh_c
+        return self._output(hs)
+
     def backward(self, gy):
         W, U = self.inputs[1].data, self.inputs[2].data
         xp = _xp(gy)
         gates, hs, cs, tanh_c = self.gates, self.hs, self.cs, self.tanh_c
         T, n, H4 = gates.shape
         H = H4 // 4
+        if xp is not np:
+            return self._backward_fused(xp, gy, W, U, T, H)
         i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
         # Every factor that does not depend on the incoming gradient, for all steps at once, so the
         # loop over time is a handful of operations per step.
@@ -1131,6 +1175,23 @@ class LSTM(_Recurrent):
             xp.multiply(gc[:, None, :], from_c[t], out=gz4[t, :, :3])
             xp.multiply(gh, from_h[t], out=gz4[t, :, 3])
             gc *= f[t]
+            gh = gz_all[t] @ U.T
+        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
+        gU = hs[:-1].reshape(-1, H).T @ gz2
+        return gx, gW, gU, sum_rows(gz2)
+
+    def _backward_fused(self, xp, gy, W, U, T, H):
+        hs, cs = self.hs, self.cs
+        gz_all = xp.empty_like(self.gates)
+        gh = xp.zeros_like(hs[0])
+        gc = xp.zeros_like(hs[0])
+        step = backend.elementwise_kernel("cupola_lstm_step_grad", "T gh, raw T act, T c_prev, T tanh_c, int32 H",
+                                          "T gc, raw T gz", _LSTM_STEP_GRAD)
+        for t in reversed(range(T)):
+            g_out = self._grad_h(gy, t, T)
+            if g_out is not None:
+                gh = gh + g_out
+            step(gh, self.gates[t], cs[t], self.tanh_c[t], np.int32(H), gc, gz_all[t])
             gh = gz_all[t] @ U.T
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, H).T @ gz2

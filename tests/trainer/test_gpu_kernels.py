@@ -1,0 +1,176 @@
+"""The GPU path's fused kernels, checked on the CPU.
+
+Where CuPy has no device, ``backend.elementwise_kernel`` is replaced by an emulator that runs a
+kernel's body element by element in Python: the C statements the kernels use (declarations,
+assignments, ``? :``, ``(T)`` casts, integer division for ``int``) translated line by line. The
+engine's GPU code paths (fused optimizer updates, bias + activation, the LSTM step) then run on
+NumPy arrays and must equal the NumPy path. On a GPU machine the same functions run the real
+kernels through the xp-parametrised tests.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from trainer import backend, layers, optimizers
+from trainer import functions as F
+from trainer.core import Parameter, Variable
+
+_DECLARATION = re.compile(r"^(?:const\s+)?(int|T)\s+(.*)$")
+_TERNARY = re.compile(r"^(.+?)\s*\?\s*(.+?)\s*:\s*(.+)$")
+_ASSIGNMENT = re.compile(r"^(.+?)\s*([+\-*/]?=)\s*(.+)$")
+
+
+def _python(operation):
+    """The kernel body as Python statements (the C subset the engine's kernels are written in)."""
+    lines = []
+    for statement in (s.strip() for s in operation.split(";")):
+        if not statement:
+            continue
+        declaration = _DECLARATION.match(statement)
+        parts = [statement]
+        integer = False
+        if declaration:
+            integer = declaration.group(1) == "int"
+            parts = [p.strip() for p in declaration.group(2).split(",")]
+        for part in parts:
+            part = part.replace("(T)", "")
+            target, op, value = _ASSIGNMENT.match(part).groups()
+            ternary = _TERNARY.match(value)
+            if ternary:
+                value = f"(({ternary.group(2)}) if ({ternary.group(1)}) else ({ternary.group(3)}))"
+            if integer:
+                value = value.replace("/", "//")
+            lines.append(f"{target} {op} {value}")
+    return compile("\n".join(lines), "<kernel>", "exec")
+
+
+def _params(text):
+    return [(p.split()[-1], p.split()[0] == "raw") for p in (q.strip() for q in text.split(",")) if p]
+
+
+class EmulatedKernel:
+    """Calls like cupy.ElementwiseKernel: inputs, then outputs (allocated when left out)."""
+
+    def __init__(self, in_params, out_params, operation):
+        self.ins, self.outs = _params(in_params), _params(out_params)
+        self.code = _python(operation)
+
+    def __call__(self, *args):
+        ins, outs = args[:len(self.ins)], list(args[len(self.ins):])
+        arrays = [a for a, (_, raw) in zip(ins, self.ins) if isinstance(a, np.ndarray) and not raw]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays + [o for o, (_, raw) in zip(outs, self.outs) if not raw]))
+        while len(outs) < len(self.outs):
+            outs.append(np.empty(shape, dtype=arrays[0].dtype))
+        env = {"tanh": np.tanh, "sqrt": np.sqrt, "exp": np.exp, "max": np.maximum}
+        flat = {}
+        for value, (name, raw) in zip(ins, self.ins):
+            if raw:
+                env[name] = value.reshape(-1)
+            elif isinstance(value, np.ndarray):
+                flat[name] = np.broadcast_to(value, shape).reshape(-1)
+            else:
+                env[name] = value
+        out_flat = {}
+        for value, (name, raw) in zip(outs, self.outs):
+            assert value.flags.c_contiguous, f"output {name} must be contiguous"
+            if raw:
+                env[name] = value.reshape(-1)
+            else:
+                out_flat[name] = value.reshape(-1)
+        for i in range(int(np.prod(shape))):
+            env["i"] = i
+            for name, values in flat.items():
+                env[name] = values[i]
+            for name, values in out_flat.items():
+                env[name] = values[i]
+            exec(self.code, env)
+            for name, values in out_flat.items():
+                values[i] = env[name]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+@pytest.fixture(name="emulated")
+def emulated_kernels(monkeypatch):
+    monkeypatch.setattr(backend, "elementwise_kernel",
+                        lambda name, in_params, out_params, operation: EmulatedKernel(in_params, out_params, operation))
+
+
+def test_the_emulator_runs_c_statements_like_a_kernel():
+    kernel = EmulatedKernel("T x, raw T table, int32 H", "T y, T z",
+                            "const int k = i / H; T s = (T)2 * x; y = s > table[k] ? s : (T)0; z += x;")
+    x = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    y, z = kernel(x, np.array([1.0, 7.0], dtype=np.float32), np.int32(2), np.empty(4, np.float32), np.ones(4, np.float32))
+    np.testing.assert_array_equal(y, [2.0, 4.0, 0.0, 8.0])
+    np.testing.assert_array_equal(z, [2.0, 3.0, 4.0, 5.0])
+
+
+OPTIMIZERS = {
+    "sgd": lambda: optimizers.SGD(0.1), "momentum": lambda: optimizers.SGD(0.1, momentum=0.9),
+    "nesterov": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), "adam": lambda: optimizers.Adam(0.01),
+    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.1), "rmsprop": lambda: optimizers.RMSprop(0.01),
+    "adagrad": lambda: optimizers.Adagrad(0.01),
+}
+
+
+def _train_params(make, fused):
+    rng = np.random.default_rng(0)
+    params = [Parameter(rng.normal(size=(3, 2)).astype(np.float32)), Parameter(rng.normal(size=4).astype(np.float32))]
+    opt = make()
+    opt.build(params)
+    if fused:  # the GPU branch of each update, on NumPy arrays
+        opt.update = lambda w, g, lr, xp, opt=opt, update=type(opt).update: update(opt, w, g, lr, _NotNumpy)
+    for step in range(3):
+        grads = np.random.default_rng(step + 1)
+        for p in params:
+            p.grad = grads.normal(size=p.shape).astype(np.float32)
+        opt.step()
+    return [p.data.copy() for p in params]
+
+
+class _NotNumpy:
+    """Stands for CuPy's module in a backend test: anything but ``numpy`` takes the GPU branch."""
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_fused_optimizer_update_equals_the_numpy_path(emulated, name):
+    for fused, plain in zip(_train_params(OPTIMIZERS[name], True), _train_params(OPTIMIZERS[name], False)):
+        np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])
+def test_the_fused_bias_activation_and_its_gradient_equal_the_numpy_path(emulated, monkeypatch, activation):
+    rng = np.random.default_rng(0)
+    z, bias, gy = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(3, 4))
+    z[0, 0], bias[0] = 0.5, -0.5  # a pre-activation of exactly 0 for the ReLU
+    expected = F._activate_inplace(z.copy(), activation, bias)
+    expected_grad = F._activation_grad(gy, expected, activation)
+    monkeypatch.setattr(F, "_xp", lambda array: _NotNumpy)
+    y = F._activate_inplace(z.copy(), activation, bias)
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    np.testing.assert_allclose(F._activate_inplace(z + bias, activation), expected, rtol=1e-12)
+    np.testing.assert_allclose(F._activation_grad(gy, y, activation), expected_grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_the_fused_lstm_step_forward_and_backward_equal_the_numpy_path(emulated, return_sequences):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 3))
+    layer = layers.LSTM(3, return_sequences=return_sequences)
+    layer.build(x.shape[1:], np.random.default_rng(1), dtype=np.float64)
+    W, U, b = (layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias"))
+    results = []
+    for fused in (False, True):
+        f = F.LSTM(return_sequences)
+        xv, Wv, Uv, bv = Variable(x), Variable(W), Variable(U), Variable(b)
+        f.inputs = [xv, Wv, Uv, bv]
+        if fused:
+            f.x_tm = F._time_major(x)
+            y = f._forward_fused(np, W, U, b, x.shape[0], x.shape[1], U.shape[0])
+        else:
+            y = f.forward(x, W, U, b)
+        gy = np.random.default_rng(2).normal(size=y.shape)
+        grads = f._backward_fused(np, gy, W, U, x.shape[1], U.shape[0]) if fused else f.backward(gy)
+        results.append([y, *grads])
+    for plain, fused in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-12)
