@@ -84,7 +84,7 @@ class EmulatedKernel:
                 env[name] = values[i]
             for name, values in out_flat.items():
                 env[name] = values[i]
-            exec(self.code, env)
+            exec(self.code, env)  # noqa: S102 - the engine's own kernel bodies, never input
             for name, values in out_flat.items():
                 values[i] = env[name]
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -119,7 +119,8 @@ def _train_params(make, fused):
     opt = make()
     opt.build(params)
     if fused:  # the GPU branch of each update, on NumPy arrays
-        opt.update = lambda w, g, lr, xp, opt=opt, update=type(opt).update: update(opt, w, g, lr, _NotNumpy)
+        update = type(opt).update
+        opt.update = lambda w, g, lr, xp: update(opt, w, g, lr, _NotNumpy)
     for step in range(3):
         grads = np.random.default_rng(step + 1)
         for p in params:
