@@ -655,6 +655,20 @@ class Conv2D(Function):
         return gx, gW
 
 
+# Conv2DMaxPool on the GPU: a window's four cells (row, column) in, the maximum and the three
+# comparisons out (then the activation, appended); backward spreads the gradient the same way.
+_GPU_MAX_POOL = """
+    right_top = c01 > c00; const T top = right_top ? c01 : c00;
+    right_bottom = c11 > c10; const T bottom = right_bottom ? c11 : c10;
+    lower = bottom > top; y = lower ? bottom : top;
+"""
+_GPU_MAX_POOL_GRAD = """
+    const T low = g * (T)lower; const T high = g - low;
+    g01 = high * (T)right_top; g00 = high - g01;
+    g11 = low * (T)right_bottom; g10 = low - g11;
+"""
+
+
 class Conv2DMaxPool(Conv2D):
     """Conv2D, its activation and a 2x2 max-pool with stride 2 as one function.
 
@@ -690,6 +704,13 @@ class Conv2DMaxPool(Conv2D):
     def forward(self, x, W, b=None):
         xp = _xp(x)
         cells = self._cells(self._convolve(x, W, b))
+        if xp is not np:  # one kernel: the pooling, its masks and the activation
+            pool = backend.elementwise_kernel(
+                f"cupola_max_pool_{self.activation}", "T c00, T c01, T c10, T c11",
+                "T y, bool right_top, bool right_bottom, bool lower", _GPU_MAX_POOL + _GPU_ACTIVATE[self.activation])
+            self.y, *masks = pool(cells[0, 0], cells[0, 1], cells[1, 0], cells[1, 1])
+            self.right, self.lower = tuple(masks[:2]), masks[2]
+            return self.y
         top = xp.maximum(cells[0, 0], cells[0, 1])
         bottom = xp.maximum(cells[1, 0], cells[1, 1])
         # Where the later cell is strictly larger it takes the gradient (first maximum otherwise).
@@ -702,6 +723,16 @@ class Conv2DMaxPool(Conv2D):
 
     def backward(self, gy):
         xp = _xp(gy)
+        if xp is not np:  # one kernel: the activation's gradient spread to the four cells
+            gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
+            cells = self._cells(gz)
+            grad = _GPU_ACTIVATION_GRAD.get(self.activation, "gz = gy;").replace("gz =", "const T g =", 1)
+            spread = backend.elementwise_kernel(
+                f"cupola_max_pool_grad_{self.activation}", "T gy, T y, bool right_top, bool right_bottom, bool lower",
+                "T g00, T g01, T g10, T g11", grad + _GPU_MAX_POOL_GRAD)
+            spread(gy, self.y, *self.right, self.lower, cells[0, 0], cells[0, 1], cells[1, 0], cells[1, 1])
+            self.right = self.lower = None
+            return self._backward_linear(gz)
         gy = _activation_grad(gy, self.y, self.activation)
         gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
         cells = self._cells(gz)
@@ -1328,6 +1359,15 @@ class SoftmaxCrossEntropy(Function):
     def backward(self, gy):
         xp = _xp(gy)
         m = self.log_p.shape[0]
+        if self.sparse and xp is not np:  # one kernel: (softmax - one-hot) * gy / m
+            kernel = backend.elementwise_kernel(
+                "cupola_softmax_cross_entropy_grad", "T log_p, raw int64 labels, raw T gy, T scale, int32 C", "T gx",
+                "const int row = i / C; const int col = i % C; const T hit = labels[row] == col ? (T)1 : (T)0;"
+                "gx = (exp(log_p) - hit) * gy[0] * scale;")
+            dtype = self.log_p.dtype
+            gx = kernel(self.log_p, self.labels, xp.asarray(gy, dtype=dtype).reshape(1), dtype.type(1.0 / m),
+                        np.int32(self.log_p.shape[1]))
+            return gx.reshape(self.inputs[0].shape), None
         gx = xp.exp(self.log_p)
         if self.sparse:
             gx[xp.arange(m), self.labels] -= 1.0

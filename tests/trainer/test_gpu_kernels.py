@@ -46,7 +46,11 @@ def _python(operation):
 
 
 def _params(text):
-    return [(p.split()[-1], p.split()[0] == "raw") for p in (q.strip() for q in text.split(",")) if p]
+    """[(name, raw, type)] of a kernel's parameter list."""
+    params = []
+    for words in (p.split() for p in text.split(",") if p.strip()):
+        params.append((words[-1], words[0] == "raw", words[-2]))
+    return params
 
 
 class EmulatedKernel:
@@ -58,35 +62,34 @@ class EmulatedKernel:
 
     def __call__(self, *args):
         ins, outs = args[:len(self.ins)], list(args[len(self.ins):])
-        arrays = [a for a, (_, raw) in zip(ins, self.ins) if isinstance(a, np.ndarray) and not raw]
-        shape = np.broadcast_shapes(*(a.shape for a in arrays + [o for o, (_, raw) in zip(outs, self.outs) if not raw]))
-        while len(outs) < len(self.outs):
-            outs.append(np.empty(shape, dtype=arrays[0].dtype))
+        arrays = [a for a, (_, raw, _) in zip(ins, self.ins) if isinstance(a, np.ndarray) and not raw]
+        given = [o for o, (_, raw, _) in zip(outs, self.outs) if not raw]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays + given))
+        for _, _, kind in self.outs[len(outs):]:  # outputs left out are made, as CuPy does
+            outs.append(np.empty(shape, dtype=np.bool_ if kind == "bool" else arrays[0].dtype))
         env = {"tanh": np.tanh, "sqrt": np.sqrt, "exp": np.exp, "max": np.maximum}
-        flat = {}
-        for value, (name, raw) in zip(ins, self.ins):
+        elements, results = {}, {}
+        for value, (name, raw, _) in zip(ins, self.ins):
             if raw:
                 env[name] = value.reshape(-1)
             elif isinstance(value, np.ndarray):
-                flat[name] = np.broadcast_to(value, shape).reshape(-1)
+                elements[name] = np.broadcast_to(value, shape)
             else:
                 env[name] = value
-        out_flat = {}
-        for value, (name, raw) in zip(outs, self.outs):
-            assert value.flags.c_contiguous, f"output {name} must be contiguous"
+        for value, (name, raw, _) in zip(outs, self.outs):
             if raw:
+                assert value.flags.c_contiguous, f"raw output {name} must be contiguous"
                 env[name] = value.reshape(-1)
             else:
-                out_flat[name] = value.reshape(-1)
+                results[name] = value  # any strides: written element by element
         for i in range(int(np.prod(shape))):
+            index = np.unravel_index(i, shape)
             env["i"] = i
-            for name, values in flat.items():
-                env[name] = values[i]
-            for name, values in out_flat.items():
-                env[name] = values[i]
+            for name, values in {**elements, **results}.items():
+                env[name] = values[index]
             exec(self.code, env)  # noqa: S102 - the engine's own kernel bodies, never input
-            for name, values in out_flat.items():
-                values[i] = env[name]
+            for name, values in results.items():
+                values[index] = env[name]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
@@ -129,8 +132,14 @@ def _train_params(make, fused):
     return [p.data.copy() for p in params]
 
 
-class _NotNumpy:
-    """Stands for CuPy's module in a backend test: anything but ``numpy`` takes the GPU branch."""
+class _NumpyUnderAnotherName:
+    """Stands for CuPy's module: NumPy's functions, but ``xp is not np``, so the GPU branches run."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+_NotNumpy = _NumpyUnderAnotherName()
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
@@ -175,3 +184,40 @@ def test_the_fused_lstm_step_forward_and_backward_equal_the_numpy_path(emulated,
         results.append([y, *grads])
     for plain, fused in zip(*results):
         np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [2, 6])  # the cell-major layout on an image input, the plain one after
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
+def test_the_fused_max_pool_kernels_equal_the_numpy_path(emulated, monkeypatch, channels, activation):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 6, channels))
+    x[:, :2] = 0.0  # a flat region: ties in the pooling windows
+    W, b = rng.normal(size=(3, 3, channels, 3)), rng.normal(size=3)
+    gy = np.random.default_rng(1).normal(size=(2, 1, 2, 3))
+    results = []
+    for fused in (False, True):
+        f = F.Conv2DMaxPool(1, "valid", activation)
+        f.inputs = [Variable(x), Variable(W), Variable(b)]
+        with monkeypatch.context() as patch:
+            if fused:  # the GPU branches, on NumPy arrays
+                patch.setattr(F, "_xp", lambda array: _NotNumpy)
+            y = f.forward(x, W, b)
+            results.append([y.copy(), *f.backward(gy)])
+    for plain, fused in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_the_fused_sparse_softmax_cross_entropy_gradient_equals_the_numpy_path(emulated, monkeypatch):
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(5, 4)), rng.integers(0, 4, 5)
+    results = []
+    for fused in (False, True):
+        f = F.SoftmaxCrossEntropy(sparse=True)
+        f.inputs = [Variable(logits), Variable(labels, requires_grad=False)]
+        loss = f.forward(logits, labels)
+        with monkeypatch.context() as patch:
+            if fused:
+                patch.setattr(F, "_xp", lambda array: _NotNumpy)
+            results.append(f.backward(np.asarray(0.7))[0])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12)
+    assert np.isfinite(loss)
