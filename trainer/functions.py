@@ -527,6 +527,27 @@ def _unpad_hw(gx, pads):
     return gx[:, pt:gx.shape[1] - pb, pl:gx.shape[2] - pr, :]
 
 
+# The GPU's col2im: each input cell (s, h, w, c) sums the column gradients of the windows that
+# cover it (a gather: no atomics), with the positions in the GEMM's row order of Conv2D._grid.
+_GPU_COL2IM = """
+    const int c = i % C; const int w = i / C % W; const int h = i / (C * W) % H; const int s = i / (C * W * H);
+    T acc = 0;
+    for (int ki = 0; ki < KH; ki++) {
+        const int top = h - ki;
+        if (top < 0 || top % SH != 0 || top / SH >= RG * ROWS) continue;
+        const int oh = top / SH;
+        for (int kj = 0; kj < KW; kj++) {
+            const int left = w - kj;
+            if (left < 0 || left % SW != 0 || left / SW >= CG * COLS) continue;
+            const int ow = left / SW;
+            const long pos = (((long)(oh % RG) * CG + ow % CG) * N + s) * ROWS * COLS + (oh / RG) * COLS + ow / CG;
+            acc += dcols[(pos * KH + ki) * KW * C + kj * C + c];
+        }
+    }
+    gx = acc;
+"""
+
+
 class Conv2D(Function):
     """Channels-last 2-D convolution by im2col + one GEMM; kernel (KH, KW, C, F).
 
@@ -637,6 +658,13 @@ class Conv2D(Function):
             row_groups, col_groups, rows, cols = self.grid
             if self.cols.shape == (n * rows * cols, c) and row_groups == col_groups == 1:  # 1x1, stride 1
                 gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
+            elif _xp(gz) is not np:  # one GEMM to the columns' gradient, one kernel gathers it back
+                gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)
+                col2im = backend.elementwise_kernel(
+                    "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
+                    "int32 SH, int32 SW, int32 RG, int32 CG, int32 ROWS, int32 COLS", "T gx", _GPU_COL2IM)
+                col2im(gz @ W.reshape(kh * kw * c, f).T, *(np.int32(v) for v in (
+                    n, *self.padded_shape[1:], kh, kw, *self.strides, row_groups, col_groups, rows, cols)), gx)
             else:
                 # col2im one kernel offset at a time: each GEMM writes a contiguous block of
                 # positions that is added into its strided window of the input gradient.

@@ -16,32 +16,62 @@ from trainer import backend, layers, optimizers
 from trainer import functions as F
 from trainer.core import Parameter, Variable
 
-_DECLARATION = re.compile(r"^(?:const\s+)?(int|T)\s+(.*)$")
+_DECLARATION = re.compile(r"^(?:const\s+)?(int|long|T)\s+(.*)$")
 _TERNARY = re.compile(r"^(.+?)\s*\?\s*(.+?)\s*:\s*(.+)$")
 _ASSIGNMENT = re.compile(r"^(.+?)\s*([+\-*/]?=)\s*(.+)$")
+_FOR = re.compile(r"^for\s*\(\s*int\s+(\w+)\s*=\s*(.+?);\s*\1\s*<\s*(.+?);\s*\1\+\+\s*\)$")
+_IF_CONTINUE = re.compile(r"^if\s*\((.*)\)\s*continue$")
+
+
+def _tokens(operation):
+    """Statements (split at ';' outside parentheses) and braces, in order."""
+    tokens, current, depth = [], "", 0
+    for char in operation:
+        if char in "{}" and depth == 0:
+            tokens += [current.strip(), char]
+            current = ""
+        elif char == ";" and depth == 0:
+            tokens.append(current.strip())
+            current = ""
+        else:
+            depth += (char == "(") - (char == ")")
+            current += char
+    return [t for t in [*tokens, current.strip()] if t]
+
+
+def _expression(text, integer=False):
+    text = re.sub(r"\((?:T|int|long)\)", "", text).replace("||", " or ").replace("&&", " and ")
+    ternary = _TERNARY.match(text)
+    if ternary:
+        text = f"(({ternary.group(2)}) if ({ternary.group(1)}) else ({ternary.group(3)}))"
+    return text.replace("/", "//") if integer else text
 
 
 def _python(operation):
-    """The kernel body as Python statements (the C subset the engine's kernels are written in)."""
-    lines = []
-    for statement in (s.strip() for s in operation.split(";")):
-        if not statement:
-            continue
-        declaration = _DECLARATION.match(statement)
-        parts = [statement]
-        integer = False
-        if declaration:
-            integer = declaration.group(1) == "int"
-            parts = [p.strip() for p in declaration.group(2).split(",")]
-        for part in parts:
-            part = part.replace("(T)", "")
-            target, op, value = _ASSIGNMENT.match(part).groups()
-            ternary = _TERNARY.match(value)
-            if ternary:
-                value = f"(({ternary.group(2)}) if ({ternary.group(1)}) else ({ternary.group(3)}))"
-            if integer:
-                value = value.replace("/", "//")
-            lines.append(f"{target} {op} {value}")
+    """The kernel body as Python (the C subset the engine's kernels are written in: declarations,
+    assignments, ``? :``, casts, ``for (int v = a; v < b; v++) {...}``, ``if (...) continue;``;
+    ``/`` is integer division in int and long declarations and in loop bounds and skip conditions,
+    whose operands are never negative there)."""
+    lines, indent = [], 0
+    for token in _tokens(operation):
+        pad = "    " * indent
+        loop, skip = _FOR.match(token), _IF_CONTINUE.match(token)
+        if token == "{":
+            indent += 1
+        elif token == "}":
+            indent -= 1
+        elif loop:
+            lines.append(f"{pad}for {loop.group(1)} in range({_expression(loop.group(2), True)}, "
+                         f"{_expression(loop.group(3), True)}):")
+        elif skip:
+            lines.append(f"{pad}if {_expression(skip.group(1), True)}: continue")
+        else:
+            declaration = _DECLARATION.match(token)
+            integer = bool(declaration) and declaration.group(1) in ("int", "long")
+            parts = [p.strip() for p in declaration.group(2).split(",")] if declaration else [token]
+            for part in parts:
+                target, op, value = _ASSIGNMENT.match(part).groups()
+                lines.append(f"{pad}{target} {op} {_expression(value, integer)}")
     return compile("\n".join(lines), "<kernel>", "exec")
 
 
@@ -97,6 +127,13 @@ class EmulatedKernel:
 def emulated_kernels(monkeypatch):
     monkeypatch.setattr(backend, "elementwise_kernel",
                         lambda name, in_params, out_params, operation: EmulatedKernel(in_params, out_params, operation))
+
+
+def test_the_emulator_runs_loops_and_skips_like_a_kernel():
+    kernel = EmulatedKernel("T x, int32 K", "T y",
+                            "T acc = 0; for (int k = 0; k < K; k++) { if (k % 2 != 0 || k == 0) continue; "
+                            "const long twice = (long)k * 2 / 2; acc += x * twice; } y = acc;")
+    np.testing.assert_array_equal(kernel(np.array([1.0, 3.0]), np.int32(5)), [6.0, 18.0])  # k = 2, 4
 
 
 def test_the_emulator_runs_c_statements_like_a_kernel():
@@ -221,3 +258,24 @@ def test_the_fused_sparse_softmax_cross_entropy_gradient_equals_the_numpy_path(e
             results.append(f.backward(np.asarray(0.7))[0])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-12)
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("shape,kernel,strides,padding,pooled", [
+    ((2, 6, 5, 3), (3, 3), (1, 1), "valid", False), ((2, 7, 6, 6), (3, 2), (2, 1), "same", False),
+    ((2, 7, 7, 2), (3, 3), (1, 1), "valid", True), ((1, 8, 9, 6), (2, 3), (1, 2), "same", True),
+])
+def test_the_col2im_kernel_gives_the_numpy_input_gradient(emulated, monkeypatch, shape, kernel, strides, padding,
+                                                          pooled):
+    rng = np.random.default_rng(0)
+    x, W, b = rng.normal(size=shape), rng.normal(size=(*kernel, shape[-1], 4)), rng.normal(size=4)
+    results = []
+    for fused in (False, True):
+        f = (F.Conv2DMaxPool if pooled else F.Conv2D)(strides, padding, "tanh")
+        f.inputs = [Variable(x), Variable(W), Variable(b)]
+        y = f.forward(x, W, b)
+        gy = np.random.default_rng(1).normal(size=y.shape)
+        with monkeypatch.context() as patch:
+            if fused:
+                patch.setattr(F, "_xp", lambda array: _NotNumpy)
+            results.append(f.backward(gy)[0])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
