@@ -1257,6 +1257,29 @@ class LSTM(_Recurrent):
         return gx, gW, gU, sum_rows(gz2)
 
 
+# The GPU's GRU step (reset_after), forward and backward, as one kernel each over the (N, H) cells;
+# gate k of cell (row, col) at row * 3H + k * H + col (row * 2H + ... for the stored z and r).
+_GRU_STEP = """
+    const int row = i / H, col = i % H, at = row * 3 * H + col, zat = row * 2 * H + col;
+    const T z = (T)0.5 * tanh((T)0.5 * (xw[at] + (hu[at] + b1[col]))) + (T)0.5;
+    const T r = (T)0.5 * tanh((T)0.5 * (xw[at + H] + (hu[at + H] + b1[col + H]))) + (T)0.5;
+    zr[zat] = z; zr[zat + H] = r;
+    uh = hu[at + 2 * H] + b1[col + 2 * H];
+    hh = tanh(r * uh + xw[at + 2 * H]);
+    h = hh + z * (h_prev - hh);
+"""
+_GRU_STEP_GRAD = """
+    const int row = i / H, col = i % H, at = row * 3 * H + col, zat = row * 2 * H + col;
+    const T z = zr[zat], r = zr[zat + H];
+    const T ga_h = gh * ((T)1 - z) * ((T)1 - hh * hh);
+    const T ga_z = gh * (h_prev - hh) * z * ((T)1 - z);
+    const T ga_r = ga_h * uh * r * ((T)1 - r);
+    gx[at] = ga_z; gx[at + H] = ga_r; gx[at + 2 * H] = ga_h;
+    gu[at] = ga_z; gu[at + H] = ga_r; gu[at + 2 * H] = ga_h * r;
+    carry = gh * z;
+"""
+
+
 class GRU(_Recurrent):
     """Keras GRU with reset_after=True: gates (z, r, h), bias (2, 3H) = input and recurrent bias."""
 
@@ -1265,6 +1288,8 @@ class GRU(_Recurrent):
         n, T, _ = x.shape
         H = U.shape[0]
         self.x_tm = _time_major(x)
+        if xp is not np:
+            return self._forward_fused(xp, W, U, b, n, T, H)
         xw = (self.x_tm.reshape(T * n, -1) @ W + b[0]).reshape(T, n, 3 * H)
         hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
         self.zr = xp.empty((T, n, 2 * H), dtype=x.dtype)
@@ -1286,11 +1311,27 @@ class GRU(_Recurrent):
         self.hs = hs
         return self._output(hs)
 
+    def _forward_fused(self, xp, W, U, b, n, T, H):
+        dtype = W.dtype
+        xw = (self.x_tm.reshape(T * n, -1) @ W + b[0]).reshape(T, n, 3 * H)
+        hs = xp.zeros((T + 1, n, H), dtype=dtype)
+        self.zr = xp.empty((T, n, 2 * H), dtype=dtype)
+        self.hh = xp.empty((T, n, H), dtype=dtype)
+        self.uh = xp.empty((T, n, H), dtype=dtype)
+        step = backend.elementwise_kernel("cupola_gru_step", "raw T xw, raw T hu, raw T b1, T h_prev, int32 H",
+                                          "raw T zr, T hh, T uh, T h", _GRU_STEP)
+        for t in range(T):
+            step(xw[t], hs[t] @ U, b[1], hs[t], np.int32(H), self.zr[t], self.hh[t], self.uh[t], hs[t + 1])
+        self.hs = hs
+        return self._output(hs)
+
     def backward(self, gy):
         W, U = self.inputs[1].data, self.inputs[2].data
         xp = _xp(gy)
         hs = self.hs
         T, n, H = self.hh.shape
+        if xp is not np:
+            return self._backward_fused(xp, gy, W, U, T, n, H)
         gx_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
         gu_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
         gh = xp.zeros_like(hs[0])
@@ -1310,6 +1351,26 @@ class GRU(_Recurrent):
             gu[:, :2 * H] = gx_all[t, :, :2 * H]
             gu[:, 2 * H:] = ga_h * r
             gh = gh * z + gu @ U.T
+        gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
+        gu2 = gu_all.reshape(T * n, 3 * H)
+        gU = hs[:-1].reshape(-1, H).T @ gu2
+        gb = xp.stack([sum_rows(gx2), sum_rows(gu2)])
+        return gx, gW, gU, gb
+
+    def _backward_fused(self, xp, gy, W, U, T, n, H):
+        hs = self.hs
+        gx_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
+        gu_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
+        carry = xp.empty_like(hs[0])
+        gh = xp.zeros_like(hs[0])
+        step = backend.elementwise_kernel("cupola_gru_step_grad", "T gh, raw T zr, T hh, T uh, T h_prev, int32 H",
+                                          "raw T gx, raw T gu, T carry", _GRU_STEP_GRAD)
+        for t in reversed(range(T)):
+            g_out = self._grad_h(gy, t, T)
+            if g_out is not None:
+                gh = gh + g_out
+            step(gh, self.zr[t], self.hh[t], self.uh[t], hs[t], np.int32(H), gx_all[t], gu_all[t], carry)
+            gh = carry + gu_all[t] @ U.T
         gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
         gu2 = gu_all.reshape(T * n, 3 * H)
         gU = hs[:-1].reshape(-1, H).T @ gu2

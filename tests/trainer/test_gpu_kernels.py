@@ -200,25 +200,25 @@ def test_the_fused_bias_activation_and_its_gradient_equal_the_numpy_path(emulate
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
-def test_the_fused_lstm_step_forward_and_backward_equal_the_numpy_path(emulated, return_sequences):
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_the_fused_recurrent_steps_forward_and_backward_equal_the_numpy_path(emulated, monkeypatch, kind,
+                                                                            return_sequences):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 4, 3))
-    layer = layers.LSTM(3, return_sequences=return_sequences)
+    layer = getattr(layers, kind)(3, return_sequences=return_sequences)
     layer.build(x.shape[1:], np.random.default_rng(1), dtype=np.float64)
-    W, U, b = (layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias"))
+    weights = [layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias")]
+    weights[2] = weights[2] + rng.normal(size=weights[2].shape)  # non-zero biases, both of a GRU's
     results = []
     for fused in (False, True):
-        f = F.LSTM(return_sequences)
-        xv, Wv, Uv, bv = Variable(x), Variable(W), Variable(U), Variable(b)
-        f.inputs = [xv, Wv, Uv, bv]
-        if fused:
-            f.x_tm = F._time_major(x)
-            y = f._forward_fused(np, W, U, b, x.shape[0], x.shape[1], U.shape[0])
-        else:
-            y = f.forward(x, W, U, b)
-        gy = np.random.default_rng(2).normal(size=y.shape)
-        grads = f._backward_fused(np, gy, W, U, x.shape[1], U.shape[0]) if fused else f.backward(gy)
-        results.append([y, *grads])
+        f = getattr(F, kind)(return_sequences)
+        f.inputs = [Variable(x), *(Variable(w) for w in weights)]
+        with monkeypatch.context() as patch:
+            if fused:  # the GPU branches, on NumPy arrays
+                patch.setattr(F, "_xp", lambda array: _NotNumpy)
+            y = f.forward(x, *weights)
+            gy = np.random.default_rng(2).normal(size=y.shape)
+            results.append([y, *f.backward(gy)])
     for plain, fused in zip(*results):
         np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-12)
 
