@@ -1426,6 +1426,20 @@ class Huber(Function):
         return xp.clip(self.diff, -self.delta, self.delta) * (gy * (1.0 / self.diff.size)), None
 
 
+# The GPU's sparse softmax-cross-entropy forward, one thread per row of C logits, as the CPU's
+# _log_softmax: z = x - max, log_p = z - log(sum(exp(z))); nll = -log_p[label].
+_GPU_SOFTMAX_CROSS_ENTROPY = """
+    const long base = (long)i * C;
+    T peak = x[base];
+    for (int k = 1; k < C; k++) { peak = max(peak, x[base + k]); }
+    T total = 0;
+    for (int k = 0; k < C; k++) { total += exp(x[base + k] - peak); }
+    const T shift = log(total);
+    for (int k = 0; k < C; k++) { log_p[base + k] = (x[base + k] - peak) - shift; }
+    nll = -log_p[base + labels[i]];
+"""
+
+
 class SoftmaxCrossEntropy(Function):
     """Fused softmax + cross-entropy from logits; ``t`` is one-hot, or integer labels when sparse."""
 
@@ -1436,8 +1450,15 @@ class SoftmaxCrossEntropy(Function):
         xp = _xp(x)
         c = x.shape[-1]
         x2 = x.reshape(-1, c)
-        self.log_p = _log_softmax(x2)
         m = x2.shape[0]
+        if self.sparse and xp is not np:  # one kernel, a thread per row: log-softmax and its picked loss
+            self.labels = t.reshape(-1).astype(np.int64, copy=False)
+            self.log_p = xp.empty_like(x2)
+            kernel = backend.elementwise_kernel("cupola_softmax_cross_entropy", "raw T x, raw int64 labels, int32 C",
+                                                "raw T log_p, T nll", _GPU_SOFTMAX_CROSS_ENTROPY)
+            _, nll = kernel(xp.ascontiguousarray(x2), self.labels, np.int32(c), self.log_p, xp.empty(m, dtype=x2.dtype))
+            return nll.sum() * (1.0 / m)
+        self.log_p = _log_softmax(x2)
         if self.sparse:
             self.labels = t.reshape(-1).astype(np.int64, copy=False)
             picked = self.log_p[xp.arange(m), self.labels]

@@ -97,7 +97,7 @@ class EmulatedKernel:
         shape = np.broadcast_shapes(*(a.shape for a in arrays + given))
         for _, _, kind in self.outs[len(outs):]:  # outputs left out are made, as CuPy does
             outs.append(np.empty(shape, dtype=np.bool_ if kind == "bool" else arrays[0].dtype))
-        env = {"tanh": np.tanh, "sqrt": np.sqrt, "exp": np.exp, "max": np.maximum}
+        env = {"tanh": np.tanh, "sqrt": np.sqrt, "exp": np.exp, "log": np.log, "max": np.maximum}
         elements, results = {}, {}
         for value, (name, raw, _) in zip(ins, self.ins):
             if raw:
@@ -244,20 +244,21 @@ def test_the_fused_max_pool_kernels_equal_the_numpy_path(emulated, monkeypatch, 
         np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
 
 
-def test_the_fused_sparse_softmax_cross_entropy_gradient_equals_the_numpy_path(emulated, monkeypatch):
+def test_the_fused_sparse_softmax_cross_entropy_equals_the_numpy_path(emulated, monkeypatch):
     rng = np.random.default_rng(0)
-    logits, labels = rng.normal(size=(5, 4)), rng.integers(0, 4, 5)
+    logits, labels = rng.normal(size=(5, 4)) * 30, rng.integers(0, 4, 5)  # large logits: the max shift matters
     results = []
     for fused in (False, True):
         f = F.SoftmaxCrossEntropy(sparse=True)
         f.inputs = [Variable(logits), Variable(labels, requires_grad=False)]
-        loss = f.forward(logits, labels)
         with monkeypatch.context() as patch:
             if fused:
                 patch.setattr(F, "_xp", lambda array: _NotNumpy)
-            results.append(f.backward(np.asarray(0.7))[0])
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-12)
-    assert np.isfinite(loss)
+            loss = f.forward(logits, labels)
+            results.append([loss, f.log_p, f.backward(np.asarray(0.7))[0]])
+    for plain, fused in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-12)
+    assert np.isfinite(results[1][0])
 
 
 @pytest.mark.parametrize("shape,kernel,strides,padding,pooled", [
