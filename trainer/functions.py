@@ -1083,6 +1083,17 @@ class _Recurrent(Function):
             return gy[:, t]
         return gy if t == T - 1 else None
 
+    def _through_time(self, gy, step):
+        """Backpropagation through time: ``step(t, gh)`` gets the gradient reaching h_t (from the
+        output and from step t + 1) and returns the gradient it passes on to h_(t-1)."""
+        T = self.hs.shape[0] - 1
+        gh = _xp(gy).zeros_like(self.hs[0])
+        for t in reversed(range(T)):
+            g_out = self._grad_h(gy, t, T)
+            if g_out is not None:
+                gh = gh + g_out
+            gh = step(t, gh)
+
     def _input_grads(self, gz_all, x_tm, W):
         T, N, F = x_tm.shape
         gz2 = gz_all.reshape(T * N, -1)
@@ -1114,16 +1125,13 @@ class SimpleRNN(_Recurrent):
         W, U = self.inputs[1].data, self.inputs[2].data
         xp = _xp(gy)
         hs = self.hs
-        T = hs.shape[0] - 1
         gz_all = xp.empty_like(hs[1:])
-        gh = xp.zeros_like(hs[0])
-        for t in reversed(range(T)):
-            g = self._grad_h(gy, t, T)
-            if g is not None:
-                gh = gh + g
-            gz = _activation_grad(gh, hs[t + 1], self.activation)
-            gz_all[t] = gz
-            gh = gz @ U.T
+
+        def step(t, gh):
+            gz_all[t] = _activation_grad(gh, hs[t + 1], self.activation)
+            return gz_all[t] @ U.T
+
+        self._through_time(gy, step)
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, hs.shape[2]).T @ gz2
         return gx, gW, gU, sum_rows(gz2)
@@ -1242,16 +1250,15 @@ class LSTM(_Recurrent):
     def _backward_fused(self, xp, gy, W, U, T, H):
         hs, cs = self.hs, self.cs
         gz_all = xp.empty_like(self.gates)
-        gh = xp.zeros_like(hs[0])
         gc = xp.zeros_like(hs[0])
-        step = backend.elementwise_kernel("cupola_lstm_step_grad", "T gh, raw T act, T c_prev, T tanh_c, int32 H",
-                                          "T gc, raw T gz", _LSTM_STEP_GRAD)
-        for t in reversed(range(T)):
-            g_out = self._grad_h(gy, t, T)
-            if g_out is not None:
-                gh = gh + g_out
-            step(gh, self.gates[t], cs[t], self.tanh_c[t], np.int32(H), gc, gz_all[t])
-            gh = gz_all[t] @ U.T
+        kernel = backend.elementwise_kernel("cupola_lstm_step_grad", "T gh, raw T act, T c_prev, T tanh_c, int32 H",
+                                            "T gc, raw T gz", _LSTM_STEP_GRAD)
+
+        def step(t, gh):
+            kernel(gh, self.gates[t], cs[t], self.tanh_c[t], np.int32(H), gc, gz_all[t])
+            return gz_all[t] @ U.T
+
+        self._through_time(gy, step)
         gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
         gU = hs[:-1].reshape(-1, H).T @ gz2
         return gx, gW, gU, sum_rows(gz2)
@@ -1362,15 +1369,14 @@ class GRU(_Recurrent):
         gx_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
         gu_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
         carry = xp.empty_like(hs[0])
-        gh = xp.zeros_like(hs[0])
-        step = backend.elementwise_kernel("cupola_gru_step_grad", "T gh, raw T zr, T hh, T uh, T h_prev, int32 H",
-                                          "raw T gx, raw T gu, T carry", _GRU_STEP_GRAD)
-        for t in reversed(range(T)):
-            g_out = self._grad_h(gy, t, T)
-            if g_out is not None:
-                gh = gh + g_out
-            step(gh, self.zr[t], self.hh[t], self.uh[t], hs[t], np.int32(H), gx_all[t], gu_all[t], carry)
-            gh = carry + gu_all[t] @ U.T
+        kernel = backend.elementwise_kernel("cupola_gru_step_grad", "T gh, raw T zr, T hh, T uh, T h_prev, int32 H",
+                                            "raw T gx, raw T gu, T carry", _GRU_STEP_GRAD)
+
+        def step(t, gh):
+            kernel(gh, self.zr[t], self.hh[t], self.uh[t], hs[t], np.int32(H), gx_all[t], gu_all[t], carry)
+            return carry + gu_all[t] @ U.T
+
+        self._through_time(gy, step)
         gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
         gu2 = gu_all.reshape(T * n, 3 * H)
         gU = hs[:-1].reshape(-1, H).T @ gu2
