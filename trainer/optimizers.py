@@ -115,12 +115,12 @@ class Optimizer:
         """Apply one update from the parameters' ``grad`` (then cleared)."""
         xp = backend.get_array_module(self.flat)
         g = self.grad
-        for p, offset, size in zip(self.params, self.offsets, self.sizes):
-            if p.grad is None:
-                g[offset:offset + size] = 0
-            else:
-                g[offset:offset + size] = p.grad.reshape(-1)
-                p.grad = None
+        # One concatenation into the flat gradient (on the GPU one kernel, not one copy per weight).
+        if self.params:
+            xp.concatenate([p.grad.reshape(-1) if p.grad is not None else xp.zeros(size, dtype=g.dtype)
+                            for p, size in zip(self.params, self.sizes)], out=g)
+        for p in self.params:
+            p.grad = None
         self._clip(g, xp)
         lr = self.current_learning_rate()
         if self.weight_decay:
