@@ -31,6 +31,9 @@ step() {  # step NAME SECONDS COMMAND...
 step "device" 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 step "libraries" 60 "$PY" -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, \
 'torch', torch.__version__, 'devices', cupy.cuda.runtime.getDeviceCount())"
-step "engine tests on the GPU" 180 "$PY" -m pytest -q -x -m gpu tests/trainer
-step "engine vs PyTorch on the GPU" 300 "$PY" benchmarks/engine_report.py --device gpu --seeds "$SEEDS" \
+step "engine tests on the GPU" 120 "$PY" -m pytest -q -x -m gpu tests/trainer
+step "engine vs PyTorch on the GPU" 240 "$PY" benchmarks/engine_report.py --device gpu --seeds "$SEEDS" \
     --json "$OUT/engine-gpu.json" --markdown "$OUT/engine-gpu.md"
+# The same recipes on the generic CuPy path (one operation per launch): what the fused kernels buy.
+step "generic CuPy path, for comparison" 120 env CUPOLA_FUSED_KERNELS=0 "$PY" -m trainer.bench --device gpu \
+    --seeds 1 --recipe keras_example --recipe cnn_digits --recipe lstm_co2 --json "$OUT/engine-gpu-generic.json"

@@ -111,6 +111,24 @@ def resident_limit_bytes():
 
 
 _kernels = {}
+_fused = os.environ.get("CUPOLA_FUSED_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fused(xp):
+    """True when ``xp`` is not NumPy (CuPy) and the fused GPU kernels are on.
+
+    CUPOLA_FUSED_KERNELS=0 (or ``set_fused_kernels(False)``) makes the GPU run the generic
+    operation-by-operation path instead: to compare the two, or to step around a kernel."""
+    return xp is not np and _fused
+
+
+def set_fused_kernels(on):
+    global _fused
+    _fused = bool(on)
+
+
+def fused_kernels_enabled():
+    return _fused
 
 
 def elementwise_kernel(name, in_params, out_params, operation):

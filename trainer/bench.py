@@ -673,6 +673,9 @@ def environment(device, use_torch, tf32, threads):
     if device == "gpu":
         # CuPy computes float32 GEMMs in full precision unless CUPY_TF32=1 is set before it loads.
         info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") == "1"
+        from trainer import backend
+
+        info["cupola_fused_kernels"] = backend.fused_kernels_enabled()
     if use_torch:
         info.update(configure_torch(device, tf32, threads))
     return info
@@ -802,7 +805,8 @@ def format_report(report):
     else:
         lines.append("torch not installed: engine side only")
     if "cupy_tf32" in env:
-        lines.append(f"engine TF32 (CUPY_TF32): {env['cupy_tf32']}")
+        lines.append(f"engine TF32 (CUPY_TF32): {env['cupy_tf32']}; fused kernels (CUPOLA_FUSED_KERNELS): "
+                     f"{env.get('cupola_fused_kernels')}")
     for row in report["results"]:
         lines.append("")
         lines.append(f"== {row['recipe']}: {row['title']}")

@@ -303,7 +303,7 @@ def _activate_inplace(y, name, bias=None):
     """Add ``bias`` (broadcast over the rows) and apply an activation to ``y`` in place; only
     activations whose derivative follows from the output."""
     xp = _xp(y)
-    if xp is not np and name in _GPU_ACTIVATE:
+    if backend.fused(xp) and name in _GPU_ACTIVATE:
         if bias is not None:
             backend.elementwise_kernel(f"cupola_bias_{name}", "T b", "T y", "y += b; " + _GPU_ACTIVATE[name])(bias, y)
         elif name != "linear":
@@ -325,7 +325,7 @@ def _activate_inplace(y, name, bias=None):
 
 def _activation_grad(gy, y, name):
     """d activation / d input times gy, computed from the activation's output ``y``."""
-    if name in _GPU_ACTIVATION_GRAD and _xp(y) is not np:
+    if name in _GPU_ACTIVATION_GRAD and backend.fused(_xp(y)):
         return backend.elementwise_kernel(f"cupola_{name}_grad", "T gy, T y", "T gz", _GPU_ACTIVATION_GRAD[name])(gy, y)
     if name == "relu":
         return gy * (y > 0)
@@ -658,7 +658,7 @@ class Conv2D(Function):
             row_groups, col_groups, rows, cols = self.grid
             if self.cols.shape == (n * rows * cols, c) and row_groups == col_groups == 1:  # 1x1, stride 1
                 gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
-            elif _xp(gz) is not np:  # one GEMM to the columns' gradient, one kernel gathers it back
+            elif backend.fused(_xp(gz)):  # one GEMM to the columns' gradient, one kernel gathers it back
                 gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)
                 col2im = backend.elementwise_kernel(
                     "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
@@ -732,7 +732,7 @@ class Conv2DMaxPool(Conv2D):
     def forward(self, x, W, b=None):
         xp = _xp(x)
         cells = self._cells(self._convolve(x, W, b))
-        if xp is not np:  # one kernel: the pooling, its masks and the activation
+        if backend.fused(xp):  # one kernel: the pooling, its masks and the activation
             pool = backend.elementwise_kernel(
                 f"cupola_max_pool_{self.activation}", "T c00, T c01, T c10, T c11",
                 "T y, bool right_top, bool right_bottom, bool lower", _GPU_MAX_POOL + _GPU_ACTIVATE[self.activation])
@@ -751,7 +751,7 @@ class Conv2DMaxPool(Conv2D):
 
     def backward(self, gy):
         xp = _xp(gy)
-        if xp is not np:  # one kernel: the activation's gradient spread to the four cells
+        if backend.fused(xp):  # one kernel: the activation's gradient spread to the four cells
             gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
             cells = self._cells(gz)
             grad = _GPU_ACTIVATION_GRAD.get(self.activation, "gz = gy;").replace("gz =", "const T g =", 1)
@@ -1171,7 +1171,7 @@ class LSTM(_Recurrent):
         n, T, _ = x.shape
         H = U.shape[0]
         self.x_tm = _time_major(x)
-        if xp is not np:
+        if backend.fused(xp):
             return self._forward_fused(xp, W, U, b, n, T, H)
         # sigmoid(z) = 0.5 * tanh(z / 2) + 0.5: halve the sigmoid gates' pre-activations up front
         # (input projection and recurrent kernel), so each step needs one tanh over all four gates.
@@ -1219,7 +1219,7 @@ class LSTM(_Recurrent):
         gates, hs, cs, tanh_c = self.gates, self.hs, self.cs, self.tanh_c
         T, n, H4 = gates.shape
         H = H4 // 4
-        if xp is not np:
+        if backend.fused(xp):
             return self._backward_fused(xp, gy, W, U, T, H)
         i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
         # Every factor that does not depend on the incoming gradient, for all steps at once, so the
@@ -1295,7 +1295,7 @@ class GRU(_Recurrent):
         n, T, _ = x.shape
         H = U.shape[0]
         self.x_tm = _time_major(x)
-        if xp is not np:
+        if backend.fused(xp):
             return self._forward_fused(xp, W, U, b, n, T, H)
         xw = (self.x_tm.reshape(T * n, -1) @ W + b[0]).reshape(T, n, 3 * H)
         hs = xp.zeros((T + 1, n, H), dtype=x.dtype)
@@ -1337,7 +1337,7 @@ class GRU(_Recurrent):
         xp = _xp(gy)
         hs = self.hs
         T, n, H = self.hh.shape
-        if xp is not np:
+        if backend.fused(xp):
             return self._backward_fused(xp, gy, W, U, T, n, H)
         gx_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
         gu_all = xp.empty((T, n, 3 * H), dtype=gy.dtype)
@@ -1457,7 +1457,7 @@ class SoftmaxCrossEntropy(Function):
         c = x.shape[-1]
         x2 = x.reshape(-1, c)
         m = x2.shape[0]
-        if self.sparse and xp is not np:  # one kernel, a thread per row: log-softmax and its picked loss
+        if self.sparse and backend.fused(xp):  # one kernel, a thread per row: log-softmax and its picked loss
             self.labels = t.reshape(-1).astype(np.int64, copy=False)
             self.log_p = xp.empty_like(x2)
             kernel = backend.elementwise_kernel("cupola_softmax_cross_entropy", "raw T x, raw int64 labels, int32 C",
@@ -1475,7 +1475,7 @@ class SoftmaxCrossEntropy(Function):
     def backward(self, gy):
         xp = _xp(gy)
         m = self.log_p.shape[0]
-        if self.sparse and xp is not np:  # one kernel: (softmax - one-hot) * gy / m
+        if self.sparse and backend.fused(xp):  # one kernel: (softmax - one-hot) * gy / m
             kernel = backend.elementwise_kernel(
                 "cupola_softmax_cross_entropy_grad", "T log_p, raw int64 labels, raw T gy, T scale, int32 C", "T gx",
                 "const int row = i / C; const int col = i % C; const T hit = labels[row] == col ? (T)1 : (T)0;"

@@ -163,7 +163,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
 
     def update(self, w, g, lr, xp):
-        if xp is not np:
+        if backend.fused(xp):
             if not self.momentum:
                 return self._fused_update("w -= lr * g;", w, g, {"lr": lr})
             step = "mu * momentum - lr * g" if self.nesterov else "momentum"
@@ -200,7 +200,7 @@ class Adam(Optimizer):
         m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
         alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        if xp is not np:
+        if backend.fused(xp):
             return self._fused_update(
                 "m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g; w -= alpha * m / (sqrt(v) + eps);",
                 w, g, {"alpha": alpha, "b1": b1, "b2": b2, "eps": self.epsilon}, ("m", "v"))
@@ -237,7 +237,7 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, rho=rho, epsilon=epsilon, **kwargs)
 
     def update(self, w, g, lr, xp):
-        if xp is not np:
+        if backend.fused(xp):
             return self._fused_update("velocity = rho * velocity + (1 - rho) * g * g; w -= lr * g / sqrt(velocity + eps);",
                                       w, g, {"lr": lr, "rho": self.rho, "eps": self.epsilon}, ("velocity",))
         v, tmp = self.slots["velocity"], self.scratch
@@ -266,7 +266,7 @@ class Adagrad(Optimizer):
         return backend.get_array_module(flat).full_like(flat, self.initial_accumulator_value)
 
     def update(self, w, g, lr, xp):
-        if xp is not np:
+        if backend.fused(xp):
             return self._fused_update("accumulator += g * g; w -= lr * g / sqrt(accumulator + eps);",
                                       w, g, {"lr": lr, "eps": self.epsilon}, ("accumulator",))
         acc, tmp = self.slots["accumulator"], self.scratch

@@ -116,12 +116,13 @@ def test_it_states_tf32_settings_for_both_sides_on_a_gpu():
     environment = {
         "date": "2026-01-01T00:00:00+00:00", "machine": "box", "cpu": "cpu", "cpu_cores_usable": 16, "threads": 16,
         "platform": "Linux", "load_average_at_start": [0.1], "load_average_at_end": [0.2], "device": "gpu",
-        "cupola_device": "gpu", "numpy": "2", "blas": None, "cupy_tf32": False, "torch_version": "2.13",
+        "cupola_device": "gpu", "numpy": "2", "blas": None, "cupy_tf32": False, "cupola_fused_kernels": True,
+        "torch_version": "2.13",
         "torch_threads": 16, "torch_device_name": "NVIDIA H100", "torch_tf32_matmul": False, "torch_tf32_cudnn": False,
     }
     text = bench.format_report({"environment": environment, "quick": False, "results": []})
     assert "TF32 matmul=False cudnn=False (set explicitly)" in text
-    assert "engine TF32 (CUPY_TF32): False" in text
+    assert "engine TF32 (CUPY_TF32): False; fused kernels (CUPOLA_FUSED_KERNELS): True" in text
 
 
 def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():

@@ -280,3 +280,23 @@ def test_the_col2im_kernel_gives_the_numpy_input_gradient(emulated, monkeypatch,
                 patch.setattr(F, "_xp", lambda array: _NotNumpy)
             results.append(f.backward(gy)[0])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
+
+
+def test_the_fused_kernels_can_be_turned_off_for_the_generic_path(monkeypatch):
+    def no_kernels(*args):
+        raise AssertionError("a fused kernel was made while they are off")
+
+    monkeypatch.setattr(backend, "elementwise_kernel", no_kernels)
+    monkeypatch.setattr(F, "_xp", lambda array: _NotNumpy)
+    monkeypatch.setattr(backend, "_fused", False)
+    assert not backend.fused(_NotNumpy) and not backend.fused(np)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3))
+    layer = layers.LSTM(3)
+    layer.build(x.shape[1:], np.random.default_rng(1), dtype=np.float64)
+    f = F.LSTM()
+    weights = [layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias")]
+    f.inputs = [Variable(x), *(Variable(w) for w in weights)]
+    y = f.forward(x, *weights)
+    assert len(f.backward(np.ones_like(y))) == 4
+    backend.set_fused_kernels(True)
+    assert backend.fused(_NotNumpy) and not backend.fused(np)
