@@ -32,12 +32,9 @@ def people(db):
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Redis server and one real Celery worker process on the test database.
-
-    Tests that use it need ``transactional_db`` so their rows are committed where the
-    worker can read them.
-    """
+def _session_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Redis server and one real Celery worker process on the test database, for the
+    whole session (tests take it through ``stack``)."""
     from tests.stack import Stack
 
     running = Stack(tmp_path_factory.mktemp("stack-logs"))
@@ -50,6 +47,18 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             raise
     yield running
     running.stop()
+
+
+@pytest.fixture
+def stack(_session_stack, transactional_db):
+    """The session's Redis server and worker, for one test; its rows are committed where the
+    worker can read them. Before the test database is flushed, the worker finishes what the test
+    left it doing (a flush under a worker's writes can deadlock on PostgreSQL)."""
+    yield _session_stack
+    if not _session_stack.wait_until_idle():
+        import warnings
+
+        warnings.warn("the worker was still busy a minute after the test; flushing anyway", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)

@@ -81,6 +81,26 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"no worker announced itself within {timeout} s:\n{self.worker_log()[-3000:]}")
 
+    def wait_until_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until no worker holds a task (active or prefetched); False if one still does.
+
+        A test ends when what it checks is in the database, but the worker may still be writing
+        (the tail of a run, a requeued duplicate); flushing the test database under it can
+        deadlock on PostgreSQL and fail the next test."""
+        from webapp.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (self.worker and self.worker.running()):
+                return True
+            inspector = app.control.inspect(timeout=1.0, limit=1)  # one worker: answer on its reply
+            held = [task for replies in (inspector.active(), inspector.reserved()) if replies
+                    for tasks in replies.values() for task in tasks]
+            if not held:
+                return True
+            time.sleep(0.2)
+        return False
+
     def worker_log(self) -> str:
         path = self.log_dir / "worker.log"
         return path.read_text(errors="replace") if path.exists() else ""
