@@ -4,7 +4,8 @@
 
 Generates a CSV of numeric, categorical, boolean and date columns (20 in all), then runs, each
 in a fresh subprocess so peak RSS (``resource.getrusage``) belongs to that step alone:
-``pandas.read_csv`` (default engine), and Cupola's ingestion (sniff, streaming parse, type, statistics,
+``pandas.read_csv`` (default engine), Cupola's streaming parse alone (the reader ingestion uses, typed,
+nothing else: where the time goes), and Cupola's ingestion (sniff, streaming parse, type, statistics,
 Arrow file and preview written). Prints the numbers and the load average (the machine may be
 shared: compare runs taken under similar load); asserts nothing.
 """
@@ -66,6 +67,18 @@ print(json.dumps({"seconds": elapsed, "rows": result["n_rows"],
                   "rss_after_imports_mb": baseline, "columns": len(result["schema"]["columns"])}))
 """
 
+PARSE_STEP = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+from webapp.datasets.ingest import stream_csv
+from webapp.datasets.sniff import sniff_text
+t = time.perf_counter()
+rows = stream_csv(sys.argv[1], sniff_text(sys.argv[1]), lambda reader: sum(batch.num_rows for batch in reader))
+elapsed = time.perf_counter() - t
+print(json.dumps({"seconds": elapsed, "rows": rows,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
 
 def run_step(code: str, *args: str) -> dict:
     output = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
@@ -91,9 +104,10 @@ def main() -> None:
         print(f"generated {args.rows:,} rows × 20 columns in {time.perf_counter() - t:.1f} s")
     size_mb = csv_path.stat().st_size / 2**20
     print(f"{csv_path.name}: {size_mb:,.1f} MiB")
-    pandas_runs, cupola_runs = [], []
+    pandas_runs, cupola_runs, parse_runs = [], [], []
     for _ in range(args.repeat):
         pandas_runs.append(run_step(PANDAS_STEP, str(csv_path)))
+        parse_runs.append(run_step(PARSE_STEP, str(csv_path), str(ROOT)))
         out = work / f"out{len(cupola_runs)}"
         out.mkdir()
         cupola_runs.append(run_step(CUPOLA_STEP, str(csv_path), str(out), str(ROOT)))
@@ -104,6 +118,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(), "load_average": [round(x, 1) for x in os.getloadavg()], "rows": best_cupola["rows"], "file_mib": round(size_mb, 1),
         "pandas_read_csv_s": round(best_pandas["seconds"], 2),
         "cupola_ingest_s": round(best_cupola["seconds"], 2),
+        "cupola_parse_only_s": round(min(r["seconds"] for r in parse_runs), 2),
         "speed_vs_pandas": round(best_pandas["seconds"] / best_cupola["seconds"], 2),
         "cupola_peak_rss_mib": round(peak, 1),
         "cupola_rss_after_imports_mib": round(best_cupola["rss_after_imports_mb"], 1),
