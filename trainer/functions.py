@@ -597,6 +597,8 @@ class Conv2D(Function):
         xp = _xp(x)
         k = kh * kw * c
         self.bias_in_cols = self.transposed and b is not None
+        # A 1x1 stride-1 convolution over every position takes the input itself as its columns.
+        self.pointwise = not self.transposed and kh == kw == 1 and sh == sw == 1 and self.grid == (1, 1, oh, ow)
         if self.transposed:
             columns = xp.empty((k + self.bias_in_cols, row_groups * col_groups * n * rows * cols), dtype=x.dtype)
             sN, sH, sW, sC = xp_.strides
@@ -610,7 +612,7 @@ class Conv2D(Function):
             else:
                 weights = W.reshape(k, f)
             y = columns.T @ weights
-        elif kh == kw == 1 and sh == sw == 1 and self.grid == (1, 1, oh, ow):
+        elif self.pointwise:
             columns = xp_.reshape(-1, c)
             y = columns @ W.reshape(c, f)
         else:
@@ -656,7 +658,7 @@ class Conv2D(Function):
         if self.needs_grad(0):
             n = self.padded_shape[0]
             row_groups, col_groups, rows, cols = self.grid
-            if self.cols.shape == (n * rows * cols, c) and row_groups == col_groups == 1:  # 1x1, stride 1
+            if self.pointwise:
                 gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
             elif backend.fused(_xp(gz)):  # one GEMM to the columns' gradient, one kernel gathers it back
                 gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)

@@ -102,6 +102,13 @@ def test_it_differentiates_conv2d_with_many_channels_or_without_bias(xp, channel
         check_gradients(lambda x, w: F.conv2d(x, w, None, (2, 1), "valid", "tanh"), x, w)
 
 
+@pytest.mark.parametrize("strides", [1, 2, (1, 2)])
+def test_it_differentiates_1x1_conv2d_with_many_channels(xp, strides, check_gradients):
+    # Stride 1 takes the input itself as columns; strides above 1 gather the windows like any kernel.
+    check_gradients(lambda x, w: F.conv2d(x, w, None, strides, "valid", "tanh"),
+                    rand(xp, 2, 5, 6, 6), rand(xp, 1, 1, 6, 3, seed=1))
+
+
 def test_it_computes_conv2d_like_a_direct_loop():
     x = np.random.default_rng(0).standard_normal((2, 5, 5, 3))
     w = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
