@@ -592,20 +592,21 @@ class Conv2D(Function):
         # the few-row product, and a separate broadcast add would be one more pass over it.
         self.transposed = c <= 4 and not (kh == kw == 1 and sh == sw == 1)
         self.grid = row_groups, col_groups, rows, cols = self._grid(oh, ow)
-        groups = [(r, g) for r in range(row_groups) for g in range(col_groups)]
         self.padded_shape = xp_.shape
         xp = _xp(x)
         k = kh * kw * c
         self.bias_in_cols = self.transposed and b is not None
         # A 1x1 stride-1 convolution over every position takes the input itself as its columns.
         self.pointwise = not self.transposed and kh == kw == 1 and sh == sw == 1 and self.grid == (1, 1, oh, ow)
+        # Every window of every group: (row group, column group, sample, row, col, KH, KW, C).
+        sN, sH, sW, sC = xp_.strides
+        windows = xp.lib.stride_tricks.as_strided(
+            xp_, shape=(row_groups, col_groups, n, rows, cols, kh, kw, c),
+            strides=(sH * sh, sW * sw, sN, sH * sh * row_groups, sW * sw * col_groups, sH, sW, sC))
         if self.transposed:
             columns = xp.empty((k + self.bias_in_cols, row_groups * col_groups * n * rows * cols), dtype=x.dtype)
-            sN, sH, sW, sC = xp_.strides
-            view = xp.lib.stride_tricks.as_strided(
-                xp_, shape=(kh, kw, c, row_groups, col_groups, n, rows, cols),
-                strides=(sH, sW, sC, sH * sh, sW * sw, sN, sH * sh * row_groups, sW * sw * col_groups))
-            xp.copyto(columns[:k].reshape(view.shape), view)
+            xp.copyto(columns[:k].reshape(kh, kw, c, row_groups, col_groups, n, rows, cols),
+                      windows.transpose(5, 6, 7, 0, 1, 2, 3, 4))
             if self.bias_in_cols:
                 columns[k] = 1.0
                 weights = xp.concatenate([W.reshape(k, f), b.reshape(1, f).astype(W.dtype, copy=False)])
@@ -618,14 +619,8 @@ class Conv2D(Function):
         else:
             # copyto into a fresh contiguous block gathers the windows several times faster
             # than reshape() of the strided view does.
-            columns = xp.empty((row_groups, col_groups, n, rows, cols, kh, kw, c), dtype=x.dtype)
-            sN, sH, sW, sC = xp_.strides
-            for r, g in groups:
-                corner = xp_[:, sh * r:, sw * g:]
-                windows = xp.lib.stride_tricks.as_strided(
-                    corner, shape=columns.shape[2:],
-                    strides=(sN, sH * sh * row_groups, sW * sw * col_groups, sH, sW, sC))
-                xp.copyto(columns[r, g], windows)
+            columns = xp.empty(windows.shape, dtype=x.dtype)
+            xp.copyto(columns, windows)
             columns = columns.reshape(-1, k)
             y = columns @ W.reshape(k, f)
         self.cols = columns
@@ -753,24 +748,21 @@ class Conv2DMaxPool(Conv2D):
 
     def backward(self, gy):
         xp = _xp(gy)
+        gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
+        cells = self._cells(gz)
         if backend.fused(xp):  # one kernel: the activation's gradient spread to the four cells
-            gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
-            cells = self._cells(gz)
             grad = _GPU_ACTIVATION_GRAD.get(self.activation, "gz = gy;").replace("gz =", "const T g =", 1)
             spread = backend.elementwise_kernel(
                 f"cupola_max_pool_grad_{self.activation}", "T gy, T y, bool right_top, bool right_bottom, bool lower",
                 "T g00, T g01, T g10, T g11", grad + _GPU_MAX_POOL_GRAD)
             spread(gy, self.y, *self.right, self.lower, cells[0, 0], cells[0, 1], cells[1, 0], cells[1, 1])
-            self.right = self.lower = None
-            return self._backward_linear(gz)
-        gy = _activation_grad(gy, self.y, self.activation)
-        gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
-        cells = self._cells(gz)
-        bottom = xp.multiply(gy, self.lower)
-        top = gy - bottom
-        for row, (g, right) in enumerate(zip((top, bottom), self.right)):
-            xp.multiply(g, right, out=cells[row, 1])
-            xp.subtract(g, cells[row, 1], out=cells[row, 0])
+        else:
+            gy = _activation_grad(gy, self.y, self.activation)
+            bottom = xp.multiply(gy, self.lower)
+            top = gy - bottom
+            for row, (g, right) in enumerate(zip((top, bottom), self.right)):
+                xp.multiply(g, right, out=cells[row, 1])
+                xp.subtract(g, cells[row, 1], out=cells[row, 0])
         self.right = self.lower = None
         return self._backward_linear(gz)
 
@@ -1096,6 +1088,16 @@ class _Recurrent(Function):
                 gh = gh + g_out
             gh = step(t, gh)
 
+    def _gradients(self, gz_all, W, gu_all=None):
+        """(gx, gW, gU, gb) from the gradient of the input projection's output (gz_all, (T, N, G))
+        and of the recurrent projection's (gu_all; the same unless given, as in a GRU, whose
+        bias gradient then holds one row for each)."""
+        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
+        gu2 = gz2 if gu_all is None else gu_all.reshape(gz2.shape)
+        gU = self.hs[:-1].reshape(-1, self.hs.shape[2]).T @ gu2
+        gb = sum_rows(gz2) if gu_all is None else _xp(gz2).stack([sum_rows(gz2), sum_rows(gu2)])
+        return gx, gW, gU, gb
+
     def _input_grads(self, gz_all, x_tm, W):
         T, N, F = x_tm.shape
         gz2 = gz_all.reshape(T * N, -1)
@@ -1134,9 +1136,7 @@ class SimpleRNN(_Recurrent):
             return gz_all[t] @ U.T
 
         self._through_time(gy, step)
-        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
-        gU = hs[:-1].reshape(-1, hs.shape[2]).T @ gz2
-        return gx, gW, gU, sum_rows(gz2)
+        return self._gradients(gz_all, W)
 
 
 # The GPU's LSTM step, forward and backward, as one kernel each over the (N, H) cells (Chainer's
@@ -1245,9 +1245,7 @@ class LSTM(_Recurrent):
             xp.multiply(gh, from_h[t], out=gz4[t, :, 3])
             gc *= f[t]
             gh = gz_all[t] @ U.T
-        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
-        gU = hs[:-1].reshape(-1, H).T @ gz2
-        return gx, gW, gU, sum_rows(gz2)
+        return self._gradients(gz_all, W)
 
     def _backward_fused(self, xp, gy, W, U, T, H):
         hs, cs = self.hs, self.cs
@@ -1261,9 +1259,7 @@ class LSTM(_Recurrent):
             return gz_all[t] @ U.T
 
         self._through_time(gy, step)
-        gx, gW, gz2 = self._input_grads(gz_all, self.x_tm, W)
-        gU = hs[:-1].reshape(-1, H).T @ gz2
-        return gx, gW, gU, sum_rows(gz2)
+        return self._gradients(gz_all, W)
 
 
 # The GPU's GRU step (reset_after), forward and backward, as one kernel each over the (N, H) cells;
@@ -1360,11 +1356,7 @@ class GRU(_Recurrent):
             gu[:, :2 * H] = gx_all[t, :, :2 * H]
             gu[:, 2 * H:] = ga_h * r
             gh = gh * z + gu @ U.T
-        gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
-        gu2 = gu_all.reshape(T * n, 3 * H)
-        gU = hs[:-1].reshape(-1, H).T @ gu2
-        gb = xp.stack([sum_rows(gx2), sum_rows(gu2)])
-        return gx, gW, gU, gb
+        return self._gradients(gx_all, W, gu_all)
 
     def _backward_fused(self, xp, gy, W, U, T, n, H):
         hs = self.hs
@@ -1379,11 +1371,7 @@ class GRU(_Recurrent):
             return carry + gu_all[t] @ U.T
 
         self._through_time(gy, step)
-        gx, gW, gx2 = self._input_grads(gx_all, self.x_tm, W)
-        gu2 = gu_all.reshape(T * n, 3 * H)
-        gU = hs[:-1].reshape(-1, H).T @ gu2
-        gb = xp.stack([sum_rows(gx2), sum_rows(gu2)])
-        return gx, gW, gU, gb
+        return self._gradients(gx_all, W, gu_all)
 
 
 def simple_rnn(x, W, U, b, activation="tanh", return_sequences=False):
