@@ -405,8 +405,8 @@ class Conv2D(_KernelLayer):
                 and tuple(layer.strides or (2, 2)) == (2, 2) and layer.padding == "valid"
                 and self._fused(False)[1] is None)
 
-    def call_pooled(self, x, pool):
-        """This layer then ``pool`` (see pools_into) as one function: F.Conv2DMaxPool."""
+    def call_pooled(self, x):
+        """This layer then the 2x2 max-pool after it (see pools_into) as one function: F.Conv2DMaxPool."""
         return F.conv2d_max_pool(x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding,
                                  self._fused(False)[0])
 

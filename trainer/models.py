@@ -144,15 +144,15 @@ class Sequential:
     def __call__(self, x, logits=False):
         h = x if isinstance(x, Variable) else Variable(x, requires_grad=False)
         last = len(self.layers) - 1
-        pooled = False  # the layer before ran this one (a convolution fused with its max-pool)
-        for i, layer in enumerate(self.layers):
-            if pooled:
-                pooled = False
-            elif i < last and isinstance(layer, layers_module.Conv2D) and layer.built and layer.pools_into(self.layers[i + 1]):
-                h = layer.call_pooled(h, self.layers[i + 1])
-                pooled = True
+        i = 0
+        while i <= last:
+            layer = self.layers[i]
+            if i < last and isinstance(layer, layers_module.Conv2D) and layer.built and layer.pools_into(self.layers[i + 1]):
+                h = layer.call_pooled(h)  # the convolution and the max-pool after it, as one function
+                i += 2
             else:
                 h = layer(h, logits and i == last)
+                i += 1
         return h
 
     def _regularization(self):

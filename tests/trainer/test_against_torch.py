@@ -103,7 +103,8 @@ def test_conv2d_relu_max_pool_fused_matches_torch(size, channels):
     conv.build(x.shape[1:], np.random.default_rng(0), dtype=np.float64)
     conv.params["bias"].data[:] = 0.25
     xv = Variable(x)
-    y = conv.call_pooled(xv, layers.MaxPooling2D(2))
+    assert conv.pools_into(layers.MaxPooling2D(2))
+    y = conv.call_pooled(xv)
     g = rand(*y.shape, seed=9)
     y.backward(g)
     tx, tw, tb = t(x), t(conv.params["kernel"].data), t(conv.params["bias"].data)
