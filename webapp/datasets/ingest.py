@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from webapp.datasets import csvscan
 from webapp.datasets.sniff import MAX_COLUMNS, IngestError, TextFormat, sniff_text
 from webapp.datasets.statistics import TableStatistics, is_categorical
 
@@ -39,7 +40,9 @@ SERIES_CHART_POINTS = 2000
 
 INFER_BLOCK_BYTES = 2 << 20  # column types come from the first block (later misfits are retried as text)
 PARSE_BLOCK_BYTES = 1 << 20  # small blocks stay in cache; pyarrow parses ahead on another thread
+FAST_CHUNK_BYTES = csvscan.CHUNK_BYTES  # the compiled reader's chunks: about one stored batch each
 BATCH_ROWS = 1 << 15  # rows described and written at a time
+TRUE_VALUES, FALSE_VALUES = ["true", "True", "TRUE"], ["false", "False", "FALSE"]
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-NaN", "-nan", "n/a"]
 _UNCONVERTIBLE = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+)")
 
@@ -56,7 +59,7 @@ def _csv_options(text_format: TextFormat, block_size: int, newlines_in_values: b
     convert_options = pacsv.ConvertOptions(
         column_types=column_types or {}, null_values=NULL_VALUES, strings_can_be_null=True,
         quoted_strings_can_be_null=True,
-        true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"])
+        true_values=TRUE_VALUES, false_values=FALSE_VALUES)
     return {"read_options": read_options, "parse_options": parse_options, "convert_options": convert_options}
 
 
@@ -72,23 +75,39 @@ def _open_csv(path, **options):
 
 
 def stream_csv(path, text_format: TextFormat, consume: Callable):
-    """``consume(reader)`` on a streaming reader of the CSV, typed from its first block; its result.
+    """``consume(schema, batches)`` over the CSV's record batches, typed from its first block; its result.
 
-    Integers are widened to float64 (what they become anyway). A later block that does not fit
-    a column's type (a word in a column of numbers) makes that column text and starts again, so
-    ``consume`` must be able to start over. Parsing in parallel needs rows that never span
-    lines; a quoted newline makes the fast pass fail, and the pass that allows them starts again.
+    Integers are widened to float64 (what they become anyway). The compiled fast path
+    (``webapp.datasets.csvscan``) reads the file where it can, pyarrow's streaming reader otherwise,
+    with the same rules. A later block that does not fit a column's type (a word in a column of
+    numbers) makes that column text and starts again, so ``consume`` must be able to start over.
+    Parsing in parallel needs rows that never span lines; a quoted newline makes the fast passes
+    fail, and pyarrow's pass that allows them starts again.
     """
-    types, newlines_in_values = None, False
+    types, newlines_in_values, fast = None, False, True
     for _ in range(len(text_format.column_names) + 3):
         try:
             if types is None:
                 with _open_csv(path, **_csv_options(text_format, INFER_BLOCK_BYTES, newlines_in_values)) as reader:
                     types = {f.name: pa.float64() if pa.types.is_integer(f.type) or pa.types.is_null(f.type) else f.type
                              for f in reader.schema}
+            schema = pa.schema(list(types.items()))
+            if fast and not newlines_in_values and csvscan.reads(text_format.encoding, text_format.delimiter,
+                                                                 schema.types):
+                try:
+                    return consume(schema, csvscan.ChunkReader(
+                        path, schema=schema, delimiter=text_format.delimiter, has_header=text_format.has_header,
+                        null_values=NULL_VALUES, true_values=TRUE_VALUES, false_values=FALSE_VALUES,
+                        chunk_bytes=FAST_CHUNK_BYTES))
+                except csvscan.GiveWay:
+                    fast = False
+                    continue
+                except csvscan.Unconvertible as error:
+                    types[text_format.column_names[error.column]] = pa.string()
+                    continue
             options = _csv_options(text_format, PARSE_BLOCK_BYTES, newlines_in_values, types)
             with _open_csv(path, **options) as reader:
-                return consume(reader)
+                return consume(reader.schema, _regrouped(reader, BATCH_ROWS))
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as error:
             message = str(error)
             unconvertible = _UNCONVERTIBLE.search(message)
@@ -105,7 +124,7 @@ def stream_csv(path, text_format: TextFormat, consume: Callable):
 
 def read_csv(path, text_format: TextFormat) -> pa.Table:
     """The whole CSV as one table (for small files and tests; ingestion streams it)."""
-    return stream_csv(path, text_format, lambda reader: reader.read_all())
+    return stream_csv(path, text_format, lambda schema, batches: pa.Table.from_batches(list(batches), schema))
 
 
 def _explain_csv_error(path, text_format: TextFormat, message: str) -> IngestError:
@@ -284,10 +303,10 @@ def _regrouped(batches: Iterable[pa.RecordBatch], rows: int):
         held.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield pa.concat_batches(held)
+            yield held[0] if len(held) == 1 else pa.concat_batches(held)
             held, count = [], 0
     if held:
-        yield pa.concat_batches(held)
+        yield held[0] if len(held) == 1 else pa.concat_batches(held)
 
 
 def _read_ahead(batches: Iterable[pa.RecordBatch], depth: int = 2):
@@ -342,11 +361,16 @@ def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: P
     statistics = TableStatistics(schema.names, [kind for _, kind in typed])
     preview: list[list] = []
     path = out_dir / TABLE_FILE
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, target) as writer:
-        for batch in _read_ahead(_regrouped(batches, BATCH_ROWS)):
+
+    def described():  # on the read-ahead thread, while this one writes the batch before
+        for batch in batches:
             batch = pa.RecordBatch.from_arrays(
                 [cast_column(field.name, batch.column(i), field.type) for i, field in enumerate(target)], schema=target)
             statistics.add(batch)
+            yield batch
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, target) as writer:
+        for batch in _read_ahead(described()):
             writer.write_batch(batch)
             if len(preview) < PREVIEW_ROWS:
                 head = batch.slice(0, PREVIEW_ROWS - len(preview))
@@ -380,7 +404,7 @@ def ingest_table(path, out_dir: Path, *, file_format: str) -> dict:
         text_format = sniff_text(path)
         notes.extend(text_format.notes)
         column_entries, summary = stream_csv(path, text_format,
-                                             lambda reader: store_table(reader.schema, reader, out_dir))
+                                             lambda schema, batches: store_table(schema, batches, out_dir))
         if summary["n_rows"] == 0:
             raise IngestError(f"The file has a header ({len(text_format.column_names)} columns) but no rows of data.")
     else:

@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from webapp.datasets.csvscan import _csvscan  # None where the extension is not built
+
 TOP_VALUES = 20
 HISTOGRAM_BINS = 30
 COUNTS_MAX_UNIQUE = 50  # value counts are kept for columns with at most this many values (class balance)
@@ -65,6 +67,33 @@ def _sorted_pairs(values, counts) -> list:
     return sorted(zip(values, counts), key=lambda pair: (-pair[1], str(pair[0])))
 
 
+class _HashSet:
+    """A set of uint64 hashes in the compiled reader's open-addressing table (see hash_set_add)."""
+
+    def __init__(self, capacity: int = 1 << 12):
+        self.table, self.used = np.zeros(capacity + 1, np.uint64), 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        while (used := _csvscan.hash_set_add(self.table, self.used, hashes)) < 0:
+            old = self.values()
+            self.table, self.used = np.zeros(2 * (len(self.table) - 1) + 1, np.uint64), 0
+            self.used = _csvscan.hash_set_add(self.table, 0, old[old != 0])
+            self.table[-1] = int(self.has_zero(old))
+        self.used = used
+
+    @staticmethod
+    def has_zero(values: np.ndarray) -> bool:
+        return bool(len(values)) and not values.all()
+
+    def values(self) -> np.ndarray:
+        slots = self.table[:-1]
+        present = slots[slots != 0]
+        return np.concatenate([present, np.zeros(1, np.uint64)]) if self.table[-1] else present
+
+    def __len__(self) -> int:
+        return self.used + int(self.table[-1])
+
+
 class DistinctCount:
     """Distinct values of a numeric array stream: exact while few, then a K-minimum-values sketch."""
 
@@ -83,6 +112,20 @@ class DistinctCount:
                 self.exact = None
         else:
             self._add_hashes(pd.util.hash_array(values) if hashes is None else hashes)
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """``add`` for values given by hashes that are a bijection of them (the compiled reader's):
+        counted exactly in a compiled hash set, then as ``add`` does."""
+        self.rows += len(hashes)
+        if self.exact is None:
+            self._add_hashes(hashes)
+            return
+        if not isinstance(self.exact, _HashSet):
+            self.exact = _HashSet()
+        self.exact.add(hashes)
+        if len(self.exact) > EXACT_DISTINCT and self.rows > UNIQUE_SAMPLE:
+            self._add_hashes(self.exact.values())
+            self.exact = None
 
     def _add_hashes(self, hashes: np.ndarray) -> None:
         kept = self.sketch if self.sketch is not None else np.empty(0, dtype=np.uint64)
@@ -116,6 +159,8 @@ class NumericColumn:
         self.histogram_counts = self.edges = None
 
     def add(self, array: pa.Array) -> np.ndarray:
+        if _csvscan is not None and pa.types.is_float64(array.type):
+            return self._add_compiled(array)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
         hashes = pd.util.hash_array(values)
         self.rows += len(values)
@@ -138,15 +183,42 @@ class NumericColumn:
             self._count(values)
         return hashes
 
+    def _add_compiled(self, array: pa.Array) -> np.ndarray:
+        """``add`` by the compiled reader's statistics, one pass over the Arrow buffers (GIL released).
+
+        Its hashes are a bijection of the values' bits, so counting distinct hashes counts values."""
+        validity, data = array.buffers()
+        hashes, present = np.empty(len(array), np.uint64), np.empty(len(array), np.uint64)
+        missing, n_finite, low, high, finite_low, finite_high, mean, m2 = _csvscan.float_stats(
+            data, validity, array.offset, len(array), hashes, present)
+        present = present[:len(array) - missing]
+        self.rows += len(array)
+        self.missing += missing
+        if missing == len(array):
+            return hashes
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        if n_finite:
+            self._merge(n_finite, mean, m2, finite_low, finite_high)
+        self.distinct.add_hashes(present)
+        if self.counts is not None:
+            if len(pd.unique(present)) > COUNTS_MAX_UNIQUE:
+                self.counts = None
+            else:
+                values = array.to_numpy(zero_copy_only=False)
+                self._count(values[~np.isnan(values)])
+        return hashes
+
     def _merge_moments(self, finite: np.ndarray) -> None:
-        n, mean = len(finite), float(finite.mean())
-        m2 = float(np.square(finite - mean).sum())
+        mean = float(finite.mean())
+        self._merge(len(finite), mean, float(np.square(finite - mean).sum()), float(finite.min()), float(finite.max()))
+
+    def _merge(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
         total = self.n_finite + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.n_finite * n / total
         self.n_finite = total
-        low, high = float(finite.min()), float(finite.max())
         self.finite_low = low if self.finite_low is None else min(self.finite_low, low)
         self.finite_high = high if self.finite_high is None else max(self.finite_high, high)
 
@@ -161,6 +233,13 @@ class NumericColumn:
 
     def add_to_histogram(self, array: pa.Array) -> None:
         if not self.n_finite:
+            return
+        if _csvscan is not None and pa.types.is_float64(array.type):
+            if self.histogram_counts is None:
+                self.edges = np.histogram_bin_edges(np.empty(0), HISTOGRAM_BINS, (self.finite_low, self.finite_high))
+                self.histogram_counts = np.zeros(HISTOGRAM_BINS, np.int64)
+            validity, data = array.buffers()
+            _csvscan.float_histogram(data, validity, array.offset, len(array), self.histogram_counts, self.edges)
             return
         values = array.to_numpy(zero_copy_only=False)
         # Within a finite range np.histogram leaves out NaN (missing) and infinite values itself.
@@ -311,7 +390,9 @@ class RowHashes:
     def result(self) -> dict:
         if self.n_kept < 2:
             return {"duplicate_rows": 0}
-        duplicates = int(pd.Series(np.concatenate(self.kept)).duplicated().sum())
+        hashes = np.concatenate(self.kept)
+        hashes.sort()  # equal hashes side by side: every one after the first of its run is a duplicate
+        duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1]))
         if not self.shift:
             return {"duplicate_rows": duplicates}
         return {"duplicate_rows": duplicates << self.shift, "duplicate_rows_estimated": True}

@@ -13,6 +13,7 @@ from webapp.datasets.ingest import ingest_table, read_table
 def small_blocks(monkeypatch):
     """Blocks of a few kilobytes and batches of 1,000 rows, so a small file crosses many of them."""
     monkeypatch.setattr(ingest, "PARSE_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(ingest, "FAST_CHUNK_BYTES", 4096)
     monkeypatch.setattr(ingest, "INFER_BLOCK_BYTES", 4096)
     monkeypatch.setattr(ingest, "BATCH_ROWS", 1000)
 

@@ -1,0 +1,709 @@
+/* Cupola's CSV fast path: one pass from bytes to Arrow buffers, and the numeric columns' statistics.
+ *
+ * Built by setup.py as webapp.datasets._csvscan (optional: without a C compiler ingestion uses
+ * pyarrow's reader and NumPy, slower and the same results). Every function releases the GIL while
+ * it works, so blocks of one file are parsed on as many threads as there are cores.
+ *
+ *   parse(data, kinds, delimiter, skip_rows, nulls, trues, falses, outputs, capacity)
+ *       -> (status, rows, error_row, error_column, null_counts, string_lengths)
+ *   count_lines(data) -> number of b"\n"
+ *   float_stats(values, validity, offset, length, hashes, present_hashes) -> (missing, n_finite,
+ *       low, high, finite_low, finite_high, mean, m2)
+ *   float_histogram(values, validity, offset, length, counts, edges)
+ *   hash_set_add(table, used, hashes) -> used (distinct values counted exactly)
+ *
+ * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
+ * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity and
+ * boolean bitmaps (zeroed by the caller), float64 values (NaN under a null), int32 offsets and UTF-8
+ * bytes (not validated here: the caller validates string arrays). A status other than OK means the
+ * caller must decide; nothing here guesses:
+ *   BAD_VALUE       error_column's field at error_row is not of the column's type
+ *   BAD_ROW         row error_row has a different number of fields
+ *   QUOTED_NEWLINE  a quoted field holds a line break or is never closed (rows may span lines)
+ *   LONE_CR         a carriage return that does not end a Windows line
+ *   FULL            more rows or bytes than the buffers hold
+ * Field rules follow pyarrow.csv as Cupola configures it: RFC 4180 quotes with "" for a quote, a field
+ * equal to a null token is null (quoted or not), numbers may have blanks around them, empty lines are
+ * skipped, a line ends with \n or \r\n.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OK = 0, BAD_VALUE = 1, BAD_ROW = 2, QUOTED_NEWLINE = 3, LONE_CR = 4, FULL = 5 };
+
+#define MAX_TOKENS 16
+#define SCRATCH 512
+
+typedef struct {
+    const char *text[MAX_TOKENS];
+    Py_ssize_t length[MAX_TOKENS];
+    int count;
+    Py_ssize_t longest;
+} Tokens;
+
+typedef struct {
+    char kind;
+    Py_buffer values, validity, data; /* values: float64 / bitmap / int32 offsets; data: string bytes */
+    Py_ssize_t nulls, used;
+} Column;
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static int matches(const Tokens *tokens, const char *s, Py_ssize_t n) {
+    if (n > tokens->longest) return 0;
+    for (int i = 0; i < tokens->count; i++)
+        if (tokens->length[i] == n && memcmp(tokens->text[i], s, (size_t)n) == 0) return 1;
+    return 0;
+}
+
+static int lower_equals(const char *s, Py_ssize_t n, const char *word) {
+    Py_ssize_t len = (Py_ssize_t)strlen(word);
+    if (n != len) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != word[i]) return 0;
+    }
+    return 1;
+}
+
+/* A decimal number, inf/infinity or nan (any case, signed), with blanks around it. Exact: the
+ * fast path is Clinger's (mantissa <= 2^53 and |exponent| <= 22 make one correctly rounded
+ * operation); anything else goes to strtod, which rounds correctly. */
+static int parse_double(const char *p, const char *q, double *out) {
+    while (p < q && (*p == ' ' || *p == '\t')) p++;
+    while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    if (p == q) return 0;
+    const char *start = p;
+    int negative = 0;
+    if (*p == '-' || *p == '+') negative = *p++ == '-';
+    if (p < q && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) {
+        Py_ssize_t n = q - p;
+        if (lower_equals(p, n, "inf") || lower_equals(p, n, "infinity")) *out = negative ? -INFINITY : INFINITY;
+        else if (lower_equals(p, n, "nan")) *out = NAN;
+        else return 0;
+        return 1;
+    }
+    uint64_t mantissa = 0;
+    int digits = 0, significant = 0;
+    long exponent = 0;
+    for (; p < q && *p >= '0' && *p <= '9'; p++, digits++) {
+        if (mantissa || *p != '0') significant++;
+        if (significant <= 19) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        else exponent++;
+    }
+    if (p < q && *p == '.') {
+        for (p++; p < q && *p >= '0' && *p <= '9'; p++, digits++) {
+            if (mantissa || *p != '0') significant++;
+            if (significant <= 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+                exponent--;
+            }
+        }
+    }
+    if (!digits) return 0;
+    if (p < q && (*p == 'e' || *p == 'E')) {
+        p++;
+        int exponent_negative = 0;
+        if (p < q && (*p == '-' || *p == '+')) exponent_negative = *p++ == '-';
+        if (p == q || *p < '0' || *p > '9') return 0;
+        long written = 0;
+        for (; p < q && *p >= '0' && *p <= '9'; p++)
+            if (written < 100000) written = written * 10 + (*p - '0');
+        exponent += exponent_negative ? -written : written;
+    }
+    if (p != q) return 0;
+    if (mantissa == 0) {
+        *out = negative ? -0.0 : 0.0;
+        return 1;
+    }
+    if (significant <= 19 && mantissa <= (1ULL << 53) && exponent >= -22 && exponent <= 22) {
+        double value = (double)mantissa;
+        value = exponent < 0 ? value / POW10[-exponent] : value * POW10[exponent];
+        *out = negative ? -value : value;
+        return 1;
+    }
+    char text[SCRATCH];
+    Py_ssize_t n = q - start;
+    if (n >= SCRATCH) return 0;
+    memcpy(text, start, (size_t)n);
+    text[n] = '\0';
+    char *end;
+    *out = strtod(text, &end);
+    return end == text + n;
+}
+
+/* The common case in one pass: [-]digits[.digits], at most 19 digits, exactly representable
+ * by Clinger's rule. Returns the end of the number, or NULL where parse_double must decide. */
+static inline const char *plain_number(const char *p, const char *end, double *out) {
+    int negative = p < end && *p == '-';
+    p += negative;
+    uint64_t mantissa = 0;
+    int digits = 0, fraction = 0;
+    for (; p < end && (unsigned)(*p - '0') < 10; p++, digits++) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+    if (p < end && *p == '.') {
+        const char *start = ++p;
+        for (; p < end && (unsigned)(*p - '0') < 10; p++) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        fraction = (int)(p - start);
+        digits += fraction;
+    }
+    if (!digits || digits > 19 || fraction > 22 || mantissa > (1ULL << 53)) return NULL;
+    double value = (double)mantissa;
+    if (fraction) value /= POW10[fraction];
+    *out = negative ? -value : value;
+    return p;
+}
+
+static inline void set_bit(uint8_t *bits, Py_ssize_t i) { bits[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+
+typedef struct {
+    const char *p, *end;
+    char delimiter;
+    uint64_t delimiters; /* the delimiter in every byte */
+    int status;
+} Cursor;
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* The first delimiter, \n or \r at or after p (or end). Eight bytes at a time where words are
+ * little-endian: a zero byte of x ^ pattern is a match, and the lowest flagged byte is exact. */
+static inline const char *field_end(const char *p, const char *end, char delimiter, uint64_t delimiters) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; end - p >= 8; p += 8) {
+        uint64_t x, a, b, c;
+        memcpy(&x, p, 8);
+        a = x ^ delimiters;
+        b = x ^ (ONES * '\n');
+        c = x ^ (ONES * '\r');
+        uint64_t found = ((a - ONES) & ~a) | ((b - ONES) & ~b) | ((c - ONES) & ~c);
+        found &= HIGHS;
+        if (found) return p + (__builtin_ctzll(found) >> 3);
+    }
+#endif
+    while (p < end && *p != delimiter && *p != '\n' && *p != '\r') p++;
+    return p;
+}
+
+/* The next field's content, unquoted into dest (capacity cap) when quoted or when copy is set;
+ * otherwise pointed at in place. Leaves the cursor on the delimiter, line break or end. */
+static Py_ssize_t read_field(Cursor *c, char *dest, Py_ssize_t cap, int copy, const char **text) {
+    const char *p = c->p, *end = c->end;
+    const char delimiter = c->delimiter;
+    if (p < end && *p == '"') {
+        Py_ssize_t n = 0;
+        p++;
+        for (;;) {
+            const char *quote = memchr(p, '"', (size_t)(end - p));
+            if (!quote || memchr(p, '\n', (size_t)(quote - p)) || memchr(p, '\r', (size_t)(quote - p))) {
+                c->status = QUOTED_NEWLINE;
+                return -1;
+            }
+            Py_ssize_t part = quote - p;
+            if (n + part + 1 > cap) {
+                c->status = n + part + 1 > SCRATCH && cap == SCRATCH ? BAD_VALUE : FULL;
+                return -1;
+            }
+            memcpy(dest + n, p, (size_t)part);
+            n += part;
+            p = quote + 1;
+            if (p < end && *p == '"') {
+                dest[n++] = '"';
+                p++;
+                continue;
+            }
+            break;
+        }
+        while (p < end && *p != delimiter && *p != '\n' && *p != '\r') { /* text after the closing quote */
+            if (n + 1 > cap) {
+                c->status = cap == SCRATCH ? BAD_VALUE : FULL;
+                return -1;
+            }
+            dest[n++] = *p++;
+        }
+        c->p = p;
+        *text = dest;
+        return n;
+    }
+    const char *start = p;
+    p = field_end(p, end, delimiter, c->delimiters);
+    Py_ssize_t n = p - start;
+    c->p = p;
+    if (copy) {
+        if (n > cap) {
+            c->status = FULL;
+            return -1;
+        }
+        memcpy(dest, start, (size_t)n);
+        *text = dest;
+    } else {
+        *text = start;
+    }
+    return n;
+}
+
+/* Past the end of a line: 1 at a line break (consumed), 0 at the end of the data, -1 for a lone \r. */
+static int end_of_line(Cursor *c) {
+    if (c->p >= c->end) return 0;
+    if (*c->p == '\n') {
+        c->p++;
+        return 1;
+    }
+    if (*c->p == '\r') {
+        if (c->p + 1 < c->end && c->p[1] == '\n') {
+            c->p += 2;
+            return 1;
+        }
+        return -1;
+    }
+    return 2; /* a delimiter */
+}
+
+typedef struct {
+    Column *columns;
+    Py_ssize_t ncols, capacity, rows, error_row, error_column;
+    int skip_rows, plain_numbers; /* plain_numbers: no null token reads as a number */
+    Tokens nulls, trues, falses;
+} Parse;
+
+static int parse_rows(Parse *job, Cursor *c) {
+    char scratch[SCRATCH];
+    Py_ssize_t row = 0;
+    int skipping = job->skip_rows;
+    while (c->p < c->end) {
+        if (*c->p == '\n') { /* an empty line */
+            c->p++;
+            continue;
+        }
+        if (*c->p == '\r') {
+            if (c->p + 1 < c->end && c->p[1] == '\n') {
+                c->p += 2;
+                continue;
+            }
+            job->error_row = row;
+            return LONE_CR;
+        }
+        if (!skipping && row >= job->capacity) return FULL;
+        for (Py_ssize_t i = 0; i < job->ncols; i++) {
+            Column *column = &job->columns[i];
+            const char *text;
+            Py_ssize_t n;
+            int is_string = column->kind == 's' && !skipping;
+            if (column->kind == 'f' && !skipping && job->plain_numbers) {
+                double *slot = &((double *)column->values.buf)[row];
+                const char *after = plain_number(c->p, c->end, slot);
+                if (after && (after == c->end || *after == c->delimiter || *after == '\n' || *after == '\r')) {
+                    c->p = after;
+                    int stop = end_of_line(c);
+                    if (stop == -1) {
+                        job->error_row = row;
+                        return LONE_CR;
+                    }
+                    if ((i + 1 < job->ncols) != (stop == 2)) {
+                        job->error_row = row;
+                        job->error_column = i;
+                        return BAD_ROW;
+                    }
+                    if (stop == 2) c->p++;
+                    set_bit(column->validity.buf, row);
+                    continue;
+                }
+            }
+            if (is_string) {
+                n = read_field(c, (char *)column->data.buf + column->used, column->data.len - column->used, 1, &text);
+            } else {
+                n = read_field(c, scratch, SCRATCH, 0, &text);
+            }
+            job->error_row = row;
+            job->error_column = i;
+            if (n < 0) return c->status;
+            int after = end_of_line(c);
+            if (after == -1) return LONE_CR;
+            if ((i + 1 < job->ncols) != (after == 2)) return BAD_ROW;
+            if (after == 2) c->p++;
+            if (skipping) continue;
+            if (matches(&job->nulls, text, n)) {
+                column->nulls++;
+                if (column->kind == 'f') ((double *)column->values.buf)[row] = NAN;
+                else if (column->kind == 's') ((int32_t *)column->values.buf)[row + 1] = (int32_t)column->used;
+                continue;
+            }
+            set_bit(column->validity.buf, row);
+            if (column->kind == 'f') {
+                if (!parse_double(text, text + n, &((double *)column->values.buf)[row])) return BAD_VALUE;
+            } else if (column->kind == 'b') {
+                if (matches(&job->trues, text, n)) set_bit(column->values.buf, row);
+                else if (!matches(&job->falses, text, n)) return BAD_VALUE;
+            } else {
+                column->used += n;
+                if (column->used > INT32_MAX) return FULL;
+                ((int32_t *)column->values.buf)[row + 1] = (int32_t)column->used;
+            }
+        }
+        if (skipping) skipping--;
+        else row++;
+    }
+    job->rows = row;
+    return OK;
+}
+
+static int read_tokens(PyObject *sequence, Tokens *tokens, const char *what) {
+    PyObject *items = PySequence_Fast(sequence, what);
+    if (!items) return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    if (count > MAX_TOKENS) {
+        Py_DECREF(items);
+        PyErr_Format(PyExc_ValueError, "at most %d %s", MAX_TOKENS, what);
+        return -1;
+    }
+    tokens->count = (int)count;
+    tokens->longest = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        char *text;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(items, i), &text, &tokens->length[i]) < 0) {
+            Py_DECREF(items);
+            return -1;
+        }
+        tokens->text[i] = text; /* kept alive by the caller's tuple */
+        if (tokens->length[i] > tokens->longest) tokens->longest = tokens->length[i];
+    }
+    Py_DECREF(items);
+    return 0;
+}
+
+static void release_columns(Column *columns, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyBuffer_Release(&columns[i].values);
+        PyBuffer_Release(&columns[i].validity);
+        if (columns[i].kind == 's') PyBuffer_Release(&columns[i].data);
+    }
+}
+
+static PyObject *get_column(PyObject *spec, Column *column, Py_ssize_t capacity) {
+    int expected = column->kind == 's' ? 3 : 2;
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != expected) {
+        PyErr_Format(PyExc_TypeError, "a column of kind %c takes a tuple of %d buffers", column->kind, expected);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(spec, 0), &column->values, PyBUF_WRITABLE) < 0) return NULL;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(spec, 1), &column->validity, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&column->values);
+        return NULL;
+    }
+    if (column->kind == 's' && PyObject_GetBuffer(PyTuple_GET_ITEM(spec, 2), &column->data, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&column->values);
+        PyBuffer_Release(&column->validity);
+        return NULL;
+    }
+    Py_ssize_t bitmap = (capacity + 7) / 8;
+    Py_ssize_t needed = column->kind == 'f' ? capacity * 8 : column->kind == 'b' ? bitmap : (capacity + 1) * 4;
+    if (column->values.len < needed || column->validity.len < bitmap) {
+        PyErr_SetString(PyExc_ValueError, "a column's buffers are smaller than the capacity");
+        PyBuffer_Release(&column->values);
+        PyBuffer_Release(&column->validity);
+        if (column->kind == 's') PyBuffer_Release(&column->data);
+        return NULL;
+    }
+    if (column->kind == 's') ((int32_t *)column->values.buf)[0] = 0;
+    return Py_None;
+}
+
+static PyObject *csv_parse(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    const char *kinds;
+    Py_ssize_t ncols, capacity;
+    int delimiter, skip_rows;
+    PyObject *nulls, *trues, *falses, *outputs;
+    if (!PyArg_ParseTuple(args, "y*y#CiOOOOn", &data, &kinds, &ncols, &delimiter, &skip_rows, &nulls, &trues,
+                          &falses, &outputs, &capacity))
+        return NULL;
+    Parse job = {.ncols = ncols, .capacity = capacity, .skip_rows = skip_rows, .error_row = -1, .error_column = -1};
+    PyObject *result = NULL;
+    if (read_tokens(nulls, &job.nulls, "null tokens") < 0 || read_tokens(trues, &job.trues, "true tokens") < 0 ||
+        read_tokens(falses, &job.falses, "false tokens") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    job.plain_numbers = 1;
+    for (int i = 0; i < job.nulls.count; i++) {
+        double ignored;
+        const char *text = job.nulls.text[i], *end = text + job.nulls.length[i];
+        if (plain_number(text, end, &ignored) == end) job.plain_numbers = 0;
+    }
+    if (!PyList_Check(outputs) || PyList_GET_SIZE(outputs) != ncols || ncols < 1 || capacity < 0) {
+        PyErr_SetString(PyExc_ValueError, "outputs must be a list with one tuple of buffers per column");
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    job.columns = calloc((size_t)ncols, sizeof(Column));
+    if (!job.columns) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t ready = 0;
+    for (; ready < ncols; ready++) {
+        char kind = kinds[ready];
+        if (kind != 'f' && kind != 'b' && kind != 's') {
+            PyErr_Format(PyExc_ValueError, "unknown column kind %c", kind);
+            break;
+        }
+        job.columns[ready].kind = kind;
+        if (!get_column(PyList_GET_ITEM(outputs, ready), &job.columns[ready], capacity)) break;
+    }
+    if (ready == ncols) {
+        Cursor cursor = {.p = data.buf, .end = (const char *)data.buf + data.len, .delimiter = (char)delimiter,
+                         .delimiters = ONES * (uint8_t)delimiter};
+        int status;
+        Py_BEGIN_ALLOW_THREADS status = parse_rows(&job, &cursor);
+        Py_END_ALLOW_THREADS
+        PyObject *null_counts = PyList_New(ncols), *lengths = PyList_New(ncols);
+        if (null_counts && lengths) {
+            for (Py_ssize_t i = 0; i < ncols; i++) {
+                PyList_SET_ITEM(null_counts, i, PyLong_FromSsize_t(job.columns[i].nulls));
+                PyList_SET_ITEM(lengths, i, PyLong_FromSsize_t(job.columns[i].used));
+            }
+            result = Py_BuildValue("innnOO", status, status == OK ? job.rows : 0, job.error_row, job.error_column,
+                                   null_counts, lengths);
+        }
+        Py_XDECREF(null_counts);
+        Py_XDECREF(lengths);
+    }
+    release_columns(job.columns, ready);
+    free(job.columns);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *csv_count_lines(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    Py_ssize_t lines = 0;
+    Py_BEGIN_ALLOW_THREADS const char *p = data.buf, *end = p + data.len;
+    while ((p = memchr(p, '\n', (size_t)(end - p)))) {
+        lines++;
+        p++;
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(lines);
+}
+
+/* ------------------------------------------------------------------------------ statistics */
+
+static inline uint64_t mix64(uint64_t x) { /* splitmix64's finaliser: a bijection on 64 bits */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+#define MISSING_HASH 0x9E3779B97F4A7C15ULL
+
+typedef struct {
+    Py_buffer values, validity, out;
+    Py_ssize_t offset, length;
+    int has_validity;
+} FloatInput;
+
+static int float_input(PyObject *args, FloatInput *in, const char *format, PyObject **extra) {
+    PyObject *validity;
+    memset(in, 0, sizeof(*in));
+    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra))
+        return -1;
+    if (validity != Py_None) {
+        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
+        in->has_validity = 1;
+        if (in->validity.len * 8 < in->offset + in->length) goto too_small;
+    }
+    if (in->offset < 0 || in->length < 0 || in->values.len < (in->offset + in->length) * 8) goto too_small;
+    return 0;
+too_small:
+    PyErr_SetString(PyExc_ValueError, "a buffer is smaller than offset + length");
+fail:
+    PyBuffer_Release(&in->values);
+    PyBuffer_Release(&in->out);
+    if (in->has_validity) PyBuffer_Release(&in->validity);
+    return -1;
+}
+
+static void release_input(FloatInput *in) {
+    PyBuffer_Release(&in->values);
+    PyBuffer_Release(&in->out);
+    if (in->has_validity) PyBuffer_Release(&in->validity);
+}
+
+static inline int present(const FloatInput *in, const double *values, Py_ssize_t i) {
+    if (in->has_validity) {
+        Py_ssize_t j = in->offset + i;
+        if (!(((const uint8_t *)in->validity.buf)[j >> 3] >> (j & 7) & 1)) return 0;
+    }
+    return !isnan(values[i]);
+}
+
+/* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
+ * deviations of the finite values (two passes over a block that stays in cache); each value's hash
+ * into `hashes` (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is
+ * MISSING_HASH), and the present values' hashes alone, in order, into `present_hashes`. */
+static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
+    FloatInput in;
+    PyObject *present_object = NULL;
+    Py_buffer present_buffer;
+    if (float_input(args, &in, "y*Onnw*O", &present_object) < 0) return NULL;
+    if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
+        release_input(&in);
+        return NULL;
+    }
+    if (in.out.len < in.length * 8 || present_buffer.len < in.length * 8) {
+        PyBuffer_Release(&present_buffer);
+        release_input(&in);
+        PyErr_SetString(PyExc_ValueError, "hashes and present_hashes take length values");
+        return NULL;
+    }
+    const double *values = (const double *)in.values.buf + in.offset;
+    uint64_t *hashes = in.out.buf, *present_hashes = present_buffer.buf;
+    Py_ssize_t missing = 0, finite = 0;
+    double low = INFINITY, high = -INFINITY, flow = INFINITY, fhigh = -INFINITY, sum = 0.0, m2 = 0.0, mean = 0.0;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
+        double v = values[i];
+        if (!present(&in, values, i)) {
+            missing++;
+            hashes[i] = MISSING_HASH;
+            continue;
+        }
+        double key = v == 0.0 ? 0.0 : v;
+        uint64_t bits;
+        memcpy(&bits, &key, 8);
+        hashes[i] = present_hashes[i - missing] = mix64(bits);
+        if (v < low) low = v;
+        if (v > high) high = v;
+        if (isfinite(v)) {
+            finite++;
+            sum += v;
+            if (v < flow) flow = v;
+            if (v > fhigh) fhigh = v;
+        }
+    }
+    if (finite) {
+        mean = sum / (double)finite;
+        double correction = 0.0;
+        for (Py_ssize_t i = 0; i < in.length; i++) {
+            double v = values[i];
+            if (present(&in, values, i) && isfinite(v)) {
+                double d = v - mean;
+                m2 += d * d;
+                correction += d;
+            }
+        }
+        /* The corrected two-pass algorithm: exact mean even when the first rounded */
+        mean += correction / (double)finite;
+        m2 -= correction * correction / (double)finite;
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
+    release_input(&in);
+    return Py_BuildValue("nndddddd", missing, finite, low, high, flow, fhigh, mean, m2);
+}
+
+/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64),
+ * with NumPy's own index computation and its corrections at the edges, so the counts are the same. */
+static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
+    FloatInput in;
+    PyObject *edges_object = NULL;
+    if (float_input(args, &in, "y*Onnw*O", &edges_object) < 0) return NULL;
+    Py_buffer edges_buffer;
+    if (PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0) {
+        release_input(&in);
+        return NULL;
+    }
+    Py_ssize_t bins = edges_buffer.len / 8 - 1;
+    if (bins < 1 || in.out.len < bins * 8) {
+        PyBuffer_Release(&edges_buffer);
+        release_input(&in);
+        PyErr_SetString(PyExc_ValueError, "edges needs two values or more and counts one per bin");
+        return NULL;
+    }
+    const double *values = (const double *)in.values.buf + in.offset, *edges = edges_buffer.buf;
+    int64_t *counts = in.out.buf;
+    Py_BEGIN_ALLOW_THREADS const double first = edges[0], last = edges[bins], width = last - first;
+    for (Py_ssize_t i = 0; i < in.length; i++) {
+        double v = values[i];
+        if (in.has_validity) {
+            Py_ssize_t j = in.offset + i;
+            if (!(((const uint8_t *)in.validity.buf)[j >> 3] >> (j & 7) & 1)) continue;
+        }
+        if (!(v >= first && v <= last)) continue; /* NaN fails both */
+        Py_ssize_t index = (Py_ssize_t)(((v - first) / width) * (double)bins);
+        if (index == bins) index--;
+        if (v < edges[index]) index--;
+        else if (v >= edges[index + 1] && index != bins - 1) index++;
+        counts[index]++;
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&edges_buffer);
+    release_input(&in);
+    Py_RETURN_NONE;
+}
+
+/* Adds hashes to an open-addressing set: table holds capacity slots (a power of two; 0 is an empty
+ * slot) and one more, set to 1 once the hash 0 is in the set. Returns how many slots are used after,
+ * or -1 as soon as more than half would be (grow the table, put the old entries in, add again). */
+static PyObject *csv_hash_set_add(PyObject *self, PyObject *args) {
+    Py_buffer table_buffer, hashes_buffer;
+    Py_ssize_t used;
+    if (!PyArg_ParseTuple(args, "w*ny*", &table_buffer, &used, &hashes_buffer)) return NULL;
+    Py_ssize_t capacity = table_buffer.len / 8 - 1, n = hashes_buffer.len / 8;
+    if (capacity < 2 || (capacity & (capacity - 1))) {
+        PyBuffer_Release(&table_buffer);
+        PyBuffer_Release(&hashes_buffer);
+        PyErr_SetString(PyExc_ValueError, "the table holds a power of two of slots, and one more");
+        return NULL;
+    }
+    uint64_t *table = table_buffer.buf;
+    const uint64_t *hashes = hashes_buffer.buf, mask = (uint64_t)capacity - 1;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t h = hashes[i];
+        if (h == 0) {
+            table[capacity] = 1;
+            continue;
+        }
+        uint64_t slot = (h ^ (h >> 29)) & mask;
+        while (table[slot] && table[slot] != h) slot = (slot + 1) & mask;
+        if (!table[slot]) {
+            if (2 * (used + 1) > capacity) {
+                used = -1;
+                break;
+            }
+            table[slot] = h;
+            used++;
+        }
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&table_buffer);
+    PyBuffer_Release(&hashes_buffer);
+    return PyLong_FromSsize_t(used);
+}
+
+static PyMethodDef methods[] = {
+    {"hash_set_add", csv_hash_set_add, METH_VARARGS, "Add uint64 hashes to an open-addressing set; see the source."},
+    {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
+    {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
+    {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and value hashes of float64 values."},
+    {"float_histogram", csv_float_histogram, METH_VARARGS, "np.histogram counts of float64 values, added."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csvscan", "Cupola's compiled CSV reader.", -1, methods};
+
+PyMODINIT_FUNC PyInit__csvscan(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    const char *names[] = {"OK", "BAD_VALUE", "BAD_ROW", "QUOTED_NEWLINE", "LONE_CR", "FULL"};
+    for (int i = 0; i < 6; i++)
+        if (PyModule_AddIntConstant(m, names[i], i) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    return m;
+}

@@ -1,0 +1,144 @@
+"""The CSV fast path: a file read in chunks of whole rows, each parsed by the compiled ``_csvscan``
+straight into Arrow arrays, on as many threads as there are cores. No Django.
+
+``ingest.stream_csv`` uses it when the extension is built, the file is UTF-8 and every column's
+type is one it reads (numbers, booleans, text, and dates or times, which are read as text and cast
+by Arrow). It gives way to pyarrow's reader, which has the same rules and explains errors, by
+raising ``GiveWay`` (a ragged row, a quoted line break, a lone carriage return, bytes that are not
+UTF-8, a date Arrow's cast does not take), and reports a value that does not fit its column's type
+with ``Unconvertible`` (the column is then read as text, as with pyarrow).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+try:
+    from webapp.datasets import _csvscan
+except ImportError:  # no C compiler at install time: ingestion uses pyarrow's reader
+    _csvscan = None
+
+CHUNK_BYTES = 5 << 20  # about 32k rows of a typical table: one stored batch per chunk
+_BOM = b"\xef\xbb\xbf"
+
+
+class GiveWay(Exception):
+    """The file needs pyarrow's reader (or its error message)."""
+
+
+class Unconvertible(Exception):
+    def __init__(self, column: int):
+        super().__init__(f"column {column} holds a value of another type")
+        self.column = column
+
+
+def _kind(t: pa.DataType) -> str | None:
+    if pa.types.is_float64(t):
+        return "f"
+    if pa.types.is_boolean(t):
+        return "b"
+    if pa.types.is_string(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
+        return "s"
+    return None
+
+
+def reads(encoding: str, delimiter: str, types: list[pa.DataType]) -> bool:
+    """Whether the fast path reads a file of this encoding, delimiter and column types."""
+    return (_csvscan is not None and encoding in ("utf-8", "utf-8-sig") and len(delimiter.encode()) == 1
+            and all(_kind(t) for t in types))
+
+
+def _tokens(values: list[str]) -> tuple[bytes, ...]:
+    return tuple(v.encode() for v in values)
+
+
+class ChunkReader:
+    """The record batches of a CSV file, in order, with ``schema``; see the module's docstring."""
+
+    def __init__(self, path, *, schema: pa.Schema, delimiter: str, has_header: bool, null_values: list[str],
+                 true_values: list[str], false_values: list[str], chunk_bytes: int | None = None):
+        self.path, self.schema = path, schema
+        self.kinds = "".join(_kind(field.type) for field in schema).encode()
+        self.delimiter, self.has_header = delimiter, has_header
+        self.tokens = (_tokens(null_values), _tokens(true_values), _tokens(false_values))
+        self.chunk_bytes = chunk_bytes or CHUNK_BYTES
+        self.workers = max(1, min(4, os.cpu_count() or 1))
+
+    def __iter__(self):
+        with open(self.path, "rb") as source, ThreadPoolExecutor(self.workers, "csv-chunk") as pool:
+            waiting: deque = deque()
+            try:
+                for index, chunk in enumerate(self._chunks(source)):
+                    waiting.append(pool.submit(self._parse, chunk, index == 0 and self.has_header))
+                    if len(waiting) > self.workers:
+                        yield waiting.popleft().result()
+                while waiting:
+                    yield waiting.popleft().result()
+            finally:
+                for future in waiting:
+                    future.cancel()
+
+    def _chunks(self, source):
+        """Whole rows: each chunk ends after its last line break (the file's end may lack one).
+
+        Read into a fresh buffer each (a parsing thread may still hold the last); the rows cut off
+        at its end start the next one."""
+        carry = b""
+        start = len(_BOM) if source.read(len(_BOM)) == _BOM else 0
+        source.seek(start)
+        while True:
+            buffer = bytearray(len(carry) + self.chunk_bytes)
+            buffer[:len(carry)] = carry
+            size = len(carry) + source.readinto(memoryview(buffer)[len(carry):])
+            if size == len(carry):
+                if carry:
+                    yield memoryview(buffer)[:size]
+                return
+            cut = buffer.rfind(b"\n", 0, size) + 1
+            carry = bytes(buffer[cut:size])
+            if cut:
+                yield memoryview(buffer)[:cut]
+
+    def _parse(self, data: bytes, skip_header: bool) -> pa.RecordBatch:
+        capacity = _csvscan.count_lines(data) + 1
+        bitmap = (capacity + 7) // 8
+        outputs = []
+        for kind in self.kinds.decode():
+            if kind == "f":
+                outputs.append((np.empty(capacity, np.float64), np.zeros(bitmap, np.uint8)))
+            elif kind == "b":
+                outputs.append((np.zeros(bitmap, np.uint8), np.zeros(bitmap, np.uint8)))
+            else:
+                outputs.append((np.empty(capacity + 1, np.int32), np.zeros(bitmap, np.uint8),
+                                np.empty(len(data), np.uint8)))
+        status, rows, _, column, nulls, lengths = _csvscan.parse(
+            data, self.kinds, self.delimiter, int(skip_header), *self.tokens, outputs, capacity)
+        if status == _csvscan.BAD_VALUE:
+            raise Unconvertible(column)
+        if status != _csvscan.OK:
+            raise GiveWay(status)
+        arrays = []
+        for i, (field, kind, buffers) in enumerate(zip(self.schema, self.kinds.decode(), outputs)):
+            validity = pa.py_buffer(buffers[1]) if nulls[i] else None
+            if kind == "f":
+                arrays.append(pa.Array.from_buffers(pa.float64(), rows, [validity, pa.py_buffer(buffers[0])],
+                                                    null_count=nulls[i]))
+            elif kind == "b":
+                arrays.append(pa.Array.from_buffers(pa.bool_(), rows, [validity, pa.py_buffer(buffers[0])],
+                                                    null_count=nulls[i]))
+            else:
+                text = pa.Array.from_buffers(pa.string(), rows, [validity, pa.py_buffer(buffers[0]),
+                                                                 pa.py_buffer(buffers[2][:lengths[i]])],
+                                             null_count=nulls[i])
+                try:
+                    text.validate(full=True)  # UTF-8
+                    arrays.append(text if field.type == pa.string() else pc.cast(text, field.type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                    raise GiveWay(str(error)) from None
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
