@@ -7,10 +7,9 @@
  *   parse(data, kinds, delimiter, skip_rows, nulls, trues, falses, outputs, capacity)
  *       -> (status, rows, error_row, error_column, null_counts, string_lengths)
  *   count_lines(data) -> number of b"\n"
- *   float_stats(values, validity, offset, length, hashes, present_hashes) -> (missing, n_finite,
- *       low, high, finite_low, finite_high, mean, m2)
+ *   float_stats(values, validity, offset, length, row_hashes, present, limit) -> (missing, n_finite,
+ *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
  *   float_histogram(values, validity, offset, length, counts, edges)
- *   hash_set_add(table, used, hashes) -> used (distinct values counted exactly)
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
  * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity and
@@ -54,10 +53,13 @@ typedef struct {
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static int matches(const Tokens *tokens, const char *s, Py_ssize_t n) {
+static inline int matches(const Tokens *tokens, const char *s, Py_ssize_t n) {
     if (n > tokens->longest) return 0;
-    for (int i = 0; i < tokens->count; i++)
-        if (tokens->length[i] == n && memcmp(tokens->text[i], s, (size_t)n) == 0) return 1;
+    for (int i = 0; i < tokens->count; i++) {
+        const char *t = tokens->text[i];
+        if (tokens->length[i] == n && (n == 0 || (t[0] == s[0] && memcmp(t + 1, s + 1, (size_t)(n - 1)) == 0)))
+            return 1;
+    }
     return 0;
 }
 
@@ -138,13 +140,65 @@ static int parse_double(const char *p, const char *q, double *out) {
     return end == text + n;
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR_DIGITS 1
+/* How many of the eight bytes (first in memory = lowest) are digits before the first that is not.
+ * A byte below '0' borrows and one above '9' carries into its high bit; digits before it do neither,
+ * so the lowest flagged byte is exact whatever follows (simdjson's test, made positional). */
+static inline int leading_digits(uint64_t x) {
+    uint64_t flagged = ((x + 0x4646464646464646ULL) | (x - 0x3030303030303030ULL)) & 0x8080808080808080ULL;
+    return flagged ? __builtin_ctzll(flagged) >> 3 : 8;
+}
+
+/* The value of the first n (1..8) digit bytes of x: moved to the top, with zeros before them,
+ * then fast_float's eight-digit multiply. */
+static inline uint64_t digits_value(uint64_t x, int n) {
+    x = (x - 0x3030303030303030ULL) << (8 * (8 - n));
+    x = x * 10 + (x >> 8);
+    return (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+            (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+}
+#endif
+
+static const uint64_t POW10_INT[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+
 /* The common case in one pass: [-]digits[.digits], at most 19 digits, exactly representable
- * by Clinger's rule. Returns the end of the number, or NULL where parse_double must decide. */
+ * by Clinger's rule. Returns the end of the number, or NULL where parse_double must decide.
+ * Eight bytes at a time where 16 remain: runs of up to seven digits convert without a branch
+ * per digit. */
 static inline const char *plain_number(const char *p, const char *end, double *out) {
     int negative = p < end && *p == '-';
     p += negative;
     uint64_t mantissa = 0;
     int digits = 0, fraction = 0;
+#ifdef SWAR_DIGITS
+    if (end - p >= 16) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        int n = leading_digits(x);
+        if (n < 8) {
+            if (n) mantissa = digits_value(x, n);
+            p += n;
+            digits = n;
+            if (*p == '.') {
+                memcpy(&x, p + 1, 8);
+                int m = leading_digits(x);
+                if (m < 8) {
+                    if (m) mantissa = mantissa * POW10_INT[m] + digits_value(x, m);
+                    p += 1 + m;
+                    digits += m;
+                    fraction = m;
+                    goto done;
+                }
+                mantissa = 0;
+                digits = 0;
+                p -= n; /* eight fraction digits or more: the loop below */
+            } else {
+                goto done;
+            }
+        }
+    }
+#endif
     for (; p < end && (unsigned)(*p - '0') < 10; p++, digits++) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
     if (p < end && *p == '.') {
         const char *start = ++p;
@@ -152,6 +206,9 @@ static inline const char *plain_number(const char *p, const char *end, double *o
         fraction = (int)(p - start);
         digits += fraction;
     }
+#ifdef SWAR_DIGITS
+done:
+#endif
     if (!digits || digits > 19 || fraction > 22 || mantissa > (1ULL << 53)) return NULL;
     double value = (double)mantissa;
     if (fraction) value /= POW10[fraction];
@@ -505,16 +562,17 @@ static inline uint64_t mix64(uint64_t x) { /* splitmix64's finaliser: a bijectio
 
 #define MISSING_HASH 0x9E3779B97F4A7C15ULL
 
+
 typedef struct {
     Py_buffer values, validity, out;
     Py_ssize_t offset, length;
     int has_validity;
 } FloatInput;
 
-static int float_input(PyObject *args, FloatInput *in, const char *format, PyObject **extra) {
+static int float_input(PyObject *args, FloatInput *in, const char *format, PyObject **extra, void *more) {
     PyObject *validity;
     memset(in, 0, sizeof(*in));
-    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra))
+    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra, more))
         return -1;
     if (validity != Py_None) {
         if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
@@ -547,14 +605,16 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
 }
 
 /* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
- * deviations of the finite values (two passes over a block that stays in cache); each value's hash
- * into `hashes` (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is
- * MISSING_HASH), and the present values' hashes alone, in order, into `present_hashes`. */
+ * deviations of the finite values (two passes over a block that stays in cache). Each value's hash
+ * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
+ * is folded into its row's, row = row * 1000003 ^ hash; the present values' hashes up to `limit`
+ * are written, in order, into `present`, and their number is returned last. */
 static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     FloatInput in;
     PyObject *present_object = NULL;
+    unsigned long long limit;
     Py_buffer present_buffer;
-    if (float_input(args, &in, "y*Onnw*O", &present_object) < 0) return NULL;
+    if (float_input(args, &in, "y*Onnw*OK", &present_object, &limit) < 0) return NULL;
     if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
         release_input(&in);
         return NULL;
@@ -562,24 +622,26 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     if (in.out.len < in.length * 8 || present_buffer.len < in.length * 8) {
         PyBuffer_Release(&present_buffer);
         release_input(&in);
-        PyErr_SetString(PyExc_ValueError, "hashes and present_hashes take length values");
+        PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
         return NULL;
     }
     const double *values = (const double *)in.values.buf + in.offset;
-    uint64_t *hashes = in.out.buf, *present_hashes = present_buffer.buf;
-    Py_ssize_t missing = 0, finite = 0;
+    uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
+    Py_ssize_t missing = 0, finite = 0, kept = 0;
     double low = INFINITY, high = -INFINITY, flow = INFINITY, fhigh = -INFINITY, sum = 0.0, m2 = 0.0, mean = 0.0;
     Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
         double v = values[i];
         if (!present(&in, values, i)) {
             missing++;
-            hashes[i] = MISSING_HASH;
+            rows[i] = rows[i] * 1000003u ^ MISSING_HASH;
             continue;
         }
         double key = v == 0.0 ? 0.0 : v;
         uint64_t bits;
         memcpy(&bits, &key, 8);
-        hashes[i] = present_hashes[i - missing] = mix64(bits);
+        uint64_t h = mix64(bits);
+        rows[i] = rows[i] * 1000003u ^ h;
+        if (h <= limit) present_hashes[kept++] = h;
         if (v < low) low = v;
         if (v > high) high = v;
         if (isfinite(v)) {
@@ -606,15 +668,18 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
     release_input(&in);
-    return Py_BuildValue("nndddddd", missing, finite, low, high, flow, fhigh, mean, m2);
+    return Py_BuildValue("nnddddddn", missing, finite, low, high, flow, fhigh, mean, m2, kept);
 }
 
-/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64),
- * with NumPy's own index computation and its corrections at the edges, so the counts are the same. */
+/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64).
+ * The same counts: NumPy computes a first index from the value, then moves it by one where the
+ * value is below its bin's left edge or, but in the last bin, at or past its right edge. That makes
+ * the result the one bin whose edges hold the value whatever the first guess, as long as it is
+ * within one bin; a multiplication by bins / width instead of NumPy's division is (a few ulps). */
 static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     FloatInput in;
     PyObject *edges_object = NULL;
-    if (float_input(args, &in, "y*Onnw*O", &edges_object) < 0) return NULL;
+    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL) < 0) return NULL;
     Py_buffer edges_buffer;
     if (PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0) {
         release_input(&in);
@@ -629,7 +694,7 @@ static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     }
     const double *values = (const double *)in.values.buf + in.offset, *edges = edges_buffer.buf;
     int64_t *counts = in.out.buf;
-    Py_BEGIN_ALLOW_THREADS const double first = edges[0], last = edges[bins], width = last - first;
+    Py_BEGIN_ALLOW_THREADS const double first = edges[0], last = edges[bins], scale = (double)bins / (last - first);
     for (Py_ssize_t i = 0; i < in.length; i++) {
         double v = values[i];
         if (in.has_validity) {
@@ -637,8 +702,8 @@ static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
             if (!(((const uint8_t *)in.validity.buf)[j >> 3] >> (j & 7) & 1)) continue;
         }
         if (!(v >= first && v <= last)) continue; /* NaN fails both */
-        Py_ssize_t index = (Py_ssize_t)(((v - first) / width) * (double)bins);
-        if (index == bins) index--;
+        Py_ssize_t index = (Py_ssize_t)((v - first) * scale);
+        if (index >= bins) index = bins - 1;
         if (v < edges[index]) index--;
         else if (v >= edges[index + 1] && index != bins - 1) index++;
         counts[index]++;
@@ -648,49 +713,10 @@ static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Adds hashes to an open-addressing set: table holds capacity slots (a power of two; 0 is an empty
- * slot) and one more, set to 1 once the hash 0 is in the set. Returns how many slots are used after,
- * or -1 as soon as more than half would be (grow the table, put the old entries in, add again). */
-static PyObject *csv_hash_set_add(PyObject *self, PyObject *args) {
-    Py_buffer table_buffer, hashes_buffer;
-    Py_ssize_t used;
-    if (!PyArg_ParseTuple(args, "w*ny*", &table_buffer, &used, &hashes_buffer)) return NULL;
-    Py_ssize_t capacity = table_buffer.len / 8 - 1, n = hashes_buffer.len / 8;
-    if (capacity < 2 || (capacity & (capacity - 1))) {
-        PyBuffer_Release(&table_buffer);
-        PyBuffer_Release(&hashes_buffer);
-        PyErr_SetString(PyExc_ValueError, "the table holds a power of two of slots, and one more");
-        return NULL;
-    }
-    uint64_t *table = table_buffer.buf;
-    const uint64_t *hashes = hashes_buffer.buf, mask = (uint64_t)capacity - 1;
-    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t h = hashes[i];
-        if (h == 0) {
-            table[capacity] = 1;
-            continue;
-        }
-        uint64_t slot = (h ^ (h >> 29)) & mask;
-        while (table[slot] && table[slot] != h) slot = (slot + 1) & mask;
-        if (!table[slot]) {
-            if (2 * (used + 1) > capacity) {
-                used = -1;
-                break;
-            }
-            table[slot] = h;
-            used++;
-        }
-    }
-    Py_END_ALLOW_THREADS PyBuffer_Release(&table_buffer);
-    PyBuffer_Release(&hashes_buffer);
-    return PyLong_FromSsize_t(used);
-}
-
 static PyMethodDef methods[] = {
-    {"hash_set_add", csv_hash_set_add, METH_VARARGS, "Add uint64 hashes to an open-addressing set; see the source."},
     {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
     {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
-    {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and value hashes of float64 values."},
+    {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},
     {"float_histogram", csv_float_histogram, METH_VARARGS, "np.histogram counts of float64 values, added."},
     {NULL, NULL, 0, NULL}};
 

@@ -11,6 +11,7 @@ with ``Unconvertible`` (the column is then read as text, as with pyarrow).
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -71,11 +72,18 @@ class ChunkReader:
         self.workers = max(1, min(4, os.cpu_count() or 1))
 
     def __iter__(self):
-        with open(self.path, "rb") as source, ThreadPoolExecutor(self.workers, "csv-chunk") as pool:
+        """The chunks are ranges of the file memory-mapped: parsed where they lie, no copy; each
+        range's pages are let go of (they stay in the page cache) once it is parsed, so RSS holds
+        only the chunks in flight."""
+        with open(self.path, "rb") as source:
+            if os.fstat(source.fileno()).st_size == 0:
+                return
+            mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+        with ThreadPoolExecutor(self.workers, "csv-chunk") as pool:
             waiting: deque = deque()
             try:
-                for index, chunk in enumerate(self._chunks(source)):
-                    waiting.append(pool.submit(self._parse, chunk, index == 0 and self.has_header))
+                for index, (start, end) in enumerate(self._ranges(mapped)):
+                    waiting.append(pool.submit(self._parse_range, mapped, start, end, index == 0 and self.has_header))
                     if len(waiting) > self.workers:
                         yield waiting.popleft().result()
                 while waiting:
@@ -83,29 +91,32 @@ class ChunkReader:
             finally:
                 for future in waiting:
                     future.cancel()
+        try:
+            mapped.close()
+        except BufferError:  # a view still held (by an error's traceback): closed when collected
+            pass
 
-    def _chunks(self, source):
-        """Whole rows: each chunk ends after its last line break (the file's end may lack one).
+    def _ranges(self, mapped: mmap.mmap):
+        """Whole rows: each range ends after a line break (the file's end may lack one)."""
+        start, size = (len(_BOM) if mapped[:len(_BOM)] == _BOM else 0), len(mapped)
+        while start < size:
+            end = min(start + self.chunk_bytes, size)
+            if end < size:
+                cut = mapped.rfind(b"\n", start, end)
+                if cut < 0:  # a row longer than a chunk: to its end
+                    cut = mapped.find(b"\n", end)
+                end = size if cut < 0 else cut + 1
+            yield start, end
+            start = end
 
-        Read into a fresh buffer each (a parsing thread may still hold the last); the rows cut off
-        at its end start the next one."""
-        carry = b""
-        start = len(_BOM) if source.read(len(_BOM)) == _BOM else 0
-        source.seek(start)
-        while True:
-            buffer = bytearray(len(carry) + self.chunk_bytes)
-            buffer[:len(carry)] = carry
-            size = len(carry) + source.readinto(memoryview(buffer)[len(carry):])
-            if size == len(carry):
-                if carry:
-                    yield memoryview(buffer)[:size]
-                return
-            cut = buffer.rfind(b"\n", 0, size) + 1
-            carry = bytes(buffer[cut:size])
-            if cut:
-                yield memoryview(buffer)[:cut]
+    def _parse_range(self, mapped: mmap.mmap, start: int, end: int, skip_header: bool):
+        with memoryview(mapped) as whole, whole[start:end] as data:
+            result = self._parse(data, skip_header)
+        first_page = start // mmap.PAGESIZE * mmap.PAGESIZE
+        mapped.madvise(mmap.MADV_DONTNEED, first_page, end - first_page)
+        return result
 
-    def _parse(self, data: bytes, skip_header: bool) -> pa.RecordBatch:
+    def _parse(self, data, skip_header: bool) -> pa.RecordBatch:
         capacity = _csvscan.count_lines(data) + 1
         bitmap = (capacity + 7) // 8
         outputs = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import mmap
 import queue
 import re
 import threading
@@ -38,7 +39,7 @@ PREVIEW_FILE = "preview.json"
 PREVIEW_ROWS = 200
 SERIES_CHART_POINTS = 2000
 
-INFER_BLOCK_BYTES = 2 << 20  # column types come from the first block (later misfits are retried as text)
+INFER_BLOCK_BYTES = 1 << 20  # column types come from the first block (later misfits are retried as text)
 PARSE_BLOCK_BYTES = 1 << 20  # small blocks stay in cache; pyarrow parses ahead on another thread
 FAST_CHUNK_BYTES = csvscan.CHUNK_BYTES  # the compiled reader's chunks: about one stored batch each
 BATCH_ROWS = 1 << 15  # rows described and written at a time
@@ -376,10 +377,22 @@ def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: P
                 head = batch.slice(0, PREVIEW_ROWS - len(preview))
                 preview.extend([_json_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns)))
     (out_dir / PREVIEW_FILE).write_text(json.dumps({"columns": schema.names, "rows": preview}))
-    # Read back batch by batch with plain reads: a memory map would count the whole file in RSS.
-    with pa.OSFile(str(path), "rb") as source:
-        stored = pa.ipc.open_file(source)
-        return statistics.finish(stored.get_batch(i) for i in range(stored.num_record_batches))
+    return statistics.finish(_mapped_batches(path))
+
+
+def _mapped_batches(path: Path):
+    """The stored table's batches, memory-mapped (no copy), each one's pages let go of once the next
+    is asked for, so RSS holds about one batch and not the whole file."""
+    with open(path, "rb") as source:
+        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)  # closed when its last view goes
+    view = pa.py_buffer(mapped)
+    reader = pa.ipc.open_file(view)
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        end = max(b.address + b.size for column in batch.columns for b in column.buffers() if b is not None)
+        yield batch
+        del batch
+        mapped.madvise(mmap.MADV_DONTNEED, 0, (end - view.address) // mmap.PAGESIZE * mmap.PAGESIZE)
 
 
 def read_source(path, file_format: str, notes: list[str]) -> pa.Table:

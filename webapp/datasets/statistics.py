@@ -19,7 +19,9 @@ summary. Memory is bounded whatever the number of rows:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,8 @@ TEXT_EXACT_DISTINCT = 100_000
 TOP_KEPT = 1000
 MAX_ROW_HASHES = 8_000_000  # 64 MB of row hashes
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
+_BOOLEAN_HASHES = pd.util.hash_array(np.array([-1, 0, 1], np.int64))  # missing, False, True
+_ROW_MULTIPLIER = np.uint64(1_000_003)  # row = row * this ^ column hash, column by column
 
 
 def is_categorical(n_unique: int, n_present: int) -> bool:
@@ -67,33 +71,6 @@ def _sorted_pairs(values, counts) -> list:
     return sorted(zip(values, counts), key=lambda pair: (-pair[1], str(pair[0])))
 
 
-class _HashSet:
-    """A set of uint64 hashes in the compiled reader's open-addressing table (see hash_set_add)."""
-
-    def __init__(self, capacity: int = 1 << 12):
-        self.table, self.used = np.zeros(capacity + 1, np.uint64), 0
-
-    def add(self, hashes: np.ndarray) -> None:
-        while (used := _csvscan.hash_set_add(self.table, self.used, hashes)) < 0:
-            old = self.values()
-            self.table, self.used = np.zeros(2 * (len(self.table) - 1) + 1, np.uint64), 0
-            self.used = _csvscan.hash_set_add(self.table, 0, old[old != 0])
-            self.table[-1] = int(self.has_zero(old))
-        self.used = used
-
-    @staticmethod
-    def has_zero(values: np.ndarray) -> bool:
-        return bool(len(values)) and not values.all()
-
-    def values(self) -> np.ndarray:
-        slots = self.table[:-1]
-        present = slots[slots != 0]
-        return np.concatenate([present, np.zeros(1, np.uint64)]) if self.table[-1] else present
-
-    def __len__(self) -> int:
-        return self.used + int(self.table[-1])
-
-
 class DistinctCount:
     """Distinct values of a numeric array stream: exact while few, then a K-minimum-values sketch."""
 
@@ -113,18 +90,23 @@ class DistinctCount:
         else:
             self._add_hashes(pd.util.hash_array(values) if hashes is None else hashes)
 
-    def add_hashes(self, hashes: np.ndarray) -> None:
-        """``add`` for values given by hashes that are a bijection of them (the compiled reader's):
-        counted exactly in a compiled hash set, then as ``add`` does."""
-        self.rows += len(hashes)
+    def limit(self) -> int:
+        """Hashes above this one cannot change the count (the sketch is full of smaller ones)."""
+        if self.exact is None and len(self.sketch) == SKETCH_SIZE:
+            return int(self.sketch[-1])
+        return 2**64 - 1
+
+    def add_hashes(self, hashes: np.ndarray, rows: int) -> None:
+        """``add`` of ``rows`` values, given by hashes that are a bijection of them (the compiled
+        reader's), those above ``limit()`` left out. The exact count keeps them sorted: NumPy's
+        vectorised sort merges a block into tens of thousands of values faster than a hash set."""
+        self.rows += rows
         if self.exact is None:
             self._add_hashes(hashes)
             return
-        if not isinstance(self.exact, _HashSet):
-            self.exact = _HashSet()
-        self.exact.add(hashes)
+        self.exact = _sorted_unique(np.concatenate([self.exact.astype(np.uint64, copy=False), hashes]))
         if len(self.exact) > EXACT_DISTINCT and self.rows > UNIQUE_SAMPLE:
-            self._add_hashes(self.exact.values())
+            self._add_hashes(self.exact)
             self.exact = None
 
     def _add_hashes(self, hashes: np.ndarray) -> None:
@@ -157,10 +139,12 @@ class NumericColumn:
         self.distinct = DistinctCount()
         self.counts: tuple[np.ndarray, np.ndarray] | None = (np.empty(0), np.empty(0, dtype=np.int64))
         self.histogram_counts = self.edges = None
+        self._scratch: np.ndarray | None = None
 
-    def add(self, array: pa.Array) -> np.ndarray:
+    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray | None:
+        """Counts the values; returns their hashes for ``row_hashes``, or None where it folded them in."""
         if _csvscan is not None and pa.types.is_float64(array.type):
-            return self._add_compiled(array)
+            return self._add_compiled(array, row_hashes)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
         hashes = pd.util.hash_array(values)
         self.rows += len(values)
@@ -183,31 +167,32 @@ class NumericColumn:
             self._count(values)
         return hashes
 
-    def _add_compiled(self, array: pa.Array) -> np.ndarray:
+    def _add_compiled(self, array: pa.Array, row_hashes: np.ndarray) -> None:
         """``add`` by the compiled reader's statistics, one pass over the Arrow buffers (GIL released).
 
-        Its hashes are a bijection of the values' bits, so counting distinct hashes counts values."""
+        Its hashes are a bijection of the values' bits, so counting distinct hashes counts values;
+        only those the distinct count can still keep come back (all of them while it is exact)."""
         validity, data = array.buffers()
-        hashes, present = np.empty(len(array), np.uint64), np.empty(len(array), np.uint64)
-        missing, n_finite, low, high, finite_low, finite_high, mean, m2 = _csvscan.float_stats(
-            data, validity, array.offset, len(array), hashes, present)
-        present = present[:len(array) - missing]
+        if self._scratch is None or len(self._scratch) < len(array):
+            self._scratch = np.empty(len(array), np.uint64)  # reused: what the counts keep, they copy
+        missing, n_finite, low, high, finite_low, finite_high, mean, m2, kept = _csvscan.float_stats(
+            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit())
+        hashes = self._scratch[:kept]
         self.rows += len(array)
         self.missing += missing
         if missing == len(array):
-            return hashes
+            return
         self.low = low if self.low is None else min(self.low, low)
         self.high = high if self.high is None else max(self.high, high)
         if n_finite:
             self._merge(n_finite, mean, m2, finite_low, finite_high)
-        self.distinct.add_hashes(present)
+        self.distinct.add_hashes(hashes, len(array) - missing)
         if self.counts is not None:
-            if len(pd.unique(present)) > COUNTS_MAX_UNIQUE:
+            if self.distinct.exact is None or len(self.distinct.exact) > COUNTS_MAX_UNIQUE:  # holds all so far
                 self.counts = None
             else:
                 values = array.to_numpy(zero_copy_only=False)
                 self._count(values[~np.isnan(values)])
-        return hashes
 
     def _merge_moments(self, finite: np.ndarray) -> None:
         mean = float(finite.mean())
@@ -268,7 +253,7 @@ class DatetimeColumn:
         self.low = self.high = None
         self.distinct = DistinctCount()
 
-    def add(self, array: pa.Array) -> np.ndarray:
+    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray:
         self.rows += len(array)
         self.missing += array.null_count
         ints = array.cast(pa.int64())
@@ -301,19 +286,30 @@ class CountedColumn:
         self.counts: pa.Table | None = None  # values, counts
         self.sketch: DistinctCount | None = None
 
-    def add(self, array: pa.Array) -> np.ndarray:
+    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray:
         self.rows += len(array)
         self.missing += array.null_count
         if self.kind == "boolean":
-            hashes = pd.util.hash_array(array.cast(pa.int8()).fill_null(-1).to_numpy().astype(np.int64))
+            codes = array.cast(pa.int8()).fill_null(-1).to_numpy()
+            hashes = _BOOLEAN_HASHES[codes + 1]
+            trues = int(np.count_nonzero(codes == 1))
+            falses = len(array) - array.null_count - trues
+            kept = [(value, n) for value, n in ((True, trues), (False, falses)) if n]
+            counted = pa.StructArray.from_arrays(
+                [pa.array([v for v, _ in kept], pa.bool_()), pa.array([n for _, n in kept], pa.int64())],
+                names=["values", "counts"])
         else:
-            # Hash each distinct string once, then spread the hashes by the dictionary's indices.
+            # Hash each distinct string once, then spread the hashes by the dictionary's indices,
+            # and count the values from the same indices.
             encoded = pc.dictionary_encode(array)
             dictionary = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
             indices = encoded.indices.fill_null(-1).to_numpy()
-            hashes = np.where(indices >= 0, dictionary[np.maximum(indices, 0)], _MISSING_HASH)
+            present = indices >= 0
+            hashes = np.where(present, dictionary[np.maximum(indices, 0)], _MISSING_HASH)
             self.length_sum += pc.sum(pc.utf8_length(array)).as_py() or 0
-        counted = pc.value_counts(array.drop_null())
+            counts = np.bincount(indices[present] if array.null_count else indices, minlength=len(dictionary))
+            counted = pa.StructArray.from_arrays([encoded.dictionary, pa.array(counts.astype(np.int64))],
+                                                 names=["values", "counts"])
         if self.sketch is not None:
             self.sketch._add_hashes(pd.util.hash_array(counted.field("values").to_numpy(zero_copy_only=False)))
         self.pending.append(counted)
@@ -368,13 +364,8 @@ class RowHashes:
         self.n_kept = 0
         self.shift = 0  # rows kept: hash < 2**(64 - shift)
 
-    def add(self, column_hashes: list[np.ndarray]) -> None:
-        if not column_hashes:
-            return
-        combined = np.zeros(len(column_hashes[0]), dtype=np.uint64)
-        for hashed in column_hashes:
-            combined *= np.uint64(1_000_003)
-            combined ^= hashed
+    def add(self, combined: np.ndarray) -> None:
+        """``combined``: each row's hash (``TableStatistics.add`` folds the columns' together)."""
         if self.shift:
             combined = combined[combined < self._limit()]
         self.kept.append(combined)
@@ -411,7 +402,15 @@ class TableStatistics:
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.n_rows += batch.num_rows
-        self.rows.add([column.add(batch.column(i)) for i, column in enumerate(self.columns)])
+        if not self.columns:
+            return
+        row_hashes = np.zeros(batch.num_rows, np.uint64)
+        for i, column in enumerate(self.columns):
+            hashes = column.add(batch.column(i), row_hashes)
+            if hashes is not None:
+                row_hashes *= _ROW_MULTIPLIER
+                row_hashes ^= hashes
+        self.rows.add(row_hashes)
 
     def finish(self, stored_batches: Iterable[pa.RecordBatch]) -> tuple[list[dict], dict]:
         """The column entries and the summary; ``stored_batches`` (the table read back) give the histograms.
@@ -421,9 +420,10 @@ class TableStatistics:
         numeric = [(i, column) for i, column in enumerate(self.columns)
                    if isinstance(column, NumericColumn) and column.n_finite]
         if numeric:
-            for batch in stored_batches:
-                for i, column in numeric:
-                    column.add_to_histogram(batch.column(i))
+            # Columns apart on as many threads as there are cores: the compiled histogram releases the GIL.
+            with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), "histograms") as pool:
+                for batch in stored_batches:
+                    list(pool.map(lambda entry: entry[1].add_to_histogram(batch.column(entry[0])), numeric))
         columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
         constant = [c["name"] for c in columns if c["unique"] <= 1]
         summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),
