@@ -423,7 +423,7 @@ class TableStatistics:
             # Columns apart on as many threads as there are cores: the compiled histogram releases the GIL.
             with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), "histograms") as pool:
                 for batch in stored_batches:
-                    list(pool.map(lambda entry: entry[1].add_to_histogram(batch.column(entry[0])), numeric))
+                    list(pool.map(lambda entry, batch=batch: entry[1].add_to_histogram(batch.column(entry[0])), numeric))
         columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
         constant = [c["name"] for c in columns if c["unique"] <= 1]
         summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),

@@ -18,6 +18,19 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(ingest, "BATCH_ROWS", 1000)
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def each_path(request, monkeypatch):
+    """Once with the compiled CSV reader and statistics (where built), once with pyarrow and NumPy alone."""
+    from webapp.datasets import csvscan
+
+    if request.param == "numpy":
+        monkeypatch.setattr(csvscan, "_csvscan", None)
+        monkeypatch.setattr(statistics, "_csvscan", None)
+    elif csvscan._csvscan is None:
+        pytest.skip("the _csvscan extension is not built")
+    return request.param
+
+
 def _frame(rows=12_000, seed=1):
     rng = np.random.default_rng(seed)
     x = rng.normal(5, 2, rows).round(3)
@@ -33,7 +46,7 @@ def _frame(rows=12_000, seed=1):
     return pd.concat([frame, frame.iloc[:25]], ignore_index=True)  # 25 duplicate rows at the end
 
 
-def test_statistics_over_many_blocks_match_a_computation_over_the_whole_table(tmp_path, small_blocks):
+def test_statistics_over_many_blocks_match_a_computation_over_the_whole_table(tmp_path, small_blocks, each_path):
     frame = _frame()
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False, date_format="%Y-%m-%d")
@@ -65,7 +78,7 @@ def test_statistics_over_many_blocks_match_a_computation_over_the_whole_table(tm
     assert '"Paris"' in preview or '"Lyon"' in preview or '"Nice"' in preview
 
 
-def test_a_column_that_turns_to_words_after_the_first_blocks_is_read_as_text(tmp_path, small_blocks):
+def test_a_column_that_turns_to_words_after_the_first_blocks_is_read_as_text(tmp_path, small_blocks, each_path):
     lines = ["a,b"] + [f"{i},{i * 0.5}" for i in range(3000)] + ["oops,1.5"] + [f"{i},2" for i in range(100)]
     path = tmp_path / "t.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -75,14 +88,14 @@ def test_a_column_that_turns_to_words_after_the_first_blocks_is_read_as_text(tmp
     assert read_table(tmp_path / "table.arrow").column("a")[3000].as_py() == "oops"
 
 
-def test_the_hostile_messages_survive_streaming(tmp_path, small_blocks):
+def test_the_hostile_messages_survive_streaming(tmp_path, small_blocks, each_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n" + "1,2\n" * 3000 + "1,2,3\n" + "1,2\n" * 10)
     with pytest.raises(ingest.IngestError, match="Line 3002 has 3 fields but the header has 2"):
         ingest_table(path, tmp_path, file_format="csv")
 
 
-def test_distinct_counts_of_continuous_columns_are_estimated_within_a_few_percent():
+def test_distinct_counts_of_continuous_columns_are_estimated_within_a_few_percent(each_path):
     values = np.random.default_rng(0).random(300_000)
     table = statistics.TableStatistics(["v"], ["numeric"])
     for start in range(0, len(values), 32_768):
@@ -92,7 +105,7 @@ def test_distinct_counts_of_continuous_columns_are_estimated_within_a_few_percen
     assert column["unique"] == pytest.approx(300_000, rel=0.05)
 
 
-def test_duplicate_rows_past_the_bound_are_estimated_from_a_hash_sample(monkeypatch):
+def test_duplicate_rows_past_the_bound_are_estimated_from_a_hash_sample(monkeypatch, each_path):
     monkeypatch.setattr(statistics, "MAX_ROW_HASHES", 20_000)
     rng = np.random.default_rng(3)
     values = rng.integers(0, 40_000, 100_000).astype(float)  # many repeats

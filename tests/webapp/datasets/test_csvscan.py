@@ -1,0 +1,212 @@
+"""The compiled CSV fast path reads every file as pyarrow's reader does, and its statistics are the
+NumPy path's. Each test compares the two paths on the same file; skipped where the extension is not built."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from webapp.datasets import csvscan, ingest, statistics
+from webapp.datasets.sniff import IngestError, sniff_text
+
+pytestmark = pytest.mark.skipif(csvscan._csvscan is None, reason="the _csvscan extension is not built")
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Chunks of 64 bytes, so rows meet chunk ends everywhere."""
+    monkeypatch.setattr(ingest, "FAST_CHUNK_BYTES", 64)
+
+
+def _without_extension(monkeypatch):
+    monkeypatch.setattr(csvscan, "_csvscan", None)
+    monkeypatch.setattr(statistics, "_csvscan", None)
+
+
+def _both(path, monkeypatch):
+    """The table read by the fast path, and by pyarrow's reader; and whether the fast path read it."""
+    text_format = sniff_text(path)
+    schema = ingest.stream_csv(path, text_format, lambda schema, batches: schema)
+    fast_reads = csvscan.reads(text_format.encoding, text_format.delimiter, schema.types)
+    fast = ingest.read_csv(path, text_format)
+    with monkeypatch.context() as m:
+        _without_extension(m)
+        slow = ingest.read_csv(path, text_format)
+    return fast, slow, fast_reads
+
+
+def _assert_same(fast: pa.Table, slow: pa.Table):
+    assert fast.schema == slow.schema
+    fast, slow = fast.combine_chunks(), slow.combine_chunks()
+    for name in fast.column_names:
+        a, b = fast.column(name), slow.column(name)
+        if pa.types.is_floating(a.type):  # NaN == NaN here, and -0.0 is told from 0.0
+            x, y = a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False)
+            assert a.null_count == b.null_count, name
+            assert np.array_equal(np.signbit(x), np.signbit(y)) and np.array_equal(x, y, equal_nan=True), name
+        else:
+            assert a.equals(b), (name, a.to_pylist()[:10], b.to_pylist()[:10])
+
+
+TRICKY = {
+    "quotes": 'a,b,c\n"x, y",1,"say ""hi"""\n"",2,plain\n"NA",3,"a""b"\n',
+    "numbers": ("v,w\n1.5,  2\n-0,+3\n.5,5.\n1e5,1E-7\ninf,-Infinity\nnan,NaN\n"
+                "12345678901234567890123,0.000000000000000000000000123\n007,-1.25e+300\n"
+                "0.1234567890123456789,123456789.123456789\n,NA\n"),
+    "booleans": "flag,n\ntrue,1\nFalse,2\n,3\nTRUE,4\nNULL,5\n",
+    "windows": "a,b\r\n1,x\r\n2,y\r\n\r\n3,z\r\n",
+    "bom and no final newline": "\ufeffa;b\n1;2\n3;4",
+    "empty lines": "a,b\n\n1,2\n\n\n3,4\n\n",
+    "unicode": "name,n\nÉlodie,1\n日本,2\n\"Zoë, the 2nd\",3\n",
+    "dates": "day,at,n\n2021-01-02,2021-01-02 03:04:05,1\n2021-12-31,2022-06-30T23:59:59,2\n,,3\n",
+    "tabs": "a\tb\n1\tx y\n2\tz\n",
+    "many digits": "x\n" + "\n".join(repr(v) for v in np.random.default_rng(0).normal(0, 1e6, 200)) + "\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY))
+def test_it_reads_each_tricky_file_as_pyarrow_does(name, tmp_path, monkeypatch, tiny_chunks):
+    path = tmp_path / "t.csv"
+    path.write_bytes(TRICKY[name].encode("utf-8"))
+    fast, slow, fast_reads = _both(path, monkeypatch)
+    assert fast_reads
+    _assert_same(fast, slow)
+
+
+def test_numbers_are_parsed_exactly_as_python_parses_them(tmp_path):
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(0, 1, 500), rng.normal(0, 1e12, 500), rng.random(500).round(4),
+                             10.0 ** rng.integers(-300, 300, 200), np.array([5e-324, 1.7976931348623157e308])])
+    text = "x\n" + "\n".join([repr(float(v)) for v in values] + [f"{v:.4f}" for v in values[:500]]) + "\n"
+    path = tmp_path / "n.csv"
+    path.write_text(text)
+    got = ingest.read_csv(path, sniff_text(path)).column("x").to_numpy()
+    expected = np.array([float(line) for line in text.splitlines()[1:]])
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ('a,b\n1,"two\nlines"\n3,x\n', "a quoted line break"),
+    ("a,b\n1,x\r2,y\r", "carriage returns alone"),
+])
+def test_files_it_cannot_cut_into_chunks_are_read_by_pyarrow_the_same(content, reason, tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_text(content, newline="")
+    fast, slow, _ = _both(path, monkeypatch)
+    _assert_same(fast, slow)
+    assert fast.num_rows == 2, reason
+
+
+def test_a_latin1_file_is_left_to_pyarrow_which_transcodes_it(tmp_path, monkeypatch, tiny_chunks):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"name,n\n" + b"abc,1\n" * 2_000 + b"caf\xe9,2\n")
+    fast, slow, fast_reads = _both(path, monkeypatch)
+    assert not fast_reads
+    _assert_same(fast, slow)
+    assert fast.column("name")[-1].as_py() == "café"
+
+
+def test_a_ragged_row_in_a_later_chunk_is_reported_with_its_line(tmp_path, tiny_chunks):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n" + "1,2\n" * 500 + "1,2,3\n")
+    with pytest.raises(IngestError, match="Line 502 has 3 fields but the header has 2"):
+        ingest.ingest_table(path, tmp_path, file_format="csv")
+
+
+def _table_text(rows=6000, seed=2):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(50, 8, rows).round(3)
+    x[rng.random(rows) < 0.05] = np.nan
+    frame = pd.DataFrame({
+        "x": x, "k": rng.integers(0, 5, rows), "big": rng.normal(0, 1, rows),
+        "word": rng.choice(["a", "bb", "ccc"], rows), "flag": rng.random(rows) < 0.5,
+        "day": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 90, rows), unit="D"),
+    })
+    frame.loc[3, "big"] = -0.0
+    frame.loc[4, "big"] = 0.0
+    frame.loc[5, "big"] = np.inf
+    return pd.concat([frame, frame.iloc[:40]]).to_csv(index=False, date_format="%Y-%m-%d")
+
+
+def test_its_statistics_are_the_numpy_path_s(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_text(_table_text())
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "slow").mkdir()
+    fast = ingest.ingest_table(path, tmp_path / "fast", file_format="csv")
+    with monkeypatch.context() as m:
+        _without_extension(m)
+        slow = ingest.ingest_table(path, tmp_path / "slow", file_format="csv")
+    assert fast["schema"] == slow["schema"]
+    summary = {k: v for k, v in fast["stats"].items() if k != "columns"}
+    assert summary == {k: v for k, v in slow["stats"].items() if k != "columns"}
+    assert summary["duplicate_rows"] >= 40
+    for a, b in zip(fast["stats"]["columns"], slow["stats"]["columns"]):
+        for key in ("mean", "std"):
+            if key in b:
+                assert a.pop(key) == pytest.approx(b.pop(key), rel=1e-12), (b["name"], key)
+        assert a == b
+
+
+def test_the_compiled_histogram_counts_as_numpy_does_at_every_edge():
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        low, high = sorted(rng.normal(0, 10 ** rng.uniform(-3, 6), 2))
+        bins = int(rng.integers(1, 60))
+        edges = np.histogram_bin_edges(np.empty(0), bins, (low, high))
+        values = np.concatenate([rng.uniform(low, high, 500), edges, np.nextafter(edges, np.inf),
+                                 np.nextafter(edges, -np.inf), [np.nan, np.inf, -np.inf]])
+        counts = np.zeros(bins, np.int64)
+        csvscan._csvscan.float_histogram(values, None, 0, len(values), counts, edges)
+        assert counts.tolist() == np.histogram(values, bins=bins, range=(low, high))[0].tolist(), trial
+
+
+def test_distinct_values_are_counted_exactly_by_their_hashes():
+    values = np.array([0.0, -0.0, 1.5, 1.5, np.nan, 2.0, np.inf, -np.inf, np.inf] * 3)
+    table = statistics.TableStatistics(["v"], ["numeric"])
+    table.add(pa.record_batch([pa.array(values, from_pandas=False)], names=["v"]))
+    column = table.finish([])[0][0]
+    assert (column["unique"], column["missing"]) == (5, 3)  # 0, 1.5, 2, inf, -inf
+
+
+def test_the_fast_path_gives_way_without_the_extension(monkeypatch):
+    assert csvscan.reads("utf-8", ",", [pa.float64(), pa.string()])
+    assert not csvscan.reads("latin-1", ",", [pa.float64()])
+    assert not csvscan.reads("utf-8", ",", [pa.decimal128(10, 2)])
+    _without_extension(monkeypatch)
+    assert not csvscan.reads("utf-8", ",", [pa.float64()])
+
+
+_FIELD = st.one_of(
+    st.sampled_from(["", "NA", "null", "true", "False", "1", "-0", "2.5", "1e3", "inf", "nan", " 7 ", '"q"',
+                     '"a,b"', '"x""y"', "word", "2021-03-04", "0.1", "12345678901234567890"]),
+    st.floats(allow_nan=False).map(repr),
+    st.text(alphabet="ab1.-e ", max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 4).flatmap(lambda n: st.lists(st.lists(_FIELD, min_size=n, max_size=n), min_size=1, max_size=30)))
+def test_any_table_of_such_fields_reads_the_same_on_both_paths(rows, tmp_path_factory, monkeypatch):
+    path = tmp_path_factory.mktemp("p") / "t.csv"
+    header = ",".join(f"c{i}" for i in range(len(rows[0])))
+    path.write_text(header + "\n" + "\n".join(",".join(row) for row in rows) + "\n")
+    fast, slow = _outcome(path), None
+    with monkeypatch.context() as m:
+        _without_extension(m)
+        slow = _outcome(path)
+    if isinstance(slow, str):
+        assert fast == slow
+    else:
+        _assert_same(fast, slow)
+
+
+def _outcome(path):
+    try:
+        return ingest.read_csv(path, sniff_text(path))
+    except IngestError as error:
+        return str(error)
