@@ -7,7 +7,7 @@
  *   parse(data, kinds, delimiter, skip_rows, nulls, trues, falses, outputs, capacity)
  *       -> (status, rows, error_row, error_column, null_counts, string_lengths)
  *   count_lines(data) -> number of b"\n"
- *   float_stats(values, validity, offset, length, row_hashes, present, limit) -> (missing, n_finite,
+ *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, n_finite,
  *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
  *   float_histogram(values, validity, offset, length, counts, edges)
  *
@@ -569,10 +569,10 @@ typedef struct {
     int has_validity;
 } FloatInput;
 
-static int float_input(PyObject *args, FloatInput *in, const char *format, PyObject **extra, void *more) {
+static int float_input(PyObject *args, FloatInput *in, const char *format, void *extra, void *more, void *most) {
     PyObject *validity;
     memset(in, 0, sizeof(*in));
-    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra, more))
+    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra, more, most))
         return -1;
     if (validity != Py_None) {
         if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
@@ -607,14 +607,15 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
 /* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
  * deviations of the finite values (two passes over a block that stays in cache). Each value's hash
  * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
- * is folded into its row's, row = row * 1000003 ^ hash; the present values' hashes up to `limit`
+ * is added into its row's times the column's odd `weight` (a sum: columns may be added in any
+ * order, on any thread, and summed after); the present values' hashes up to `limit`
  * are written, in order, into `present`, and their number is returned last. */
 static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     FloatInput in;
     PyObject *present_object = NULL;
-    unsigned long long limit;
+    unsigned long long limit, weight;
     Py_buffer present_buffer;
-    if (float_input(args, &in, "y*Onnw*OK", &present_object, &limit) < 0) return NULL;
+    if (float_input(args, &in, "y*Onnw*OKK", &present_object, &limit, &weight) < 0) return NULL;
     if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
         release_input(&in);
         return NULL;
@@ -633,14 +634,14 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
         double v = values[i];
         if (!present(&in, values, i)) {
             missing++;
-            rows[i] = rows[i] * 1000003u ^ MISSING_HASH;
+            rows[i] += MISSING_HASH * weight;
             continue;
         }
         double key = v == 0.0 ? 0.0 : v;
         uint64_t bits;
         memcpy(&bits, &key, 8);
         uint64_t h = mix64(bits);
-        rows[i] = rows[i] * 1000003u ^ h;
+        rows[i] += h * weight;
         if (h <= limit) present_hashes[kept++] = h;
         if (v < low) low = v;
         if (v > high) high = v;
@@ -679,7 +680,7 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
 static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     FloatInput in;
     PyObject *edges_object = NULL;
-    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL) < 0) return NULL;
+    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL, NULL) < 0) return NULL;
     Py_buffer edges_buffer;
     if (PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0) {
         release_input(&in);

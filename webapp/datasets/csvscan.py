@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +29,11 @@ except ImportError:  # no C compiler at install time: ingestion uses pyarrow's r
 
 CHUNK_BYTES = 5 << 20  # about 32k rows of a typical table: one stored batch per chunk
 _BOM = b"\xef\xbb\xbf"
+
+
+def _zeroed(view: np.ndarray) -> np.ndarray:
+    view.fill(0)
+    return view
 
 
 class GiveWay(Exception):
@@ -59,6 +66,41 @@ def _tokens(values: list[str]) -> tuple[bytes, ...]:
     return tuple(v.encode() for v in values)
 
 
+class _Slabs:
+    """Memory for the chunks' columns, used again once no array of an earlier chunk refers to it.
+
+    Fresh memory costs a page fault per page on first touch (the kernel zeroes it), which was a
+    third of ingestion's time; a slab goes back to the pool by itself when its last view dies
+    (the pool's own reference is then the only one), and a chunk takes the first free one that
+    is large enough."""
+
+    def __init__(self):
+        self.slabs: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def take(self, size: int) -> np.ndarray:
+        with self.lock:
+            for slab in self.slabs:
+                if len(slab) >= size and sys.getrefcount(slab) <= 3:  # the list, this loop, the call
+                    return slab[:size]  # the view is taken before the lock is let go
+            slab = np.empty(size, np.uint8)
+            self.slabs.append(slab)
+            return slab[:size]
+
+
+def _carve(slab: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Consecutive byte views of ``slab``, each starting on a 64-byte boundary."""
+    views, offset = [], 0
+    for size in sizes:
+        views.append(slab[offset:offset + size])
+        offset += -(-size // 64) * 64
+    return views
+
+
+def _slab_size(sizes: list[int]) -> int:
+    return sum(-(-size // 64) * 64 for size in sizes)
+
+
 class ChunkReader:
     """The record batches of a CSV file, in order, with ``schema``; see the module's docstring."""
 
@@ -70,6 +112,7 @@ class ChunkReader:
         self.tokens = (_tokens(null_values), _tokens(true_values), _tokens(false_values))
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self.workers = max(1, min(4, os.cpu_count() or 1))
+        self.slabs = _Slabs()
 
     def __iter__(self):
         """The chunks are ranges of the file memory-mapped: parsed where they lie, no copy; each
@@ -119,15 +162,19 @@ class ChunkReader:
     def _parse(self, data, skip_header: bool) -> pa.RecordBatch:
         capacity = _csvscan.count_lines(data) + 1
         bitmap = (capacity + 7) // 8
+        sizes = []  # per column: values (float64, bitmap or int32 offsets), validity, and text bytes
+        for kind in self.kinds.decode():
+            sizes += [8 * capacity, bitmap] if kind == "f" else [bitmap, bitmap] if kind == "b" else \
+                [4 * (capacity + 1), bitmap, len(data)]
+        views = iter(_carve(self.slabs.take(_slab_size(sizes)), sizes))
         outputs = []
         for kind in self.kinds.decode():
             if kind == "f":
-                outputs.append((np.empty(capacity, np.float64), np.zeros(bitmap, np.uint8)))
+                outputs.append((next(views).view(np.float64), _zeroed(next(views))))
             elif kind == "b":
-                outputs.append((np.zeros(bitmap, np.uint8), np.zeros(bitmap, np.uint8)))
+                outputs.append((_zeroed(next(views)), _zeroed(next(views))))
             else:
-                outputs.append((np.empty(capacity + 1, np.int32), np.zeros(bitmap, np.uint8),
-                                np.empty(len(data), np.uint8)))
+                outputs.append((next(views).view(np.int32), _zeroed(next(views)), next(views)))
         status, rows, _, column, nulls, lengths = _csvscan.parse(
             data, self.kinds, self.delimiter, int(skip_header), *self.tokens, outputs, capacity)
         if status == _csvscan.BAD_VALUE:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.acero  # noqa: F401 - Table.group_by loads it on first use, ~20 ms: at import, not mid-ingestion
 import pyarrow.compute as pc
 
 from webapp.datasets.csvscan import _csvscan  # None where the extension is not built
@@ -41,7 +42,18 @@ TOP_KEPT = 1000
 MAX_ROW_HASHES = 8_000_000  # 64 MB of row hashes
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
 _BOOLEAN_HASHES = pd.util.hash_array(np.array([-1, 0, 1], np.int64))  # missing, False, True
-_ROW_MULTIPLIER = np.uint64(1_000_003)  # row = row * this ^ column hash, column by column
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_PARALLEL_ROWS = 4096  # smaller batches are described on one thread
+_COSTS = {"numeric": 1, "boolean": 1, "datetime": 2, "text": 3}  # relative time to describe a column
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """One pool per process for the column work (the compiled parts, Arrow and NumPy release the GIL)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_WORKERS, "statistics")
+    return _pool
 
 
 def is_categorical(n_unique: int, n_present: int) -> bool:
@@ -141,10 +153,10 @@ class NumericColumn:
         self.histogram_counts = self.edges = None
         self._scratch: np.ndarray | None = None
 
-    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray | None:
-        """Counts the values; returns their hashes for ``row_hashes``, or None where it folded them in."""
+    def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray | None:
+        """Counts the values; returns their hashes for ``row_hashes``, or None where it added them in."""
         if _csvscan is not None and pa.types.is_float64(array.type):
-            return self._add_compiled(array, row_hashes)
+            return self._add_compiled(array, row_hashes, weight)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
         hashes = pd.util.hash_array(values)
         self.rows += len(values)
@@ -167,7 +179,7 @@ class NumericColumn:
             self._count(values)
         return hashes
 
-    def _add_compiled(self, array: pa.Array, row_hashes: np.ndarray) -> None:
+    def _add_compiled(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> None:
         """``add`` by the compiled reader's statistics, one pass over the Arrow buffers (GIL released).
 
         Its hashes are a bijection of the values' bits, so counting distinct hashes counts values;
@@ -176,7 +188,7 @@ class NumericColumn:
         if self._scratch is None or len(self._scratch) < len(array):
             self._scratch = np.empty(len(array), np.uint64)  # reused: what the counts keep, they copy
         missing, n_finite, low, high, finite_low, finite_high, mean, m2, kept = _csvscan.float_stats(
-            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit())
+            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit(), int(weight))
         hashes = self._scratch[:kept]
         self.rows += len(array)
         self.missing += missing
@@ -253,7 +265,7 @@ class DatetimeColumn:
         self.low = self.high = None
         self.distinct = DistinctCount()
 
-    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray:
+    def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray:
         self.rows += len(array)
         self.missing += array.null_count
         ints = array.cast(pa.int64())
@@ -286,7 +298,7 @@ class CountedColumn:
         self.counts: pa.Table | None = None  # values, counts
         self.sketch: DistinctCount | None = None
 
-    def add(self, array: pa.Array, row_hashes: np.ndarray) -> np.ndarray:
+    def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray:
         self.rows += len(array)
         self.missing += array.null_count
         if self.kind == "boolean":
@@ -365,7 +377,7 @@ class RowHashes:
         self.shift = 0  # rows kept: hash < 2**(64 - shift)
 
     def add(self, combined: np.ndarray) -> None:
-        """``combined``: each row's hash (``TableStatistics.add`` folds the columns' together)."""
+        """``combined``: each row's hash (``TableStatistics.add`` sums the columns' weighted hashes)."""
         if self.shift:
             combined = combined[combined < self._limit()]
         self.kept.append(combined)
@@ -394,9 +406,20 @@ _ACCUMULATORS = {"numeric": NumericColumn, "datetime": DatetimeColumn,
 
 
 class TableStatistics:
+    """Columns are described apart, in groups of about equal cost on as many threads as there are
+    cores. A row's hash is the sum of its values' hashes, each times an odd weight of its column,
+    so the groups' sums add up to the same whatever their order."""
+
     def __init__(self, names: list[str], kinds: list[str]):
         self.names = names
         self.columns = [_ACCUMULATORS[kind]() for kind in kinds]
+        self.weights = pd.util.hash_array(np.arange(len(kinds), dtype=np.int64)) | np.uint64(1)
+        loads = [0] * min(_WORKERS, max(1, len(kinds)))
+        self.groups: list[list[int]] = [[] for _ in loads]
+        for i in sorted(range(len(kinds)), key=lambda i: -_COSTS[kinds[i]]):
+            lightest = loads.index(min(loads))
+            self.groups[lightest].append(i)
+            loads[lightest] += _COSTS[kinds[i]]
         self.rows = RowHashes()
         self.n_rows = 0
 
@@ -404,13 +427,22 @@ class TableStatistics:
         self.n_rows += batch.num_rows
         if not self.columns:
             return
-        row_hashes = np.zeros(batch.num_rows, np.uint64)
-        for i, column in enumerate(self.columns):
-            hashes = column.add(batch.column(i), row_hashes)
-            if hashes is not None:
-                row_hashes *= _ROW_MULTIPLIER
-                row_hashes ^= hashes
+        if len(self.groups) == 1 or batch.num_rows < _PARALLEL_ROWS:
+            row_hashes = self._add_columns(batch, range(len(self.columns)))
+        else:
+            row_hashes, *others = _threads().map(lambda group: self._add_columns(batch, group), self.groups)
+            for other in others:
+                row_hashes += other
         self.rows.add(row_hashes)
+
+    def _add_columns(self, batch: pa.RecordBatch, indices) -> np.ndarray:
+        """Describes these columns of the batch (each column on one thread only); their part of the row hashes."""
+        row_hashes = np.zeros(batch.num_rows, np.uint64)
+        for i in indices:
+            hashes = self.columns[i].add(batch.column(i), row_hashes, self.weights[i])
+            if hashes is not None:
+                row_hashes += hashes * self.weights[i]
+        return row_hashes
 
     def finish(self, stored_batches: Iterable[pa.RecordBatch]) -> tuple[list[dict], dict]:
         """The column entries and the summary; ``stored_batches`` (the table read back) give the histograms.
@@ -421,9 +453,9 @@ class TableStatistics:
                    if isinstance(column, NumericColumn) and column.n_finite]
         if numeric:
             # Columns apart on as many threads as there are cores: the compiled histogram releases the GIL.
-            with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), "histograms") as pool:
-                for batch in stored_batches:
-                    list(pool.map(lambda entry, batch=batch: entry[1].add_to_histogram(batch.column(entry[0])), numeric))
+            for batch in stored_batches:
+                list(_threads().map(lambda entry, batch=batch: entry[1].add_to_histogram(batch.column(entry[0])),
+                                    numeric))
         columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
         constant = [c["name"] for c in columns if c["unique"] <= 1]
         summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),
