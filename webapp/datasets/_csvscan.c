@@ -12,8 +12,9 @@
  *   float_histogram(values, validity, offset, length, counts, edges)
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
- * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity and
- * boolean bitmaps (zeroed by the caller), float64 values (NaN under a null), int32 offsets and UTF-8
+ * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity
+ * bitmaps (all ones from the caller: a null clears its bit), boolean bitmaps (zeroed by the caller),
+ * float64 values (NaN under a null), int32 offsets and UTF-8
  * bytes (not validated here: the caller validates string arrays). A status other than OK means the
  * caller must decide; nothing here guesses:
  *   BAD_VALUE       error_column's field at error_row is not of the column's type
@@ -217,6 +218,7 @@ done:
 }
 
 static inline void set_bit(uint8_t *bits, Py_ssize_t i) { bits[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+static inline void clear_bit(uint8_t *bits, Py_ssize_t i) { bits[i >> 3] &= (uint8_t)~(1u << (i & 7)); }
 
 typedef struct {
     const char *p, *end;
@@ -352,24 +354,18 @@ static int parse_rows(Parse *job, Cursor *c) {
             Py_ssize_t n;
             int is_string = column->kind == 's' && !skipping;
             if (column->kind == 'f' && !skipping && job->plain_numbers) {
-                double *slot = &((double *)column->values.buf)[row];
-                const char *after = plain_number(c->p, c->end, slot);
-                if (after && (after == c->end || *after == c->delimiter || *after == '\n' || *after == '\r')) {
-                    c->p = after;
-                    int stop = end_of_line(c);
-                    if (stop == -1) {
-                        job->error_row = row;
-                        return LONE_CR;
+                const char *after = plain_number(c->p, c->end, &((double *)column->values.buf)[row]);
+                if (after) { /* the field must end here: at the delimiter, or the line's end if last */
+                    int last = i + 1 == job->ncols;
+                    if (after < c->end && *after == c->delimiter && !last) {
+                        c->p = after + 1;
+                        continue;
                     }
-                    if ((i + 1 < job->ncols) != (stop == 2)) {
-                        job->error_row = row;
-                        job->error_column = i;
-                        return BAD_ROW;
+                    if (last && (after == c->end || *after == '\n')) {
+                        c->p = after + (after < c->end);
+                        continue;
                     }
-                    if (stop == 2) c->p++;
-                    set_bit(column->validity.buf, row);
-                    continue;
-                }
+                } /* anything else (\r, a ragged row, more text) the general path below sorts out */
             }
             if (is_string) {
                 n = read_field(c, (char *)column->data.buf + column->used, column->data.len - column->used, 1, &text);
@@ -386,11 +382,11 @@ static int parse_rows(Parse *job, Cursor *c) {
             if (skipping) continue;
             if (matches(&job->nulls, text, n)) {
                 column->nulls++;
+                clear_bit(column->validity.buf, row);
                 if (column->kind == 'f') ((double *)column->values.buf)[row] = NAN;
                 else if (column->kind == 's') ((int32_t *)column->values.buf)[row + 1] = (int32_t)column->used;
                 continue;
             }
-            set_bit(column->validity.buf, row);
             if (column->kind == 'f') {
                 if (!parse_double(text, text + n, &((double *)column->values.buf)[row])) return BAD_VALUE;
             } else if (column->kind == 'b') {

@@ -11,7 +11,6 @@ with ``Unconvertible`` (the column is then read as text, as with pyarrow).
 
 from __future__ import annotations
 
-import mmap
 import os
 import sys
 import threading
@@ -31,8 +30,8 @@ CHUNK_BYTES = 5 << 20  # about 32k rows of a typical table: one stored batch per
 _BOM = b"\xef\xbb\xbf"
 
 
-def _zeroed(view: np.ndarray) -> np.ndarray:
-    view.fill(0)
+def _filled(view: np.ndarray, byte: int) -> np.ndarray:
+    view.fill(byte)
     return view
 
 
@@ -60,6 +59,24 @@ def reads(encoding: str, delimiter: str, types: list[pa.DataType]) -> bool:
     """Whether the fast path reads a file of this encoding, delimiter and column types."""
     return (_csvscan is not None and encoding in ("utf-8", "utf-8-sig") and len(delimiter.encode()) == 1
             and all(_kind(t) for t in types))
+
+
+def _row_end(fd: int, start: int, end: int, size: int, probe: int = 1 << 16) -> int:
+    """After the last line break in [start, end); for a row longer than that, after the first one past it."""
+    position = end
+    while position > start:
+        low = max(start, position - probe)
+        cut = os.pread(fd, position - low, low).rfind(b"\n")
+        if cut >= 0:
+            return low + cut + 1
+        position = low
+    while end < size:
+        block = os.pread(fd, probe, end)
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return end + cut + 1
+        end += len(block)
+    return size
 
 
 def _tokens(values: list[str]) -> tuple[bytes, ...]:
@@ -113,20 +130,17 @@ class ChunkReader:
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.slabs = _Slabs()
+        self.local = threading.local()  # each parsing thread's read buffer
 
     def __iter__(self):
-        """The chunks are ranges of the file memory-mapped: parsed where they lie, no copy; each
-        range's pages are let go of (they stay in the page cache) once it is parsed, so RSS holds
-        only the chunks in flight."""
-        with open(self.path, "rb") as source:
-            if os.fstat(source.fileno()).st_size == 0:
-                return
-            mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
-        with ThreadPoolExecutor(self.workers, "csv-chunk") as pool:
+        """Ranges of whole rows, each read by the thread that parses it into a buffer of its own,
+        used again for its next range (fresh memory would fault on every page)."""
+        with open(self.path, "rb") as source, ThreadPoolExecutor(self.workers, "csv-chunk") as pool:
+            fd = source.fileno()
             waiting: deque = deque()
             try:
-                for index, (start, end) in enumerate(self._ranges(mapped)):
-                    waiting.append(pool.submit(self._parse_range, mapped, start, end, index == 0 and self.has_header))
+                for index, (start, end) in enumerate(self._ranges(fd, os.fstat(fd).st_size)):
+                    waiting.append(pool.submit(self._parse_range, fd, start, end, index == 0 and self.has_header))
                     if len(waiting) > self.workers:
                         yield waiting.popleft().result()
                 while waiting:
@@ -134,30 +148,26 @@ class ChunkReader:
             finally:
                 for future in waiting:
                     future.cancel()
-        try:
-            mapped.close()
-        except BufferError:  # a view still held (by an error's traceback): closed when collected
-            pass
 
-    def _ranges(self, mapped: mmap.mmap):
+    def _ranges(self, fd: int, size: int):
         """Whole rows: each range ends after a line break (the file's end may lack one)."""
-        start, size = (len(_BOM) if mapped[:len(_BOM)] == _BOM else 0), len(mapped)
+        start = len(_BOM) if os.pread(fd, len(_BOM), 0) == _BOM else 0
         while start < size:
             end = min(start + self.chunk_bytes, size)
             if end < size:
-                cut = mapped.rfind(b"\n", start, end)
-                if cut < 0:  # a row longer than a chunk: to its end
-                    cut = mapped.find(b"\n", end)
-                end = size if cut < 0 else cut + 1
+                end = _row_end(fd, start, end, size)
             yield start, end
             start = end
 
-    def _parse_range(self, mapped: mmap.mmap, start: int, end: int, skip_header: bool):
-        with memoryview(mapped) as whole, whole[start:end] as data:
-            result = self._parse(data, skip_header)
-        first_page = start // mmap.PAGESIZE * mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_DONTNEED, first_page, end - first_page)
-        return result
+    def _parse_range(self, fd: int, start: int, end: int, skip_header: bool):
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is None or len(buffer) < end - start:
+            # NumPy asks for huge pages for large arrays: a few page faults where a bytearray takes 1,300.
+            buffer = self.local.buffer = np.empty(max(end - start, self.chunk_bytes + (1 << 16)), np.uint8)
+        with memoryview(buffer) as whole, whole[:end - start] as data:
+            if os.preadv(fd, [data], start) != end - start:
+                raise GiveWay("the file changed while it was read")
+            return self._parse(data, skip_header)
 
     def _parse(self, data, skip_header: bool) -> pa.RecordBatch:
         capacity = _csvscan.count_lines(data) + 1
@@ -169,12 +179,12 @@ class ChunkReader:
         views = iter(_carve(self.slabs.take(_slab_size(sizes)), sizes))
         outputs = []
         for kind in self.kinds.decode():
-            if kind == "f":
-                outputs.append((next(views).view(np.float64), _zeroed(next(views))))
+            if kind == "f":  # validity all set: the parser clears a null's bit
+                outputs.append((next(views).view(np.float64), _filled(next(views), 255)))
             elif kind == "b":
-                outputs.append((_zeroed(next(views)), _zeroed(next(views))))
+                outputs.append((_filled(next(views), 0), _filled(next(views), 255)))
             else:
-                outputs.append((next(views).view(np.int32), _zeroed(next(views)), next(views)))
+                outputs.append((next(views).view(np.int32), _filled(next(views), 255), next(views)))
         status, rows, _, column, nulls, lengths = _csvscan.parse(
             data, self.kinds, self.delimiter, int(skip_header), *self.tokens, outputs, capacity)
         if status == _csvscan.BAD_VALUE:
