@@ -601,7 +601,7 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
 }
 
 /* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
- * deviations of the finite values (two passes over a block that stays in cache). Each value's hash
+ * deviations of the finite values (in one pass, from sums shifted by the first). Each value's hash
  * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
  * is added into its row's times the column's odd `weight` (a sum: columns may be added in any
  * order, on any thread, and summed after); the present values' hashes up to `limit`
@@ -625,7 +625,8 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     const double *values = (const double *)in.values.buf + in.offset;
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
     Py_ssize_t missing = 0, finite = 0, kept = 0;
-    double low = INFINITY, high = -INFINITY, flow = INFINITY, fhigh = -INFINITY, sum = 0.0, m2 = 0.0, mean = 0.0;
+    double low = INFINITY, high = -INFINITY, flow = INFINITY, fhigh = -INFINITY, mean = 0.0, m2 = 0.0;
+    double shift = 0.0, s1 = 0.0, s2 = 0.0; /* sums of the deviations from the first finite value */
     Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
         double v = values[i];
         if (!present(&in, values, i)) {
@@ -641,27 +642,22 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
         if (h <= limit) present_hashes[kept++] = h;
         if (v < low) low = v;
         if (v > high) high = v;
-        if (isfinite(v)) {
+        if (v - v == 0.0) { /* finite */
+            if (!finite) shift = v;
             finite++;
-            sum += v;
+            double d = v - shift;
+            s1 += d;
+            s2 += d * d;
             if (v < flow) flow = v;
             if (v > fhigh) fhigh = v;
         }
     }
     if (finite) {
-        mean = sum / (double)finite;
-        double correction = 0.0;
-        for (Py_ssize_t i = 0; i < in.length; i++) {
-            double v = values[i];
-            if (present(&in, values, i) && isfinite(v)) {
-                double d = v - mean;
-                m2 += d * d;
-                correction += d;
-            }
-        }
-        /* The corrected two-pass algorithm: exact mean even when the first rounded */
-        mean += correction / (double)finite;
-        m2 -= correction * correction / (double)finite;
+        /* One pass, shifted by a value of the data: the cancellation the naive sums suffer comes
+         * from the mean's distance to the shift, about one standard deviation here */
+        mean = shift + s1 / (double)finite;
+        m2 = s2 - s1 * s1 / (double)finite;
+        if (m2 < 0.0) m2 = 0.0;
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
     release_input(&in);

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.acero  # noqa: F401 - Table.group_by loads it on first use, ~20 ms: at import, not mid-ingestion
+import pyarrow.acero  # Table.group_by loads it on first use, ~20 ms: at import, not mid-ingestion
 import pyarrow.compute as pc
 
 from webapp.datasets.csvscan import _csvscan  # None where the extension is not built
