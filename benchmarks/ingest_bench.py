@@ -4,9 +4,9 @@
 
 Generates a CSV of numeric, categorical, boolean and date columns (20 in all), then runs, each
 in a fresh subprocess so peak RSS (``resource.getrusage``) belongs to that step alone:
-``pandas.read_csv`` (default engine), Cupola's streaming parse alone (the reader ingestion uses, typed,
-nothing else: where the time goes), and Cupola's ingestion (sniff, streaming parse, type, statistics,
-Arrow file and preview written). Prints the numbers and the load average (the machine may be
+``pandas.read_csv`` (default engine), Cupola's parse alone (the reader ingestion uses, typed, nothing
+else: where the time goes; the compiled reader where it is built), and Cupola's ingestion (sniff,
+parse, type, statistics, Arrow file and preview written). Prints the numbers and the load average (the machine may be
 shared: compare runs taken under similar load); asserts nothing.
 """
 
@@ -63,9 +63,11 @@ baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter()
 result = ingest_table(sys.argv[1], Path(sys.argv[2]), file_format=detect_format(sys.argv[1]))
 elapsed = time.perf_counter() - t
+from webapp.datasets import csvscan
 print(json.dumps({"seconds": elapsed, "rows": result["n_rows"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_imports_mb": baseline, "columns": len(result["schema"]["columns"])}))
+                  "rss_after_imports_mb": baseline, "columns": len(result["schema"]["columns"]),
+                  "compiled_reader": csvscan._csvscan is not None}))
 """
 
 PARSE_STEP = """
@@ -90,7 +92,7 @@ def run_step(code: str, *args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2, help="best of N for each side")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N for each side")
     parser.add_argument("--csv", type=Path, help="use this CSV instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
@@ -128,6 +130,7 @@ def main() -> None:
         "cupola_rss_after_imports_mib": round(best_cupola["rss_after_imports_mb"], 1),
         "peak_rss_over_file_size": round(peak / size_mb, 2),
         "pandas_peak_rss_mib": round(max(r["peak_rss_mb"] for r in pandas_runs), 1),
+        "compiled_reader": best_cupola["compiled_reader"],
     }
     print(json.dumps(report, indent=2))
     print(f"ingestion is {report['speed_vs_pandas']}× the speed of pandas.read_csv (target ≥ 0.8); "
