@@ -10,6 +10,7 @@
  *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, n_finite,
  *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
  *   float_histogram(values, validity, offset, length, counts, edges)
+ *   string_hashes(offsets, data, offset, length, hashes)
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
  * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity
@@ -706,7 +707,46 @@ static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* A 64-bit hash of each string of an Arrow string array (int32 offsets, UTF-8 bytes) into out:
+ * eight bytes at a time through splitmix64's mixer, the length folded in last. Not for adversaries:
+ * row hashes and distinct counts of one ingestion compare them with each other only. */
+static PyObject *csv_string_hashes(PyObject *self, PyObject *args) {
+    Py_buffer offsets_buffer, data_buffer, out_buffer;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*y*nnw*", &offsets_buffer, &data_buffer, &offset, &length, &out_buffer))
+        return NULL;
+    const int32_t *offsets = offsets_buffer.buf;
+    if (offset < 0 || length < 0 || offsets_buffer.len < (offset + length + 1) * 4 || out_buffer.len < length * 8) {
+        PyBuffer_Release(&offsets_buffer);
+        PyBuffer_Release(&data_buffer);
+        PyBuffer_Release(&out_buffer);
+        PyErr_SetString(PyExc_ValueError, "offsets, data and out do not hold offset + length strings");
+        return NULL;
+    }
+    const unsigned char *data = data_buffer.buf;
+    uint64_t *out = out_buffer.buf;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < length; i++) {
+        int32_t a = offsets[offset + i], b = offsets[offset + i + 1];
+        if (a < 0 || b < a || b > data_buffer.len) b = a = 0; /* never read outside a broken array's data */
+        const uint64_t n = (uint64_t)(b - a);
+        uint64_t h = 0x243F6A8885A308D3ULL;
+        for (; b - a >= 8; a += 8) {
+            uint64_t word;
+            memcpy(&word, data + a, 8);
+            h = mix64(h ^ word);
+        }
+        uint64_t tail = 0;
+        memcpy(&tail, data + a, (size_t)(b - a));
+        out[i] = mix64(h ^ tail ^ (n << 56));
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&offsets_buffer);
+    PyBuffer_Release(&data_buffer);
+    PyBuffer_Release(&out_buffer);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"string_hashes", csv_string_hashes, METH_VARARGS, "64-bit hashes of an Arrow string array's values."},
     {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
     {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
     {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},
