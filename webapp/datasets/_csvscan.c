@@ -688,6 +688,12 @@ static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     }
     const double *values = (const double *)in.values.buf + in.offset, *edges = edges_buffer.buf;
     int64_t *counts = in.out.buf;
+    if (!(edges[bins] > edges[0]) || !isfinite(edges[bins] - edges[0])) {
+        PyBuffer_Release(&edges_buffer);
+        release_input(&in);
+        PyErr_SetString(PyExc_ValueError, "the edges must span a finite range, low to high");
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS const double first = edges[0], last = edges[bins], scale = (double)bins / (last - first);
     for (Py_ssize_t i = 0; i < in.length; i++) {
         double v = values[i];

@@ -210,3 +210,27 @@ def _outcome(path):
         return ingest.read_csv(path, sniff_text(path))
     except IngestError as error:
         return str(error)
+
+
+def test_string_hashes_are_equal_exactly_for_equal_strings_wherever_the_array_starts():
+    words = ["", "a", "ab", "abcdefgh", "abcdefghi", "Élodie", "日本語のテキスト", "a" * 100, "a" * 99 + "b"]
+    array = pa.array(words * 3)
+    whole = statistics._string_hashes(array)
+    assert len(set(whole[:len(words)].tolist())) == len(words)
+    assert whole[:len(words)].tolist() == whole[len(words):2 * len(words)].tolist()
+    assert statistics._string_hashes(array.slice(5, 9)).tolist() == whole[5:14].tolist()
+
+
+def test_string_hashes_never_read_outside_a_broken_array():
+    offsets = np.array([0, 4, -7, 1 << 30, 2], np.int32)
+    out = np.empty(4, np.uint64)
+    csvscan._csvscan.string_hashes(offsets, b"abcd", 0, 4, out)  # the broken ones hash as empty strings
+    with pytest.raises(ValueError):
+        csvscan._csvscan.string_hashes(offsets, b"abcd", 2, 4, out)
+
+
+def test_the_compiled_histogram_refuses_edges_without_a_range():
+    counts = np.zeros(2, np.int64)
+    for edges in ([1.0, 1.0, 1.0], [2.0, 1.5, 1.0], [0.0, np.inf, np.inf]):
+        with pytest.raises(ValueError, match="finite range"):
+            csvscan._csvscan.float_histogram(np.ones(3), None, 0, 3, counts, np.array(edges))
