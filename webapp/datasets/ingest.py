@@ -391,7 +391,7 @@ def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: P
 
 def _mapped_batches(path: Path):
     """The stored table's batches, memory-mapped (no copy), each one's pages let go of once the next
-    is asked for, so RSS holds about one batch and not the whole file."""
+    is asked for (they stay in the page cache), so RSS holds about one batch and not the whole file."""
     with open(path, "rb") as source:
         mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)  # closed when its last view goes
     view = pa.py_buffer(mapped)

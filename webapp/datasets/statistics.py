@@ -456,15 +456,16 @@ class TableStatistics:
     def finish(self, stored_batches: Iterable[pa.RecordBatch]) -> tuple[list[dict], dict]:
         """The column entries and the summary; ``stored_batches`` (the table read back) give the histograms.
 
-        The histograms need each column's range first, hence this second pass.
+        The histograms need each column's range first, hence this second pass: each batch's
+        columns in groups on as many threads as there are cores (the compiled histogram releases the GIL).
         """
         numeric = [(i, column) for i, column in enumerate(self.columns)
                    if isinstance(column, NumericColumn) and column.n_finite]
         if numeric:
-            # Columns apart on as many threads as there are cores: the compiled histogram releases the GIL.
+            groups = [numeric[k::_WORKERS] for k in range(min(_WORKERS, len(numeric)))]
             for batch in stored_batches:
-                list(_threads().map(lambda entry, batch=batch: entry[1].add_to_histogram(batch.column(entry[0])),
-                                    numeric))
+                list(_threads().map(lambda group, batch=batch: [column.add_to_histogram(batch.column(i))
+                                                                 for i, column in group], groups))
         columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
         constant = [c["name"] for c in columns if c["unique"] <= 1]
         summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),
