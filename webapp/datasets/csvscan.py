@@ -87,22 +87,28 @@ class _Slabs:
     """Memory for the chunks' columns, used again once no array of an earlier chunk refers to it.
 
     Fresh memory costs a page fault per page on first touch (the kernel zeroes it), which was a
-    third of ingestion's time; a slab goes back to the pool by itself when its last view dies
-    (the pool's own reference is then the only one), and a chunk takes the first free one that
-    is large enough."""
+    third of ingestion's time. A slab is free when nothing but the pool refers to it: its
+    reference count is then the one a fresh slab has at the same point of the same loop (measured
+    there each time, so no interpreter detail of borrowed references can fool it). A chunk takes
+    the first free slab that is large enough."""
 
     def __init__(self):
         self.slabs: list[np.ndarray] = []
+        self.free_references = -1
         self.lock = threading.Lock()
 
     def take(self, size: int) -> np.ndarray:
         with self.lock:
-            for slab in self.slabs:
-                if len(slab) >= size and sys.getrefcount(slab) <= 3:  # the list, this loop, the call
+            fresh = len(self.slabs)
+            self.slabs.append(np.empty(size, np.uint8))  # kept only if no other slab is free
+            for index, slab in enumerate(self.slabs):
+                if index == fresh:
+                    self.free_references = sys.getrefcount(slab)
                     return slab[:size]  # the view is taken before the lock is let go
-            slab = np.empty(size, np.uint8)
-            self.slabs.append(slab)
-            return slab[:size]
+                if len(slab) >= size and sys.getrefcount(slab) == self.free_references:
+                    self.slabs.pop()
+                    return slab[:size]
+            raise AssertionError("unreachable: the fresh slab is the last")
 
 
 def _carve(slab: np.ndarray, sizes: list[int]) -> list[np.ndarray]:

@@ -234,3 +234,22 @@ def test_the_compiled_histogram_refuses_edges_without_a_range():
     for edges in ([1.0, 1.0, 1.0], [2.0, 1.5, 1.0], [0.0, np.inf, np.inf]):
         with pytest.raises(ValueError, match="finite range"):
             csvscan._csvscan.float_histogram(np.ones(3), None, 0, 3, counts, np.array(edges))
+
+
+def test_chunk_memory_is_used_again_only_once_no_array_refers_to_it():
+    slabs = csvscan._Slabs()
+    first = slabs.take(1000)
+    held = pa.py_buffer(first[8:16].view(np.float64))  # as the batches hold it: an Arrow buffer of a view
+    del first
+    assert slabs.take(1000).base is not slabs.slabs[0]  # still held: a second slab
+    del held
+    assert slabs.take(1000).base is slabs.slabs[0]
+
+
+def test_a_table_read_whole_keeps_every_chunk_s_values(tmp_path, monkeypatch, tiny_chunks):
+    rows = [f"{i},{i * 0.25},w{i % 7}" for i in range(3000)]
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    table = ingest.read_csv(path, sniff_text(path))  # holds every batch: no chunk memory may be reused
+    assert table.column("a").to_pylist() == [float(i) for i in range(3000)]
+    assert table.column("c").to_pylist()[-7:] == [f"w{i % 7}" for i in range(2993, 3000)]
