@@ -9,6 +9,7 @@
  *   count_lines(data) -> number of b"\n"
  *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, n_finite,
  *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
+ *   float_range(values, validity, offset, length) -> (finite_low, finite_high)
  *   float_histogram(values, validity, offset, length, counts, edges)
  *   string_hashes(offsets, data, offset, length, hashes)
  *
@@ -665,6 +666,39 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     return Py_BuildValue("nnddddddn", missing, finite, low, high, flow, fhigh, mean, m2, kept);
 }
 
+/* The smallest and largest finite present values (inf and -inf where there are none). */
+static PyObject *csv_float_range(PyObject *self, PyObject *args) {
+    Py_buffer values_buffer, validity_buffer = {0};
+    PyObject *validity_object;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*Onn", &values_buffer, &validity_object, &offset, &length)) return NULL;
+    int has_validity = validity_object != Py_None;
+    if (has_validity && PyObject_GetBuffer(validity_object, &validity_buffer, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&values_buffer);
+        return NULL;
+    }
+    if (offset < 0 || length < 0 || values_buffer.len < (offset + length) * 8 ||
+        (has_validity && validity_buffer.len * 8 < offset + length)) {
+        PyBuffer_Release(&values_buffer);
+        if (has_validity) PyBuffer_Release(&validity_buffer);
+        PyErr_SetString(PyExc_ValueError, "a buffer is smaller than offset + length");
+        return NULL;
+    }
+    const double *values = (const double *)values_buffer.buf + offset;
+    const uint8_t *validity = has_validity ? validity_buffer.buf : NULL;
+    double low = INFINITY, high = -INFINITY;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < length; i++) {
+        double v = values[i];
+        if (validity && !(validity[(offset + i) >> 3] >> ((offset + i) & 7) & 1)) continue;
+        if (v - v != 0.0) continue; /* NaN or infinite */
+        if (v < low) low = v;
+        if (v > high) high = v;
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&values_buffer);
+    if (has_validity) PyBuffer_Release(&validity_buffer);
+    return Py_BuildValue("dd", low, high);
+}
+
 /* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64).
  * The same counts: NumPy computes a first index from the value, then moves it by one where the
  * value is below its bin's left edge or, but in the last bin, at or past its right edge. That makes
@@ -756,6 +790,7 @@ static PyMethodDef methods[] = {
     {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
     {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
     {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},
+    {"float_range", csv_float_range, METH_VARARGS, "The finite range of float64 values."},
     {"float_histogram", csv_float_histogram, METH_VARARGS, "np.histogram counts of float64 values, added."},
     {NULL, NULL, 0, NULL}};
 

@@ -154,6 +154,7 @@ class ChunkReader:
             finally:
                 for future in waiting:
                     future.cancel()
+        self.slabs, self.local = _Slabs(), threading.local()  # the memory goes once its last batch does
 
     def _ranges(self, fd: int, size: int):
         """Whole rows: each range ends after a line break (the file's end may lack one)."""

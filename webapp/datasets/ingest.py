@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from webapp.datasets import csvscan
 from webapp.datasets.sniff import MAX_COLUMNS, IngestError, TextFormat, sniff_text
-from webapp.datasets.statistics import TableStatistics, is_categorical
+from webapp.datasets.statistics import FiniteRanges, TableStatistics, is_categorical
 
 TABLE_FILE = "table.arrow"  # Arrow IPC: written at disk speed, read back memory-mapped
 PREVIEW_FILE = "preview.json"
@@ -368,25 +368,54 @@ def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: P
                           f"{MAX_COLUMNS:,} columns.")
     typed = [storage_type(field.name, field.type) for field in schema]
     target = pa.schema([(field.name, arrow_type) for field, (arrow_type, _) in zip(schema, typed)])
-    statistics = TableStatistics(schema.names, [kind for _, kind in typed])
     preview: list[list] = []
     path = out_dir / TABLE_FILE
+    ranges = FiniteRanges()
 
-    def described():  # on the read-ahead thread, while this one writes the batch before
+    def cast():  # on the read-ahead thread, while this one writes the batch before
         for batch in batches:
             batch = pa.RecordBatch.from_arrays(
                 [cast_column(field.name, batch.column(i), field.type) for i, field in enumerate(target)], schema=target)
-            statistics.add(batch)
+            ranges.add(batch)
             yield batch
 
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, target) as writer:
-        for batch in _read_ahead(described()):
+        for batch in _read_ahead(cast()):
             writer.write_batch(batch)
             if len(preview) < PREVIEW_ROWS:
                 head = batch.slice(0, PREVIEW_ROWS - len(preview))
                 preview.extend([_json_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns)))
     (out_dir / PREVIEW_FILE).write_text(json.dumps({"columns": schema.names, "rows": preview}))
-    return statistics.finish(_mapped_batches(path))
+    # The statistics in one pass over the stored table: with every range known, the histograms
+    # are counted as the values go by.
+    statistics = TableStatistics(schema.names, [kind for _, kind in typed])
+    statistics.bin_over(ranges.ranges)
+    stored = _MappedTable(path)
+    statistics.add_stored(stored.batches, stored.release)
+    return statistics.finish()
+
+
+class _MappedTable:
+    """The stored table memory-mapped (no copy), and ``release(batch index, columns)`` to let go
+    of the pages of those neighbouring columns of a batch once read (they stay in the page cache),
+    so RSS holds a few batches' worth and not the whole file."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as source:
+            self.mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)  # closed when its last view goes
+        self.base = pa.py_buffer(self.mapped)
+        reader = pa.ipc.open_file(self.base)
+        self.batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+
+    def release(self, index: int, columns: list[int]) -> None:
+        spans = [(b.address - self.base.address, b.address - self.base.address + b.size)
+                 for i in columns for b in self.batches[index].column(i).buffers()
+                 if b is not None and b.size and self.base.address <= b.address < self.base.address + self.base.size]
+        if spans:
+            start = min(a for a, _ in spans) // mmap.PAGESIZE * mmap.PAGESIZE
+            end = min(max(b for _, b in spans), self.base.size)
+            if end > start:
+                self.mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def _mapped_batches(path: Path):
@@ -398,10 +427,13 @@ def _mapped_batches(path: Path):
     reader = pa.ipc.open_file(view)
     for i in range(reader.num_record_batches):
         batch = reader.get_batch(i)
-        end = max(b.address + b.size for column in batch.columns for b in column.buffers() if b is not None)
+        ends = [b.address + b.size - view.address for column in batch.columns for b in column.buffers()
+                if b is not None and b.size and view.address <= b.address < view.address + view.size]
         yield batch
         del batch
-        mapped.madvise(mmap.MADV_DONTNEED, 0, (end - view.address) // mmap.PAGESIZE * mmap.PAGESIZE)
+        length = min(max(ends, default=0), view.size) // mmap.PAGESIZE * mmap.PAGESIZE
+        if length > 0:
+            mapped.madvise(mmap.MADV_DONTNEED, 0, length)
 
 
 def read_source(path, file_format: str, notes: list[str]) -> pa.Table:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -161,10 +161,13 @@ class NumericColumn:
         self.distinct = DistinctCount()
         self.counts: tuple[np.ndarray, np.ndarray] | None = (np.empty(0), np.empty(0, dtype=np.int64))
         self.histogram_counts = self.edges = None
+        self.binning = False  # the range is known beforehand: add bins too (see bin_over)
         self._scratch: np.ndarray | None = None
 
     def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray | None:
         """Counts the values; returns their hashes for ``row_hashes``, or None where it added them in."""
+        if self.binning:
+            self.add_to_histogram(array)
         if _csvscan is not None and pa.types.is_float64(array.type):
             return self._add_compiled(array, row_hashes, weight)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
@@ -238,8 +241,15 @@ class NumericColumn:
         counts = np.bincount(inverse, weights=np.concatenate([self.counts[1], block_counts])).astype(np.int64)
         self.counts = None if len(merged) > COUNTS_MAX_UNIQUE else (merged, counts)
 
+    def bin_over(self, low: float, high: float) -> None:
+        """The column's finite values span [low, high] (measured before): ``add`` counts them into
+        the histogram as it goes, and no second pass is needed."""
+        self.edges = np.histogram_bin_edges(np.empty(0), HISTOGRAM_BINS, (low, high))
+        self.histogram_counts = np.zeros(HISTOGRAM_BINS, np.int64)
+        self.binning = True
+
     def add_to_histogram(self, array: pa.Array) -> None:
-        if not self.n_finite:
+        if not self.n_finite and not self.binning:
             return
         if _csvscan is not None and pa.types.is_float64(array.type):
             if self.histogram_counts is None:
@@ -250,7 +260,9 @@ class NumericColumn:
             return
         values = array.to_numpy(zero_copy_only=False)
         # Within a finite range np.histogram leaves out NaN (missing) and infinite values itself.
-        counts, self.edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(self.finite_low, self.finite_high))
+        edges = self.edges if self.edges is not None else np.histogram_bin_edges(
+            np.empty(0), HISTOGRAM_BINS, (self.finite_low, self.finite_high))
+        counts, self.edges = np.histogram(values, bins=edges)
         self.histogram_counts = counts if self.histogram_counts is None else self.histogram_counts + counts
 
     def result(self) -> dict:
@@ -414,6 +426,40 @@ _ACCUMULATORS = {"numeric": NumericColumn, "datetime": DatetimeColumn,
                  "boolean": lambda: CountedColumn("boolean"), "text": lambda: CountedColumn("text")}
 
 
+def _runs(costs: list[int], parts: int) -> list[list[int]]:
+    """The indices cut into ``parts`` runs of neighbours, of about equal total cost."""
+    total, runs, current, spent = sum(costs), [], [], 0
+    for i, cost in enumerate(costs):
+        current.append(i)
+        spent += cost
+        if len(runs) < parts - 1 and spent >= total * (len(runs) + 1) / parts:
+            runs.append(current)
+            current = []
+    return runs + [current] if current else runs
+
+
+class FiniteRanges:
+    """The smallest and largest finite value of each float64 column, batch by batch (for ``bin_over``)."""
+
+    def __init__(self):
+        self.ranges: dict[int, tuple[float, float]] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for i, array in enumerate(batch.columns):
+            if not pa.types.is_float64(array.type):
+                continue
+            if _csvscan is not None:
+                validity, data = array.buffers()
+                low, high = _csvscan.float_range(data, validity, array.offset, len(array))
+            else:
+                values = array.to_numpy(zero_copy_only=False)
+                values = values[np.isfinite(values)]
+                low, high = (values.min(), values.max()) if len(values) else (math.inf, -math.inf)
+            if low <= high:
+                old = self.ranges.get(i, (low, high))
+                self.ranges[i] = (min(old[0], float(low)), max(old[1], float(high)))
+
+
 class TableStatistics:
     """Columns are described apart, in groups of about equal cost on as many threads as there are
     cores. A row's hash is the sum of its values' hashes, each times an odd weight of its column,
@@ -444,6 +490,32 @@ class TableStatistics:
                 row_hashes += other
         self.rows.add(row_hashes)
 
+    def add_stored(self, batches: list[pa.RecordBatch], release: Callable[[int, list[int]], None] | None = None) -> None:
+        """``add`` of every batch, each group of columns a task of its own over all the batches (no
+        waiting on each other between batches). The groups are runs of neighbouring columns, so
+        ``release(batch index, columns)`` can let go of one span of a stored batch once its
+        group is done with it."""
+        if not self.columns:
+            self.n_rows += sum(batch.num_rows for batch in batches)
+            return
+        costs = [_COSTS[type(c).__name__ == "NumericColumn" and "numeric" or getattr(c, "kind", "datetime")]
+                 for c in self.columns]
+        groups = _runs(costs, min(_WORKERS, len(self.columns)))
+
+        def describe(group):
+            parts = []
+            for index, batch in enumerate(batches):
+                parts.append(self._add_columns(batch, group))
+                if release is not None:
+                    release(index, group)
+            return parts
+
+        for batch, (row_hashes, *others) in zip(batches, zip(*_threads().map(describe, groups))):
+            for other in others:
+                row_hashes += other
+            self.n_rows += batch.num_rows
+            self.rows.add(row_hashes)
+
     def _add_columns(self, batch: pa.RecordBatch, indices) -> np.ndarray:
         """Describes these columns of the batch (each column on one thread only); their part of the row hashes."""
         row_hashes = np.zeros(batch.num_rows, np.uint64)
@@ -453,14 +525,21 @@ class TableStatistics:
                 row_hashes += hashes * self.weights[i]
         return row_hashes
 
-    def finish(self, stored_batches: Iterable[pa.RecordBatch]) -> tuple[list[dict], dict]:
-        """The column entries and the summary; ``stored_batches`` (the table read back) give the histograms.
+    def bin_over(self, ranges: dict[int, tuple[float, float]]) -> None:
+        """Numeric columns' finite ranges, measured before ``add`` (see ``FiniteRanges``): their
+        histograms are then counted as the values are added, and ``finish`` needs no batches."""
+        for i, (low, high) in ranges.items():
+            self.columns[i].bin_over(low, high)
 
-        The histograms need each column's range first, hence this second pass: each batch's
+    def finish(self, stored_batches: Iterable[pa.RecordBatch] = ()) -> tuple[list[dict], dict]:
+        """The column entries and the summary; ``stored_batches`` (the table read back) give the
+        histograms of the columns whose range was not known beforehand.
+
+        Those histograms need each column's range first, hence this second pass: each batch's
         columns in groups on as many threads as there are cores (the compiled histogram releases the GIL).
         """
         numeric = [(i, column) for i, column in enumerate(self.columns)
-                   if isinstance(column, NumericColumn) and column.n_finite]
+                   if isinstance(column, NumericColumn) and column.n_finite and not column.binning]
         if numeric:
             groups = [numeric[k::_WORKERS] for k in range(min(_WORKERS, len(numeric)))]
             for batch in stored_batches:
