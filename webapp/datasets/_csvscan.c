@@ -9,6 +9,8 @@
  *   count_lines(data) -> number of b"\n"
  *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, n_finite,
  *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
+ *   int_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, low, high,
+ *       n_present_up_to_limit)
  *   float_range(values, validity, offset, length) -> (finite_low, finite_high)
  *   float_histogram(values, validity, offset, length, counts, edges)
  *   string_hashes(offsets, data, offset, length, hashes)
@@ -666,6 +668,48 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     return Py_BuildValue("nnddddddn", missing, finite, low, high, flow, fhigh, mean, m2, kept);
 }
 
+/* float_stats for int64 values (timestamps): missing are the nulls; the range; each value's hash
+ * (a bijection of its bits) added into its row's times `weight`, and those up to `limit` written
+ * into `present`. Returns (missing, low, high, n_present_up_to_limit); low > high when none. */
+static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
+    FloatInput in;
+    PyObject *present_object = NULL;
+    unsigned long long limit, weight;
+    Py_buffer present_buffer;
+    if (float_input(args, &in, "y*Onnw*OKK", &present_object, &limit, &weight) < 0) return NULL;
+    if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
+        release_input(&in);
+        return NULL;
+    }
+    if (in.out.len < in.length * 8 || present_buffer.len < in.length * 8) {
+        PyBuffer_Release(&present_buffer);
+        release_input(&in);
+        PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
+        return NULL;
+    }
+    const int64_t *values = (const int64_t *)in.values.buf + in.offset;
+    const uint8_t *validity = in.has_validity ? in.validity.buf : NULL;
+    uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
+    Py_ssize_t missing = 0, kept = 0;
+    int64_t low = INT64_MAX, high = INT64_MIN;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
+        if (validity && !(validity[(in.offset + i) >> 3] >> ((in.offset + i) & 7) & 1)) {
+            missing++;
+            rows[i] += MISSING_HASH * weight;
+            continue;
+        }
+        int64_t v = values[i];
+        uint64_t h = mix64((uint64_t)v);
+        rows[i] += h * weight;
+        if (h <= limit) present_hashes[kept++] = h;
+        if (v < low) low = v;
+        if (v > high) high = v;
+    }
+    Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
+    release_input(&in);
+    return Py_BuildValue("nLLn", missing, (long long)low, (long long)high, kept);
+}
+
 /* The smallest and largest finite present values (inf and -inf where there are none). */
 static PyObject *csv_float_range(PyObject *self, PyObject *args) {
     Py_buffer values_buffer, validity_buffer = {0};
@@ -790,6 +834,7 @@ static PyMethodDef methods[] = {
     {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
     {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
     {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},
+    {"int_stats", csv_int_stats, METH_VARARGS, "Missing, range and hashes of int64 values."},
     {"float_range", csv_float_range, METH_VARARGS, "The finite range of float64 values."},
     {"float_histogram", csv_float_histogram, METH_VARARGS, "np.histogram counts of float64 values, added."},
     {NULL, NULL, 0, NULL}};

@@ -129,6 +129,7 @@ def _table_text(rows=6000, seed=2):
     frame.loc[3, "big"] = -0.0
     frame.loc[4, "big"] = 0.0
     frame.loc[5, "big"] = np.inf
+    frame.loc[[7, 9], "day"] = pd.NaT
     return pd.concat([frame, frame.iloc[:40]]).to_csv(index=False, date_format="%Y-%m-%d")
 
 
