@@ -604,6 +604,25 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
     return !isnan(values[i]);
 }
 
+/* The arguments of float_stats and int_stats: values, validity, offset, length, row_hashes (in
+ * in.out), present (a writable buffer of as many hashes), limit and weight. */
+static int stats_input(PyObject *args, FloatInput *in, Py_buffer *present, unsigned long long *limit,
+                       unsigned long long *weight) {
+    PyObject *present_object = NULL;
+    if (float_input(args, in, "y*Onnw*OKK", &present_object, limit, weight) < 0) return -1;
+    if (PyObject_GetBuffer(present_object, present, PyBUF_WRITABLE) < 0) {
+        release_input(in);
+        return -1;
+    }
+    if (in->out.len < in->length * 8 || present->len < in->length * 8) {
+        PyBuffer_Release(present);
+        release_input(in);
+        PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
+        return -1;
+    }
+    return 0;
+}
+
 /* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
  * deviations of the finite values (in one pass, from sums shifted by the first). Each value's hash
  * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
@@ -612,20 +631,9 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
  * are written, in order, into `present`, and their number is returned last. */
 static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     FloatInput in;
-    PyObject *present_object = NULL;
-    unsigned long long limit, weight;
     Py_buffer present_buffer;
-    if (float_input(args, &in, "y*Onnw*OKK", &present_object, &limit, &weight) < 0) return NULL;
-    if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
-        release_input(&in);
-        return NULL;
-    }
-    if (in.out.len < in.length * 8 || present_buffer.len < in.length * 8) {
-        PyBuffer_Release(&present_buffer);
-        release_input(&in);
-        PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
-        return NULL;
-    }
+    unsigned long long limit, weight;
+    if (stats_input(args, &in, &present_buffer, &limit, &weight) < 0) return NULL;
     const double *values = (const double *)in.values.buf + in.offset;
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
     Py_ssize_t missing = 0, finite = 0, kept = 0;
@@ -673,20 +681,9 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
  * into `present`. Returns (missing, low, high, n_present_up_to_limit); low > high when none. */
 static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
     FloatInput in;
-    PyObject *present_object = NULL;
-    unsigned long long limit, weight;
     Py_buffer present_buffer;
-    if (float_input(args, &in, "y*Onnw*OKK", &present_object, &limit, &weight) < 0) return NULL;
-    if (PyObject_GetBuffer(present_object, &present_buffer, PyBUF_WRITABLE) < 0) {
-        release_input(&in);
-        return NULL;
-    }
-    if (in.out.len < in.length * 8 || present_buffer.len < in.length * 8) {
-        PyBuffer_Release(&present_buffer);
-        release_input(&in);
-        PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
-        return NULL;
-    }
+    unsigned long long limit, weight;
+    if (stats_input(args, &in, &present_buffer, &limit, &weight) < 0) return NULL;
     const int64_t *values = (const int64_t *)in.values.buf + in.offset;
     const uint8_t *validity = in.has_validity ? in.validity.buf : NULL;
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;

@@ -4,10 +4,12 @@ Pure functions, no Django. Input: the uploaded file and a folder to write into. 
 ``table.arrow`` (the typed columns, Arrow IPC, read back by ``storage.load_table``), ``preview.json``
 (the first rows, for the page), and the schema and statistics as plain dicts.
 
-A CSV is never held whole in memory: pyarrow's streaming reader parses it in blocks (typed from
-the first 2 MB), each block is cast to Cupola's types, written to the Arrow file and added to
-running statistics (``webapp.datasets.statistics``); a last pass reads the memory-mapped file back
-column by column for the histograms. Memory stays near one block plus bounded sketches.
+A CSV is never held whole in memory. It is typed from its first megabyte, then parsed in blocks
+by the compiled reader (``webapp.datasets.csvscan``) or pyarrow's streaming reader; each block is
+cast to Cupola's types and written to the Arrow file, the numeric columns' ranges measured on the
+way. A second pass over the memory-mapped file computes the statistics
+(``webapp.datasets.statistics``), histograms included. Memory stays near a few blocks plus
+bounded sketches.
 """
 
 from __future__ import annotations
@@ -359,7 +361,7 @@ def _read_ahead(batches: Iterable[pa.RecordBatch], depth: int = 2):
 
 
 def store_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out_dir: Path) -> tuple[list[dict], dict]:
-    """Cast each batch to Cupola's types, write it to ``table.arrow`` and add it to the statistics.
+    """Cast each batch to Cupola's types and write it to ``table.arrow``; then describe the stored table.
 
     Returns the column entries and the summary (``n_rows`` among them); writes ``preview.json``.
     """

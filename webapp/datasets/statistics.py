@@ -1,9 +1,10 @@
 """Per-column statistics of a table, accumulated one record batch at a time (no Django).
 
 ``TableStatistics(names, kinds)`` takes batches already cast to Cupola's storage types
-(float64, string, bool, timestamp[ns]) with ``add(batch)``, then ``finish(table)`` runs the
-histogram pass over the stored (memory-mapped) table and returns the column entries and the
-summary. Memory is bounded whatever the number of rows:
+(float64, string, bool, timestamp[ns]) with ``add(batch)`` or ``add_stored(batches)``, then
+``finish()`` returns the column entries and the summary. Given the numeric columns' ranges
+beforehand (``bin_over``, from ``FiniteRanges``) it counts the histograms as it goes; otherwise
+``finish(batches)`` makes a second pass for them. Memory is bounded whatever the number of rows:
 
 - numeric: count, missing, min, max, and mean and variance merged block by block (Chan et al.);
 - distinct values counted exactly up to ``EXACT_DISTINCT`` (always for tables of at most
