@@ -83,7 +83,7 @@ def _tokens(values: list[str]) -> tuple[bytes, ...]:
     return tuple(v.encode() for v in values)
 
 
-class _Slabs:
+class Slabs:
     """Memory for the chunks' columns, used again once no array of an earlier chunk refers to it.
 
     Fresh memory costs a page fault per page on first touch (the kernel zeroes it), which was a
@@ -135,7 +135,7 @@ class ChunkReader:
         self.tokens = (_tokens(null_values), _tokens(true_values), _tokens(false_values))
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self.workers = max(1, min(4, os.cpu_count() or 1))
-        self.slabs = _Slabs()
+        self.slabs = Slabs()
         self.local = threading.local()  # each parsing thread's read buffer
 
     def __iter__(self):
@@ -154,7 +154,7 @@ class ChunkReader:
             finally:
                 for future in waiting:
                     future.cancel()
-        self.slabs, self.local = _Slabs(), threading.local()  # the memory goes once its last batch does
+        self.slabs, self.local = Slabs(), threading.local()  # the memory goes once its last batch does
 
     def _ranges(self, fd: int, size: int):
         """Whole rows: each range ends after a line break (the file's end may lack one)."""

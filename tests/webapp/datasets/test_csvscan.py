@@ -238,7 +238,7 @@ def test_the_compiled_histogram_refuses_edges_without_a_range():
 
 
 def test_chunk_memory_is_used_again_only_once_no_array_refers_to_it():
-    slabs = csvscan._Slabs()
+    slabs = csvscan.Slabs()
     first = slabs.take(1000)
     held = pa.py_buffer(first[8:16].view(np.float64))  # as the batches hold it: an Arrow buffer of a view
     del first
