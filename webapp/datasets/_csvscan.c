@@ -7,7 +7,8 @@
  *   parse(data, kinds, delimiter, skip_rows, nulls, trues, falses, outputs, capacity)
  *       -> (status, rows, error_row, error_column, null_counts, string_lengths)
  *   count_lines(data) -> number of b"\n"
- *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, n_finite,
+ *   float_stats(values, validity, offset, length, row_hashes, present, limit, weight[, counts, edges])
+ *       -> (missing, n_finite,
  *       low, high, finite_low, finite_high, mean, m2, n_present_up_to_limit)
  *   int_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, low, high,
  *       n_present_up_to_limit)
@@ -569,10 +570,11 @@ typedef struct {
     int has_validity;
 } FloatInput;
 
-static int float_input(PyObject *args, FloatInput *in, const char *format, void *extra, void *more, void *most) {
+static int float_input(PyObject *args, FloatInput *in, const char *format, void *a, void *b, void *c, void *d,
+                       void *e) {
     PyObject *validity;
     memset(in, 0, sizeof(*in));
-    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, extra, more, most))
+    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, a, b, c, d, e))
         return -1;
     if (validity != Py_None) {
         if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
@@ -604,12 +606,49 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
     return !isnan(values[i]);
 }
 
+/* A histogram to count into: np.histogram's bins over [edges[0], edges[bins]] (see float_histogram). */
+typedef struct {
+    int64_t *counts;
+    const double *edges;
+    Py_ssize_t bins;
+    double first, last, scale;
+} Histogram;
+
+/* Checks the edges and counts buffers (counts one per bin, edges spanning a finite range). */
+static int histogram_setup(Histogram *h, Py_buffer *counts, Py_buffer *edges) {
+    h->bins = edges->len / 8 - 1;
+    h->edges = edges->buf;
+    h->counts = counts->buf;
+    if (h->bins < 1 || counts->len < h->bins * 8 || !(h->edges[h->bins] > h->edges[0]) ||
+        !isfinite(h->edges[h->bins] - h->edges[0])) {
+        h->bins = 0;
+        PyErr_SetString(PyExc_ValueError, "the edges must span a finite range, low to high, and counts hold one per bin");
+        return -1;
+    }
+    h->first = h->edges[0];
+    h->last = h->edges[h->bins];
+    h->scale = (double)h->bins / (h->last - h->first);
+    return 0;
+}
+
+/* NumPy's bin for v: a first guess, moved by one where v is left of its bin or, but in the last bin,
+ * at or right of its next edge. That is the one bin whose edges hold v, whatever the guess within
+ * one bin, so a multiplication by bins / width instead of NumPy's division gives the same counts. */
+static inline void count_into(Histogram *h, double v) {
+    if (!(v >= h->first && v <= h->last)) return; /* NaN fails both */
+    Py_ssize_t index = (Py_ssize_t)((v - h->first) * h->scale);
+    if (index >= h->bins) index = h->bins - 1;
+    if (v < h->edges[index]) index--;
+    else if (v >= h->edges[index + 1] && index != h->bins - 1) index++;
+    h->counts[index]++;
+}
+
 /* The arguments of float_stats and int_stats: values, validity, offset, length, row_hashes (in
  * in.out), present (a writable buffer of as many hashes), limit and weight. */
 static int stats_input(PyObject *args, FloatInput *in, Py_buffer *present, unsigned long long *limit,
-                       unsigned long long *weight) {
+                       unsigned long long *weight, PyObject **counts, PyObject **edges) {
     PyObject *present_object = NULL;
-    if (float_input(args, in, "y*Onnw*OKK", &present_object, limit, weight) < 0) return -1;
+    if (float_input(args, in, "y*Onnw*OKK|OO", &present_object, limit, weight, counts, edges) < 0) return -1;
     if (PyObject_GetBuffer(present_object, present, PyBUF_WRITABLE) < 0) {
         release_input(in);
         return -1;
@@ -628,12 +667,27 @@ static int stats_input(PyObject *args, FloatInput *in, Py_buffer *present, unsig
  * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
  * is added into its row's times the column's odd `weight` (a sum: columns may be added in any
  * order, on any thread, and summed after); the present values' hashes up to `limit`
- * are written, in order, into `present`, and their number is returned last. */
+ * are written, in order, into `present`, and their number is returned last. Given counts and
+ * edges too, the finite values are counted into that histogram on the way (see count_into). */
 static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     FloatInput in;
     Py_buffer present_buffer;
     unsigned long long limit, weight;
-    if (stats_input(args, &in, &present_buffer, &limit, &weight) < 0) return NULL;
+    PyObject *counts_object = NULL, *edges_object = NULL;
+    if (stats_input(args, &in, &present_buffer, &limit, &weight, &counts_object, &edges_object) < 0) return NULL;
+    Histogram histogram = {0};
+    Py_buffer counts_buffer = {0}, edges_buffer = {0};
+    int binning = counts_object && counts_object != Py_None;
+    if (binning && (!edges_object || PyObject_GetBuffer(counts_object, &counts_buffer, PyBUF_WRITABLE) < 0 ||
+                    PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0 ||
+                    histogram_setup(&histogram, &counts_buffer, &edges_buffer) < 0)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "counts go with edges");
+        if (counts_buffer.obj) PyBuffer_Release(&counts_buffer);
+        if (edges_buffer.obj) PyBuffer_Release(&edges_buffer);
+        PyBuffer_Release(&present_buffer);
+        release_input(&in);
+        return NULL;
+    }
     const double *values = (const double *)in.values.buf + in.offset;
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
     Py_ssize_t missing = 0, finite = 0, kept = 0;
@@ -662,6 +716,7 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
             s2 += d * d;
             if (v < flow) flow = v;
             if (v > fhigh) fhigh = v;
+            if (histogram.bins) count_into(&histogram, v);
         }
     }
     if (finite) {
@@ -672,6 +727,10 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
         if (m2 < 0.0) m2 = 0.0;
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
+    if (binning) {
+        PyBuffer_Release(&counts_buffer);
+        PyBuffer_Release(&edges_buffer);
+    }
     release_input(&in);
     return Py_BuildValue("nnddddddn", missing, finite, low, high, flow, fhigh, mean, m2, kept);
 }
@@ -683,7 +742,8 @@ static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
     FloatInput in;
     Py_buffer present_buffer;
     unsigned long long limit, weight;
-    if (stats_input(args, &in, &present_buffer, &limit, &weight) < 0) return NULL;
+    PyObject *no_counts = NULL, *no_edges = NULL;
+    if (stats_input(args, &in, &present_buffer, &limit, &weight, &no_counts, &no_edges) < 0) return NULL;
     const int64_t *values = (const int64_t *)in.values.buf + in.offset;
     const uint8_t *validity = in.has_validity ? in.validity.buf : NULL;
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
@@ -740,48 +800,28 @@ static PyObject *csv_float_range(PyObject *self, PyObject *args) {
     return Py_BuildValue("dd", low, high);
 }
 
-/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64).
- * The same counts: NumPy computes a first index from the value, then moves it by one where the
- * value is below its bin's left edge or, but in the last bin, at or past its right edge. That makes
- * the result the one bin whose edges hold the value whatever the first guess, as long as it is
- * within one bin; a multiplication by bins / width instead of NumPy's division is (a few ulps). */
+/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64),
+ * the same counts (see count_into). */
 static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
     FloatInput in;
     PyObject *edges_object = NULL;
-    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL, NULL) < 0) return NULL;
+    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL, NULL, NULL, NULL) < 0) return NULL;
     Py_buffer edges_buffer;
     if (PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0) {
         release_input(&in);
         return NULL;
     }
-    Py_ssize_t bins = edges_buffer.len / 8 - 1;
-    if (bins < 1 || in.out.len < bins * 8) {
+    Histogram histogram;
+    if (histogram_setup(&histogram, &in.out, &edges_buffer) < 0) {
         PyBuffer_Release(&edges_buffer);
         release_input(&in);
-        PyErr_SetString(PyExc_ValueError, "edges needs two values or more and counts one per bin");
         return NULL;
     }
-    const double *values = (const double *)in.values.buf + in.offset, *edges = edges_buffer.buf;
-    int64_t *counts = in.out.buf;
-    if (!(edges[bins] > edges[0]) || !isfinite(edges[bins] - edges[0])) {
-        PyBuffer_Release(&edges_buffer);
-        release_input(&in);
-        PyErr_SetString(PyExc_ValueError, "the edges must span a finite range, low to high");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS const double first = edges[0], last = edges[bins], scale = (double)bins / (last - first);
-    for (Py_ssize_t i = 0; i < in.length; i++) {
-        double v = values[i];
-        if (in.has_validity) {
-            Py_ssize_t j = in.offset + i;
-            if (!(((const uint8_t *)in.validity.buf)[j >> 3] >> (j & 7) & 1)) continue;
-        }
-        if (!(v >= first && v <= last)) continue; /* NaN fails both */
-        Py_ssize_t index = (Py_ssize_t)((v - first) * scale);
-        if (index >= bins) index = bins - 1;
-        if (v < edges[index]) index--;
-        else if (v >= edges[index + 1] && index != bins - 1) index++;
-        counts[index]++;
+    const double *values = (const double *)in.values.buf + in.offset;
+    const uint8_t *validity = in.has_validity ? in.validity.buf : NULL;
+    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
+        if (validity && !(validity[(in.offset + i) >> 3] >> ((in.offset + i) & 7) & 1)) continue;
+        count_into(&histogram, values[i]);
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&edges_buffer);
     release_input(&in);

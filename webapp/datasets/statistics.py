@@ -101,6 +101,8 @@ class DistinctCount:
         self.rows = 0
         self.exact: np.ndarray | None = np.empty(0)
         self.sketch: np.ndarray | None = None
+        self.waiting: list[np.ndarray] = []  # candidates for a full sketch, merged some at a time
+        self.n_waiting = 0
 
     def add(self, values: np.ndarray, hashes: np.ndarray | None = None) -> None:
         """``hashes``: ``pd.util.hash_array(values)`` when the caller has it already."""
@@ -125,7 +127,15 @@ class DistinctCount:
         vectorised sort merges a block into tens of thousands of values faster than a hash set."""
         self.rows += rows
         if self.exact is None:
-            self._add_hashes(hashes)
+            if len(self.sketch) < SKETCH_SIZE:
+                self._add_hashes(hashes)
+                return
+            # Few hashes get under a full sketch's limit: merging them a block at a time cost a sort
+            # of the sketch per block; they wait until a quarter of a sketch's worth has come.
+            self.waiting.append(hashes.copy())  # the caller's buffer is used again
+            self.n_waiting += len(hashes)
+            if self.n_waiting >= SKETCH_SIZE // 4:
+                self._merge_waiting()
             return
         self.exact = _sorted_unique(np.concatenate([self.exact.astype(np.uint64, copy=False), hashes]))
         if len(self.exact) > EXACT_DISTINCT and self.rows > UNIQUE_SAMPLE:
@@ -144,7 +154,13 @@ class DistinctCount:
             kept = _sorted_unique(np.concatenate([kept, hashes]))[:SKETCH_SIZE]
         self.sketch = kept
 
+    def _merge_waiting(self) -> None:
+        if self.waiting:
+            self._add_hashes(np.concatenate(self.waiting))
+            self.waiting, self.n_waiting = [], 0
+
     def result(self, present: int) -> dict:
+        self._merge_waiting()
         if self.exact is not None:
             return {"unique": len(self.exact)}
         if len(self.sketch) < SKETCH_SIZE:  # every distinct hash was kept
@@ -167,10 +183,10 @@ class NumericColumn:
 
     def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray | None:
         """Counts the values; returns their hashes for ``row_hashes``, or None where it added them in."""
-        if self.binning:
-            self.add_to_histogram(array)
         if _csvscan is not None and pa.types.is_float64(array.type):
             return self._add_compiled(array, row_hashes, weight)
+        if self.binning:
+            self.add_to_histogram(array)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
         hashes = pd.util.hash_array(values)
         self.rows += len(values)
@@ -201,8 +217,10 @@ class NumericColumn:
         validity, data = array.buffers()
         if self._scratch is None or len(self._scratch) < len(array):
             self._scratch = np.empty(len(array), np.uint64)  # reused: what the counts keep, they copy
+        histogram = (self.histogram_counts, self.edges) if self.binning else ()
         missing, n_finite, low, high, finite_low, finite_high, mean, m2, kept = _csvscan.float_stats(
-            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit(), int(weight))
+            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit(), int(weight),
+            *histogram)
         hashes = self._scratch[:kept]
         self.rows += len(array)
         self.missing += missing
