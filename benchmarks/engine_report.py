@@ -34,7 +34,8 @@ def markdown_table(report):
     env = report["environment"]
     lines = [
         f"Engine benchmark {env['date']}{' (quick)' if report['quick'] else ''}: {env['cpu']}, "
-        f"{env['threads']} threads, device {env['device']}; seeds: training seeds per side "
+        f"{env['threads']} threads, device {env['device']}, BLAS {', '.join(env.get('blas') or ['unknown'])}; "
+        "seeds: training seeds per side "
         "(quality mean ± std over them, times summed)"
         + (f", torch {env['torch_version']}" if "torch_version" in env else ", torch absent")
         + (f", TF32 {env['torch_tf32_matmul']}" if env.get("torch_tf32_matmul") is not None else ""),

@@ -92,7 +92,7 @@ def run_step(code: str, *args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for each side")
+    parser.add_argument("--repeat", type=int, default=5, help="best of N for each side")
     parser.add_argument("--csv", type=Path, help="use this CSV instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()

@@ -58,6 +58,18 @@ def machine() -> dict:
             "versions": versions}
 
 
+# OPENBLAS_CORETYPE pins OpenBLAS to a kernel older than the processor may support (these sandboxes
+# set Haswell, AVX2, on AVX-512 machines: a third off the engine's GEMMs, and not PyTorch's, which
+# has its own). The steps run without it and OPENBLAS_L2_SIZE unless --keep-blas-env; the engine
+# report names the kernel used.
+_BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_keep_blas_env = False
+
+
+def _environment() -> dict:
+    return {k: v for k, v in os.environ.items() if _keep_blas_env or k not in _BLAS_PINS}
+
+
 class Step:
     def __init__(self, name: str, argv: list[str], timeout: float):
         self.name, self.argv, self.timeout = name, argv, timeout
@@ -71,7 +83,7 @@ class Step:
         started = time.perf_counter()
         try:
             done = subprocess.run(self.argv, cwd=ROOT, capture_output=True, text=True, timeout=self.timeout,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+                                  env={**_environment(), "PYTHONPATH": str(ROOT)}, check=False)
             self.rc, self.stdout, self.stderr = done.returncode, done.stdout, done.stderr
         except subprocess.TimeoutExpired as error:
             self.rc = -1
@@ -207,7 +219,11 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
     parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
                         help="an engine_report.py --json report measured elsewhere, added as its own section")
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help=f"keep {' and '.join(_BLAS_PINS)} for the steps (they are dropped by default)")
     args = parser.parse_args(argv)
+    global _keep_blas_env
+    _keep_blas_env = args.keep_blas_env
     command = "python benchmarks/run_all.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
