@@ -1,7 +1,7 @@
 """Run every benchmark and write ``benchmarks/README.md`` from what they measured.
 
     python benchmarks/run_all.py            # engine (full recipes), ingestion (1M rows), load: many minutes
-    python benchmarks/run_all.py --quick    # engine --quick, ingestion 200k rows, 15 s of load
+    python benchmarks/run_all.py --quick    # engine --quick, ingestion 200k rows, a 100 MB upload, 15 s of load
 
 Steps, each in its own process, each one's command written beside its numbers:
 
@@ -9,6 +9,7 @@ Steps, each in its own process, each one's command written beside its numbers:
   the GPU with ``--gpu`` where one is visible; ``--engine-json PATH`` adds a report measured elsewhere
   (for instance on a GPU machine with ``engine_report.py --device gpu --json PATH``);
 - ingestion vs ``pandas.read_csv``: ``benchmarks/ingest_bench.py``;
+- a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
 - load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``.
 
 Nothing in the README is typed by hand: a step that fails is reported as failed, with its error.
@@ -161,6 +162,28 @@ def _ingest_section(step: Step | None) -> str:
     return "\n".join(out)
 
 
+def _upload_section(step: Step | None, report: dict | None) -> str:
+    out = ["## Upload through the web server\n"]
+    if step is None:
+        return "\n".join(out) + "\nNot run this time.\n"
+    out.append(f"Command: `{step.command}`\n")
+    if not step.ok or report is None:
+        return "\n".join(out) + "\n" + step.failure()
+    out += [
+        (f"A {report['file_bytes'] / 1e9:.2f} GB CSV generated while it is sent, one multipart `POST` to the API on "
+         f"`manage.py up` (gunicorn, {report['web_processes']} processes); each gunicorn process's RSS sampled "
+         "every 20 ms, after two 1 MB uploads that warm the workers up.\n"),
+        "| measure | value | target | met |", "| --- | ---: | --- | --- |",
+        f"| upload | {report['upload_s']} s ({report['upload_mb_per_s']} MB/s) | | |",
+        f"| largest web process RSS before | {report['web_rss_before_mib']} MiB | | |",
+        (f"| its largest growth during the upload | {report['web_rss_growth_mib']} MiB "
+         f"({report['growth_over_file']:.2%} of the file) | < {report['growth_target']:.0%} of the file "
+         f"| {'yes' if report['meets_target'] else 'no'} |"),
+        f"| then ingestion on the worker | {report['ingestion']} in {report['ingestion_s']} s | | |", "",
+    ]
+    return "\n".join(out)
+
+
 def _load_section(step: Step | None, report: dict | None) -> str:
     out = ["## Load: dashboards and live metrics on `manage.py up`\n"]
     if step is None:
@@ -215,7 +238,7 @@ def write_readme(meta: dict, sections: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and write benchmarks/README.md.")
     parser.add_argument("--quick", action="store_true", help="small versions of each benchmark (minutes, not more)")
-    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "load"))
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load"))
     parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
     parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
                         help="an engine_report.py --json report measured elsewhere, added as its own section")
@@ -262,6 +285,15 @@ def main(argv=None) -> int:
         rows = 200_000 if args.quick else 1_000_000
         ingest = Step("ingestion", [py, "benchmarks/ingest_bench.py", "--rows", str(rows)], timeout=1800).run()
     sections.append(_ingest_section(ingest))
+
+    upload, upload_report = None, None
+    if "upload" not in args.skip:
+        out_json = work / "upload.json"
+        size = ["--megabytes", "100"] if args.quick else []
+        upload = Step("upload", [py, "benchmarks/upload_bench.py", *size, "--json", str(out_json)], timeout=1800).run()
+        upload.command = upload.command.replace(f" --json {out_json}", "")
+        upload_report = json.loads(out_json.read_text()) if upload.ok and out_json.exists() else None
+    sections.append(_upload_section(upload, upload_report))
 
     load, load_report = None, None
     if "load" not in args.skip:
