@@ -164,13 +164,21 @@ def _ingest_section(step: Step | None) -> str:
     return "\n".join(out)
 
 
-def _upload_section(step: Step | None, report: dict | None) -> str:
-    out = ["## Upload through the web server\n"]
+def _section_start(title: str, step: Step | None, report: dict | None) -> tuple[list[str], str | None]:
+    """A section's first lines; and its whole text instead where the step was not run or failed."""
+    out = [f"## {title}\n"]
     if step is None:
-        return "\n".join(out) + "\nNot run this time.\n"
+        return out, "\n".join(out) + "\nNot run this time.\n"
     out.append(f"Command: `{step.command}`\n")
     if not step.ok or report is None:
-        return "\n".join(out) + "\n" + step.failure()
+        return out, "\n".join(out) + "\n" + step.failure()
+    return out, None
+
+
+def _upload_section(step: Step | None, report: dict | None) -> str:
+    out, ended = _section_start("Upload through the web server", step, report)
+    if ended:
+        return ended
     out += [
         (f"A {report['file_bytes'] / 1e9:.2f} GB CSV generated while it is sent, one multipart `POST` to the API on "
          f"`manage.py up` (gunicorn, {report['web_processes']} processes); each gunicorn process's RSS sampled "
@@ -187,12 +195,9 @@ def _upload_section(step: Step | None, report: dict | None) -> str:
 
 
 def _load_section(step: Step | None, report: dict | None) -> str:
-    out = ["## Load: dashboards and live metrics on `manage.py up`\n"]
-    if step is None:
-        return "\n".join(out) + "\nNot run this time.\n"
-    out.append(f"Command: `{step.command}`\n")
-    if not step.ok or report is None:
-        return "\n".join(out) + "\n" + step.failure()
+    out, ended = _section_start("Load: dashboards and live metrics on `manage.py up`", step, report)
+    if ended:
+        return ended
     config = report["config"]
     out += [
         (f"A workspace with {report['seed']['runs']:,} finished runs ({report['seed']['epochs_per_run']} metric rows "
