@@ -13,7 +13,6 @@
  *   int_stats(values, validity, offset, length, row_hashes, present, limit, weight) -> (missing, low, high,
  *       n_present_up_to_limit)
  *   float_range(values, validity, offset, length) -> (finite_low, finite_high)
- *   float_histogram(values, validity, offset, length, counts, edges)
  *   string_hashes(offsets, data, offset, length, hashes)
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
@@ -570,28 +569,6 @@ typedef struct {
     int has_validity;
 } FloatInput;
 
-static int float_input(PyObject *args, FloatInput *in, const char *format, void *a, void *b, void *c, void *d,
-                       void *e) {
-    PyObject *validity;
-    memset(in, 0, sizeof(*in));
-    if (!PyArg_ParseTuple(args, format, &in->values, &validity, &in->offset, &in->length, &in->out, a, b, c, d, e))
-        return -1;
-    if (validity != Py_None) {
-        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
-        in->has_validity = 1;
-        if (in->validity.len * 8 < in->offset + in->length) goto too_small;
-    }
-    if (in->offset < 0 || in->length < 0 || in->values.len < (in->offset + in->length) * 8) goto too_small;
-    return 0;
-too_small:
-    PyErr_SetString(PyExc_ValueError, "a buffer is smaller than offset + length");
-fail:
-    PyBuffer_Release(&in->values);
-    PyBuffer_Release(&in->out);
-    if (in->has_validity) PyBuffer_Release(&in->validity);
-    return -1;
-}
-
 static void release_input(FloatInput *in) {
     PyBuffer_Release(&in->values);
     PyBuffer_Release(&in->out);
@@ -606,7 +583,7 @@ static inline int present(const FloatInput *in, const double *values, Py_ssize_t
     return !isnan(values[i]);
 }
 
-/* A histogram to count into: np.histogram's bins over [edges[0], edges[bins]] (see float_histogram). */
+/* A histogram to count into: np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1]))'s bins. */
 typedef struct {
     int64_t *counts;
     const double *edges;
@@ -643,23 +620,34 @@ static inline void count_into(Histogram *h, double v) {
     h->counts[index]++;
 }
 
-/* The arguments of float_stats and int_stats: values, validity, offset, length, row_hashes (in
- * in.out), present (a writable buffer of as many hashes), limit and weight. */
+/* The arguments of float_stats and int_stats: values, validity (or None), offset, length,
+ * row_hashes (into in.out), present (a writable buffer of as many hashes), limit and weight, and
+ * for float_stats an optional histogram's counts and edges. */
 static int stats_input(PyObject *args, FloatInput *in, Py_buffer *present, unsigned long long *limit,
                        unsigned long long *weight, PyObject **counts, PyObject **edges) {
-    PyObject *present_object = NULL;
-    if (float_input(args, in, "y*Onnw*OKK|OO", &present_object, limit, weight, counts, edges) < 0) return -1;
-    if (PyObject_GetBuffer(present_object, present, PyBUF_WRITABLE) < 0) {
-        release_input(in);
+    PyObject *validity, *present_object;
+    memset(in, 0, sizeof(*in));
+    if (!PyArg_ParseTuple(args, "y*Onnw*OKK|OO", &in->values, &validity, &in->offset, &in->length, &in->out,
+                          &present_object, limit, weight, counts, edges))
         return -1;
+    if (validity != Py_None) {
+        if (PyObject_GetBuffer(validity, &in->validity, PyBUF_SIMPLE) < 0) goto fail;
+        in->has_validity = 1;
+        if (in->validity.len * 8 < in->offset + in->length) goto too_small;
     }
+    if (in->offset < 0 || in->length < 0 || in->values.len < (in->offset + in->length) * 8) goto too_small;
+    if (PyObject_GetBuffer(present_object, present, PyBUF_WRITABLE) < 0) goto fail;
     if (in->out.len < in->length * 8 || present->len < in->length * 8) {
         PyBuffer_Release(present);
-        release_input(in);
         PyErr_SetString(PyExc_ValueError, "row_hashes and present take length values");
-        return -1;
+        goto fail;
     }
     return 0;
+too_small:
+    PyErr_SetString(PyExc_ValueError, "a buffer is smaller than offset + length");
+fail:
+    release_input(in);
+    return -1;
 }
 
 /* Missing values (null or NaN), range with and without infinities, mean and the sum of squared
@@ -800,34 +788,6 @@ static PyObject *csv_float_range(PyObject *self, PyObject *args) {
     return Py_BuildValue("dd", low, high);
 }
 
-/* np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1])) added into counts (int64),
- * the same counts (see count_into). */
-static PyObject *csv_float_histogram(PyObject *self, PyObject *args) {
-    FloatInput in;
-    PyObject *edges_object = NULL;
-    if (float_input(args, &in, "y*Onnw*O", &edges_object, NULL, NULL, NULL, NULL) < 0) return NULL;
-    Py_buffer edges_buffer;
-    if (PyObject_GetBuffer(edges_object, &edges_buffer, PyBUF_SIMPLE) < 0) {
-        release_input(&in);
-        return NULL;
-    }
-    Histogram histogram;
-    if (histogram_setup(&histogram, &in.out, &edges_buffer) < 0) {
-        PyBuffer_Release(&edges_buffer);
-        release_input(&in);
-        return NULL;
-    }
-    const double *values = (const double *)in.values.buf + in.offset;
-    const uint8_t *validity = in.has_validity ? in.validity.buf : NULL;
-    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
-        if (validity && !(validity[(in.offset + i) >> 3] >> ((in.offset + i) & 7) & 1)) continue;
-        count_into(&histogram, values[i]);
-    }
-    Py_END_ALLOW_THREADS PyBuffer_Release(&edges_buffer);
-    release_input(&in);
-    Py_RETURN_NONE;
-}
-
 /* A 64-bit hash of each string of an Arrow string array (int32 offsets, UTF-8 bytes) into out:
  * eight bytes at a time through splitmix64's mixer, the length folded in last. Not for adversaries:
  * row hashes and distinct counts of one ingestion compare them with each other only. */
@@ -873,7 +833,6 @@ static PyMethodDef methods[] = {
     {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},
     {"int_stats", csv_int_stats, METH_VARARGS, "Missing, range and hashes of int64 values."},
     {"float_range", csv_float_range, METH_VARARGS, "The finite range of float64 values."},
-    {"float_histogram", csv_float_histogram, METH_VARARGS, "np.histogram counts of float64 values, added."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csvscan", "Cupola's compiled CSV reader.", -1, methods};

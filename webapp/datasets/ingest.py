@@ -420,24 +420,6 @@ class _MappedTable:
                 self.mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
-def _mapped_batches(path: Path):
-    """The stored table's batches, memory-mapped (no copy), each one's pages let go of once the next
-    is asked for (they stay in the page cache), so RSS holds about one batch and not the whole file."""
-    with open(path, "rb") as source:
-        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)  # closed when its last view goes
-    view = pa.py_buffer(mapped)
-    reader = pa.ipc.open_file(view)
-    for i in range(reader.num_record_batches):
-        batch = reader.get_batch(i)
-        ends = [b.address + b.size - view.address for column in batch.columns for b in column.buffers()
-                if b is not None and b.size and view.address <= b.address < view.address + view.size]
-        yield batch
-        del batch
-        length = min(max(ends, default=0), view.size) // mmap.PAGESIZE * mmap.PAGESIZE
-        if length > 0:
-            mapped.madvise(mmap.MADV_DONTNEED, 0, length)
-
-
 def read_source(path, file_format: str, notes: list[str]) -> pa.Table:
     if file_format == "csv":
         text_format = sniff_text(path)

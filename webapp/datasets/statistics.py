@@ -2,9 +2,9 @@
 
 ``TableStatistics(names, kinds)`` takes batches already cast to Cupola's storage types
 (float64, string, bool, timestamp[ns]) with ``add(batch)`` or ``add_stored(batches)``, then
-``finish()`` returns the column entries and the summary. Given the numeric columns' ranges
-beforehand (``bin_over``, from ``FiniteRanges``) it counts the histograms as it goes; otherwise
-``finish(batches)`` makes a second pass for them. Memory is bounded whatever the number of rows:
+``finish()`` returns the column entries and the summary. The numeric columns whose finite range
+was given beforehand (``bin_over``, from ``FiniteRanges``) get histograms, counted as the values
+go by. Memory is bounded whatever the number of rows:
 
 - numeric: count, missing, min, max, and mean and variance merged block by block (Chan et al.);
 - distinct values counted exactly up to ``EXACT_DISTINCT`` (always for tables of at most
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -44,7 +44,6 @@ MAX_ROW_HASHES = 8_000_000  # 64 MB of row hashes
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
 _BOOLEAN_HASHES = pd.util.hash_array(np.array([-1, 0, 1], np.int64))  # missing, False, True
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-_PARALLEL_ROWS = 4096  # smaller batches are described on one thread
 _COSTS = {"numeric": 1, "boolean": 1, "datetime": 2, "text": 3}  # relative time to describe a column
 _pool: ThreadPoolExecutor | None = None
 
@@ -178,16 +177,16 @@ class NumericColumn:
         self.distinct = DistinctCount()
         self.counts: tuple[np.ndarray, np.ndarray] | None = (np.empty(0), np.empty(0, dtype=np.int64))
         self.histogram_counts = self.edges = None
-        self.binning = False  # the range is known beforehand: add bins too (see bin_over)
         self._scratch: np.ndarray | None = None
 
     def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray | None:
         """Counts the values; returns their hashes for ``row_hashes``, or None where it added them in."""
         if _csvscan is not None and pa.types.is_float64(array.type):
             return self._add_compiled(array, row_hashes, weight)
-        if self.binning:
-            self.add_to_histogram(array)
         values = array.to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        if self.edges is not None:
+            # Within a finite range np.histogram leaves out NaN (missing) and infinite values itself.
+            self.histogram_counts += np.histogram(values, bins=self.edges)[0]
         hashes = pd.util.hash_array(values)
         self.rows += len(values)
         nan = np.isnan(values)
@@ -217,7 +216,7 @@ class NumericColumn:
         validity, data = array.buffers()
         if self._scratch is None or len(self._scratch) < len(array):
             self._scratch = np.empty(len(array), np.uint64)  # reused: what the counts keep, they copy
-        histogram = (self.histogram_counts, self.edges) if self.binning else ()
+        histogram = (self.histogram_counts, self.edges) if self.edges is not None else ()
         missing, n_finite, low, high, finite_low, finite_high, mean, m2, kept = _csvscan.float_stats(
             data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit(), int(weight),
             *histogram)
@@ -262,27 +261,9 @@ class NumericColumn:
 
     def bin_over(self, low: float, high: float) -> None:
         """The column's finite values span [low, high] (measured before): ``add`` counts them into
-        the histogram as it goes, and no second pass is needed."""
+        the histogram as it goes (a column without edges gets no histogram)."""
         self.edges = np.histogram_bin_edges(np.empty(0), HISTOGRAM_BINS, (low, high))
         self.histogram_counts = np.zeros(HISTOGRAM_BINS, np.int64)
-        self.binning = True
-
-    def add_to_histogram(self, array: pa.Array) -> None:
-        if not self.n_finite and not self.binning:
-            return
-        if _csvscan is not None and pa.types.is_float64(array.type):
-            if self.histogram_counts is None:
-                self.edges = np.histogram_bin_edges(np.empty(0), HISTOGRAM_BINS, (self.finite_low, self.finite_high))
-                self.histogram_counts = np.zeros(HISTOGRAM_BINS, np.int64)
-            validity, data = array.buffers()
-            _csvscan.float_histogram(data, validity, array.offset, len(array), self.histogram_counts, self.edges)
-            return
-        values = array.to_numpy(zero_copy_only=False)
-        # Within a finite range np.histogram leaves out NaN (missing) and infinite values itself.
-        edges = self.edges if self.edges is not None else np.histogram_bin_edges(
-            np.empty(0), HISTOGRAM_BINS, (self.finite_low, self.finite_high))
-        counts, self.edges = np.histogram(values, bins=edges)
-        self.histogram_counts = counts if self.histogram_counts is None else self.histogram_counts + counts
 
     def result(self) -> dict:
         present = self.rows - self.missing
@@ -504,26 +485,12 @@ class TableStatistics:
         self.names = names
         self.columns = [_ACCUMULATORS[kind]() for kind in kinds]
         self.weights = pd.util.hash_array(np.arange(len(kinds), dtype=np.int64)) | np.uint64(1)
-        loads = [0] * min(_WORKERS, max(1, len(kinds)))
-        self.groups: list[list[int]] = [[] for _ in loads]
-        for i in sorted(range(len(kinds)), key=lambda i: -_COSTS[kinds[i]]):
-            lightest = loads.index(min(loads))
-            self.groups[lightest].append(i)
-            loads[lightest] += _COSTS[kinds[i]]
+        self.groups = _runs([_COSTS[kind] for kind in kinds], min(_WORKERS, len(kinds))) if kinds else []
         self.rows = RowHashes()
         self.n_rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
-        self.n_rows += batch.num_rows
-        if not self.columns:
-            return
-        if len(self.groups) == 1 or batch.num_rows < _PARALLEL_ROWS:
-            row_hashes = self._add_columns(batch, range(len(self.columns)))
-        else:
-            row_hashes, *others = _threads().map(lambda group: self._add_columns(batch, group), self.groups)
-            for other in others:
-                row_hashes += other
-        self.rows.add(row_hashes)
+        self.add_stored([batch])
 
     def add_stored(self, batches: list[pa.RecordBatch], release: Callable[[int, list[int]], None] | None = None) -> None:
         """``add`` of every batch, each group of columns a task of its own over all the batches (no
@@ -533,9 +500,6 @@ class TableStatistics:
         if not self.columns:
             self.n_rows += sum(batch.num_rows for batch in batches)
             return
-        costs = [_COSTS[type(c).__name__ == "NumericColumn" and "numeric" or getattr(c, "kind", "datetime")]
-                 for c in self.columns]
-        groups = _runs(costs, min(_WORKERS, len(self.columns)))
 
         def describe(group):
             parts = []
@@ -545,7 +509,7 @@ class TableStatistics:
                     release(index, group)
             return parts
 
-        for batch, (row_hashes, *others) in zip(batches, zip(*_threads().map(describe, groups))):
+        for batch, (row_hashes, *others) in zip(batches, zip(*_threads().map(describe, self.groups))):
             for other in others:
                 row_hashes += other
             self.n_rows += batch.num_rows
@@ -562,24 +526,12 @@ class TableStatistics:
 
     def bin_over(self, ranges: dict[int, tuple[float, float]]) -> None:
         """Numeric columns' finite ranges, measured before ``add`` (see ``FiniteRanges``): their
-        histograms are then counted as the values are added, and ``finish`` needs no batches."""
+        histograms are then counted as the values are added."""
         for i, (low, high) in ranges.items():
             self.columns[i].bin_over(low, high)
 
-    def finish(self, stored_batches: Iterable[pa.RecordBatch] = ()) -> tuple[list[dict], dict]:
-        """The column entries and the summary; ``stored_batches`` (the table read back) give the
-        histograms of the columns whose range was not known beforehand.
-
-        Those histograms need each column's range first, hence this second pass: each batch's
-        columns in groups on as many threads as there are cores (the compiled histogram releases the GIL).
-        """
-        numeric = [(i, column) for i, column in enumerate(self.columns)
-                   if isinstance(column, NumericColumn) and column.n_finite and not column.binning]
-        if numeric:
-            groups = [numeric[k::_WORKERS] for k in range(min(_WORKERS, len(numeric)))]
-            for batch in stored_batches:
-                list(_threads().map(lambda group, batch=batch: [column.add_to_histogram(batch.column(i))
-                                                                 for i, column in group], groups))
+    def finish(self) -> tuple[list[dict], dict]:
+        """The column entries and the summary."""
         columns = [{"name": name, **column.result()} for name, column in zip(self.names, self.columns)]
         constant = [c["name"] for c in columns if c["unique"] <= 1]
         summary = {"n_rows": self.n_rows, "n_columns": len(self.names), **self.rows.result(),

@@ -100,7 +100,7 @@ def test_distinct_counts_of_continuous_columns_are_estimated_within_a_few_percen
     table = statistics.TableStatistics(["v"], ["numeric"])
     for start in range(0, len(values), 32_768):
         table.add(pa.record_batch([pa.array(values[start:start + 32_768])], names=["v"]))
-    column = table.finish([])[0][0]
+    column = table.finish()[0][0]
     assert column["unique_estimated"] is True
     assert column["unique"] == pytest.approx(300_000, rel=0.05)
 
@@ -113,6 +113,6 @@ def test_duplicate_rows_past_the_bound_are_estimated_from_a_hash_sample(monkeypa
     table = statistics.TableStatistics(["v"], ["numeric"])
     for start in range(0, len(values), 10_000):
         table.add(pa.record_batch([pa.array(values[start:start + 10_000])], names=["v"]))
-    summary = table.finish([])[1]
+    summary = table.finish()[1]
     assert summary["duplicate_rows_estimated"] is True
     assert summary["duplicate_rows"] == pytest.approx(expected, rel=0.1)
