@@ -285,3 +285,18 @@ def test_it_accumulates_the_gradient_of_a_variable_used_twice(xp):
     y = x * x + x
     y.backward()
     assert float(backend.to_host(x.grad)[0]) == 7.0
+
+
+@pytest.mark.parametrize("size", [5, 16384, 16384 * 3 + 7])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_its_in_place_relu_equals_maximum_with_zero_bit_for_bit(xp, size, dtype):
+    values = np.random.default_rng(size).standard_normal(size).astype(dtype)
+    values[::5] = -0.0
+    values[3] = np.nan
+    y = backend.to_device(values, dtype=dtype)
+    expected = backend.to_host(xp.maximum(y, 0))
+    assert F.relu_inplace(y) is y
+    assert backend.to_host(y).tobytes() == expected.tobytes()
+    strided = backend.to_device(values.reshape(-1, 1).repeat(2, axis=1), dtype=dtype)[:, 0]
+    F.relu_inplace(strided)
+    assert backend.to_host(strided).tobytes() == expected.tobytes()
