@@ -12,6 +12,9 @@ Steps, each in its own process, each one's command written beside its numbers:
 - a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
 - load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``.
 
+Each step (but with ``--quick``) first waits, up to two minutes, for the 1-minute load average to fall
+below 0.5, so that it does not start on the heat of the one before; the README says where each started.
+
 Nothing in the README is typed by hand: a step that fails is reported as failed, with its error.
 """
 
@@ -65,10 +68,24 @@ def machine() -> dict:
 # report names the kernel used.
 _BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _keep_blas_env = False
+_settle = True  # off with --quick: a smoke run does not wait for a quiet machine
 
 
 def _environment() -> dict:
     return {k: v for k, v in os.environ.items() if _keep_blas_env or k not in _BLAS_PINS}
+
+
+SETTLE_LOAD = 0.5  # the 1-minute load average a step waits for (the step before leaves ~1-2)
+SETTLE_MAX_S = 120
+
+
+def settle(below: float = SETTLE_LOAD, longest: float = SETTLE_MAX_S) -> tuple[float, float]:
+    """Wait until the 1-minute load average is below ``below`` (at most ``longest`` seconds), so that
+    each step starts on a machine as quiet as the one before it; returns (seconds waited, load)."""
+    started = time.perf_counter()
+    while os.getloadavg()[0] >= below and time.perf_counter() - started < longest:
+        time.sleep(2)
+    return time.perf_counter() - started, round(os.getloadavg()[0], 2)
 
 
 class Step:
@@ -78,9 +95,13 @@ class Step:
         self.rc: int | None = None
         self.seconds = 0.0
         self.stdout = self.stderr = ""
+        self.settled = (0.0, None)  # (seconds waited for a quiet machine, 1-minute load average then)
 
     def run(self) -> Step:
-        print(f"\n=== {self.name}: {self.command}", flush=True)
+        if _settle:
+            self.settled = settle()
+        print(f"\n=== {self.name}: {self.command} (load average {self.settled[1]} after {self.settled[0]:.0f} s)",
+              flush=True)
         started = time.perf_counter()
         try:
             done = subprocess.run(self.argv, cwd=ROOT, capture_output=True, text=True, timeout=self.timeout,
@@ -119,8 +140,14 @@ def _json_block(text: str) -> dict | None:
     return None
 
 
+def _started(step: Step | None) -> str:
+    if step is None or step.settled[1] is None:
+        return ""
+    return f" Started at a 1-minute load average of {step.settled[1]} (after {step.settled[0]:.0f} s waiting for < {SETTLE_LOAD})."
+
+
 def _engine_section(title: str, step: Step | None, report: dict | None, markdown: str | None, source: str) -> str:
-    out = [f"### {title}\n", f"Command: `{source}`\n"]
+    out = [f"### {title}\n", f"Command: `{source}`.{_started(step)}\n"]
     if step is not None and not step.ok:
         return "\n".join(out) + "\n" + step.failure()
     if report is None:
@@ -139,7 +166,7 @@ def _ingest_section(step: Step | None) -> str:
     out = ["## Ingestion vs `pandas.read_csv`\n"]
     if step is None:
         return "\n".join(out) + "\nNot run this time.\n"
-    out.append(f"Command: `{step.command}`\n")
+    out.append(f"Command: `{step.command}`.{_started(step)}\n")
     report = _json_block(step.stdout) if step.ok else None
     if report is None:
         return "\n".join(out) + "\n" + (step.failure() if not step.ok else "No report parsed.\n")
@@ -169,7 +196,7 @@ def _section_start(title: str, step: Step | None, report: dict | None) -> tuple[
     out = [f"## {title}\n"]
     if step is None:
         return out, "\n".join(out) + "\nNot run this time.\n"
-    out.append(f"Command: `{step.command}`\n")
+    out.append(f"Command: `{step.command}`.{_started(step)}\n")
     if not step.ok or report is None:
         return out, "\n".join(out) + "\n" + step.failure()
     return out, None
@@ -252,8 +279,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-blas-env", action="store_true",
                         help=f"keep {' and '.join(_BLAS_PINS)} for the steps (they are dropped by default)")
     args = parser.parse_args(argv)
-    global _keep_blas_env
-    _keep_blas_env = args.keep_blas_env
+    global _keep_blas_env, _settle
+    _keep_blas_env, _settle = args.keep_blas_env, not args.quick
     command = "python benchmarks/run_all.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
