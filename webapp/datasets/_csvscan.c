@@ -620,6 +620,42 @@ static inline void count_into(Histogram *h, double v) {
     h->counts[index]++;
 }
 
+/* While the caller counts distinct values exactly (limit is the largest hash), a block of a column
+ * with few values hands back each hash once, not once a row: the hashes go through a small
+ * open-addressing set first. Once it holds DEDUPE_MAX hashes (a column of many values) it is left
+ * alone and every later hash is written; the caller's sorted merge removes what repeats. */
+#define DEDUPE_SLOTS 8192
+#define DEDUPE_MAX (DEDUPE_SLOTS / 2)
+
+typedef struct {
+    uint64_t *slots; /* 0 is an empty slot: the hash 0 is kept in `zero` */
+    Py_ssize_t used;
+    int zero, on;
+} Dedupe;
+
+static void dedupe_start(Dedupe *d, unsigned long long limit) {
+    d->used = d->zero = 0;
+    d->slots = limit == UINT64_MAX ? calloc(DEDUPE_SLOTS, sizeof(uint64_t)) : NULL; /* none: all written */
+    d->on = d->slots != NULL;
+}
+
+/* Whether h is to be written: new to the set, or the set is off. */
+static inline int dedupe_new(Dedupe *d, uint64_t h) {
+    if (!d->on) return 1;
+    if (!h) {
+        if (d->zero) return 0;
+        return d->zero = 1;
+    }
+    size_t i = (size_t)h & (DEDUPE_SLOTS - 1); /* the hashes are mixed: their low bits will do */
+    while (d->slots[i]) {
+        if (d->slots[i] == h) return 0;
+        i = (i + 1) & (DEDUPE_SLOTS - 1);
+    }
+    d->slots[i] = h;
+    if (++d->used == DEDUPE_MAX) d->on = 0;
+    return 1;
+}
+
 /* The arguments of float_stats and int_stats: values, validity (or None), offset, length,
  * row_hashes (into in.out), present (a writable buffer of as many hashes), limit and weight, and
  * for float_stats an optional histogram's counts and edges. */
@@ -655,7 +691,8 @@ fail:
  * (uint64: equal hashes exactly for equal values; -0.0 is 0.0; a missing value's is MISSING_HASH)
  * is added into its row's times the column's odd `weight` (a sum: columns may be added in any
  * order, on any thread, and summed after); the present values' hashes up to `limit`
- * are written, in order, into `present`, and their number is returned last. Given counts and
+ * are written, in order, into `present` (with the largest limit, an exact count, a hash that came
+ * before in the block is mostly left out: see Dedupe), and their number is returned last. Given counts and
  * edges too, the finite values are counted into that histogram on the way (see count_into). */
 static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     FloatInput in;
@@ -681,7 +718,9 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
     Py_ssize_t missing = 0, finite = 0, kept = 0;
     double low = INFINITY, high = -INFINITY, flow = INFINITY, fhigh = -INFINITY, mean = 0.0, m2 = 0.0;
     double shift = 0.0, s1 = 0.0, s2 = 0.0; /* sums of the deviations from the first finite value */
-    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
+    Dedupe seen;
+    Py_BEGIN_ALLOW_THREADS dedupe_start(&seen, limit);
+    for (Py_ssize_t i = 0; i < in.length; i++) {
         double v = values[i];
         if (!present(&in, values, i)) {
             missing++;
@@ -693,7 +732,7 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
         memcpy(&bits, &key, 8);
         uint64_t h = mix64(bits);
         rows[i] += h * weight;
-        if (h <= limit) present_hashes[kept++] = h;
+        if (h <= limit && dedupe_new(&seen, h)) present_hashes[kept++] = h;
         if (v < low) low = v;
         if (v > high) high = v;
         if (v - v == 0.0) { /* finite */
@@ -714,6 +753,7 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
         m2 = s2 - s1 * s1 / (double)finite;
         if (m2 < 0.0) m2 = 0.0;
     }
+    free(seen.slots);
     Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
     if (binning) {
         PyBuffer_Release(&counts_buffer);
@@ -725,7 +765,7 @@ static PyObject *csv_float_stats(PyObject *self, PyObject *args) {
 
 /* float_stats for int64 values (timestamps): missing are the nulls; the range; each value's hash
  * (a bijection of its bits) added into its row's times `weight`, and those up to `limit` written
- * into `present`. Returns (missing, low, high, n_present_up_to_limit); low > high when none. */
+ * into `present` (as float_stats: repeats left out under the largest limit). Returns (missing, low, high, n_present_up_to_limit); low > high when none. */
 static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
     FloatInput in;
     Py_buffer present_buffer;
@@ -737,7 +777,9 @@ static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
     uint64_t *rows = in.out.buf, *present_hashes = present_buffer.buf;
     Py_ssize_t missing = 0, kept = 0;
     int64_t low = INT64_MAX, high = INT64_MIN;
-    Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < in.length; i++) {
+    Dedupe seen;
+    Py_BEGIN_ALLOW_THREADS dedupe_start(&seen, limit);
+    for (Py_ssize_t i = 0; i < in.length; i++) {
         if (validity && !(validity[(in.offset + i) >> 3] >> ((in.offset + i) & 7) & 1)) {
             missing++;
             rows[i] += MISSING_HASH * weight;
@@ -746,10 +788,11 @@ static PyObject *csv_int_stats(PyObject *self, PyObject *args) {
         int64_t v = values[i];
         uint64_t h = mix64((uint64_t)v);
         rows[i] += h * weight;
-        if (h <= limit) present_hashes[kept++] = h;
+        if (h <= limit && dedupe_new(&seen, h)) present_hashes[kept++] = h;
         if (v < low) low = v;
         if (v > high) high = v;
     }
+    free(seen.slots);
     Py_END_ALLOW_THREADS PyBuffer_Release(&present_buffer);
     release_input(&in);
     return Py_BuildValue("nLLn", missing, (long long)low, (long long)high, kept);

@@ -181,6 +181,39 @@ def test_distinct_values_are_counted_exactly_by_their_hashes():
     assert (column["unique"], column["missing"]) == (5, 3)  # 0, 1.5, 2, inf, -inf
 
 
+def _kept_hashes(function, values, limit):
+    """The hashes float_stats or int_stats hands back for the distinct count, and every value's hash."""
+    rows, present = np.zeros(len(values), np.uint64), np.empty(len(values), np.uint64)
+    kept = function(values, None, 0, len(values), rows, present, limit, 1)[-1]
+    alone = np.zeros(len(values), np.uint64)  # each value's own hash, from its row's (weight 1, one column)
+    for i in range(len(values)):
+        function(values[i:i + 1], None, 0, 1, alone[i:i + 1], np.empty(1, np.uint64), limit, 1)
+    return present[:kept], alone
+
+
+@pytest.mark.parametrize("kind", ["float", "int"])
+def test_an_exact_count_gets_each_hash_of_a_few_valued_block_once_in_first_seen_order(kind):
+    rng = np.random.default_rng(5)
+    function = csvscan._csvscan.float_stats if kind == "float" else csvscan._csvscan.int_stats
+    few = rng.integers(-3, 300, 20_000)
+    values = np.append(few.astype(np.float64), [0.0, -0.0, 0.0]) if kind == "float" else few.astype(np.int64)
+    kept, alone = _kept_hashes(function, values, 2**64 - 1)
+    _, first = np.unique(alone, return_index=True)
+    assert kept.tolist() == alone[np.sort(first)].tolist()
+    # Under a sketch's limit, every hash up to it comes back, repeats included.
+    limit = int(np.sort(alone)[len(alone) // 2])
+    kept, alone = _kept_hashes(function, values, limit)
+    assert kept.tolist() == alone[alone <= limit].tolist()
+
+
+def test_an_exact_count_of_a_many_valued_block_still_gets_every_distinct_hash():
+    values = np.random.default_rng(6).normal(size=30_000)  # past the set's capacity: later hashes all written
+    values[20_000:] = values[:10_000]
+    kept, alone = _kept_hashes(csvscan._csvscan.float_stats, values, 2**64 - 1)
+    assert set(kept.tolist()) == set(alone.tolist())
+    assert len(np.unique(kept)) == 20_000 and len(kept) > 20_000
+
+
 def test_the_fast_path_gives_way_without_the_extension(monkeypatch):
     assert csvscan.reads("utf-8", ",", [pa.float64(), pa.string()])
     assert not csvscan.reads("latin-1", ",", [pa.float64()])
