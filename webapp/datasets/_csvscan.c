@@ -16,9 +16,10 @@
  *   string_hashes(offsets, data, offset, length, hashes)
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
- * b'b' boolean, b's' string. It writes Arrow's layouts into buffers the caller allocated: validity
- * bitmaps (all ones from the caller: a null clears its bit), boolean bitmaps (zeroed by the caller),
- * float64 values (NaN under a null), int32 offsets and UTF-8
+ * b'b' boolean, b'd' date32 (YYYY-MM-DD), b's' string. It writes Arrow's layouts into buffers the
+ * caller allocated: validity bitmaps (all ones from the caller: a null clears its bit), boolean
+ * bitmaps (zeroed by the caller), float64 values (NaN under a null), int32 days since 1970-01-01
+ * (0 under a null), int32 offsets and UTF-8
  * bytes (not validated here: the caller validates string arrays). A status other than OK means the
  * caller must decide; nothing here guesses:
  *   BAD_VALUE       error_column's field at error_row is not of the column's type
@@ -327,6 +328,38 @@ static int end_of_line(Cursor *c) {
     return 2; /* a delimiter */
 }
 
+static const uint8_t DAYS_IN_MONTH[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+/* Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's days_from_civil). */
+static int32_t days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    const int era = (y >= 0 ? y : y - 399) / 400;
+    const int yoe = y - era * 400;
+    const int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* A date as pyarrow's date32 conversion reads one: YYYY-MM-DD, blanks around it allowed, a day that
+ * exists (leap years included). 1 and *out = days since 1970-01-01, or 0. */
+static int parse_date(const char *p, const char *q, int32_t *out) {
+    while (p < q && (*p == ' ' || *p == '\t')) p++;
+    while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    if (q - p != 10 || p[4] != '-' || p[7] != '-') return 0;
+    static const int at[8] = {0, 1, 2, 3, 5, 6, 8, 9};
+    int digit[8];
+    for (int k = 0; k < 8; k++) {
+        if (p[at[k]] < '0' || p[at[k]] > '9') return 0;
+        digit[k] = p[at[k]] - '0';
+    }
+    const int y = digit[0] * 1000 + digit[1] * 100 + digit[2] * 10 + digit[3];
+    const int m = digit[4] * 10 + digit[5], d = digit[6] * 10 + digit[7];
+    const int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (m < 1 || m > 12 || d < 1 || d > DAYS_IN_MONTH[m] + (m == 2 && leap)) return 0;
+    *out = days_from_civil(y, m, d);
+    return 1;
+}
+
 typedef struct {
     Column *columns;
     Py_ssize_t ncols, capacity, rows, error_row, error_column;
@@ -388,6 +421,7 @@ static int parse_rows(Parse *job, Cursor *c) {
                 column->nulls++;
                 clear_bit(column->validity.buf, row);
                 if (column->kind == 'f') ((double *)column->values.buf)[row] = NAN;
+                else if (column->kind == 'd') ((int32_t *)column->values.buf)[row] = 0;
                 else if (column->kind == 's') ((int32_t *)column->values.buf)[row + 1] = (int32_t)column->used;
                 continue;
             }
@@ -396,6 +430,8 @@ static int parse_rows(Parse *job, Cursor *c) {
             } else if (column->kind == 'b') {
                 if (matches(&job->trues, text, n)) set_bit(column->values.buf, row);
                 else if (!matches(&job->falses, text, n)) return BAD_VALUE;
+            } else if (column->kind == 'd') {
+                if (!parse_date(text, text + n, &((int32_t *)column->values.buf)[row])) return BAD_VALUE;
             } else {
                 column->used += n;
                 if (column->used > INT32_MAX) return FULL;
@@ -458,7 +494,10 @@ static PyObject *get_column(PyObject *spec, Column *column, Py_ssize_t capacity)
         return NULL;
     }
     Py_ssize_t bitmap = (capacity + 7) / 8;
-    Py_ssize_t needed = column->kind == 'f' ? capacity * 8 : column->kind == 'b' ? bitmap : (capacity + 1) * 4;
+    Py_ssize_t needed = column->kind == 'f'   ? capacity * 8
+                        : column->kind == 'b' ? bitmap
+                        : column->kind == 'd' ? capacity * 4
+                                              : (capacity + 1) * 4;
     if (column->values.len < needed || column->validity.len < bitmap) {
         PyErr_SetString(PyExc_ValueError, "a column's buffers are smaller than the capacity");
         PyBuffer_Release(&column->values);
@@ -505,7 +544,7 @@ static PyObject *csv_parse(PyObject *self, PyObject *args) {
     Py_ssize_t ready = 0;
     for (; ready < ncols; ready++) {
         char kind = kinds[ready];
-        if (kind != 'f' && kind != 'b' && kind != 's') {
+        if (kind != 'f' && kind != 'b' && kind != 'd' && kind != 's') {
             PyErr_Format(PyExc_ValueError, "unknown column kind %c", kind);
             break;
         }

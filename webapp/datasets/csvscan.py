@@ -2,11 +2,11 @@
 straight into Arrow arrays, on as many threads as there are cores. No Django.
 
 ``ingest.stream_csv`` uses it when the extension is built, the file is UTF-8 and every column's
-type is one it reads (numbers, booleans, text, and dates or times, which are read as text and cast
-by Arrow). It gives way to pyarrow's reader, which has the same rules and explains errors, by
-raising ``GiveWay`` (a ragged row, a quoted line break, a lone carriage return, bytes that are not
-UTF-8, a date Arrow's cast does not take), and reports a value that does not fit its column's type
-with ``Unconvertible`` (the column is then read as text, as with pyarrow).
+type is one it reads (numbers, booleans, dates, text, and timestamps or times, which are read as
+text and cast by Arrow). It gives way to pyarrow's reader, which has the same rules and explains
+errors, by raising ``GiveWay`` (a ragged row, a quoted line break, a lone carriage return, bytes
+that are not UTF-8, a timestamp Arrow's cast does not take), and reports a value that does not fit
+its column's type with ``Unconvertible`` (the column is then read as text, as with pyarrow).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def _kind(t: pa.DataType) -> str | None:
         return "f"
     if pa.types.is_boolean(t):
         return "b"
+    if pa.types.is_date32(t):
+        return "d"
     if pa.types.is_string(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
         return "s"
     return None
@@ -181,8 +183,8 @@ class ChunkReader:
         bitmap = (capacity + 7) // 8
         sizes = []  # per column: values (float64, bitmap or int32 offsets), validity, and text bytes
         for kind in self.kinds.decode():
-            sizes += [8 * capacity, bitmap] if kind == "f" else [bitmap, bitmap] if kind == "b" else \
-                [4 * (capacity + 1), bitmap, len(data)]
+            sizes += {"f": [8 * capacity, bitmap], "b": [bitmap, bitmap], "d": [4 * capacity, bitmap]}.get(
+                kind, [4 * (capacity + 1), bitmap, len(data)])
         views = iter(_carve(self.slabs.take(_slab_size(sizes)), sizes))
         outputs = []
         for kind in self.kinds.decode():
@@ -190,6 +192,8 @@ class ChunkReader:
                 outputs.append((next(views).view(np.float64), _filled(next(views), 255)))
             elif kind == "b":
                 outputs.append((_filled(next(views), 0), _filled(next(views), 255)))
+            elif kind == "d":
+                outputs.append((next(views).view(np.int32), _filled(next(views), 255)))
             else:
                 outputs.append((next(views).view(np.int32), _filled(next(views), 255), next(views)))
         status, rows, _, column, nulls, lengths = _csvscan.parse(
@@ -204,9 +208,9 @@ class ChunkReader:
             if kind == "f":
                 arrays.append(pa.Array.from_buffers(pa.float64(), rows, [validity, pa.py_buffer(buffers[0])],
                                                     null_count=nulls[i]))
-            elif kind == "b":
-                arrays.append(pa.Array.from_buffers(pa.bool_(), rows, [validity, pa.py_buffer(buffers[0])],
-                                                    null_count=nulls[i]))
+            elif kind in "bd":
+                arrays.append(pa.Array.from_buffers(pa.bool_() if kind == "b" else pa.date32(), rows,
+                                                    [validity, pa.py_buffer(buffers[0])], null_count=nulls[i]))
             else:
                 text = pa.Array.from_buffers(pa.string(), rows, [validity, pa.py_buffer(buffers[0]),
                                                                  pa.py_buffer(buffers[2][:lengths[i]])],

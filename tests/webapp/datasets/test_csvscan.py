@@ -63,6 +63,8 @@ TRICKY = {
     "empty lines": "a,b\n\n1,2\n\n\n3,4\n\n",
     "unicode": "name,n\nÉlodie,1\n日本,2\n\"Zoë, the 2nd\",3\n",
     "dates": "day,at,n\n2021-01-02,2021-01-02 03:04:05,1\n2021-12-31,2022-06-30T23:59:59,2\n,,3\n",
+    "calendar": ('day,n\n2000-02-29,1\n  1969-12-31\t,2\n"2024-02-29",3\n0001-01-01,4\n9999-12-31,5\nNA,6\n'
+                 '1970-01-01,7\n1900-03-01,8\n2100-12-31,9\n'),
     "tabs": "a\tb\n1\tx y\n2\tz\n",
     "many digits": "x\n" + "\n".join(repr(v) for v in np.random.default_rng(0).normal(0, 1e6, 200)) + "\n",
 }
@@ -115,6 +117,30 @@ def test_a_ragged_row_in_a_later_chunk_is_reported_with_its_line(tmp_path, tiny_
     path.write_text("a,b\n" + "1,2\n" * 500 + "1,2,3\n")
     with pytest.raises(IngestError, match="Line 502 has 3 fields but the header has 2"):
         ingest.ingest_table(path, tmp_path, file_format="csv")
+
+
+def test_the_compiled_reader_itself_reads_dates_to_pyarrow_s_days(tmp_path):
+    """No giving way here: ChunkReader raises where it cannot read, and the days are pyarrow's."""
+    rng = np.random.default_rng(4)
+    days = pd.to_datetime(rng.integers(-719_000, 2_900_000, 3_000), unit="D", origin="1970-01-01").strftime("%Y-%m-%d")
+    path = tmp_path / "d.csv"
+    path.write_text("day\n" + "\n".join(f" {d} " if i % 7 == 0 else d for i, d in enumerate(days)) + "\nNA\n")
+    reader = csvscan.ChunkReader(path, schema=pa.schema([("day", pa.date32())]), delimiter=",", has_header=True,
+                                 null_values=["NA"], true_values=[], false_values=[], chunk_bytes=4096)
+    got = pa.concat_arrays([batch.column(0) for batch in reader])
+    expected = pa.array([*days, None]).cast(pa.date32())
+    assert got.equals(expected)
+
+
+@pytest.mark.parametrize("bad", ["2021-02-29", "2021-13-01", "2021-1-05", "20210105", "1900-02-29"])
+def test_a_date_column_with_an_impossible_date_past_the_typed_head_is_text_on_both_paths(bad, tmp_path, monkeypatch):
+    days = pd.date_range("1990-01-01", periods=120_000, freq="D").strftime("%Y-%m-%d")  # past the 1 MB typed
+    path = tmp_path / "d.csv"
+    path.write_text("day\n" + "\n".join(days) + f"\n{bad}\n")
+    fast, slow, fast_reads = _both(path, monkeypatch)
+    assert fast_reads
+    _assert_same(fast, slow)
+    assert fast.schema.field("day").type == pa.string() and fast.column("day")[-1].as_py() == bad
 
 
 def _table_text(rows=6000, seed=2):
