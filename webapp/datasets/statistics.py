@@ -123,7 +123,8 @@ class DistinctCount:
     def add_hashes(self, hashes: np.ndarray, rows: int) -> None:
         """``add`` of ``rows`` values, given by hashes that are a bijection of them (the compiled
         reader's), those above ``limit()`` left out. The exact count keeps them sorted: NumPy's
-        vectorised sort merges a block into tens of thousands of values faster than a hash set."""
+        vectorised sort merges a block into tens of thousands of values faster than a hash set
+        would (the compiled pass hands a few-valued block's hashes back once each, not per row)."""
         self.rows += rows
         if self.exact is None:
             if len(self.sketch) < SKETCH_SIZE:
