@@ -1,11 +1,17 @@
 """Choose the array module (NumPy or CuPy) once and move arrays between host and device.
 
-This is the only module in `trainer` that imports CuPy. Everything else writes
+This is the only module in `trainer` that imports CuPy, and the one that hands out the fused
+kernels of either path (CuPy ElementwiseKernels, the compiled CPU kernels). Everything else writes
 ``xp = backend.get_array_module(x)`` and stays generic.
 """
 import os
 
 import numpy as np
+
+try:
+    from trainer import _cpukernels
+except ImportError:  # built without a C compiler: the CPU path runs NumPy ufuncs alone
+    _cpukernels = None
 
 _cupy = None          # the cupy module once imported, False when unavailable
 _device = "cpu"       # "cpu" or "gpu"
@@ -118,8 +124,15 @@ def fused(xp):
     """True when ``xp`` is not NumPy (CuPy) and the fused GPU kernels are on.
 
     CUPOLA_FUSED_KERNELS=0 (or ``set_fused_kernels(False)``) makes the GPU run the generic
-    operation-by-operation path instead: to compare the two, or to step around a kernel."""
+    operation-by-operation path instead, and the CPU its ufuncs without ``cpu_kernels``: to
+    compare the two, or to step around a kernel."""
     return xp is not np and _fused
+
+
+def cpu_kernels(xp):
+    """The compiled CPU kernels (trainer/_cpukernels.c) for NumPy arrays, or None: not built, not
+    NumPy, or the fused kernels turned off. Their results are the ufuncs' (tests check both)."""
+    return _cpukernels if xp is np and _fused else None
 
 
 def set_fused_kernels(on):

@@ -680,15 +680,19 @@ class Conv2D(Function):
         if self.needs_grad(0):
             n = self.padded_shape[0]
             row_groups, col_groups, rows, cols = self.grid
+            kernels = backend.cpu_kernels(_xp(gz))
             if self.pointwise:
                 gx = (gz @ W.reshape(c, f).T).reshape(self.padded_shape)
-            elif backend.fused(_xp(gz)):  # one GEMM to the columns' gradient, one kernel gathers it back
+            elif backend.fused(_xp(gz)) or kernels:  # one GEMM to the columns' gradient, one kernel gathers it
                 gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)
-                col2im = backend.elementwise_kernel(
-                    "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
-                    "int32 SH, int32 SW, int32 RG, int32 CG, int32 ROWS, int32 COLS", "T gx", _GPU_COL2IM)
-                col2im(gz @ W.reshape(kh * kw * c, f).T, *(np.int32(v) for v in (
-                    n, *self.padded_shape[1:], kh, kw, *self.strides, row_groups, col_groups, rows, cols)), gx)
+                sizes = (n, *self.padded_shape[1:], kh, kw, *self.strides, row_groups, col_groups, rows, cols)
+                if kernels:
+                    kernels.col2im(gz @ W.reshape(kh * kw * c, f).T, gx, *sizes)
+                else:
+                    col2im = backend.elementwise_kernel(
+                        "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
+                        "int32 SH, int32 SW, int32 RG, int32 CG, int32 ROWS, int32 COLS", "T gx", _GPU_COL2IM)
+                    col2im(gz @ W.reshape(kh * kw * c, f).T, *(np.int32(v) for v in sizes), gx)
             else:
                 # col2im one kernel offset at a time: each GEMM writes a contiguous block of
                 # positions that is added into its strided window of the input gradient.
@@ -753,9 +757,22 @@ class Conv2DMaxPool(Conv2D):
             return z.reshape(2, 2, n, rows, cols, f)
         return z.reshape(n, rows // 2, 2, cols // 2, 2, f).transpose(2, 4, 0, 1, 3, 5)
 
+    @staticmethod
+    def _cell_strides(cells):
+        """A cells view's strides in elements, for the CPU kernels: (cell row, cell column, sample, row, col)."""
+        return tuple(stride // cells.itemsize for stride in cells.strides[:5])
+
     def forward(self, x, W, b=None):
         xp = _xp(x)
-        cells = self._cells(self._convolve(x, W, b))
+        z = self._convolve(x, W, b)
+        cells = self._cells(z)
+        kernels = backend.cpu_kernels(xp)
+        if kernels:  # one pass for the pooling and its masks; the activation on a quarter of the values
+            self.y = y = xp.empty(cells.shape[2:], dtype=z.dtype)
+            self.right = xp.empty(y.shape, dtype=bool), xp.empty(y.shape, dtype=bool)
+            self.lower = xp.empty(y.shape, dtype=bool)
+            kernels.max_pool(z, self._cell_strides(cells), *y.shape, y, *self.right, self.lower)
+            return _activate_inplace(y, self.activation)
         if backend.fused(xp):  # one kernel: the pooling, its masks and the activation
             pool = backend.elementwise_kernel(
                 f"cupola_max_pool_{self.activation}", "T c00, T c01, T c10, T c11",
@@ -783,6 +800,9 @@ class Conv2DMaxPool(Conv2D):
                 f"cupola_max_pool_grad_{self.activation}", "T gy, T y, bool right_top, bool right_bottom, bool lower",
                 "T g00, T g01, T g10, T g11", grad + _GPU_MAX_POOL_GRAD)
             spread(gy, self.y, *self.right, self.lower, cells[0, 0], cells[0, 1], cells[1, 0], cells[1, 1])
+        elif backend.cpu_kernels(xp):  # the activation's gradient, then one pass spreads it to the four cells
+            g = xp.ascontiguousarray(_activation_grad(gy, self.y, self.activation))
+            backend.cpu_kernels(xp).max_pool_grad(g, *self.right, self.lower, gz, self._cell_strides(cells), *g.shape)
         else:
             gy = _activation_grad(gy, self.y, self.activation)
             bottom = xp.multiply(gy, self.lower)
