@@ -41,7 +41,7 @@ def test_the_pooled_convolution_gives_the_ufuncs_outputs_and_gradients(dtype, sh
     x[:, : shape[1] // 3] = 0.0  # a flat region: ties in every pooling window there
     W = (rng.standard_normal((*kernel, shape[-1], 8)) * 0.3).astype(dtype)
     b = rng.standard_normal(8).astype(dtype)
-    pooled = lambda *v: F.conv2d_max_pool(*v, strides, padding, activation)  # noqa: E731
+    pooled = lambda *v: F.conv2d_max_pool(*v, strides, padding, activation)
     on, off = (_forward_backward(pooled, x, W, b, kernels) for kernels in (True, False))
     np.testing.assert_array_equal(on[0], off[0])  # the maxima are the same values
     tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-6}
@@ -57,7 +57,7 @@ def test_a_nan_in_a_window_wins_it_as_in_np_maximum(channels):
     b = np.zeros(4, np.float32)
     for cell in [(0, 0, 0), (0, 1, 0), (1, 2, 3), (1, 3, 3), (0, 5, 6), (1, 7, 7)]:
         x[cell] = np.nan
-    pooled = lambda *v: F.conv2d_max_pool(*v, 1, "valid", "linear")  # noqa: E731
+    pooled = lambda *v: F.conv2d_max_pool(*v, 1, "valid", "linear")
     on, off = (_forward_backward(pooled, x, W, b, kernels) for kernels in (True, False))
     assert np.isnan(on[0]).any()
     np.testing.assert_array_equal(np.isnan(on[0]), np.isnan(off[0]))
@@ -70,7 +70,7 @@ def test_a_nan_in_a_window_wins_it_as_in_np_maximum(channels):
 def test_the_input_gradient_by_col2im_is_the_ufuncs(shape, kernel, strides, padding):
     rng = np.random.default_rng(2)
     x, W, b = rng.standard_normal(shape), rng.standard_normal((*kernel, shape[-1], 5)), rng.standard_normal(5)
-    convolution = lambda *v: F.conv2d(*v, strides, padding, "tanh")  # noqa: E731
+    convolution = lambda *v: F.conv2d(*v, strides, padding, "tanh")
     on, off = (_forward_backward(convolution, x, W, b, kernels) for kernels in (True, False))
     for got, expected in zip(on, off):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -80,7 +80,7 @@ def test_the_cell_major_layout_s_input_gradient_is_the_ufuncs():
     """An image input whose gradient is wanted: col2im over the 2 x 2 groups of positions."""
     rng = np.random.default_rng(3)
     x, W, b = rng.standard_normal((2, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
-    pooled = lambda *v: F.conv2d_max_pool(*v, 1, "same", "relu")  # noqa: E731
+    pooled = lambda *v: F.conv2d_max_pool(*v, 1, "same", "relu")
     on, off = (_forward_backward(pooled, x, W, b, kernels) for kernels in (True, False))
     for got, expected in zip(on, off):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
