@@ -17,10 +17,15 @@
  *       each window's gradient g to the cell the maximum came from, zeros to the others, in gz
  *       laid out as z above
  *
+ *   adam(w, g, m, v, alpha, beta_1, beta_2, epsilon)
+ *       one Adam step over a flat parameter buffer, in place: m and v updated, w -= alpha * m /
+ *       (sqrt(v) + epsilon); g is left as g * g * (1 - beta_2), as the NumPy path leaves it
+ *
  * Arrays are float32 or float64 (all of one call alike), C-contiguous; masks are NumPy bools.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -67,10 +72,18 @@ static int width_of(PyObject *array) {
     return width;
 }
 
+/* Loops whose arithmetic is more than memory traffic (square roots, divisions) get a copy for each
+ * vector width the machine may have, chosen when the module loads; the build stays portable. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
 /* ------------------------------------------------------------------------------ col2im */
 
 #define COL2IM(T)                                                                                                    \
-    static void col2im_##T(const T *dcols, T *gx, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,           \
+    CLONES static void col2im_##T(const T *dcols, T *gx, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,           \
                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t RG, Py_ssize_t CG, \
                            Py_ssize_t ROWS, Py_ssize_t COLS) {                                                       \
         if (SH == 1 && SW == 1 && RG == 1 && CG == 1) { /* the offsets that reach a cell, without a division */   \
@@ -229,7 +242,7 @@ static Py_ssize_t pool_window_double(const double *restrict c00, const double *r
  * (The activation's gradient stays a NumPy pass before it: with it in this loop, GCC vectorises
  * none of it.) */
 #define MAX_POOL_GRAD(T)                                                                                             \
-    static void max_pool_grad_##T(const T *restrict g, const uint8_t *restrict right_top,                            \
+    CLONES static void max_pool_grad_##T(const T *restrict g, const uint8_t *restrict right_top,                            \
                                   const uint8_t *restrict right_bottom, const uint8_t *restrict lower, T *gz,        \
                                   const Py_ssize_t *st, Py_ssize_t N, Py_ssize_t PR, Py_ssize_t PC, Py_ssize_t F) {  \
         Py_ssize_t i = 0;                                                                                            \
@@ -339,8 +352,62 @@ static PyObject *k_max_pool_grad(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------ Adam */
+
+/* Optimizer.update's NumPy path, operation for operation, in one pass: the scalars in T as NumPy
+ * casts Python floats next to an array of T. */
+#define ADAM(T)                                                                                                      \
+    CLONES static void adam_##T(T *restrict w, T *restrict g, T *restrict m, T *restrict v, Py_ssize_t n, double alpha,    \
+                         double b1, double b2, double eps) {                                                         \
+        const T a = (T)alpha, keep1 = (T)b1, take1 = (T)(1.0 - b1), keep2 = (T)b2, take2 = (T)(1.0 - b2);           \
+        const T e = (T)eps;                                                                                          \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                         \
+            m[i] = m[i] * keep1 + g[i] * take1;                                                                      \
+            g[i] = g[i] * g[i] * take2;                                                                              \
+            v[i] = v[i] * keep2 + g[i];                                                                              \
+            w[i] -= m[i] / (SQRT_##T(v[i]) + e) * a;                                                                 \
+        }                                                                                                            \
+    }
+
+#define SQRT_float sqrtf
+#define SQRT_double sqrt
+ADAM(float)
+ADAM(double)
+
+static PyObject *k_adam(PyObject *self, PyObject *args) {
+    PyObject *objects[4];
+    double alpha, b1, b2, eps;
+    if (!PyArg_ParseTuple(args, "OOOOdddd", &objects[0], &objects[1], &objects[2], &objects[3], &alpha, &b1, &b2,
+                          &eps))
+        return NULL;
+    int width = width_of(objects[0]);
+    if (width < 0) return NULL;
+    Held held = {0};
+    void *buffers[4];
+    static const char *names[4] = {"w", "g", "m", "v"};
+    Py_ssize_t n = 0;
+    for (int k = 0; k < 4; k++) {
+        if (width_of(objects[k]) != width) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "adam: w, g, m and v differ in dtype");
+            release_all(&held);
+            return NULL;
+        }
+        if (!(buffers[k] = hold(&held, objects[k], 1, k ? n * width : 0, names[k]))) {
+            release_all(&held);
+            return NULL;
+        }
+        if (!k) n = held.views[0].len / width;
+    }
+    Py_BEGIN_ALLOW_THREADS if (width == F32) adam_float(buffers[0], buffers[1], buffers[2], buffers[3], n, alpha, b1,
+                                                       b2, eps);
+    else adam_double(buffers[0], buffers[1], buffers[2], buffers[3], n, alpha, b1, b2, eps);
+    Py_END_ALLOW_THREADS release_all(&held);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"col2im", k_col2im, METH_VARARGS, "The input gradient of a convolution from its columns' gradient."},
+    {"adam", k_adam, METH_VARARGS, "One Adam step over flat buffers, in place."},
     {"max_pool", k_max_pool, METH_VARARGS, "A 2x2 max-pool of the GEMM's output, with its comparisons."},
     {"max_pool_grad", k_max_pool_grad, METH_VARARGS, "A 2x2 max-pool's gradient, spread to the cells."},
     {NULL, NULL, 0, NULL},

@@ -204,6 +204,9 @@ class Adam(Optimizer):
             return self._fused_update(
                 "m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g; w -= alpha * m / (sqrt(v) + eps);",
                 w, g, {"alpha": alpha, "b1": b1, "b2": b2, "eps": self.epsilon}, ("m", "v"))
+        kernels = backend.cpu_kernels(xp)
+        if kernels:  # the operations below, in one pass
+            return kernels.adam(w, g, m, v, alpha, b1, b2, self.epsilon)
         m *= b1
         xp.multiply(g, 1.0 - b1, out=tmp)
         m += tmp

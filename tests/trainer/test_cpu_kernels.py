@@ -7,6 +7,7 @@ import pytest
 
 from trainer import backend
 from trainer import functions as F
+from trainer import optimizers
 from trainer.core import Variable
 
 pytestmark = pytest.mark.skipif(backend._cpukernels is None, reason="trainer._cpukernels is not built")
@@ -119,3 +120,33 @@ def test_the_kernels_are_off_with_the_fused_kernels_and_never_for_other_arrays(m
     assert backend.cpu_kernels(object()) is None
     monkeypatch.setattr(backend, "_fused", False)
     assert backend.cpu_kernels(np) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", [lambda: optimizers.Adam(0.01), lambda: optimizers.AdamW(0.003, weight_decay=0.1),
+                                       lambda: optimizers.Adam(0.001, beta_1=0.5, beta_2=0.9, epsilon=1e-3)])
+def test_adam_s_kernel_steps_exactly_as_its_ufuncs(dtype, optimizer):
+    weights = []
+    for kernels in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(backend, "_fused", kernels)
+            rng = np.random.default_rng(4)
+            params = [Variable(rng.standard_normal(shape).astype(dtype)) for shape in [(7, 5), (5,), (3, 3, 2)]]
+            opt = optimizer()
+            opt.build(params)
+            for _ in range(6):
+                for p in params:
+                    p.grad = rng.standard_normal(p.shape).astype(dtype) * 3
+                opt.step()
+            weights.append([p.data.copy() for p in params] + [opt.slots["m"].copy(), opt.slots["v"].copy()])
+    for got, expected in zip(*weights):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_adam_s_kernel_refuses_buffers_of_other_sizes_or_types():
+    w = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="m holds"):
+        K.adam(w, np.zeros(10, np.float32), np.zeros(9, np.float32), np.zeros(10, np.float32), 0.1, 0.9, 0.99, 1e-7)
+    with pytest.raises(TypeError, match="differ in dtype"):
+        K.adam(w, np.zeros(10), np.zeros(10, np.float32), np.zeros(10, np.float32), 0.1, 0.9, 0.99, 1e-7)
