@@ -5,9 +5,8 @@ through the kernels wherever it is."""
 import numpy as np
 import pytest
 
-from trainer import backend
+from trainer import backend, optimizers
 from trainer import functions as F
-from trainer import optimizers
 from trainer.core import Variable
 
 pytestmark = pytest.mark.skipif(backend._cpukernels is None, reason="trainer._cpukernels is not built")
