@@ -2,7 +2,9 @@
 
 Hot paths are fused with hand-written backward passes: linear (+activation), conv2d by
 im2col (+activation), pooling, normalisation, whole-sequence recurrent cells and the
-loss functions. Everything is written against ``xp`` so it runs on NumPy and CuPy alike.
+loss functions. Everything is written against ``xp`` so it runs on NumPy and CuPy alike; the
+largest passes have a fused kernel on either path (CuPy ElementwiseKernels on the GPU, the compiled
+trainer/_cpukernels.c on the CPU where it is built), each giving what the generic code gives.
 """
 import functools
 import math
@@ -686,8 +688,9 @@ class Conv2D(Function):
             elif backend.fused(_xp(gz)) or kernels:  # one GEMM to the columns' gradient, one kernel gathers it
                 gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)
                 sizes = (n, *self.padded_shape[1:], kh, kw, *self.strides, row_groups, col_groups, rows, cols)
-                if kernels:
-                    kernels.col2im(gz @ W.reshape(kh * kw * c, f).T, gx, *sizes)
+                if kernels:  # the columns' gradient where the columns were (gW has read them)
+                    dcols = np.matmul(gz, W.reshape(kh * kw * c, f).T, out=None if self.transposed else self.cols)
+                    kernels.col2im(dcols, gx, *sizes)
                 else:
                     col2im = backend.elementwise_kernel(
                         "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
