@@ -115,6 +115,7 @@ def test_the_kernels_refuse_sizes_their_buffers_do_not_hold():
 
 
 def test_the_kernels_are_off_with_the_fused_kernels_and_never_for_other_arrays(monkeypatch):
+    monkeypatch.setattr(backend, "_fused", True)
     assert backend.cpu_kernels(np) is K
     assert backend.cpu_kernels(object()) is None
     monkeypatch.setattr(backend, "_fused", False)
