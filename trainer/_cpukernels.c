@@ -72,6 +72,35 @@ static int width_of(PyObject *array) {
     return width;
 }
 
+/* The common width of two arrays, or -1 with a TypeError naming the kernel. */
+static int common_width(const char *who, PyObject *a, PyObject *b) {
+    int width = width_of(a);
+    if (width < 0) return -1;
+    if (width_of(b) != width) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "%s: the arrays differ in dtype", who);
+        return -1;
+    }
+    return width;
+}
+
+/* The pool's three masks (right_top, right_bottom, lower), `outputs` bytes each; 0, or -1 with the error. */
+static int hold_masks(Held *held, PyObject *const *objects, int writable, Py_ssize_t outputs, uint8_t **masks) {
+    static const char *names[3] = {"right_top", "right_bottom", "lower"};
+    for (int k = 0; k < 3; k++) {
+        if (!(masks[k] = hold(held, objects[k], writable, outputs, names[k]))) return -1;
+    }
+    return 0;
+}
+
+/* 0 when no size is negative, else -1 with a ValueError naming the kernel. */
+static int sizes_ok(const char *who, Py_ssize_t N, Py_ssize_t PR, Py_ssize_t PC, Py_ssize_t F) {
+    if (N < 0 || PR < 0 || PC < 0 || F < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: negative sizes", who);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loops whose arithmetic is more than memory traffic (square roots, divisions) get a copy for each
  * vector width the machine may have, chosen when the module loads; the build stays portable. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -140,12 +169,8 @@ static PyObject *k_col2im(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "col2im: negative sizes, or kernel, strides or groups below 1");
         return NULL;
     }
-    int width = width_of(dcols_obj);
+    int width = common_width("col2im", dcols_obj, gx_obj);
     if (width < 0) return NULL;
-    if (width_of(gx_obj) != width) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "col2im: dcols and gx differ in dtype");
-        return NULL;
-    }
     Held held = {0};
     const Py_ssize_t positions = RG * CG * N * ROWS * COLS;
     const void *dcols = hold(&held, dcols_obj, 0, positions * KH * KW * C * width, "dcols");
@@ -287,67 +312,48 @@ static int cell_strides(PyObject *strides, Py_ssize_t *st, Py_ssize_t N, Py_ssiz
 }
 
 static PyObject *k_max_pool(PyObject *self, PyObject *args) {
-    PyObject *z_obj, *strides, *y_obj, *rt_obj, *rb_obj, *lower_obj;
+    PyObject *z_obj, *strides, *y_obj, *mask_objs[3];
     Py_ssize_t N, PR, PC, F, st[5];
-    if (!PyArg_ParseTuple(args, "OO!nnnnOOOO", &z_obj, &PyTuple_Type, &strides, &N, &PR, &PC, &F, &y_obj, &rt_obj,
-                          &rb_obj, &lower_obj))
+    if (!PyArg_ParseTuple(args, "OO!nnnnOOOO", &z_obj, &PyTuple_Type, &strides, &N, &PR, &PC, &F, &y_obj, &mask_objs[0],
+                          &mask_objs[1], &mask_objs[2]))
         return NULL;
-    if (N < 0 || PR < 0 || PC < 0 || F < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_pool: negative sizes");
-        return NULL;
-    }
-    int width = width_of(z_obj);
+    int width = sizes_ok("max_pool", N, PR, PC, F) < 0 ? -1 : common_width("max_pool", z_obj, y_obj);
     if (width < 0) return NULL;
-    if (width_of(y_obj) != width) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "max_pool: z and y differ in dtype");
-        return NULL;
-    }
     const Py_ssize_t outputs = N * PR * PC * F;
     Held held = {0};
     const void *z = hold(&held, z_obj, 0, 0, "z");
     void *y = z ? hold(&held, y_obj, 1, outputs * width, "y") : NULL;
-    uint8_t *rt = y ? hold(&held, rt_obj, 1, outputs, "right_top") : NULL;
-    uint8_t *rb = rt ? hold(&held, rb_obj, 1, outputs, "right_bottom") : NULL;
-    uint8_t *lower = rb ? hold(&held, lower_obj, 1, outputs, "lower") : NULL;
-    if (!lower || cell_strides(strides, st, N, PR, PC, F, held.views[0].len / width) < 0) {
+    uint8_t *m[3];
+    if (!y || hold_masks(&held, mask_objs, 1, outputs, m) < 0 ||
+        cell_strides(strides, st, N, PR, PC, F, held.views[0].len / width) < 0) {
         release_all(&held);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS if (width == F32) max_pool_float(z, st, N, PR, PC, F, y, rt, rb, lower);
-    else max_pool_double(z, st, N, PR, PC, F, y, rt, rb, lower);
+    Py_BEGIN_ALLOW_THREADS if (width == F32) max_pool_float(z, st, N, PR, PC, F, y, m[0], m[1], m[2]);
+    else max_pool_double(z, st, N, PR, PC, F, y, m[0], m[1], m[2]);
     Py_END_ALLOW_THREADS release_all(&held);
     Py_RETURN_NONE;
 }
 
 static PyObject *k_max_pool_grad(PyObject *self, PyObject *args) {
-    PyObject *g_obj, *rt_obj, *rb_obj, *lower_obj, *gz_obj, *strides;
+    PyObject *g_obj, *mask_objs[3], *gz_obj, *strides;
     Py_ssize_t N, PR, PC, F, st[5];
-    if (!PyArg_ParseTuple(args, "OOOOOO!nnnn", &g_obj, &rt_obj, &rb_obj, &lower_obj, &gz_obj, &PyTuple_Type, &strides,
-                          &N, &PR, &PC, &F))
+    if (!PyArg_ParseTuple(args, "OOOOOO!nnnn", &g_obj, &mask_objs[0], &mask_objs[1], &mask_objs[2], &gz_obj,
+                          &PyTuple_Type, &strides, &N, &PR, &PC, &F))
         return NULL;
-    if (N < 0 || PR < 0 || PC < 0 || F < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_pool_grad: negative sizes");
-        return NULL;
-    }
-    int width = width_of(g_obj);
+    int width = sizes_ok("max_pool_grad", N, PR, PC, F) < 0 ? -1 : common_width("max_pool_grad", g_obj, gz_obj);
     if (width < 0) return NULL;
-    if (width_of(gz_obj) != width) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "max_pool_grad: g and gz differ in dtype");
-        return NULL;
-    }
     const Py_ssize_t outputs = N * PR * PC * F;
     Held held = {0};
     const void *g = hold(&held, g_obj, 0, outputs * width, "g");
-    const uint8_t *rt = g ? hold(&held, rt_obj, 0, outputs, "right_top") : NULL;
-    const uint8_t *rb = rt ? hold(&held, rb_obj, 0, outputs, "right_bottom") : NULL;
-    const uint8_t *lower = rb ? hold(&held, lower_obj, 0, outputs, "lower") : NULL;
-    void *gz = lower ? hold(&held, gz_obj, 1, 0, "gz") : NULL;
+    uint8_t *m[3];
+    void *gz = g && hold_masks(&held, mask_objs, 0, outputs, m) == 0 ? hold(&held, gz_obj, 1, 0, "gz") : NULL;
     if (!gz || cell_strides(strides, st, N, PR, PC, F, held.views[4].len / width) < 0) {
         release_all(&held);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS if (width == F32) max_pool_grad_float(g, rt, rb, lower, gz, st, N, PR, PC, F);
-    else max_pool_grad_double(g, rt, rb, lower, gz, st, N, PR, PC, F);
+    Py_BEGIN_ALLOW_THREADS if (width == F32) max_pool_grad_float(g, m[0], m[1], m[2], gz, st, N, PR, PC, F);
+    else max_pool_grad_double(g, m[0], m[1], m[2], gz, st, N, PR, PC, F);
     Py_END_ALLOW_THREADS release_all(&held);
     Py_RETURN_NONE;
 }
@@ -387,8 +393,7 @@ static PyObject *k_adam(PyObject *self, PyObject *args) {
     static const char *names[4] = {"w", "g", "m", "v"};
     Py_ssize_t n = 0;
     for (int k = 0; k < 4; k++) {
-        if (width_of(objects[k]) != width) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "adam: w, g, m and v differ in dtype");
+        if (common_width("adam", objects[0], objects[k]) < 0) {
             release_all(&held);
             return NULL;
         }
