@@ -670,12 +670,14 @@ def environment(device, use_torch, tf32, threads):
         "device": device,
         "load_average_at_start": _load_average(),
     }
+    from trainer import backend
+
     if device == "gpu":
         # CuPy computes float32 GEMMs in full precision unless CUPY_TF32=1 is set before it loads.
         info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") == "1"
-        from trainer import backend
-
         info["cupola_fused_kernels"] = backend.fused_kernels_enabled()
+    else:  # the compiled CPU kernels: built (a C compiler at install) and on (CUPOLA_FUSED_KERNELS)
+        info["cupola_cpu_kernels"] = backend.cpu_kernels(np) is not None
     if use_torch:
         info.update(configure_torch(device, tf32, threads))
     return info
@@ -794,7 +796,8 @@ def format_report(report):
         (f"load average (1, 5, 15 min) at start {env['load_average_at_start']}, at end {env['load_average_at_end']}"
          " - other processes on the machine skew the timings"),
         (f"device {env['device']} (engine backend: {env.get('cupola_device', 'n/a')}); numpy {env['numpy']}; "
-         f"BLAS {', '.join(env['blas'] or ['unknown'])}"),
+         f"BLAS {', '.join(env['blas'] or ['unknown'])}"
+         + (f"; CPU kernels {'on' if env['cupola_cpu_kernels'] else 'off'}" if "cupola_cpu_kernels" in env else "")),
     ]
     if "torch_version" in env:
         line = f"torch {env['torch_version']}, {env['torch_threads']} threads"
