@@ -4,6 +4,8 @@ sizes. Skipped where the extension is not built; the gradient checks of test_fun
 through the kernels wherever it is."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from trainer import backend, optimizers
 from trainer import functions as F
@@ -150,3 +152,24 @@ def test_adam_s_kernel_refuses_buffers_of_other_sizes_or_types():
         K.adam(w, np.zeros(10, np.float32), np.zeros(9, np.float32), np.zeros(10, np.float32), 0.1, 0.9, 0.99, 1e-7)
     with pytest.raises(TypeError, match="differ in dtype"):
         K.adam(w, np.zeros(10), np.zeros(10, np.float32), np.zeros(10, np.float32), 0.1, 0.9, 0.99, 1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9), c=st.integers(1, 7), f=st.integers(1, 5),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 2), sw=st.integers(1, 2),
+       padding=st.sampled_from(["valid", "same"]), pooled=st.booleans(),
+       activation=st.sampled_from(["linear", "relu", "sigmoid", "tanh"]), seed=st.integers(0, 2**16))
+def test_any_small_convolution_gives_the_ufuncs_results(n, h, w, c, f, kh, kw, sh, sw, padding, pooled, activation,
+                                                        seed):
+    out_h = -(-h // sh) if padding == "same" else (h - kh) // sh + 1
+    out_w = -(-w // sw) if padding == "same" else (w - kw) // sw + 1
+    assume(out_h >= (2 if pooled else 1) and out_w >= (2 if pooled else 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).round(1)  # rounded: ties in the pooling windows
+    W, b = rng.standard_normal((kh, kw, c, f)).round(1), rng.standard_normal(f)
+    function = F.conv2d_max_pool if pooled else F.conv2d
+    convolution = lambda *v: function(*v, (sh, sw), padding, activation)
+    on, off = (_forward_backward(convolution, x, W, b, kernels) for kernels in (True, False))
+    np.testing.assert_array_equal(on[0], off[0])
+    for got, expected in zip(on[1:], off[1:]):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
