@@ -14,6 +14,7 @@
  *       n_present_up_to_limit)
  *   float_range(values, validity, offset, length) -> (finite_low, finite_high)
  *   string_hashes(offsets, data, offset, length, hashes)
+ *   string_codes(offsets, data, validity, offset, length, codes, hashes, firsts) -> distinct values or -1
  *
  * parse() reads whole rows (a chunk cut after a newline). Columns are typed beforehand: b'f' float64,
  * b'b' boolean, b'd' date32 (YYYY-MM-DD), b's' string. It writes Arrow's layouts into buffers the
@@ -870,6 +871,43 @@ static PyObject *csv_float_range(PyObject *self, PyObject *args) {
     return Py_BuildValue("dd", low, high);
 }
 
+/* The hash of the n bytes at p (in a buffer that ends at end): eight at a time through splitmix64's
+ * mixer, the length folded in last. The last part word is one 8-byte load, masked, where the buffer
+ * goes on that far (a call to memcpy of a few bytes cost more than the rest of a short string). */
+static inline uint64_t string_hash(const unsigned char *p, Py_ssize_t n, const unsigned char *end) {
+    uint64_t h = 0x243F6A8885A308D3ULL;
+    Py_ssize_t a = 0;
+    for (; n - a >= 8; a += 8) {
+        uint64_t word;
+        memcpy(&word, p + a, 8);
+        h = mix64(h ^ word);
+    }
+    uint64_t tail = 0;
+    const Py_ssize_t rest = n - a;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (rest && end - (p + a) >= 8) {
+        memcpy(&tail, p + a, 8);
+        tail &= ~0ULL >> (8 * (8 - rest));
+    } else
+#endif
+        memcpy(&tail, p + a, (size_t)rest);
+    return mix64(h ^ tail ^ ((uint64_t)n << 56));
+}
+
+/* Whether the n bytes at x and at y are equal (both in a buffer that ends at end): one masked 8-byte
+ * compare for a short string where the buffer allows, memcmp otherwise. */
+static inline int same_bytes(const unsigned char *x, const unsigned char *y, Py_ssize_t n, const unsigned char *end) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n <= 8 && end - x >= 8 && end - y >= 8) {
+        uint64_t u, v;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        return n == 0 || !((u ^ v) & (~0ULL >> (8 * (8 - n))));
+    }
+#endif
+    return !memcmp(x, y, (size_t)n);
+}
+
 /* A 64-bit hash of each string of an Arrow string array (int32 offsets, UTF-8 bytes) into out:
  * eight bytes at a time through splitmix64's mixer, the length folded in last. Not for adversaries:
  * row hashes and distinct counts of one ingestion compare them with each other only. */
@@ -891,16 +929,7 @@ static PyObject *csv_string_hashes(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < length; i++) {
         int32_t a = offsets[offset + i], b = offsets[offset + i + 1];
         if (a < 0 || b < a || b > data_buffer.len) b = a = 0; /* never read outside a broken array's data */
-        const uint64_t n = (uint64_t)(b - a);
-        uint64_t h = 0x243F6A8885A308D3ULL;
-        for (; b - a >= 8; a += 8) {
-            uint64_t word;
-            memcpy(&word, data + a, 8);
-            h = mix64(h ^ word);
-        }
-        uint64_t tail = 0;
-        memcpy(&tail, data + a, (size_t)(b - a));
-        out[i] = mix64(h ^ tail ^ (n << 56));
+        out[i] = string_hash(data + a, b - a, data + data_buffer.len);
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&offsets_buffer);
     PyBuffer_Release(&data_buffer);
@@ -908,8 +937,116 @@ static PyObject *csv_string_hashes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    uint64_t hash;
+    int64_t code; /* the value's code + 1; 0: an empty slot */
+} Slot;
+
+/* The table twice as large, its entries placed again; NULL (and the old table freed) without memory. */
+static Slot *grow(Slot *table, Py_ssize_t *slots) {
+    const Py_ssize_t bigger = *slots * 2;
+    Slot *grown = calloc((size_t)bigger, sizeof(Slot));
+    if (grown) {
+        for (Py_ssize_t k = 0; k < *slots; k++) {
+            if (!table[k].code) continue;
+            size_t at = (size_t)table[k].hash & (size_t)(bigger - 1);
+            while (grown[at].code) at = (at + 1) & (size_t)(bigger - 1);
+            grown[at] = table[k];
+        }
+        *slots = bigger;
+    }
+    free(table);
+    return grown;
+}
+
+/* A dictionary encoding of an Arrow string array (int32 offsets, UTF-8 bytes, optional validity),
+ * in first-seen order as pyarrow's dictionary_encode: each row's code (-1 for a null) and hash
+ * (string_hashes', MISSING_HASH for a null) into codes and hashes, and each value's first row into
+ * firsts. Returns the number of distinct values, or -1 once there are more than firsts holds (the
+ * caller then encodes with Arrow). Equal hashes are told apart by their bytes. */
+static PyObject *csv_string_codes(PyObject *self, PyObject *args) {
+    Py_buffer offsets_buffer, data_buffer, codes_buffer, hashes_buffer, firsts_buffer, validity_buffer = {0};
+    PyObject *validity_object;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*y*Onnw*w*w*", &offsets_buffer, &data_buffer, &validity_object, &offset, &length,
+                          &codes_buffer, &hashes_buffer, &firsts_buffer))
+        return NULL;
+    int has_validity = validity_object != Py_None;
+    if (has_validity && PyObject_GetBuffer(validity_object, &validity_buffer, PyBUF_SIMPLE) < 0) {
+        has_validity = -1;
+    }
+    const Py_ssize_t capacity = firsts_buffer.len / 8;
+    Py_ssize_t slots = 256; /* doubled whenever half full: few values, a small table */
+    Slot *table = has_validity >= 0 ? calloc((size_t)slots, sizeof(Slot)) : NULL;
+    Py_ssize_t distinct = 0;
+    const char *problem = NULL;
+    if (has_validity < 0) problem = "";
+    else if (!table) problem = "memory";
+    else if (offset < 0 || length < 0 || offsets_buffer.len < (offset + length + 1) * 4 || codes_buffer.len < length * 4 ||
+             hashes_buffer.len < length * 8 || (has_validity && validity_buffer.len * 8 < offset + length))
+        problem = "offsets, validity, codes and hashes do not hold offset + length strings";
+    if (!problem) {
+        const int32_t *offsets = offsets_buffer.buf;
+        const unsigned char *data = data_buffer.buf, *valid = has_validity ? validity_buffer.buf : NULL;
+        int32_t *codes = codes_buffer.buf;
+        uint64_t *hashes = hashes_buffer.buf;
+        int64_t *firsts = firsts_buffer.buf;
+        Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < length; i++) {
+            const Py_ssize_t j = offset + i;
+            if (valid && !(valid[j >> 3] >> (j & 7) & 1)) {
+                codes[i] = -1;
+                hashes[i] = MISSING_HASH;
+                continue;
+            }
+            int32_t a = offsets[j], b = offsets[j + 1];
+            if (a < 0 || b < a || b > data_buffer.len) b = a = 0; /* never read outside a broken array's data */
+            const uint64_t h = string_hash(data + a, b - a, data + data_buffer.len);
+            hashes[i] = h;
+            for (size_t k = (size_t)h & (size_t)(slots - 1);; k = (k + 1) & (size_t)(slots - 1)) {
+                if (!table[k].code) { /* a new value */
+                    if (distinct == capacity) {
+                        distinct = -1;
+                        break;
+                    }
+                    table[k].hash = h;
+                    table[k].code = distinct + 1;
+                    firsts[distinct] = i;
+                    codes[i] = (int32_t)distinct++;
+                    if (2 * distinct >= slots && !(table = grow(table, &slots))) distinct = -2;
+                    break;
+                }
+                if (table[k].hash != h) continue;
+                const Py_ssize_t first = offset + firsts[table[k].code - 1];
+                int32_t fa = offsets[first], fb = offsets[first + 1];
+                if (fa < 0 || fb < fa || fb > data_buffer.len) fb = fa = 0;
+                if (fb - fa == b - a && same_bytes(data + fa, data + a, b - a, data + data_buffer.len)) {
+                    codes[i] = (int32_t)(table[k].code - 1);
+                    break;
+                }
+            }
+            if (distinct < 0) break;
+        }
+        Py_END_ALLOW_THREADS if (distinct == -2) problem = "memory";
+    }
+    free(table);
+    PyBuffer_Release(&offsets_buffer);
+    PyBuffer_Release(&data_buffer);
+    PyBuffer_Release(&codes_buffer);
+    PyBuffer_Release(&hashes_buffer);
+    PyBuffer_Release(&firsts_buffer);
+    if (has_validity > 0) PyBuffer_Release(&validity_buffer);
+    if (problem) {
+        if (!*problem) return NULL; /* the validity's error is set */
+        if (!strcmp(problem, "memory")) return PyErr_NoMemory();
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(distinct);
+}
+
 static PyMethodDef methods[] = {
     {"string_hashes", csv_string_hashes, METH_VARARGS, "64-bit hashes of an Arrow string array's values."},
+    {"string_codes", csv_string_codes, METH_VARARGS, "A dictionary encoding of an Arrow string array."},
     {"parse", csv_parse, METH_VARARGS, "Parse whole CSV rows into Arrow buffers; see the module's source."},
     {"count_lines", csv_count_lines, METH_VARARGS, "The number of newline bytes in a buffer."},
     {"float_stats", csv_float_stats, METH_VARARGS, "Missing, range, mean, M2 and hashes of float64 values."},

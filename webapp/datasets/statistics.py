@@ -44,7 +44,7 @@ MAX_ROW_HASHES = 8_000_000  # 64 MB of row hashes
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
 _BOOLEAN_HASHES = pd.util.hash_array(np.array([-1, 0, 1], np.int64))  # missing, False, True
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-_COSTS = {"numeric": 1, "boolean": 1, "datetime": 2, "text": 3}  # relative time to describe a column
+_COSTS = {"numeric": 1, "boolean": 1, "datetime": 1, "text": 3}  # relative time to describe a column (measured)
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -78,6 +78,29 @@ def _string_hashes(values: pa.Array) -> np.ndarray:
     _, offsets, data = values.buffers()
     _csvscan.string_hashes(offsets, data if data is not None else b"", values.offset, len(values), hashes)
     return hashes
+
+
+CODED_DISTINCT = 4096  # the compiled encoding's most distinct values a block; Arrow's (faster there) past them
+
+
+def _dictionary_encode(array: pa.Array, compiled: bool = True) -> tuple[pa.Array, np.ndarray, np.ndarray, bool]:
+    """The distinct strings in first-seen order (as ``pc.dictionary_encode``), each row's index
+    into them (-1 for a null), each row's hash (``_string_hashes``'; the missing hash for a null),
+    and whether the compiled encoding did it (not past CODED_DISTINCT values, nor when not asked)."""
+    if compiled and _csvscan is not None and pa.types.is_string(array.type) and len(array):
+        validity, offsets, data = array.buffers()
+        codes, hashes = np.empty(len(array), np.int32), np.empty(len(array), np.uint64)
+        firsts = np.empty(min(len(array), CODED_DISTINCT), np.int64)
+        distinct = _csvscan.string_codes(offsets, data if data is not None else b"",
+                                         validity if array.null_count else None, array.offset, len(array), codes,
+                                         hashes, firsts)
+        if distinct >= 0:
+            return array.take(pa.array(firsts[:distinct])), codes, hashes, True
+    # Hash each distinct string once, then spread the hashes by the dictionary's indices.
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary
+    indices = encoded.indices.fill_null(-1).to_numpy()  # a null's -1 takes the last: the missing hash
+    return values, indices, np.append(_string_hashes(values), _MISSING_HASH)[indices], False
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -336,6 +359,7 @@ class CountedColumn:
         self.pending_rows = 0
         self.counts: pa.Table | None = None  # values, counts
         self.sketch: DistinctCount | None = None
+        self.coded = True  # text blocks through the compiled dictionary encoding
 
     def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray:
         self.rows += len(array)
@@ -350,12 +374,8 @@ class CountedColumn:
                 [pa.array([v for v, _ in kept], pa.bool_()), pa.array([n for _, n in kept], pa.int64())],
                 names=["values", "counts"])
         else:
-            # Hash each distinct string once, then spread the hashes by the dictionary's indices,
-            # and count the values from the same indices.
-            encoded = pc.dictionary_encode(array)
-            values = encoded.dictionary
-            indices = encoded.indices.fill_null(-1).to_numpy()  # a null's -1 takes the last: the missing hash
-            hashes = np.append(_string_hashes(values), _MISSING_HASH)[indices]
+            # A column whose block had too many values for the compiled encoding goes to Arrow's after.
+            values, indices, hashes, self.coded = _dictionary_encode(array, self.coded)
             counts = np.bincount(indices[indices >= 0] if array.null_count else indices, minlength=len(values))
             # Lengths of the distinct values, times how often each comes
             self.length_sum += int(np.dot(pc.utf8_length(values).to_numpy(zero_copy_only=False), counts))

@@ -320,3 +320,41 @@ def test_a_table_read_whole_keeps_every_chunk_s_values(tmp_path, monkeypatch, ti
     table = ingest.read_csv(path, sniff_text(path))  # holds every batch: no chunk memory may be reused
     assert table.column("a").to_pylist() == [float(i) for i in range(3000)]
     assert table.column("c").to_pylist()[-7:] == [f"w{i % 7}" for i in range(2993, 3000)]
+
+
+def _encodings(array, monkeypatch):
+    """The compiled encoding, and Arrow's (the compiled one given room for no value)."""
+    fast = statistics._dictionary_encode(array)
+    with monkeypatch.context() as patch:
+        patch.setattr(statistics, "CODED_DISTINCT", 0)
+        slow = statistics._dictionary_encode(array)
+    return fast, slow
+
+
+@pytest.mark.parametrize("case", ["plain", "nulls", "sliced", "many"])
+def test_the_compiled_dictionary_encoding_is_arrow_s(case, monkeypatch):
+    rng = np.random.default_rng(8)
+    words = ["", "a", "Paris", "Zoë", "日本語のテキスト", "a" * 9, "a" * 8, "b" * 17, "Lyon", "<script>"]
+    values = [words[i] for i in rng.integers(0, len(words), 2_000)]
+    if case == "nulls":
+        values = [None if i % 7 == 0 else v for i, v in enumerate(values)]
+    array = pa.array(values, pa.string())
+    if case == "sliced":
+        array = array.slice(333, 1_000)
+    if case == "many":  # past the compiled encoding's capacity: Arrow's encoding, the same result
+        monkeypatch.setattr(statistics, "CODED_DISTINCT", 5)
+    (fast_values, fast_codes, fast_hashes, compiled), (slow_values, slow_codes, slow_hashes, _) = _encodings(
+        array, monkeypatch)
+    assert compiled == (case != "many")
+    assert fast_values.equals(slow_values)
+    assert fast_codes.tolist() == slow_codes.tolist()
+    assert fast_hashes.tolist() == slow_hashes.tolist()
+
+
+def test_the_compiled_dictionary_encoding_never_reads_outside_a_broken_array():
+    offsets = np.array([0, 3, 1 << 20, 2], np.int32)  # a value past the data, then one ending before it starts
+    codes, hashes, firsts = np.empty(3, np.int32), np.empty(3, np.uint64), np.empty(3, np.int64)
+    assert csvscan._csvscan.string_codes(offsets, b"abcd", None, 0, 3, codes, hashes, firsts) == 2
+    assert codes.tolist() == [0, 1, 1]  # the broken values read as empty strings, alike
+    with pytest.raises(ValueError, match="do not hold"):
+        csvscan._csvscan.string_codes(offsets, b"abcd", None, 1, 3, codes, hashes, firsts)
