@@ -12,8 +12,9 @@ Steps, each in its own process, each one's command written beside its numbers:
 - a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
 - load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``.
 
-Each step (but with ``--quick``) first waits, up to two minutes, for the 1-minute load average to fall
-below 0.5, so that it does not start on the heat of the one before; the README says where each started.
+Each step (but with ``--quick``) first flushes dirty pages and waits, up to two minutes, for the
+1-minute load average to fall below 0.5, so that it does not start on the heat of the one before; the
+README says where each started.
 
 Nothing in the README is typed by hand: a step that fails is reported as failed, with its error.
 """
@@ -80,9 +81,12 @@ SETTLE_MAX_S = 120
 
 
 def settle(below: float = SETTLE_LOAD, longest: float = SETTLE_MAX_S) -> tuple[float, float]:
-    """Wait until the 1-minute load average is below ``below`` (at most ``longest`` seconds), so that
-    each step starts on a machine as quiet as the one before it; returns (seconds waited, load)."""
+    """Flush the page cache's dirty pages (the upload step leaves a gigabyte of them, and SQLite's
+    commits then wait behind their writeback), then wait until the 1-minute load average is below
+    ``below`` (at most ``longest`` seconds), so that each step starts on a machine as quiet as the
+    one before it; returns (seconds waited, load)."""
     started = time.perf_counter()
+    os.sync()
     while os.getloadavg()[0] >= below and time.perf_counter() - started < longest:
         time.sleep(2)
     return time.perf_counter() - started, round(os.getloadavg()[0], 2)
