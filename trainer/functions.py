@@ -688,14 +688,16 @@ class Conv2D(Function):
             elif backend.fused(_xp(gz)) or kernels:  # one GEMM to the columns' gradient, one kernel gathers it
                 gx = _xp(gz).empty(self.padded_shape, dtype=gz.dtype)
                 sizes = (n, *self.padded_shape[1:], kh, kw, *self.strides, row_groups, col_groups, rows, cols)
-                if kernels:  # the columns' gradient where the columns were (gW has read them)
-                    dcols = np.matmul(gz, W.reshape(kh * kw * c, f).T, out=None if self.transposed else self.cols)
+                weights = W.reshape(kh * kw * c, f).T
+                # On the CPU the columns' gradient goes where the columns were (gW has read them).
+                dcols = np.matmul(gz, weights, out=self.cols) if kernels and not self.transposed else gz @ weights
+                if kernels:
                     kernels.col2im(dcols, gx, *sizes)
                 else:
                     col2im = backend.elementwise_kernel(
                         "cupola_col2im", "raw T dcols, int32 N, int32 H, int32 W, int32 C, int32 KH, int32 KW, "
                         "int32 SH, int32 SW, int32 RG, int32 CG, int32 ROWS, int32 COLS", "T gx", _GPU_COL2IM)
-                    col2im(gz @ W.reshape(kh * kw * c, f).T, *(np.int32(v) for v in sizes), gx)
+                    col2im(dcols, *(np.int32(v) for v in sizes), gx)
             else:
                 # col2im one kernel offset at a time: each GEMM writes a contiguous block of
                 # positions that is added into its strided window of the input gradient.
