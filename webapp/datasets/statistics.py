@@ -125,6 +125,14 @@ class DistinctCount:
         self.sketch: np.ndarray | None = None
         self.waiting: list[np.ndarray] = []  # candidates for a full sketch, merged some at a time
         self.n_waiting = 0
+        self._scratch: np.ndarray | None = None
+
+    def scratch(self, n: int) -> np.ndarray:
+        """A buffer for the compiled passes to write ``n`` hashes into, the same one each block
+        (``add_hashes`` copies what it keeps)."""
+        if self._scratch is None or len(self._scratch) < n:
+            self._scratch = np.empty(n, np.uint64)
+        return self._scratch
 
     def add(self, values: np.ndarray, hashes: np.ndarray | None = None) -> None:
         """``hashes``: ``pd.util.hash_array(values)`` when the caller has it already."""
@@ -201,7 +209,6 @@ class NumericColumn:
         self.distinct = DistinctCount()
         self.counts: tuple[np.ndarray, np.ndarray] | None = (np.empty(0), np.empty(0, dtype=np.int64))
         self.histogram_counts = self.edges = None
-        self._scratch: np.ndarray | None = None
 
     def add(self, array: pa.Array, row_hashes: np.ndarray, weight: np.uint64) -> np.ndarray | None:
         """Counts the values; returns their hashes for ``row_hashes``, or None where it added them in."""
@@ -238,13 +245,12 @@ class NumericColumn:
         Its hashes are a bijection of the values' bits, so counting distinct hashes counts values;
         only those the distinct count can still keep come back (all of them while it is exact)."""
         validity, data = array.buffers()
-        if self._scratch is None or len(self._scratch) < len(array):
-            self._scratch = np.empty(len(array), np.uint64)  # reused: what the counts keep, they copy
+        present = self.distinct.scratch(len(array))
         histogram = (self.histogram_counts, self.edges) if self.edges is not None else ()
         missing, n_finite, low, high, finite_low, finite_high, mean, m2, kept = _csvscan.float_stats(
-            data, validity, array.offset, len(array), row_hashes, self._scratch, self.distinct.limit(), int(weight),
+            data, validity, array.offset, len(array), row_hashes, present, self.distinct.limit(), int(weight),
             *histogram)
-        hashes = self._scratch[:kept]
+        hashes = present[:kept]
         self.rows += len(array)
         self.missing += missing
         if missing == len(array):
@@ -330,7 +336,7 @@ class DatetimeColumn:
         """``add`` in one compiled pass over the int64 nanoseconds; distinct values counted by their
         hashes, a bijection of the values."""
         validity, data = array.buffers()
-        present = np.empty(len(array), np.uint64)
+        present = self.distinct.scratch(len(array))
         missing, low, high, kept = _csvscan.int_stats(data, validity, array.offset, len(array), row_hashes, present,
                                                        self.distinct.limit(), int(weight))
         self.rows += len(array)
