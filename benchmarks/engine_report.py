@@ -35,8 +35,7 @@ def markdown_table(report):
     lines = [
         f"Engine benchmark {env['date']}{' (quick)' if report['quick'] else ''}: {env['cpu']}, "
         f"{env['threads']} threads, device {env['device']}, BLAS {', '.join(env.get('blas') or ['unknown'])}"
-        + (f", CPU kernels {'on' if env['cupola_cpu_kernels'] else 'off'}" if "cupola_cpu_kernels" in env else "")
-        + "; "
+        + bench.cpu_kernels_note(env, ", ") + "; "
         "seeds: training seeds per side "
         "(quality mean ± std over them, times summed)"
         + (f", torch {env['torch_version']}" if "torch_version" in env else ", torch absent")

@@ -787,6 +787,13 @@ def _fmt(value, digits=3):
     return str(value)
 
 
+def cpu_kernels_note(env, before):
+    """"CPU kernels on/off" after ``before``, where the report says (CPU runs); else nothing."""
+    if "cupola_cpu_kernels" not in env:
+        return ""
+    return f"{before}CPU kernels {'on' if env['cupola_cpu_kernels'] else 'off'}"
+
+
 def format_report(report):
     env = report["environment"]
     lines = [
@@ -796,8 +803,7 @@ def format_report(report):
         (f"load average (1, 5, 15 min) at start {env['load_average_at_start']}, at end {env['load_average_at_end']}"
          " - other processes on the machine skew the timings"),
         (f"device {env['device']} (engine backend: {env.get('cupola_device', 'n/a')}); numpy {env['numpy']}; "
-         f"BLAS {', '.join(env['blas'] or ['unknown'])}"
-         + (f"; CPU kernels {'on' if env['cupola_cpu_kernels'] else 'off'}" if "cupola_cpu_kernels" in env else "")),
+         f"BLAS {', '.join(env['blas'] or ['unknown'])}" + cpu_kernels_note(env, "; ")),
     ]
     if "torch_version" in env:
         line = f"torch {env['torch_version']}, {env['torch_threads']} threads"
