@@ -81,12 +81,17 @@ static int lower_equals(const char *s, Py_ssize_t n, const char *word) {
     return 1;
 }
 
+/* [*p, *q) without the blanks (spaces, tabs) around it, as pyarrow trims numbers and dates. */
+static inline void trim_blanks(const char **p, const char **q) {
+    while (*p < *q && (**p == ' ' || **p == '\t')) ++*p;
+    while (*q > *p && ((*q)[-1] == ' ' || (*q)[-1] == '\t')) --*q;
+}
+
 /* A decimal number, inf/infinity or nan (any case, signed), with blanks around it. Exact: the
  * fast path is Clinger's (mantissa <= 2^53 and |exponent| <= 22 make one correctly rounded
  * operation); anything else goes to strtod, which rounds correctly. */
 static int parse_double(const char *p, const char *q, double *out) {
-    while (p < q && (*p == ' ' || *p == '\t')) p++;
-    while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    trim_blanks(&p, &q);
     if (p == q) return 0;
     const char *start = p;
     int negative = 0;
@@ -344,8 +349,7 @@ static int32_t days_from_civil(int y, int m, int d) {
 /* A date as pyarrow's date32 conversion reads one: YYYY-MM-DD, blanks around it allowed, a day that
  * exists (leap years included). 1 and *out = days since 1970-01-01, or 0. */
 static int parse_date(const char *p, const char *q, int32_t *out) {
-    while (p < q && (*p == ' ' || *p == '\t')) p++;
-    while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    trim_blanks(&p, &q);
     if (q - p != 10 || p[4] != '-' || p[7] != '-') return 0;
     static const int at[8] = {0, 1, 2, 3, 5, 6, 8, 9};
     int digit[8];
@@ -871,6 +875,14 @@ static PyObject *csv_float_range(PyObject *self, PyObject *args) {
     return Py_BuildValue("dd", low, high);
 }
 
+/* String j's bytes [*a, *b) by its offsets; an empty string where they are broken, so that nothing
+ * outside the data (of `size` bytes) is read. */
+static inline void string_span(const int32_t *offsets, Py_ssize_t j, Py_ssize_t size, int32_t *a, int32_t *b) {
+    *a = offsets[j];
+    *b = offsets[j + 1];
+    if (*a < 0 || *b < *a || *b > size) *a = *b = 0;
+}
+
 /* The hash of the n bytes at p (in a buffer that ends at end): eight at a time through splitmix64's
  * mixer, the length folded in last. The last part word is one 8-byte load, masked, where the buffer
  * goes on that far (a call to memcpy of a few bytes cost more than the rest of a short string). */
@@ -927,8 +939,8 @@ static PyObject *csv_string_hashes(PyObject *self, PyObject *args) {
     const unsigned char *data = data_buffer.buf;
     uint64_t *out = out_buffer.buf;
     Py_BEGIN_ALLOW_THREADS for (Py_ssize_t i = 0; i < length; i++) {
-        int32_t a = offsets[offset + i], b = offsets[offset + i + 1];
-        if (a < 0 || b < a || b > data_buffer.len) b = a = 0; /* never read outside a broken array's data */
+        int32_t a, b;
+        string_span(offsets, offset + i, data_buffer.len, &a, &b);
         out[i] = string_hash(data + a, b - a, data + data_buffer.len);
     }
     Py_END_ALLOW_THREADS PyBuffer_Release(&offsets_buffer);
@@ -998,8 +1010,8 @@ static PyObject *csv_string_codes(PyObject *self, PyObject *args) {
                 hashes[i] = MISSING_HASH;
                 continue;
             }
-            int32_t a = offsets[j], b = offsets[j + 1];
-            if (a < 0 || b < a || b > data_buffer.len) b = a = 0; /* never read outside a broken array's data */
+            int32_t a, b;
+            string_span(offsets, j, data_buffer.len, &a, &b);
             const uint64_t h = string_hash(data + a, b - a, data + data_buffer.len);
             hashes[i] = h;
             for (size_t k = (size_t)h & (size_t)(slots - 1);; k = (k + 1) & (size_t)(slots - 1)) {
@@ -1017,8 +1029,8 @@ static PyObject *csv_string_codes(PyObject *self, PyObject *args) {
                 }
                 if (table[k].hash != h) continue;
                 const Py_ssize_t first = offset + firsts[table[k].code - 1];
-                int32_t fa = offsets[first], fb = offsets[first + 1];
-                if (fa < 0 || fb < fa || fb > data_buffer.len) fb = fa = 0;
+                int32_t fa, fb;
+                string_span(offsets, first, data_buffer.len, &fa, &fb);
                 if (fb - fa == b - a && same_bytes(data + fa, data + a, b - a, data + data_buffer.len)) {
                     codes[i] = (int32_t)(table[k].code - 1);
                     break;
