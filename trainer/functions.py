@@ -799,15 +799,16 @@ class Conv2DMaxPool(Conv2D):
         xp = _xp(gy)
         gz = xp.empty((4 * gy.size // gy.shape[-1], gy.shape[-1]), dtype=gy.dtype)
         cells = self._cells(gz)
+        kernels = backend.cpu_kernels(xp)
         if backend.fused(xp):  # one kernel: the activation's gradient spread to the four cells
             grad = _GPU_ACTIVATION_GRAD.get(self.activation, "gz = gy;").replace("gz =", "const T g =", 1)
             spread = backend.elementwise_kernel(
                 f"cupola_max_pool_grad_{self.activation}", "T gy, T y, bool right_top, bool right_bottom, bool lower",
                 "T g00, T g01, T g10, T g11", grad + _GPU_MAX_POOL_GRAD)
             spread(gy, self.y, *self.right, self.lower, cells[0, 0], cells[0, 1], cells[1, 0], cells[1, 1])
-        elif backend.cpu_kernels(xp):  # the activation's gradient, then one pass spreads it to the four cells
+        elif kernels:  # the activation's gradient, then one pass spreads it to the four cells
             g = xp.ascontiguousarray(_activation_grad(gy, self.y, self.activation))
-            backend.cpu_kernels(xp).max_pool_grad(g, *self.right, self.lower, gz, self._cell_strides(cells), *g.shape)
+            kernels.max_pool_grad(g, *self.right, self.lower, gz, self._cell_strides(cells), *g.shape)
         else:
             gy = _activation_grad(gy, self.y, self.activation)
             bottom = xp.multiply(gy, self.lower)
