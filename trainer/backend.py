@@ -135,6 +135,26 @@ def cpu_kernels(xp):
     return _cpukernels if xp is np and _fused else None
 
 
+_graphs = os.environ.get("CUPOLA_CUDA_GRAPHS", "1").strip().lower()
+
+
+def step_graphs_mode(xp):
+    """How a fit replays its training steps (trainer.graphs): "cuda" on the GPU with the fused
+    kernels on, unless CUPOLA_CUDA_GRAPHS=0; "emulate" on NumPy with CUPOLA_CUDA_GRAPHS=emulate
+    (the tests' check of the graphed loop); None: one step at a time."""
+    if _graphs in ("0", "false", "no", "off"):
+        return None
+    if xp is np:
+        return "emulate" if _graphs == "emulate" else None
+    return "cuda" if _fused else None
+
+
+def set_step_graphs(value):
+    """"1" (on where possible), "0" (off) or "emulate", as CUPOLA_CUDA_GRAPHS takes them."""
+    global _graphs
+    _graphs = str(value).strip().lower()
+
+
 def set_fused_kernels(on):
     global _fused
     _fused = bool(on)
@@ -157,6 +177,14 @@ def elementwise_kernel(name, in_params, out_params, operation):
             raise DeviceError(f"The fused kernel {name} needs CuPy and a CUDA device.")
         kernel = _kernels[key] = _cupy.ElementwiseKernel(in_params, out_params, operation, name)
     return kernel
+
+
+def copy_to_device(target, host):
+    """Copy the host array ``host`` into the existing array ``target`` (of its shape and dtype)."""
+    if _cupy and isinstance(target, _cupy.ndarray):
+        target.set(np.ascontiguousarray(host, dtype=target.dtype))
+    else:
+        target[...] = host
 
 
 def to_host(x):

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from trainer import backend, io, losses, optimizers
+from trainer import backend, graphs, io, losses, optimizers
 from trainer import callbacks as callbacks_module
 from trainer import data as data_module
 from trainer import layers as layers_module
@@ -39,12 +39,124 @@ class _Rows:
     def take(self, host_indices, device_indices):
         if self.resident:
             return self.data[device_indices]
-        return backend.to_device(data_module.gather_rows(self.host, host_indices, self.dtype))
+        return backend.to_device(self.host_batch(host_indices, 0, 0))
 
     def slice(self, begin, end):
         if self.resident:
             return self.data[begin:end]
-        return backend.to_device(np.asarray(self.host[begin:end], dtype=self.dtype))
+        return backend.to_device(self.host_batch(None, begin, end))
+
+    def host_batch(self, host_indices, begin, end):
+        """The rows ``host_indices`` (or, when None, ``begin:end``) of the host array, cast."""
+        if host_indices is None:
+            return np.asarray(self.host[begin:end], dtype=self.dtype)
+        return data_module.gather_rows(self.host, host_indices, self.dtype)
+
+
+class _GraphedSteps:
+    """The batches of a fit whose steps are replayed from CUDA graphs (see trainer.graphs): the
+    batch's rows, the optimizer's scalars and the epoch's sums all live on the device."""
+
+    def __init__(self, model, x, y, fused, step_graphs):
+        self.model, self.x, self.y, self.fused = model, x, y, fused
+        self.xp = backend.xp()
+        self.graphs = step_graphs
+        self.loss_sum = self.xp.zeros((), dtype=np.float64)
+        self.last_loss = None   # the last batch's loss (batch logs on the CPU)
+        self.sums = {}          # metric -> device accumulator of the epoch
+        self.counts = {}        # batch size -> metric -> count a batch adds
+        self.buffers = {}       # batch size -> [index, x rows or None, y rows or None]
+        self.steps = {}         # batch size -> the step's device work
+        self.positions = None   # 0..n-1 on the device: the index when there is no shuffle
+        model.optimizer.use_device_scalars(True)
+
+    def close(self):
+        self.model.optimizer.use_device_scalars(False)
+
+    def epoch(self, order, order_device, n, batch_size, cbs, batch_logs):
+        """Train one epoch; returns (samples seen, loss sum, metric totals, last learning rate)."""
+        model, optimizer = self.model, self.model.optimizer
+        for total in (self.loss_sum, *self.sums.values()):
+            total[...] = 0
+        if order_device is None and (self.x.resident or self.y.resident):
+            if self.positions is None or len(self.positions) != n:
+                self.positions = self.xp.arange(n, dtype=np.int64)
+            order_device = self.positions
+        counts = {}
+        seen, lr = 0, optimizer.current_learning_rate()
+        for batch, begin in enumerate(range(0, n, batch_size)):
+            end = min(begin + batch_size, n)
+            size = end - begin
+            self._load(size, order, order_device, begin, end)
+            lr = optimizer.prepare_step()
+            self.graphs.run(size, self._step(size), self._state, self._clear)
+            seen += size
+            for name, count in self.counts[size].items():
+                counts[name] = counts.get(name, 0) + count
+            if batch_logs:
+                logs = {"batch": batch, "size": size}
+                if self.xp is np:
+                    logs["loss"] = float(self.last_loss)
+                cbs.on_batch_end(batch, logs)
+            if model.stop_training:
+                break
+        return seen, self.loss_sum, {name: (self.sums[name], counts[name]) for name in self.sums}, lr
+
+    def _load(self, size, order, order_device, begin, end):
+        """Put the batch where the graph of its size reads it."""
+        buffers = self.buffers.get(size)
+        if buffers is None:
+            buffers = self.buffers[size] = [self.xp.empty(size, dtype=np.int64)] + [
+                None if rows.resident else self.xp.empty((size, *rows.host.shape[1:]), dtype=rows.dtype)
+                for rows in (self.x, self.y)]
+        index = buffers[0]
+        if order_device is not None:
+            index[...] = order_device[begin:end]
+        host_indices = order[begin:end] if order is not None else None
+        for rows, buffer in zip((self.x, self.y), buffers[1:]):
+            if buffer is not None:
+                backend.copy_to_device(buffer, rows.host_batch(host_indices, begin, end))
+
+    def _step(self, size):
+        step = self.steps.get(size)
+        if step is None:
+            step = self.steps[size] = self._make_step(size, *self.buffers[size])
+        return step
+
+    def _make_step(self, size, index, x_buffer, y_buffer):
+        model, xp = self.model, self.xp
+        logits = self.fused or model.loss.from_logits
+
+        def step():
+            xb = self.x.data.take(index, axis=0) if x_buffer is None else x_buffer
+            yb = self.y.data.take(index, axis=0) if y_buffer is None else y_buffer
+            loss, out = model._forward_backward(xb, yb, self.fused)
+            model.optimizer.apply_step()
+            self.loss_sum += loss * size
+            if self.last_loss is None:  # made in the warm-up, before any capture
+                self.last_loss = xp.zeros((), dtype=loss.dtype)
+            self.last_loss[...] = loss
+            counts = {}
+            for name, (value, count) in (model._batch_sums(yb, out, logits) if model.metrics else {}).items():
+                total = self.sums.get(name)
+                if total is None:
+                    total = self.sums[name] = xp.zeros((), dtype=value.dtype)
+                total += value
+                counts[name] = count
+            self.counts[size] = counts
+
+        return step
+
+    def _state(self):
+        """The arrays a step changes."""
+        optimizer = self.model.optimizer
+        return [optimizer.flat, *optimizer.slots.values(),
+                *(array for layer in self.model.layers for array in layer.state.values()),
+                self.loss_sum, self.last_loss, *self.sums.values()]
+
+    def _clear(self):
+        for p in self.model.optimizer.params:
+            p.grad = None
 
 
 class Sequential:
@@ -67,6 +179,7 @@ class Sequential:
         self._seed = seed          # seed of the current training (shuffles, dropout)
         self._resumed_seed = False
         self._callbacks = None           # the CallbackList of the running fit (checkpoints save their state)
+        self.step_graphs = None          # the last fit's CUDA graphs: trainer.graphs.StepGraphs.status
         self._resumed_callback_states = {}
         for layer in layers or ():
             self.add(layer)
@@ -164,14 +277,34 @@ class Sequential:
         return total
 
     def _train_step(self, xb, yb, fused):
+        loss, out = self._forward_backward(xb, yb, fused)
+        lr = self.optimizer.step()
+        return loss, out, lr
+
+    def _forward_backward(self, xb, yb, fused):
+        """The batch's loss and outputs (raw arrays), its gradients left in the parameters."""
         out = self(Variable(xb, requires_grad=False), logits=fused)
         loss = self.loss(yb, out, logits=True if fused else None)
         reg = self._regularization()
         if reg is not None:
             loss = loss + reg
         loss.backward()
-        lr = self.optimizer.step()
-        return loss.data, out.data, lr
+        return loss.data, out.data
+
+    def _graphed_steps(self, x, y, fused):
+        """A _GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
+        mode = backend.step_graphs_mode(backend.xp())
+        if mode is None:
+            self.step_graphs = None
+            return None
+        frozen = [(self.optimizer, "iterations"), (self.optimizer, "_scalars"),
+                  *((layer, "rng") for layer in self.layers)]
+        step_graphs = graphs.StepGraphs(mode, frozen)
+        self.step_graphs = step_graphs.status
+        if any(layer.draws_random for layer in self.layers):
+            step_graphs.turn_off("dropout draws a new mask every step; its steps stay eager")
+            return None
+        return _GraphedSteps(self, x, y, fused, step_graphs)
 
     # ------------------------------------------------------------------ data preparation
     def _input_dtype(self):
@@ -339,10 +472,23 @@ class Sequential:
             if saved is not None:
                 callback.set_state(*saved)
         self._resumed_callback_states = {}
+        graphed = self._graphed_steps(x_rows, y_rows, fused)
+        try:
+            self._fit_epochs(initial_epoch, epochs, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
+                             graphed, validation_data, verbose)
+        finally:
+            if graphed is not None:
+                graphed.close()
+        cbs.on_train_end({})
+        return history
+
+    def _fit_epochs(self, initial_epoch, epochs, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
+                    graphed, validation_data, verbose):
         with using_config("train", True):
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch, {})
-                logs = self._fit_epoch(epoch, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs)
+                logs = self._fit_epoch(epoch, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
+                                       graphed)
                 if validation_data is not None:
                     with test_mode():
                         val = self._evaluate_arrays(validation_data[0], validation_data[1], max(batch_size, 256))
@@ -354,17 +500,30 @@ class Sequential:
                     print(f"Epoch {epoch + 1}/{epochs} - {shown}")
                 if self.stop_training:
                     break
-        cbs.on_train_end({})
-        return history
 
-    def _fit_epoch(self, epoch, x, y, n, batch_size, shuffle, fused, cbs, batch_logs):
+    def _fit_epoch(self, epoch, x, y, n, batch_size, shuffle, fused, cbs, batch_logs, graphed=None):
         start = time.perf_counter()
-        xp = backend.xp()
         order = np.random.default_rng([self._seed, epoch]).permutation(n) if shuffle else None
         order_device = backend.to_device(order) if order is not None and (x.resident or y.resident) else None
         dropout_rng = backend.random_generator([self._seed, epoch, 1])
         for layer in self.layers:
             layer.rng = dropout_rng
+        if graphed is not None:
+            seen, loss_total, totals, lr = graphed.epoch(order, order_device, n, batch_size, cbs, batch_logs)
+        else:
+            seen, loss_total, totals, lr = self._eager_epoch(x, y, n, batch_size, order, order_device, fused, cbs,
+                                                             batch_logs)
+        logs = {"loss": float(loss_total) / max(seen, 1)}
+        logs.update(self._finish(totals))
+        elapsed = time.perf_counter() - start
+        logs["learning_rate"] = lr
+        logs["epoch_time"] = elapsed
+        logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
+        return logs
+
+    def _eager_epoch(self, x, y, n, batch_size, order, order_device, fused, cbs, batch_logs):
+        """One epoch, a step at a time; returns (samples seen, loss sum, metric totals, learning rate)."""
+        xp = backend.xp()
         loss_total = xp.zeros((), dtype=np.float64)
         totals = {}
         lr = self.optimizer.current_learning_rate()
@@ -390,13 +549,7 @@ class Sequential:
                 cbs.on_batch_end(batch, logs)
             if self.stop_training:
                 break
-        logs = {"loss": float(loss_total) / max(seen, 1)}
-        logs.update(self._finish(totals))
-        elapsed = time.perf_counter() - start
-        logs["learning_rate"] = lr
-        logs["epoch_time"] = elapsed
-        logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
-        return logs
+        return seen, loss_total, totals, lr
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_arrays(self, x, y, batch_size):

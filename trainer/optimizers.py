@@ -42,6 +42,8 @@ class Optimizer:
         self.iterations = 0
         self.params = []
         self.flat = None
+        self.device_scalars = None
+        self._scalars = None
 
     @staticmethod
     def _checked(owner, key, arg, value):
@@ -91,6 +93,7 @@ class Optimizer:
         self.scratch = xp.empty(total, dtype=dtype)
         self.slots = {name: self.initial_slot(name, flat) for name in self.slot_names}
         self.iterations = 0
+        self.device_scalars = None
 
     def initial_slot(self, name, flat):
         return backend.get_array_module(flat).zeros_like(flat)
@@ -112,7 +115,39 @@ class Optimizer:
 
     # -- the update
     def step(self):
-        """Apply one update from the parameters' ``grad`` (then cleared)."""
+        """Apply one update from the parameters' ``grad`` (then cleared); returns the learning rate."""
+        lr = self.prepare_step()
+        self.apply_step()
+        return lr
+
+    def prepare_step(self):
+        """The host's half of a step: count it and work out its scalars (learning rate, decay
+        factor, bias corrections). Returns the learning rate. ``apply_step`` does the rest on the
+        device; a step replayed from a CUDA graph runs only that half, so with
+        ``use_device_scalars`` the scalars go to a device array that it reads."""
+        lr = self.current_learning_rate()
+        self.iterations += 1
+        values = self.step_scalars(lr)
+        if self.device_scalars is None:
+            self._scalars = values
+        else:
+            self.device_scalars.write(values)
+        return lr
+
+    def step_scalars(self, lr):
+        """The numbers one step's update takes that may change from step to step (``scalar_names``)."""
+        return {"lr": lr, "decay": 1.0 - lr * self.weight_decay} if self.weight_decay else {"lr": lr}
+
+    def scalar_names(self):
+        return ("lr", "decay") if self.weight_decay else ("lr",)
+
+    def use_device_scalars(self, on):
+        """Read each step's scalars from a device array (``prepare_step`` writes it) or, when off,
+        take them as host numbers."""
+        self.device_scalars = _DeviceScalars(self.scalar_names(), self.flat) if on else None
+
+    def apply_step(self):
+        """The device's half of a step: gather the gradients, clip, decay and update the weights."""
         xp = backend.get_array_module(self.flat)
         g = self.grad
         # One concatenation into the flat gradient (on the GPU one kernel, not one copy per weight).
@@ -122,12 +157,10 @@ class Optimizer:
         for p in self.params:
             p.grad = None
         self._clip(g, xp)
-        lr = self.current_learning_rate()
+        scalars = self._scalars if self.device_scalars is None else self.device_scalars.read()
         if self.weight_decay:
-            self.flat *= 1.0 - lr * self.weight_decay
-        self.iterations += 1
-        self.update(self.flat, g, lr, xp)
-        return lr
+            self.flat *= scalars["decay"]
+        self.update(self.flat, g, scalars, xp)
 
     def _clip(self, g, xp):
         if self.clipvalue is not None:
@@ -142,7 +175,9 @@ class Optimizer:
             norm = xp.sqrt((g * g).sum())
             g *= xp.minimum(1.0, self.global_clipnorm / xp.maximum(norm, 1e-12)).astype(g.dtype)
 
-    def update(self, w, g, lr, xp):
+    def update(self, w, g, s, xp):
+        """Update ``w`` in place from ``g``; ``s`` holds ``step_scalars``' values (numbers, or device
+        scalars that the update must pass to its kernels as they are)."""
         raise NotImplementedError(f"{type(self).__name__}.update")
 
     def _fused_update(self, operation, w, g, scalars, slots=()):
@@ -151,7 +186,8 @@ class Optimizer:
         kernel = backend.elementwise_kernel(
             f"cupola_{self.type}_{len(slots)}", ", ".join(["T g", *(f"T {name}" for name in scalars)]),
             ", ".join(["T w", *(f"T {name}" for name in slots)]), operation)
-        kernel(g, *(g.dtype.type(value) for value in scalars.values()), w, *(self.slots[name] for name in slots))
+        kernel(g, *(value if hasattr(value, "shape") else g.dtype.type(value) for value in scalars.values()), w,
+               *(self.slots[name] for name in slots))
 
 
 class SGD(Optimizer):
@@ -162,7 +198,8 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
 
-    def update(self, w, g, lr, xp):
+    def update(self, w, g, s, xp):
+        lr = s["lr"]
         if backend.fused(xp):
             if not self.momentum:
                 return self._fused_update("w -= lr * g;", w, g, {"lr": lr})
@@ -196,10 +233,16 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
 
-    def update(self, w, g, lr, xp):
-        m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
+    def step_scalars(self, lr):
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
-        alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        return {**super().step_scalars(lr), "alpha": lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)}
+
+    def scalar_names(self):
+        return (*super().scalar_names(), "alpha")
+
+    def update(self, w, g, s, xp):
+        m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
+        b1, b2, alpha = self.beta_1, self.beta_2, s["alpha"]
         if backend.fused(xp):
             return self._fused_update(
                 "m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * g * g; w -= alpha * m / (sqrt(v) + eps);",
@@ -239,7 +282,8 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, rho=rho, epsilon=epsilon, **kwargs)
 
-    def update(self, w, g, lr, xp):
+    def update(self, w, g, s, xp):
+        lr = s["lr"]
         if backend.fused(xp):
             return self._fused_update("velocity = rho * velocity + (1 - rho) * g * g; w -= lr * g / sqrt(velocity + eps);",
                                       w, g, {"lr": lr, "rho": self.rho, "eps": self.epsilon}, ("velocity",))
@@ -268,7 +312,8 @@ class Adagrad(Optimizer):
     def initial_slot(self, name, flat):
         return backend.get_array_module(flat).full_like(flat, self.initial_accumulator_value)
 
-    def update(self, w, g, lr, xp):
+    def update(self, w, g, s, xp):
+        lr = s["lr"]
         if backend.fused(xp):
             return self._fused_update("accumulator += g * g; w -= lr * g / sqrt(accumulator + eps);",
                                       w, g, {"lr": lr, "eps": self.epsilon}, ("accumulator",))
@@ -280,6 +325,34 @@ class Adagrad(Optimizer):
         xp.divide(g, tmp, out=tmp)
         tmp *= lr
         w -= tmp
+
+
+class _DeviceScalars:
+    """One step's scalars in a device array, written by the host before the step.
+
+    A CUDA graph bakes the host numbers a kernel was launched with into the graph, so a replayed
+    step would keep the learning rate and bias corrections of the step it was captured at; read
+    from here, each replay gets its own. On the GPU the update's kernels take the array's 0-d
+    views; on NumPy (where graphs are only emulated, in tests) the numbers are read back from it."""
+
+    def __init__(self, names, like):
+        xp = backend.get_array_module(like)
+        self.numpy = xp is np
+        self.array = xp.zeros(len(names), dtype=np.float64 if self.numpy else like.dtype)
+        self.views = {name: self.array[i:i + 1].reshape(()) for i, name in enumerate(names)}  # 0-d views
+        self.written = None
+
+    def write(self, values):
+        row = tuple(values[name] for name in self.views)
+        if row != self.written:  # a constant learning rate costs one copy, not one a step
+            if self.numpy:
+                self.array[...] = row
+            else:
+                self.array.set(np.asarray(row, dtype=self.array.dtype))
+            self.written = row
+
+    def read(self):
+        return {name: float(view) for name, view in self.views.items()} if self.numpy else self.views
 
 
 OPTIMIZERS = {cls.type: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}

@@ -1,0 +1,162 @@
+"""Training steps replayed as CUDA graphs.
+
+A small model's GPU step is a few hundred kernel launches, and each costs the host more time than
+the GPU spends on it. So once a batch size has been trained on eagerly (the warm-up: kernels
+compiled, cuBLAS ready, memory pooled), the next step of that size is captured into a CUDA graph
+(forward, backward, update, and the epoch's loss and metric sums) and every later one is a single
+launch. The last, smaller batch of an epoch gets a graph of its own.
+
+What changes from one step to the next is put where the graph reads it, on the device:
+- the batch: the graph gathers its rows from the resident data set through an index buffer that
+  the host refills before each launch (rows that stay on the host are copied into a fixed buffer);
+- the optimizer's scalars (learning rate, bias corrections, decay): ``Optimizer.use_device_scalars``;
+- the epoch's loss and metric sums: accumulators on the device, zeroed when an epoch begins.
+
+Safety, since a graph replays whatever it captured:
+- each graph's temporaries come from a memory pool of its own, kept with the graph and used by
+  nothing else, so no later allocation hands its memory out again;
+- pinned host memory may not be allocated during a capture: a host-to-device copy (a Python number
+  turned into an array) would be captured from a staging buffer that later copies overwrite, so
+  the capture fails instead;
+- the second launch of every graph is checked against an eager step from the same state. A
+  mismatch, or a capture that CUDA refuses, turns graphs off for the rest of the fit; the eager
+  result is kept and ``model.step_graphs`` says why.
+Models whose dropout draws masks are left eager.
+
+On NumPy (``CUPOLA_CUDA_GRAPHS=emulate``, for the tests) the graph is emulated: a capture runs
+nothing and records the host state a real capture would bake in (the optimizer's step counter and
+host scalars, the layers' generators); a launch runs the step with that state put back. A step that
+reads host state where it should read a device buffer then trains differently from the eager path,
+which the tests compare with, bit for bit.
+"""
+import numpy as np
+
+from trainer import backend
+
+# The second launch of each graph must match an eager step to this fraction of the step's change
+# (cuBLAS runs the same kernels either way; atomic adds may round differently).
+CHECK_RTOL = 1e-3
+
+
+class CaptureError(RuntimeError):
+    """CUDA refused to capture a step (a host synchronisation, a host copy, ...)."""
+
+
+def _no_pinned_memory(size):
+    raise CaptureError("a host-to-device copy inside the training step (it would be replayed from a "
+                       "staging buffer that later copies overwrite)")
+
+
+class _CudaGraph:
+    def __init__(self, step):
+        import cupy
+
+        self.pool = cupy.cuda.MemoryPool()  # the graph's temporaries, handed to nobody else
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        cupy.cuda.set_pinned_memory_allocator(_no_pinned_memory)
+        try:
+            with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+                self.stream.begin_capture()
+                try:
+                    step()
+                except BaseException as error:
+                    try:
+                        self.stream.end_capture()
+                    except Exception:  # noqa: BLE001 - the capture is invalid already; report the first error
+                        pass
+                    raise CaptureError(f"{type(error).__name__}: {error}") from error
+                try:
+                    self.graph = self.stream.end_capture()
+                except Exception as error:  # noqa: BLE001 - cudaErrorStreamCaptureInvalidated and the like
+                    raise CaptureError(f"{type(error).__name__}: {error}") from error
+        finally:
+            cupy.cuda.set_pinned_memory_allocator(cupy.get_default_pinned_memory_pool().malloc)
+
+    def launch(self):
+        self.graph.launch()  # on the current stream, after the host's copies into the buffers
+
+
+class _EmulatedGraph:
+    def __init__(self, step, frozen):
+        self.step = step
+        self.frozen = [(owner, name, getattr(owner, name)) for owner, name in frozen]
+
+    def launch(self):
+        current = [getattr(owner, name) for owner, name, _ in self.frozen]
+        for owner, name, value in self.frozen:
+            setattr(owner, name, value)
+        try:
+            self.step()
+        finally:
+            for (owner, name, _), value in zip(self.frozen, current):
+                setattr(owner, name, value)
+
+
+class StepGraphs:
+    """One graph per key (the batch size): eager the first time a key comes, captured the second
+    (and launched), launched from then on; the second launch checked against an eager step."""
+
+    def __init__(self, mode, frozen=()):
+        self.mode = mode                # "cuda" or "emulate"
+        self.frozen = list(frozen)      # (object, attribute) pairs a capture bakes in (emulation)
+        self.graphs = {}
+        self.launches = {}
+        self.status = {"mode": mode, "captured": [], "launches": 0, "checked": 0, "off": None}
+
+    @property
+    def on(self):
+        return self.status["off"] is None
+
+    def turn_off(self, reason):
+        if self.on:
+            self.status["off"] = reason
+            self.graphs.clear()
+
+    def run(self, key, step, state, clear):
+        """One training step for ``key``. ``step`` does the device work; ``state()`` lists the arrays
+        a step changes (for the check); ``clear()`` drops what a failed capture left behind."""
+        if not self.on:
+            return step()
+        graph = self.graphs.get(key)
+        if graph is None:
+            if key not in self.launches:
+                self.launches[key] = 0
+                return step()  # the warm-up
+            try:
+                graph = self.graphs[key] = self._capture(step)
+            except CaptureError as error:
+                self.turn_off(f"the capture of a batch of {key} failed: {error}")
+                clear()
+                return step()
+            self.status["captured"].append(key)
+        self.launches[key] += 1
+        self.status["launches"] += 1
+        if self.launches[key] == 2:
+            return self._checked_launch(key, graph, step, state(), clear)
+        return graph.launch()
+
+    def _capture(self, step):
+        return _CudaGraph(step) if self.mode == "cuda" else _EmulatedGraph(step, self.frozen)
+
+    def _checked_launch(self, key, graph, step, state, clear):
+        """Launch, keep the result, rewind, run the step eagerly, and compare."""
+        xp = backend.get_array_module(state[0])
+        before = [a.copy() for a in state]
+        graph.launch()
+        replayed = [a.copy() for a in state]
+        for array, saved in zip(state, before):
+            array[...] = saved
+        clear()
+        step()
+        self.status["checked"] += 1
+        for i, (eager, graphed, saved) in enumerate(zip(state, replayed, before)):
+            eager64, graphed64 = eager.astype(np.float64), graphed.astype(np.float64)
+            if not eager.size:
+                continue
+            error = float(xp.abs(graphed64 - eager64).max())
+            change = float(xp.abs(eager64 - saved.astype(np.float64)).max())
+            if not error <= CHECK_RTOL * change:  # also catches NaN
+                self.turn_off(f"the graph of a batch of {key} gave other numbers than the eager step "
+                              f"(state array {i}: off by {error:.3g} where the step changed it by {change:.3g})")
+                return None
+        return None
