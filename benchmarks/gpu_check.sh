@@ -28,12 +28,18 @@ step() {  # step NAME SECONDS COMMAND...
     echo "== $name: exit $? after $((SECONDS - started))s"
 }
 
-step "device" 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-step "libraries" 60 "$PY" -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, \
+step "device" 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+step "libraries" 40 "$PY" -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, \
 'torch', torch.__version__, 'devices', cupy.cuda.runtime.getDeviceCount())"
 step "engine tests on the GPU" 120 "$PY" -m pytest -q -x -m gpu tests/trainer
-step "engine vs PyTorch on the GPU" 240 "$PY" benchmarks/engine_report.py --device gpu --seeds "$SEEDS" \
+step "engine vs PyTorch on the GPU" 200 "$PY" benchmarks/engine_report.py --device gpu --seeds "$SEEDS" \
     --json "$OUT/engine-gpu.json" --markdown "$OUT/engine-gpu.md"
-# The same recipes on the generic CuPy path (one operation per launch): what the fused kernels buy.
-step "generic CuPy path, for comparison" 120 env CUPOLA_FUSED_KERNELS=0 "$PY" -m trainer.bench --device gpu \
+# The large MLP with TF32 on both sides (CuPy's GEMMs use it only with CUPY_TF32=1): the fraction of peak.
+step "large MLP, TF32 on both sides" 60 env CUPY_TF32=1 "$PY" -m trainer.bench --device gpu --tf32 \
+    --recipe mlp_throughput --json "$OUT/engine-gpu-tf32.json"
+# What the CUDA graphs buy: the same recipes one step at a time.
+step "without CUDA graphs, for comparison" 80 env CUPOLA_CUDA_GRAPHS=0 "$PY" -m trainer.bench --device gpu \
+    --seeds 1 --recipe keras_example --recipe cnn_digits --recipe lstm_co2 --json "$OUT/engine-gpu-eager.json"
+# And the generic CuPy path (one operation per launch, no graphs): what the fused kernels buy.
+step "generic CuPy path, for comparison" 60 env CUPOLA_FUSED_KERNELS=0 "$PY" -m trainer.bench --device gpu \
     --seeds 1 --recipe keras_example --recipe cnn_digits --recipe lstm_co2 --json "$OUT/engine-gpu-generic.json"

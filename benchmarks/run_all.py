@@ -318,6 +318,14 @@ def main(argv=None) -> int:
                                         f"({Path(path).name})", None, report, markdown_table(report),
                                         report.get("command", f"python benchmarks/engine_report.py --json {Path(path).name}")))
 
+    gpu_measured = args.gpu or any(json.loads(Path(path).read_text())["environment"].get("device") == "gpu"
+                                   for path in args.engine_json)
+    if "engine" not in args.skip and not gpu_measured:
+        sections.append("### On the GPU\n\nNot measured in this run: no GPU was at hand. On a GPU machine, "
+                        "`OUT=out bash benchmarks/gpu_check.sh` runs the GPU tests and the recipes against PyTorch "
+                        "(with and without CUDA graphs, and the large MLP with TF32 on both sides); then "
+                        "`python benchmarks/run_all.py --engine-json out/engine-gpu.json` adds them here.\n")
+
     ingest = None
     if "ingest" not in args.skip:
         rows = 200_000 if args.quick else 1_000_000

@@ -60,6 +60,14 @@ def set_device(device):
     raise ValueError(f"set_device: device must be 'cpu' or 'gpu'. Received: device={device!r}")
 
 
+def gpu_name():
+    """The current GPU's name (e.g. "NVIDIA H100 80GB HBM3"), or None without one."""
+    if not _import_cupy():
+        return None
+    name = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def get_device():
     """The device in use: "cpu" or "gpu"."""
     return _device

@@ -337,6 +337,10 @@ class CupolaSide:
     def fit(self, x, y, epochs, batch_size):
         self.model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, seed=self.seed)
 
+    @property
+    def step_graphs(self):
+        return self.model.step_graphs  # what the fit did with CUDA graphs (None on the CPU)
+
     def predict(self, x):
         return np.asarray(self.model.predict(x, batch_size=1024))
 
@@ -544,6 +548,8 @@ def _run_side(side_factory, recipe, dataset, epochs):
         seconds = time.perf_counter() - start
         samples = epochs * len(dataset.x_train)
         result.update(ran=True, seconds=seconds, samples_per_second=samples / seconds)
+        if getattr(side, "step_graphs", None) is not None:
+            result["step_graphs"] = side.step_graphs
         if recipe.name == THROUGHPUT:
             params = count_parameters(recipe.architecture, dataset.x_train.shape[1:])
             result["flop_per_second"] = 6 * params * samples / seconds
@@ -567,6 +573,9 @@ def combine_runs(runs, seeds):
     if failed:
         result["error"] = failed[0].get("error", "did not run")
         return result
+    graphed = [r["step_graphs"] for r in runs if "step_graphs" in r]
+    if graphed:  # the first seed's, or the first that turned graphs off, which the report must show
+        result["step_graphs"] = next((g for g in graphed if g.get("off")), graphed[0])
     seconds = sum(r["seconds"] for r in runs)
     samples = sum(r["seconds"] * r["samples_per_second"] for r in runs)
     result.update(seconds=seconds, samples_per_second=samples / seconds,
@@ -676,6 +685,8 @@ def environment(device, use_torch, tf32, threads):
         # CuPy computes float32 GEMMs in full precision unless CUPY_TF32=1 is set before it loads.
         info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") == "1"
         info["cupola_fused_kernels"] = backend.fused_kernels_enabled()
+        info["cupola_cuda_graphs"] = backend.step_graphs_mode(backend.xp()) == "cuda"
+        info["gpu_name"] = backend.gpu_name()
     else:  # the compiled CPU kernels: built (a C compiler at install) and on (CUPOLA_FUSED_KERNELS)
         info["cupola_cpu_kernels"] = backend.cpu_kernels(np) is not None
     if use_torch:
@@ -815,7 +826,8 @@ def format_report(report):
         lines.append("torch not installed: engine side only")
     if "cupy_tf32" in env:
         lines.append(f"engine TF32 (CUPY_TF32): {env['cupy_tf32']}; fused kernels (CUPOLA_FUSED_KERNELS): "
-                     f"{env.get('cupola_fused_kernels')}")
+                     f"{env.get('cupola_fused_kernels')}; CUDA graphs (CUPOLA_CUDA_GRAPHS): "
+                     f"{env.get('cupola_cuda_graphs')}")
     for row in report["results"]:
         lines.append("")
         lines.append(f"== {row['recipe']}: {row['title']}")
@@ -843,6 +855,12 @@ def format_report(report):
         add("samples/s", lambda r: r.get("samples_per_second"), 0)
         if row["recipe"] == THROUGHPUT:
             add("GFLOP/s (6*P*N/t)", lambda r: r["flop_per_second"] / 1e9 if "flop_per_second" in r else None, 1)
+            peak = tf32_peak_flops(env.get("gpu_name"))
+            if peak:
+                add("% of dense TF32 peak", lambda r, peak=peak: 100 * r["flop_per_second"] / peak
+                    if "flop_per_second" in r else None, 1)
+                lines.append(f"   dense TF32 peak of the {env['gpu_name']}: {peak / 1e12:.0f} TFLOP/s (datasheet, no "
+                             f"sparsity); the engine uses TF32 only with CUPY_TF32=1 ({env.get('cupy_tf32')} here)")
         else:
             keys = [k for s in sides for k in row[s].get("quality", {})]
             for key in dict.fromkeys(keys):
@@ -856,10 +874,32 @@ def format_report(report):
             details = "; ".join(f"{c['rule']}: {c['cupola']:.4f} vs {c['torch']:.4f} {'ok' if c['met'] else 'MISSED'}"
                                 for c in rule["checks"].values())
             lines.append(f"   quality rule on the means: {'met' if rule['met'] else 'NOT met'} ({details})")
+        if "step_graphs" in row.get("cupola", {}):
+            lines.append(f"   CUDA graphs: {step_graphs_note(row['cupola']['step_graphs'])}")
         for s in sides:
             if "error" in row[s]:
                 lines.append(f"   {s} failed: {row[s]['error']}")
     return "\n".join(lines)
+
+
+# Dense (no sparsity) TF32 tensor-core peaks from NVIDIA's datasheets, by a part of the device name.
+TF32_PEAK_TFLOPS = (("H200", 494.7), ("H100 PCIe", 378.0), ("H100 NVL", 417.5), ("H100", 494.7), ("A100", 156.0),
+                    ("L40S", 183.0), ("L4", 60.0))
+
+
+def tf32_peak_flops(gpu_name):
+    """The dense TF32 peak in FLOP/s of a GPU known by name, else None."""
+    for part, tflops in TF32_PEAK_TFLOPS:
+        if gpu_name and part in gpu_name:
+            return tflops * 1e12
+    return None
+
+
+def step_graphs_note(status):
+    """One line on what a fit did with CUDA graphs (trainer.graphs.StepGraphs.status)."""
+    sizes = ", ".join(map(str, status["captured"])) or "none"
+    text = f"batch sizes captured {sizes}; {status['launches']} launches, {status['checked']} checked"
+    return text + (f"; turned off: {status['off']}" if status["off"] else "")
 
 
 def main(argv=None):

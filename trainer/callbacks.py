@@ -73,7 +73,8 @@ class CallbackList(Callback):
 
     @property
     def wants_batch_logs(self):
-        return any(type(c).on_batch_end is not Callback.on_batch_end for c in self.callbacks)
+        return any(type(c).on_batch_end is not Callback.on_batch_end or "on_batch_end" in vars(c)  # LambdaCallback
+                   for c in self.callbacks)
 
 
 class History(Callback):

@@ -214,10 +214,6 @@ def as_array(x, like=None):
         return x
     xp = backend.get_array_module(like) if like is not None else np
     dtype = like.dtype if like is not None and np.isscalar(x) else None
-    if xp is not np and np.isscalar(x):
-        # A fill kernel, not a host-to-device copy: a CUDA graph would capture the copy from a
-        # staging buffer that later transfers overwrite, and a launch takes the value as it is.
-        return xp.full((), x, dtype=dtype if dtype is not None else np.asarray(x).dtype)
     return xp.asarray(x, dtype=dtype)
 
 

@@ -29,6 +29,8 @@ host scalars, the layers' generators); a launch runs the step with that state pu
 reads host state where it should read a device buffer then trains differently from the eager path,
 which the tests compare with, bit for bit.
 """
+import contextlib
+
 import numpy as np
 
 from trainer import backend
@@ -60,14 +62,12 @@ class _CudaGraph:
                 try:
                     step()
                 except BaseException as error:
-                    try:
+                    with contextlib.suppress(Exception):  # the capture is invalid already; report the first error
                         self.stream.end_capture()
-                    except Exception:  # noqa: BLE001 - the capture is invalid already; report the first error
-                        pass
                     raise CaptureError(f"{type(error).__name__}: {error}") from error
                 try:
                     self.graph = self.stream.end_capture()
-                except Exception as error:  # noqa: BLE001 - cudaErrorStreamCaptureInvalidated and the like
+                except Exception as error:  # cudaErrorStreamCaptureInvalidated and the like
                     raise CaptureError(f"{type(error).__name__}: {error}") from error
         finally:
             cupy.cuda.set_pinned_memory_allocator(cupy.get_default_pinned_memory_pool().malloc)
@@ -115,25 +115,24 @@ class StepGraphs:
     def run(self, key, step, state, clear):
         """One training step for ``key``. ``step`` does the device work; ``state()`` lists the arrays
         a step changes (for the check); ``clear()`` drops what a failed capture left behind."""
-        if not self.on:
-            return step()
-        graph = self.graphs.get(key)
-        if graph is None:
-            if key not in self.launches:
-                self.launches[key] = 0
-                return step()  # the warm-up
+        graph = self.graphs.get(key) if self.on else None
+        if graph is None and self.on and key in self.launches:
             try:
                 graph = self.graphs[key] = self._capture(step)
+                self.status["captured"].append(key)
             except CaptureError as error:
                 self.turn_off(f"the capture of a batch of {key} failed: {error}")
                 clear()
-                return step()
-            self.status["captured"].append(key)
+        if graph is None:  # graphs off, the warm-up, or a refused capture
+            self.launches.setdefault(key, 0)
+            step()
+            return
         self.launches[key] += 1
         self.status["launches"] += 1
         if self.launches[key] == 2:
-            return self._checked_launch(key, graph, step, state(), clear)
-        return graph.launch()
+            self._checked_launch(key, graph, step, state(), clear)
+        else:
+            graph.launch()
 
     def _capture(self, step):
         return _CudaGraph(step) if self.mode == "cuda" else _EmulatedGraph(step, self.frozen)
@@ -158,5 +157,4 @@ class StepGraphs:
             if not error <= CHECK_RTOL * change:  # also catches NaN
                 self.turn_off(f"the graph of a batch of {key} gave other numbers than the eager step "
                               f"(state array {i}: off by {error:.3g} where the step changed it by {change:.3g})")
-                return None
-        return None
+                return

@@ -125,6 +125,45 @@ def test_it_states_tf32_settings_for_both_sides_on_a_gpu():
     assert "engine TF32 (CUPY_TF32): False; fused kernels (CUPOLA_FUSED_KERNELS): True" in text
 
 
+def gpu_report(results):
+    environment = {
+        "date": "2026-01-01T00:00:00+00:00", "machine": "box", "cpu": "cpu", "cpu_cores_usable": 16, "threads": 16,
+        "platform": "Linux", "load_average_at_start": [0.1], "load_average_at_end": [0.2], "device": "gpu",
+        "cupola_device": "gpu", "numpy": "2", "blas": None, "cupy_tf32": True, "cupola_fused_kernels": True,
+        "cupola_cuda_graphs": True, "gpu_name": "NVIDIA H100 80GB HBM3",
+    }
+    return bench.format_report({"environment": environment, "quick": False, "results": results})
+
+
+def result_row(recipe, cupola):
+    return {"recipe": recipe, "title": recipe, "data": "d", "train_rows": 10, "test_rows": 0, "epochs": 1,
+            "batch_size": 4, "optimizer": "Adam", "loss": "mse", "cupola": {"ran": True, "seconds": 1.0,
+                                                                             "samples_per_second": 10.0, **cupola}}
+
+
+def test_it_reports_what_each_fit_did_with_cuda_graphs():
+    on = {"mode": "cuda", "captured": [64, 16], "launches": 900, "checked": 2, "off": None}
+    off = {"mode": "cuda", "captured": [64], "launches": 1, "checked": 1,
+           "off": "the graph of a batch of 64 gave other numbers than the eager step"}
+    text = gpu_report([result_row("keras_example", {"step_graphs": on}), result_row("lstm_co2", {"step_graphs": off})])
+    assert "CUDA graphs (CUPOLA_CUDA_GRAPHS): True" in text
+    assert "CUDA graphs: batch sizes captured 64, 16; 900 launches, 2 checked" in text
+    assert "turned off: the graph of a batch of 64 gave other numbers" in text
+    runs = [{"ran": True, "seconds": 1.0, "samples_per_second": 1.0, "step_graphs": on},
+            {"ran": True, "seconds": 1.0, "samples_per_second": 1.0, "step_graphs": off}]
+    assert bench.combine_runs(runs, [0, 1])["step_graphs"] == off  # a seed that turned them off is shown
+
+
+def test_it_reports_the_large_mlp_as_a_fraction_of_the_dense_tf32_peak():
+    assert bench.tf32_peak_flops("NVIDIA H100 80GB HBM3") == 494.7e12
+    assert bench.tf32_peak_flops("NVIDIA H100 PCIe") == 378.0e12
+    assert bench.tf32_peak_flops("NVIDIA H200") == 494.7e12
+    assert bench.tf32_peak_flops("Some GPU") is None and bench.tf32_peak_flops(None) is None
+    text = gpu_report([result_row(bench.THROUGHPUT, {"flop_per_second": 247.35e12})])
+    assert "% of dense TF32 peak" in text and "50.0" in text
+    assert "dense TF32 peak of the NVIDIA H100 80GB HBM3: 495 TFLOP/s" in text
+
+
 def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():
     runs = [
         {"ran": True, "seconds": 1.0, "samples_per_second": 100.0, "quality": {"accuracy": 0.90}, "peak_rss_mb": 10.0,

@@ -253,13 +253,9 @@ def _use_device(queue: str) -> str:
         backend.set_device("gpu")
     else:
         backend.set_device("cpu")
-    name = getattr(backend, "device_name", None)
-    if callable(name):
-        try:
-            return str(name())[:100]
-        except Exception:
-            pass
-    return "GPU" if backend.get_device() == "gpu" else f"CPU ({platform.machine()})"
+    if backend.get_device() == "gpu":
+        return f"GPU ({backend.gpu_name()})"[:100]
+    return f"CPU ({platform.machine()})"
 
 
 def human_reason(error: BaseException, *, batch_size: int, device: str) -> str:
