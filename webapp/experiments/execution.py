@@ -386,6 +386,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         if monitor.lost.is_set():
             return "lost"
         results = evaluate(model, prepared, spec, batch_size)
+        if model.step_graphs is not None:  # on a GPU: what the fit did with CUDA graphs, for the record
+            results["cuda_graphs"] = model.step_graphs
         checkpoints.save_atomically(model.save_weights, checkpoints.weights_path(run_id))
         cancelled = monitor.cancel.is_set()
         _finish(run_id, attempt, status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, results=results)

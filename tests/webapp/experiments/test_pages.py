@@ -45,6 +45,27 @@ def test_the_run_page_shows_curves_results_and_write_controls_to_editors(client,
 
 
 @pytest.mark.django_db
+def test_the_run_page_records_what_the_fit_did_with_cuda_graphs(client, people, iris, trained):
+    from trainer import backend
+
+    backend.set_step_graphs("emulate")  # the graphed loop on NumPy: the record a GPU worker writes
+    try:
+        run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=iris_spec(epochs=3), data_config={"target": "species"})
+        assert execution.run_execute(run.pk) == "succeeded"
+    finally:
+        backend.set_step_graphs("1")
+    run.refresh_from_db()
+    graphs = run.results["cuda_graphs"]
+    assert graphs["mode"] == "emulate" and graphs["off"] is None and graphs["captured"] and graphs["checked"]
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "CUDA graphs" in page and f"batch sizes captured {', '.join(map(str, graphs['captured']))}" in page
+    assert "cuda_graphs" not in trained.results  # one step at a time on the CPU: nothing to record
+    assert "CUDA graphs" not in client.get(trained.get_absolute_url()).content.decode()
+
+
+@pytest.mark.django_db
 def test_the_live_endpoint_returns_every_epoch(client, people, trained):
     client.force_login(people.viewer)
     data = client.get(f"/w/{people.workspace.slug}/runs/{trained.pk}/live.json").json()
