@@ -4,6 +4,7 @@ This is the only module in `trainer` that imports CuPy, and the one that hands o
 kernels of either path (CuPy ElementwiseKernels, the compiled CPU kernels). Everything else writes
 ``xp = backend.get_array_module(x)`` and stays generic.
 """
+import math
 import os
 
 import numpy as np
@@ -217,6 +218,65 @@ def random_generator(seed):
     if _device == "gpu":
         return _cupy.random.default_rng(int(np.random.SeedSequence(seed).generate_state(1)[0]))
     return np.random.default_rng(seed)
+
+
+class CounterRandom:
+    """Uniform numbers from a hash of (seed, step, draw, element): SplitMix64's finalizer.
+
+    The seed and the step count live in a device array, and ``next_step`` advances the count on
+    the device, so a training step replayed from a CUDA graph draws new numbers at every launch
+    (a host-side generator would be replayed with the numbers of the step it was captured at).
+    The GPU's dropout draws from it, graphed or not, so both give the same masks; so does the
+    NumPy path when graphs are emulated. Same seed, same numbers, on either device.
+    """
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _STEP = np.uint64(0xD1B54A32D192ED03)
+    _DRAW = 0xAEF17502108EF2D9
+    _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+    def __init__(self, xp, seed):
+        self.xp = xp
+        self.state = xp.zeros(2, dtype=np.uint64)  # seed word, step count
+        self.draws = 0                             # draws in this step: part of each draw's key
+        self.seed(seed)
+
+    def seed(self, seed):
+        """Start again from ``seed`` (an int or list of ints), in place."""
+        word = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
+        copy_to_device(self.state, np.array([word, 0], dtype=np.uint64))
+        self.draws = 0
+
+    def next_step(self):
+        self.state[1:] += np.uint64(1)
+        self.draws = 0
+
+    def random(self, shape, dtype=np.float32):
+        """Uniform numbers in [0, 1) of ``shape``: 24 random bits each."""
+        xp = self.xp
+        self.draws += 1
+        # One-element arrays, not scalars: their products wrap around as uint64 silently.
+        key = self.state[0:1] + self.state[1:2] * self._STEP + np.uint64(self.draws * self._DRAW % 2 ** 64)
+        z = xp.arange(math.prod(shape), dtype=np.uint64) * self._GOLDEN + key
+        z ^= z >> np.uint64(30)
+        z *= self._MIX[0]
+        z ^= z >> np.uint64(27)
+        z *= self._MIX[1]
+        z ^= z >> np.uint64(31)
+        dtype = np.dtype(dtype)
+        return ((z >> np.uint64(40)).astype(dtype) * dtype.type(2.0 ** -24)).reshape(shape)
+
+
+def step_random(current, seed):
+    """The generator a fit's dropout draws from in the epoch of ``seed``: a CounterRandom reseeded
+    in place (on the GPU, and on NumPy with graphs emulated), else a NumPy Generator."""
+    array_module = xp()
+    if array_module is np and step_graphs_mode(np) is None:
+        return np.random.default_rng(seed)
+    if isinstance(current, CounterRandom) and current.xp is array_module:
+        current.seed(seed)
+        return current
+    return CounterRandom(array_module, seed)
 
 
 _thread_limiter = None

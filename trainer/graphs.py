@@ -10,7 +10,9 @@ What changes from one step to the next is put where the graph reads it, on the d
 - the batch: the graph gathers its rows from the resident data set through an index buffer that
   the host refills before each launch (rows that stay on the host are copied into a fixed buffer);
 - the optimizer's scalars (learning rate, bias corrections, decay): ``Optimizer.use_device_scalars``;
-- the epoch's loss and metric sums: accumulators on the device, zeroed when an epoch begins.
+- the epoch's loss and metric sums: accumulators on the device, zeroed when an epoch begins;
+- dropout's masks: ``backend.CounterRandom`` hashes a seed and a step count kept on the device,
+  and the step advances the count there.
 
 Safety, since a graph replays whatever it captured:
 - each graph's temporaries come from a memory pool of its own, kept with the graph and used by
@@ -21,11 +23,10 @@ Safety, since a graph replays whatever it captured:
 - the second launch of every graph is checked against an eager step from the same state. A
   mismatch, or a capture that CUDA refuses, turns graphs off for the rest of the fit; the eager
   result is kept and ``model.step_graphs`` says why.
-Models whose dropout draws masks are left eager.
 
 On NumPy (``CUPOLA_CUDA_GRAPHS=emulate``, for the tests) the graph is emulated: a capture runs
 nothing and records the host state a real capture would bake in (the optimizer's step counter and
-host scalars, the layers' generators); a launch runs the step with that state put back. A step that
+host scalars, the layers' generators and their draw counts); a launch runs the step with that state put back. A step that
 reads host state where it should read a device buffer then trains differently from the eager path,
 which the tests compare with, bit for bit.
 """

@@ -197,11 +197,6 @@ class Layer:
         self.state = {}      # non-trainable: name -> array (e.g. moving statistics)
         self.rng = None      # backend random Generator, set by the model for dropout
 
-    @property
-    def draws_random(self):
-        """True when a training step draws random numbers (dropout's masks)."""
-        return False
-
     # -- configuration
     def get_config(self):
         config = {"type": type(self).__name__}
@@ -506,10 +501,6 @@ class Dropout(Layer):
 
     def __init__(self, rate, name=None):
         super().__init__(name, rate=rate)
-
-    @property
-    def draws_random(self):
-        return self.rate > 0.0
 
     def call(self, x, logits=False):
         if not Config.train or self.rate == 0.0:

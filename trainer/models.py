@@ -152,7 +152,7 @@ class _GraphedSteps:
         optimizer = self.model.optimizer
         return [optimizer.flat, *optimizer.slots.values(),
                 *(array for layer in self.model.layers for array in layer.state.values()),
-                self.loss_sum, self.last_loss, *self.sums.values()]
+                self.model._dropout_rng.state, self.loss_sum, self.last_loss, *self.sums.values()]
 
     def _clear(self):
         for p in self.model.optimizer.params:
@@ -180,6 +180,7 @@ class Sequential:
         self._resumed_seed = False
         self._callbacks = None           # the CallbackList of the running fit (checkpoints save their state)
         self.step_graphs = None          # the last fit's CUDA graphs: trainer.graphs.StepGraphs.status
+        self._dropout_rng = None         # what dropout draws from (backend.step_random)
         self._resumed_callback_states = {}
         for layer in layers or ():
             self.add(layer)
@@ -283,6 +284,8 @@ class Sequential:
 
     def _forward_backward(self, xb, yb, fused):
         """The batch's loss and outputs (raw arrays), its gradients left in the parameters."""
+        if isinstance(self._dropout_rng, backend.CounterRandom):
+            self._dropout_rng.next_step()
         out = self(Variable(xb, requires_grad=False), logits=fused)
         loss = self.loss(yb, out, logits=True if fused else None)
         reg = self._regularization()
@@ -297,13 +300,11 @@ class Sequential:
         if mode is None:
             self.step_graphs = None
             return None
-        frozen = [(self.optimizer, "iterations"), (self.optimizer, "_scalars"),
+        self._dropout_rng = backend.step_random(self._dropout_rng, [self._seed, 0, 1])  # one for the whole fit
+        frozen = [(self.optimizer, "iterations"), (self.optimizer, "_scalars"), (self._dropout_rng, "draws"),
                   *((layer, "rng") for layer in self.layers)]
         step_graphs = graphs.StepGraphs(mode, frozen)
         self.step_graphs = step_graphs.status
-        if any(layer.draws_random for layer in self.layers):
-            step_graphs.turn_off("dropout draws a new mask every step; its steps stay eager")
-            return None
         return _GraphedSteps(self, x, y, fused, step_graphs)
 
     # ------------------------------------------------------------------ data preparation
@@ -505,9 +506,9 @@ class Sequential:
         start = time.perf_counter()
         order = np.random.default_rng([self._seed, epoch]).permutation(n) if shuffle else None
         order_device = backend.to_device(order) if order is not None and (x.resident or y.resident) else None
-        dropout_rng = backend.random_generator([self._seed, epoch, 1])
+        self._dropout_rng = backend.step_random(self._dropout_rng, [self._seed, epoch, 1])
         for layer in self.layers:
-            layer.rng = dropout_rng
+            layer.rng = self._dropout_rng
         if graphed is not None:
             seen, loss_total, totals, lr = graphed.epoch(order, order_device, n, batch_size, cbs, batch_logs)
         else:

@@ -176,14 +176,49 @@ def test_a_second_fit_continues_the_first_and_resumes_the_same_graphed():
         np.testing.assert_array_equal(a, b)
 
 
-def test_dropout_keeps_its_steps_eager_and_says_so():
+def test_dropout_draws_new_masks_in_every_replayed_step(monkeypatch):
     x, rng = table()
     y = rng.integers(0, 3, len(x))
-    model = assert_same_training(classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.3),)), x, y)
-    assert model.step_graphs["captured"] == []
-    assert "dropout" in model.step_graphs["off"]
-    no_drop = assert_same_training(classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.0),)), x, y)
-    assert no_drop.step_graphs["off"] is None
+    build = classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.3),))
+    graphed, graphed_logs = fit(build, x, y, "emulate")
+    assert graphed.step_graphs["captured"] == [16, 4] and graphed.step_graphs["off"] is None
+    assert isinstance(graphed.layers[1].rng, backend.CounterRandom)
+    # The same fit with every step eager (graphs emulated, so the same generator): the same numbers.
+    monkeypatch.setattr(graphs.StepGraphs, "on", property(lambda self: False))
+    eager, eager_logs = fit(build, x, y, "emulate")
+    assert eager.step_graphs["launches"] == 0
+    for a, b in zip(eager.get_weights(), graphed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert graphed_logs["loss"] == eager_logs["loss"]
+    # Had the replays drawn the masks of their capture, training would differ: without dropout it does.
+    plain, _ = fit(classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.0),)), x, y, "emulate")
+    assert not np.array_equal(plain.get_weights()[0], graphed.get_weights()[0])
+
+
+def test_the_counter_generator_draws_from_its_device_state():
+    rng = backend.CounterRandom(np, [7, 0, 1])
+    rng.next_step()
+    first = rng.random((4000,))
+    second = rng.random((4000,))  # a second draw in the same step: other numbers
+    assert first.dtype == np.float32 and 0.0 <= first.min() and first.max() < 1.0
+    assert abs(first.mean() - 0.5) < 0.02 and abs(np.mean(first < 0.3) - 0.3) < 0.03
+    assert np.corrcoef(first, second)[0, 1] < 0.05
+    saved = rng.state.copy()
+    rng.next_step()
+    third = rng.random((4000,))
+    assert not np.array_equal(third, first)
+    rng.state[...] = saved  # rewinding the device state rewinds the numbers, as a graph's check does
+    rng.next_step()
+    np.testing.assert_array_equal(rng.random((4000,)), third)
+    again = backend.CounterRandom(np, [7, 0, 1])
+    again.next_step()
+    np.testing.assert_array_equal(again.random((4000,)), first)  # the same seed, the same numbers
+    other = backend.CounterRandom(np, [7, 1, 1])
+    other.next_step()
+    assert not np.array_equal(other.random((4000,)), first)
+    rng.seed([7, 0, 1])  # reseeded in place, as each epoch does
+    rng.next_step()
+    np.testing.assert_array_equal(rng.random((40, 100)).reshape(-1), first)
 
 
 class LeakyAdam(optimizers.Adam):
@@ -275,8 +310,8 @@ def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu():
     try:
         runs = {}
         for mode in ("0", "1"):
-            runs[mode] = fit(classifier(OPTIMIZERS["adamw with a decaying rate"], hidden=(32, 32)), x, y, mode,
-                             epochs=4, batch_size=32)
+            runs[mode] = fit(classifier(OPTIMIZERS["adamw with a decaying rate"], hidden=(32, 32),
+                                        extra=(layers.Dropout(0.2),)), x, y, mode, epochs=4, batch_size=32)
     finally:
         backend.set_device("cpu")
     status = runs["1"][0].step_graphs
