@@ -45,6 +45,10 @@ class CaptureError(RuntimeError):
     """CUDA refused to capture a step (a host synchronisation, a host copy, ...)."""
 
 
+def _describe(error):
+    return str(error) if isinstance(error, CaptureError) else f"{type(error).__name__}: {error}"
+
+
 def _no_pinned_memory(size):
     raise CaptureError("a host-to-device copy inside the training step (it would be replayed from a "
                        "staging buffer that later copies overwrite)")
@@ -121,8 +125,8 @@ class StepGraphs:
             try:
                 graph = self.graphs[key] = self._capture(step)
                 self.status["captured"].append(key)
-            except CaptureError as error:
-                self.turn_off(f"the capture of a batch of {key} failed: {error}")
+            except Exception as error:  # noqa: BLE001 - the warm-up ran this step eagerly: the capture failed
+                self.turn_off(f"the capture of a batch of {key} failed: {_describe(error)}")
                 clear()
         if graph is None:  # graphs off, the warm-up, or a refused capture
             self.launches.setdefault(key, 0)
@@ -133,7 +137,18 @@ class StepGraphs:
         if self.launches[key] == 2:
             self._checked_launch(key, graph, step, state(), clear)
         else:
+            self._launch(key, graph, step, clear)
+
+    def _launch(self, key, graph, step, clear):
+        """Launch ``graph``; where CUDA refuses (nothing of it ran), run the step eagerly. True if launched."""
+        try:
             graph.launch()
+        except Exception as error:  # noqa: BLE001 - whatever the driver says, the fit goes on without graphs
+            self.turn_off(f"the launch of a batch of {key} failed: {_describe(error)}")
+            clear()
+            step()
+            return False
+        return True
 
     def _capture(self, step):
         return _CudaGraph(step) if self.mode == "cuda" else _EmulatedGraph(step, self.frozen)
@@ -142,7 +157,8 @@ class StepGraphs:
         """Launch, keep the result, rewind, run the step eagerly, and compare."""
         xp = backend.get_array_module(state[0])
         before = [a.copy() for a in state]
-        graph.launch()
+        if not self._launch(key, graph, step, clear):
+            return
         replayed = [a.copy() for a in state]
         for array, saved in zip(state, before):
             array[...] = saved

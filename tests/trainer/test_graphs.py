@@ -300,6 +300,30 @@ def test_a_capture_that_fails_falls_back_to_eager_steps(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("launch", [1, 2, 3])
+def test_a_launch_that_cuda_refuses_falls_back_to_eager_steps(monkeypatch, launch):
+    x, rng = table()
+    y = rng.integers(0, 3, len(x))
+    real_launch = graphs._EmulatedGraph.launch
+    launches = []
+
+    def refused_at(self):
+        launches.append(self)
+        if len(launches) == launch:  # the first, the checked or a later launch
+            raise RuntimeError("cudaErrorLaunchFailure: unspecified launch failure")
+        real_launch(self)
+
+    eager, eager_logs = fit(classifier(OPTIMIZERS["adam"]), x, y, "0")
+    monkeypatch.setattr(graphs._EmulatedGraph, "launch", refused_at)
+    graphed, graphed_logs = fit(classifier(OPTIMIZERS["adam"]), x, y, "emulate")
+    assert graphed.step_graphs["off"] == ("the launch of a batch of 16 failed: RuntimeError: cudaErrorLaunchFailure: "
+                                          "unspecified launch failure")
+    assert graphed.step_graphs["checked"] == (1 if launch == 3 else 0)
+    assert graphed_logs["loss"] == eager_logs["loss"]
+    for a, b in zip(eager.get_weights(), graphed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.gpu
 def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu():
     if not backend.gpu_available():
