@@ -30,8 +30,7 @@ def assert_same_training(build, x, y, **options):
     """Eager and graphed fits give the same weights and logs; returns the graphed model."""
     eager, eager_logs = fit(build, x, y, "0", **options)
     graphed, graphed_logs = fit(build, x, y, "emulate", **options)
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
     timing = ("epoch_time", "samples_per_second")
     assert {k: v for k, v in graphed_logs.items() if k not in timing} == \
         {k: v for k, v in eager_logs.items() if k not in timing}
@@ -43,6 +42,16 @@ def table(n=100, features=5, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, features)).astype(np.float32)
     return x, rng
+
+
+def labelled_table(n=100):
+    x, rng = table(n)
+    return x, rng.integers(0, 3, len(x))
+
+
+def assert_same_weights(a, b):
+    for left, right in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(left, right)
 
 
 def classifier(optimizer, metrics=("accuracy",), hidden=(8,), loss="sparse_categorical_crossentropy", out=3,
@@ -68,8 +77,7 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_a_graphed_fit_trains_exactly_as_one_step_at_a_time_with_every_optimizer(name):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     model = assert_same_training(classifier(OPTIMIZERS[name]), x, y)
     # 100 rows in batches of 16: six of 16 and one of 4, each size captured once and checked once.
     assert model.step_graphs == {"mode": "emulate", "captured": [16, 4], "launches": 21 - 2, "checked": 2,
@@ -77,8 +85,7 @@ def test_a_graphed_fit_trains_exactly_as_one_step_at_a_time_with_every_optimizer
 
 
 def test_the_graphed_steps_see_the_learning_rate_change_every_step():
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     build = classifier(lambda: optimizers.SGD(learning_rate=schedules.ExponentialDecay(0.1, 1, 0.5)))
     graphed = assert_same_training(build, x, y)
     assert graphed.optimizer.iterations == 21
@@ -125,8 +132,7 @@ def test_recurrent_and_embedding_models_train_the_same_graphed():
 
 
 def test_unshuffled_and_host_resident_batches_reach_the_graph(monkeypatch, tmp_path):
-    x, rng = table(90)
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table(90)
     build = classifier(OPTIMIZERS["adam"])
     assert_same_training(build, x, y, shuffle=False)
     mapped = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=x.shape)
@@ -138,8 +144,7 @@ def test_unshuffled_and_host_resident_batches_reach_the_graph(monkeypatch, tmp_p
 
 
 def test_batch_callbacks_see_each_loss_and_can_stop_in_the_middle_of_an_epoch():
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     runs = {}
     for mode in ("0", "emulate"):
         backend.set_step_graphs(mode)
@@ -157,13 +162,11 @@ def test_batch_callbacks_see_each_loss_and_can_stop_in_the_middle_of_an_epoch():
     assert graphed_seen == eager_seen
     assert graphed_seen[6][1] == 4  # the last batch of the first epoch
     assert len(graphed.history.history["loss"]) == 3
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
 
 
 def test_a_second_fit_continues_the_first_and_resumes_the_same_graphed():
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     runs = {}
     for mode in ("0", "emulate"):
         backend.set_step_graphs(mode)
@@ -172,13 +175,11 @@ def test_a_second_fit_continues_the_first_and_resumes_the_same_graphed():
         model.fit(x, y, epochs=4, batch_size=32, seed=4, initial_epoch=2)
         runs[mode] = model
     assert runs["emulate"].optimizer.iterations == 7 * 2 + 4 * 2
-    for a, b in zip(runs["0"].get_weights(), runs["emulate"].get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(runs["0"], runs["emulate"])
 
 
 def test_dropout_draws_new_masks_in_every_replayed_step(monkeypatch):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     build = classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.3),))
     graphed, graphed_logs = fit(build, x, y, "emulate")
     assert graphed.step_graphs["captured"] == [16, 4] and graphed.step_graphs["off"] is None
@@ -187,8 +188,7 @@ def test_dropout_draws_new_masks_in_every_replayed_step(monkeypatch):
     monkeypatch.setattr(graphs.StepGraphs, "on", property(lambda self: False))
     eager, eager_logs = fit(build, x, y, "emulate")
     assert eager.step_graphs["launches"] == 0
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
     assert graphed_logs["loss"] == eager_logs["loss"]
     # Had the replays drawn the masks of their capture, training would differ: without dropout it does.
     plain, _ = fit(classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.0),)), x, y, "emulate")
@@ -229,8 +229,7 @@ class LeakyAdam(optimizers.Adam):
 
 
 def test_a_step_that_reads_host_state_is_caught_at_its_second_launch(monkeypatch):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     build = classifier(lambda: LeakyAdam(learning_rate=0.01))
     graphed = assert_same_training(build, x, y)  # the check's eager step is kept, and the rest run eagerly
     # The replay kept the step counter of its capture; the eager step counted on.
@@ -245,8 +244,7 @@ def test_a_step_that_reads_host_state_is_caught_at_its_second_launch(monkeypatch
 
 
 def test_a_graph_that_disagrees_with_the_eager_step_is_dropped_and_the_eager_result_kept(monkeypatch):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     launch = graphs._EmulatedGraph.launch
     launches = []
 
@@ -271,13 +269,11 @@ def test_a_graph_that_disagrees_with_the_eager_step_is_dropped_and_the_eager_res
     assert status["checked"] == 1 and status["captured"] == [16]
     assert "gave other numbers than the eager step" in status["off"]
     assert graphed_logs["loss"] == eager_logs["loss"]
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
 
 
 def test_a_capture_that_fails_falls_back_to_eager_steps(monkeypatch):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
 
     def refuse(self, step):
         for p in graphs_model[0].optimizer.params:  # what a half-done capture leaves behind
@@ -296,14 +292,12 @@ def test_a_capture_that_fails_falls_back_to_eager_steps(monkeypatch):
     graphed, _ = fit(build_and_keep, x, y, "emulate")
     assert graphed.step_graphs["off"].startswith("the capture of a batch of 16 failed: cudaErrorStreamCapture")
     assert graphed.step_graphs["launches"] == 0
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
 
 
 @pytest.mark.parametrize("launch", [1, 2, 3])
 def test_a_launch_that_cuda_refuses_falls_back_to_eager_steps(monkeypatch, launch):
-    x, rng = table()
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table()
     real_launch = graphs._EmulatedGraph.launch
     launches = []
 
@@ -320,16 +314,14 @@ def test_a_launch_that_cuda_refuses_falls_back_to_eager_steps(monkeypatch, launc
                                           "unspecified launch failure")
     assert graphed.step_graphs["checked"] == (1 if launch == 3 else 0)
     assert graphed_logs["loss"] == eager_logs["loss"]
-    for a, b in zip(eager.get_weights(), graphed.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(eager, graphed)
 
 
 @pytest.mark.gpu
 def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu():
     if not backend.gpu_available():
         pytest.skip("CuPy or a CUDA device is not available")
-    x, rng = table(300)
-    y = rng.integers(0, 3, len(x))
+    x, y = labelled_table(300)
     backend.set_device("gpu")
     try:
         runs = {}
