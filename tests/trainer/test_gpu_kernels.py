@@ -7,7 +7,11 @@ engine's GPU code paths (fused optimizer updates, bias + activation, the LSTM st
 NumPy arrays and must equal the NumPy path. On a GPU machine the same functions run the real
 kernels through the xp-parametrised tests.
 """
+import ctypes
+import ctypes.util
+import importlib.util
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,10 +127,92 @@ class EmulatedKernel:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+def _load_nvrtc():
+    """NVRTC, CUDA's run-time compiler (the nvidia-cuda-nvrtc wheel of the dev extra), or None."""
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    candidates = [p for root in roots for p in sorted(Path(root).glob("*/lib/libnvrtc.so*"))]
+    for candidate in [*candidates, ctypes.util.find_library("nvrtc")]:
+        try:
+            return ctypes.CDLL(str(candidate)) if candidate else None
+        except OSError:
+            continue
+    return None
+
+
+_NVRTC = _load_nvrtc()
+_C_TYPES = {"T": "T", "int32": "int", "int64": "long long", "bool": "bool", "float32": "float", "float64": "double"}
+_RAW = ("template <typename U> struct Raw {  // CuPy's CArray, as far as the kernels use it\n"
+        "  U *p; long long n;\n"
+        "  __device__ U &operator[](long long k) const { return p[k]; }\n"
+        "  __device__ long long size() const { return n; }\n};\n")
+
+
+def cuda_source(name, in_params, out_params, operation, dtype):
+    """The kernel as CuPy's ElementwiseKernel writes it: a grid-stride loop over ``i``, each non-raw
+    argument bound to its element by reference (inputs const), raw ones indexable as a whole."""
+    params, bindings = [], []
+    for text, const in ((in_params, "const "), (out_params, "")):
+        for pname, raw, kind in _params(text):
+            ctype = _C_TYPES[kind]
+            if raw:
+                params.append(f"Raw<{ctype}> {pname}")
+            else:
+                params.append(f"{const}{ctype} *_raw_{pname}")
+                bindings.append(f"{const}{ctype} &{pname} = _raw_{pname}[i];")
+    return (f"typedef {dtype} T;\n{_RAW}extern \"C\" __global__ void {name}({', '.join([*params, 'long long _n'])}) {{\n"
+            "  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < _n;"
+            " i += (long long)blockDim.x * gridDim.x) {\n"
+            f"    {' '.join(bindings)}\n    {operation};\n  }}\n}}\n")
+
+
+def nvrtc_errors(source, name):
+    """NVRTC's log when ``source`` does not compile for sm_90 (Hopper), else None."""
+    program = ctypes.c_void_p()
+    assert _NVRTC.nvrtcCreateProgram(ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None) == 0
+    options = (ctypes.c_char_p * 2)(b"--gpu-architecture=compute_90", b"--std=c++17")
+    status = _NVRTC.nvrtcCompileProgram(program, 2, options)
+    size = ctypes.c_size_t()
+    _NVRTC.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    _NVRTC.nvrtcGetProgramLog(program, log)
+    _NVRTC.nvrtcDestroyProgram(ctypes.byref(program))
+    return None if status == 0 else log.value.decode(errors="replace")
+
+
+_COMPILED = set()
+
+
+def compiled_check(name, in_params, out_params, operation):
+    """Compile a kernel once for float and double with NVRTC (where it is installed): the emulator
+    checks what a kernel computes, this that CUDA accepts it, before any GPU machine sees it."""
+    key = (name, in_params, out_params, operation)
+    if _NVRTC is None or key in _COMPILED:
+        return
+    for dtype in ("float", "double"):
+        errors = nvrtc_errors(cuda_source(name, in_params, out_params, operation, dtype), name)
+        if errors:
+            pytest.fail(f"the kernel {name} does not compile for T={dtype}:\n{errors}")
+    _COMPILED.add(key)
+
+
+def _emulated(name, in_params, out_params, operation):
+    compiled_check(name, in_params, out_params, operation)
+    return EmulatedKernel(in_params, out_params, operation)
+
+
 @pytest.fixture(name="emulated")
 def emulated_kernels(monkeypatch):
-    monkeypatch.setattr(backend, "elementwise_kernel",
-                        lambda name, in_params, out_params, operation: EmulatedKernel(in_params, out_params, operation))
+    monkeypatch.setattr(backend, "elementwise_kernel", _emulated)
+
+
+@pytest.mark.skipif(_NVRTC is None, reason="NVRTC (pip install nvidia-cuda-nvrtc) is not installed")
+def test_nvrtc_compiles_a_kernel_and_names_the_line_of_a_broken_one():
+    assert nvrtc_errors(cuda_source("ok", "T x, raw T table, int32 H", "T y", "y = x * table[i % H];", "float"),
+                        "ok") is None
+    errors = nvrtc_errors(cuda_source("broken", "T x", "T y", "y = x * undefined_name;", "float"), "broken")
+    assert errors and "undefined_name" in errors
+    assert nvrtc_errors(cuda_source("writes_input", "T x", "T y", "x = 1; y = x;", "float"), "writes_input")
 
 
 def test_the_emulator_runs_loops_and_skips_like_a_kernel():
