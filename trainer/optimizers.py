@@ -345,10 +345,7 @@ class _DeviceScalars:
     def write(self, values):
         row = tuple(values[name] for name in self.views)
         if row != self.written:  # a constant learning rate costs one copy, not one a step
-            if self.numpy:
-                self.array[...] = row
-            else:
-                self.array.set(np.asarray(row, dtype=self.array.dtype))
+            backend.copy_to_device(self.array, np.asarray(row, dtype=self.array.dtype))
             self.written = row
 
     def read(self):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import backend, layers, optimizers
+from trainer import Sequential, backend, layers, optimizers
 from trainer import functions as F
 from trainer.core import Parameter, Variable
 
@@ -386,3 +386,61 @@ def test_the_fused_kernels_can_be_turned_off_for_the_generic_path(monkeypatch):
     assert len(f.backward(np.ones_like(y))) == 4
     backend.set_fused_kernels(True)
     assert backend.fused(_NotNumpy) and not backend.fused(np)
+
+
+def _gpu_branches(monkeypatch, graphs_mode):
+    """Every module sees CuPy's stand-in: the fused kernels (emulated) and the GPU branches run."""
+    monkeypatch.setattr(backend, "xp", lambda: _NotNumpy)
+    monkeypatch.setattr(backend, "get_array_module", lambda x: _NotNumpy)
+    monkeypatch.setattr(F, "_xp", lambda array: _NotNumpy)
+    monkeypatch.setattr(backend, "step_graphs_mode", lambda xp: graphs_mode)
+
+
+WHOLE_MODELS = {
+    "mlp": (lambda: Sequential([layers.Dense(4, activation="relu"), layers.Dense(3, activation="softmax")], seed=1),
+            "sparse_categorical_crossentropy", lambda rng: (rng.normal(size=(22, 5)), rng.integers(0, 3, 22))),
+    "cnn": (lambda: Sequential([layers.Conv2D(2, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                                layers.Dense(3, activation="softmax")], seed=1),
+            "sparse_categorical_crossentropy", lambda rng: (rng.normal(size=(10, 6, 6, 1)), rng.integers(0, 3, 10))),
+    "lstm": (lambda: Sequential([layers.LSTM(3), layers.Dense(1)], seed=1), "mse",
+             lambda rng: (rng.normal(size=(10, 4, 2)), rng.normal(size=(10, 1)))),
+    "gru": (lambda: Sequential([layers.Embedding(6, 2), layers.GRU(3), layers.Dense(2, activation="sigmoid")], seed=1),
+            "binary_crossentropy", lambda rng: (rng.integers(0, 6, (10, 4)), rng.integers(0, 2, (10, 2)))),
+}
+
+
+def _whole_fit(name, optimizer="adam", extra=()):
+    build, loss, data = WHOLE_MODELS[name]
+    model = build()
+    for layer in extra:
+        model.layers.insert(-1, layer)
+    x, y = data(np.random.default_rng(2))
+    model.compile(loss=loss, optimizer=optimizers.get({"type": optimizer, "learning_rate": 0.05}),
+                  metrics=["accuracy"] if loss != "mse" else ["mae"])
+    history = model.fit(x.astype(np.float32) if x.dtype.kind == "f" else x, y, epochs=2, batch_size=4, seed=3)
+    return model, history.history
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_MODELS))
+def test_a_whole_fit_through_the_gpu_branches_trains_as_the_numpy_path(emulated, monkeypatch, name):
+    reference, reference_logs = _whole_fit(name)
+    _gpu_branches(monkeypatch, None)
+    fused, fused_logs = _whole_fit(name)
+    for a, b in zip(fused.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused_logs["loss"], reference_logs["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_the_gpu_branches_replayed_from_emulated_graphs_train_exactly_as_one_step_at_a_time(emulated, monkeypatch,
+                                                                                         name):
+    """The GPU's own path (fused kernels, device scalars, counter-based dropout) under the graphed loop."""
+    _gpu_branches(monkeypatch, None)
+    eager, eager_logs = _whole_fit(name, "adamw", extra=(layers.Dropout(0.25),))
+    _gpu_branches(monkeypatch, "emulate")
+    graphed, graphed_logs = _whole_fit(name, "adamw", extra=(layers.Dropout(0.25),))
+    assert graphed.step_graphs["captured"] and graphed.step_graphs["off"] is None, graphed.step_graphs
+    assert isinstance(graphed.layers[-2].rng, backend.CounterRandom)
+    for a, b in zip(eager.get_weights(), graphed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert graphed_logs["loss"] == eager_logs["loss"]
