@@ -317,23 +317,45 @@ def test_a_launch_that_cuda_refuses_falls_back_to_eager_steps(monkeypatch, launc
     assert_same_weights(eager, graphed)
 
 
+def _image_model():
+    return Sequential([layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2), layers.BatchNormalization(),
+                       layers.Flatten(), layers.Dropout(0.2), layers.Dense(4, activation="softmax")], seed=2).compile(
+        loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(0.01), metrics=["accuracy"])
+
+
+def _series_model():
+    return Sequential([layers.LSTM(8), layers.Dense(1)], seed=3).compile(loss="mse", optimizer=optimizers.Adam(0.01),
+                                                                         metrics=["mae"])
+
+
+def _gpu_cases():
+    rng = np.random.default_rng(5)
+    x, y = labelled_table(300)
+    images = rng.normal(size=(150, 10, 10, 1)).astype(np.float32)
+    series = rng.normal(size=(150, 12, 2)).astype(np.float32)
+    return {
+        "mlp": (classifier(OPTIMIZERS["adamw with a decaying rate"], hidden=(32, 32), extra=(layers.Dropout(0.2),)),
+                x, y, [32, 12]),
+        "cnn": (_image_model, images, rng.integers(0, 4, len(images)), [32, 22]),
+        "lstm": (_series_model, series, series[:, -1, :1] - series[:, 0, 1:], [32, 22]),
+    }
+
+
 @pytest.mark.gpu
-def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu():
+@pytest.mark.parametrize("case", ["mlp", "cnn", "lstm"])
+def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu(case):
     if not backend.gpu_available():
         pytest.skip("CuPy or a CUDA device is not available")
-    x, y = labelled_table(300)
+    build, x, y, captured = _gpu_cases()[case]
     backend.set_device("gpu")
     try:
-        runs = {}
-        for mode in ("0", "1"):
-            runs[mode] = fit(classifier(OPTIMIZERS["adamw with a decaying rate"], hidden=(32, 32),
-                                        extra=(layers.Dropout(0.2),)), x, y, mode, epochs=4, batch_size=32)
+        runs = {mode: fit(build, x, y, mode, epochs=4, batch_size=32) for mode in ("0", "1")}
     finally:
         backend.set_device("cpu")
     status = runs["1"][0].step_graphs
     assert status["mode"] == "cuda" and status["off"] is None, status
-    assert status["captured"] == [32, 12] and status["checked"] == 2
-    for a, b in zip(runs["0"][0].get_weights(), runs["1"][0].get_weights()):
+    assert status["captured"] == captured and status["checked"] == 2
+    for a, b in zip(runs["0"][0].get_weights(), runs["1"][0].get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(runs["1"][1]["loss"], runs["0"][1]["loss"], rtol=1e-5)
 
