@@ -9,7 +9,9 @@ launch. The last, smaller batch of an epoch gets a graph of its own.
 What changes from one step to the next is put where the graph reads it, on the device:
 - the batch: the graph gathers its rows from the resident data set through an index buffer that
   the host refills before each launch (rows that stay on the host are copied into a fixed buffer);
-- the optimizer's scalars (learning rate, bias corrections, decay): ``Optimizer.use_device_scalars``;
+- the optimizer's scalars (learning rate, bias corrections, decay): the host plans an epoch's rows
+  in one copy (``Optimizer.plan_steps``) and each step loads its row on the device, so no
+  host-to-device copy (which may wait for the stream) comes between two launches;
 - the epoch's loss and metric sums: accumulators on the device, zeroed when an epoch begins;
 - dropout's masks: ``backend.CounterRandom`` hashes a seed and a step count kept on the device,
   and the step advances the count there.

@@ -57,7 +57,7 @@ class _GraphedSteps:
     """The batches of a fit whose steps are replayed from CUDA graphs (see trainer.graphs): the
     batch's rows, the optimizer's scalars and the epoch's sums all live on the device."""
 
-    def __init__(self, model, x, y, fused, step_graphs):
+    def __init__(self, model, x, y, fused, step_graphs, batch_size):
         self.model, self.x, self.y, self.fused = model, x, y, fused
         self.xp = backend.xp()
         self.graphs = step_graphs
@@ -68,10 +68,11 @@ class _GraphedSteps:
         self.buffers = {}       # batch size -> [index, x rows or None, y rows or None]
         self.steps = {}         # batch size -> the step's device work
         self.positions = None   # 0..n-1 on the device: the index when there is no shuffle
-        model.optimizer.use_device_scalars(True)
+        self.steps_per_epoch = -(-len(x) // batch_size)
+        model.optimizer.use_device_scalars(self.steps_per_epoch)
 
     def close(self):
-        self.model.optimizer.use_device_scalars(False)
+        self.model.optimizer.use_device_scalars(0)
 
     def epoch(self, order, order_device, n, batch_size, cbs, batch_logs):
         """Train one epoch; returns (samples seen, loss sum, metric totals, last learning rate)."""
@@ -84,6 +85,7 @@ class _GraphedSteps:
             order_device = self.positions
         counts = {}
         seen, lr = 0, optimizer.current_learning_rate()
+        optimizer.plan_steps(self.steps_per_epoch)
         for batch, begin in enumerate(range(0, n, batch_size)):
             end = min(begin + batch_size, n)
             size = end - begin
@@ -150,7 +152,7 @@ class _GraphedSteps:
     def _state(self):
         """The arrays a step changes."""
         optimizer = self.model.optimizer
-        return [optimizer.flat, *optimizer.slots.values(),
+        return [optimizer.flat, *optimizer.slots.values(), optimizer.device_scalars.counter,
                 *(array for layer in self.model.layers for array in layer.state.values()),
                 self.model._dropout_rng.state, self.loss_sum, self.last_loss, *self.sums.values()]
 
@@ -294,7 +296,7 @@ class Sequential:
         loss.backward()
         return loss.data, out.data
 
-    def _graphed_steps(self, x, y, fused):
+    def _graphed_steps(self, x, y, fused, batch_size):
         """A _GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
         mode = backend.step_graphs_mode(backend.xp())
         if mode is None:
@@ -305,7 +307,7 @@ class Sequential:
                   *((layer, "rng") for layer in self.layers)]
         step_graphs = graphs.StepGraphs(mode, frozen)
         self.step_graphs = step_graphs.status
-        return _GraphedSteps(self, x, y, fused, step_graphs)
+        return _GraphedSteps(self, x, y, fused, step_graphs, batch_size)
 
     # ------------------------------------------------------------------ data preparation
     def _input_dtype(self):
@@ -473,7 +475,7 @@ class Sequential:
             if saved is not None:
                 callback.set_state(*saved)
         self._resumed_callback_states = {}
-        graphed = self._graphed_steps(x_rows, y_rows, fused)
+        graphed = self._graphed_steps(x_rows, y_rows, fused, batch_size)
         try:
             self._fit_epochs(initial_epoch, epochs, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
                              graphed, validation_data, verbose)

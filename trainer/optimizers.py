@@ -124,15 +124,25 @@ class Optimizer:
         """The host's half of a step: count it and work out its scalars (learning rate, decay
         factor, bias corrections). Returns the learning rate. ``apply_step`` does the rest on the
         device; a step replayed from a CUDA graph runs only that half, so with
-        ``use_device_scalars`` the scalars go to a device array that it reads."""
+        ``use_device_scalars`` the scalars come from rows that ``plan_steps`` put on the device."""
         lr = self.current_learning_rate()
         self.iterations += 1
-        values = self.step_scalars(lr)
         if self.device_scalars is None:
-            self._scalars = values
-        else:
-            self.device_scalars.write(values)
+            self._scalars = self.step_scalars(lr)
         return lr
+
+    def plan_steps(self, count):
+        """Put the scalars of the next ``count`` steps on the device, in one copy: each step's
+        ``apply_step`` then loads its row there, with no host-to-device copy between steps."""
+        start, rows = self.iterations, []
+        try:
+            for _ in range(count):
+                lr = self.current_learning_rate()
+                self.iterations += 1
+                rows.append(self.step_scalars(lr))
+        finally:
+            self.iterations = start
+        self.device_scalars.plan(rows)
 
     def step_scalars(self, lr):
         """The numbers one step's update takes that may change from step to step (``scalar_names``)."""
@@ -141,10 +151,10 @@ class Optimizer:
     def scalar_names(self):
         return ("lr", "decay") if self.weight_decay else ("lr",)
 
-    def use_device_scalars(self, on):
-        """Read each step's scalars from a device array (``prepare_step`` writes it) or, when off,
-        take them as host numbers."""
-        self.device_scalars = _DeviceScalars(self.scalar_names(), self.flat) if on else None
+    def use_device_scalars(self, steps):
+        """From now on read each step's scalars from the device, from rows for up to ``steps`` steps
+        that ``plan_steps`` writes; with 0, take them as host numbers again."""
+        self.device_scalars = _DeviceScalars(self.scalar_names(), self.flat, steps) if steps else None
 
     def apply_step(self):
         """The device's half of a step: gather the gradients, clip, decay and update the weights."""
@@ -157,7 +167,7 @@ class Optimizer:
         for p in self.params:
             p.grad = None
         self._clip(g, xp)
-        scalars = self._scalars if self.device_scalars is None else self.device_scalars.read()
+        scalars = self._scalars if self.device_scalars is None else self.device_scalars.next()
         if self.weight_decay:
             self.flat *= scalars["decay"]
         self.update(self.flat, g, scalars, xp)
@@ -328,27 +338,36 @@ class Adagrad(Optimizer):
 
 
 class _DeviceScalars:
-    """One step's scalars in a device array, written by the host before the step.
+    """Steps' scalars on the device: a table of planned rows and the row the current step uses.
 
     A CUDA graph bakes the host numbers a kernel was launched with into the graph, so a replayed
-    step would keep the learning rate and bias corrections of the step it was captured at; read
-    from here, each replay gets its own. On the GPU the update's kernels take the array's 0-d
-    views; on NumPy (where graphs are only emulated, in tests) the numbers are read back from it."""
+    step would keep the learning rate and bias corrections of the step it was captured at. Here
+    the host writes the rows of many steps at once (``plan``); each step copies its row on the
+    device (``next``, a step counter indexes the table) and the update's kernels take that row's
+    0-d views. On NumPy (graphs only emulated, in tests) the numbers are read back from the row.
+    """
 
-    def __init__(self, names, like):
+    def __init__(self, names, like, steps):
         xp = backend.get_array_module(like)
-        self.numpy = xp is np
-        self.array = xp.zeros(len(names), dtype=np.float64 if self.numpy else like.dtype)
-        self.views = {name: self.array[i:i + 1].reshape(()) for i, name in enumerate(names)}  # 0-d views
-        self.written = None
+        self.xp, self.numpy = xp, xp is np
+        dtype = np.float64 if self.numpy else like.dtype
+        self.table = xp.zeros((steps, len(names)), dtype=dtype)  # made once: a graph holds its address
+        self.row = xp.zeros((1, len(names)), dtype=dtype)
+        self.counter = xp.zeros(1, dtype=np.int64)
+        self.views = {name: self.row[0, i:i + 1].reshape(()) for i, name in enumerate(names)}  # 0-d views
 
-    def write(self, values):
-        row = tuple(values[name] for name in self.views)
-        if row != self.written:  # a constant learning rate costs one copy, not one a step
-            backend.copy_to_device(self.array, np.asarray(row, dtype=self.array.dtype))
-            self.written = row
+    def plan(self, rows):
+        if len(rows) > len(self.table):
+            raise ValueError(f"{len(rows)} steps planned, room for {len(self.table)}")
+        host = np.zeros(self.table.shape, dtype=self.table.dtype)
+        host[:len(rows)] = [[row[name] for name in self.views] for row in rows]
+        backend.copy_to_device(self.table, host)
+        self.counter[...] = 0
 
-    def read(self):
+    def next(self):
+        """The next planned row, taken on the device, as the update's scalars."""
+        self.xp.take(self.table, self.counter, axis=0, out=self.row)
+        self.counter += 1
         return {name: float(view) for name, view in self.views.items()} if self.numpy else self.views
 
 

@@ -93,6 +93,29 @@ def test_the_graphed_steps_see_the_learning_rate_change_every_step():
     assert graphed.optimizer.device_scalars is None  # the fit hands the optimizer back as it found it
 
 
+def test_an_epochs_scalars_are_planned_in_one_copy_and_loaded_step_by_step():
+    from trainer.core import Parameter
+
+    optimizer = optimizers.AdamW(learning_rate=schedules.ExponentialDecay(0.1, 2, 0.5), weight_decay=0.01)
+    optimizer.build([Parameter(np.ones(3, dtype=np.float32))])
+    optimizer.iterations = 5
+    expected = []
+    for _ in range(3):  # what three eager steps would take
+        lr = optimizer.current_learning_rate()
+        optimizer.iterations += 1
+        expected.append(optimizer.step_scalars(lr))
+    optimizer.iterations = 5
+    optimizer.use_device_scalars(4)
+    optimizer.plan_steps(3)
+    assert optimizer.iterations == 5  # planning counts nothing
+    assert [optimizer.device_scalars.next() for _ in range(3)] == expected
+    assert int(optimizer.device_scalars.counter[0]) == 3
+    with pytest.raises(ValueError, match="5 steps planned, room for 4"):
+        optimizer.plan_steps(5)
+    optimizer.use_device_scalars(0)
+    assert optimizer.device_scalars is None
+
+
 def test_binary_and_regression_metrics_add_up_on_the_device_as_they_do_on_the_host():
     x, rng = table()
     y = (x[:, 0] + rng.normal(scale=0.5, size=len(x)) > 0).astype(np.float32)
