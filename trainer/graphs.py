@@ -23,14 +23,14 @@ Safety, since a graph replays whatever it captured:
   turned into an array) would be captured from a staging buffer that later copies overwrite, so
   the capture fails instead;
 - the second launch of every graph is checked against an eager step from the same state. A
-  mismatch, or a capture that CUDA refuses, turns graphs off for the rest of the fit; the eager
-  result is kept and ``model.step_graphs`` says why.
+  mismatch, a capture that fails or a launch the driver refuses turns graphs off for the rest of
+  the fit; the eager result is kept and ``model.step_graphs`` says why.
 
 On NumPy (``CUPOLA_CUDA_GRAPHS=emulate``, for the tests) the graph is emulated: a capture runs
 nothing and records the host state a real capture would bake in (the optimizer's step counter and
-host scalars, the layers' generators and their draw counts); a launch runs the step with that state put back. A step that
-reads host state where it should read a device buffer then trains differently from the eager path,
-which the tests compare with, bit for bit.
+host scalars, the layers' generators and their draw counts); a launch runs the step with that
+state put back. A step that reads host state where it should read a device buffer then trains
+differently from the eager path, which the tests compare with, bit for bit.
 """
 import contextlib
 
