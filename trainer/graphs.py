@@ -33,6 +33,7 @@ state put back. A step that reads host state where it should read a device buffe
 differently from the eager path, which the tests compare with, bit for bit.
 """
 import contextlib
+import threading
 
 import numpy as np
 
@@ -51,9 +52,19 @@ def _describe(error):
     return str(error) if isinstance(error, CaptureError) else f"{type(error).__name__}: {error}"
 
 
-def _no_pinned_memory(size):
-    raise CaptureError("a host-to-device copy inside the training step (it would be replayed from a "
-                       "staging buffer that later copies overwrite)")
+class _NoPinnedMemory:
+    """CuPy's pinned-memory allocator while a capture runs: refused to the capturing thread (whose
+    host-to-device copy would be captured from a staging buffer that later copies overwrite),
+    the default pool's to any other thread (the setting is process-wide)."""
+
+    def __init__(self, default):
+        self.thread, self.default = threading.get_ident(), default
+
+    def __call__(self, size):
+        if threading.get_ident() != self.thread:
+            return self.default(size)
+        raise CaptureError("a host-to-device copy inside the training step (it would be replayed from a "
+                           "staging buffer that later copies overwrite)")
 
 
 class _CudaGraph:
@@ -62,7 +73,8 @@ class _CudaGraph:
 
         self.pool = cupy.cuda.MemoryPool()  # the graph's temporaries, handed to nobody else
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        cupy.cuda.set_pinned_memory_allocator(_no_pinned_memory)
+        default = cupy.get_default_pinned_memory_pool().malloc
+        cupy.cuda.set_pinned_memory_allocator(_NoPinnedMemory(default))
         try:
             with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
                 self.stream.begin_capture()
@@ -77,7 +89,7 @@ class _CudaGraph:
                 except Exception as error:  # cudaErrorStreamCaptureInvalidated and the like
                     raise CaptureError(f"{type(error).__name__}: {error}") from error
         finally:
-            cupy.cuda.set_pinned_memory_allocator(cupy.get_default_pinned_memory_pool().malloc)
+            cupy.cuda.set_pinned_memory_allocator(default)
 
     def launch(self):
         self.graph.launch()  # on the current stream, after the host's copies into the buffers

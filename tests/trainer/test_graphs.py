@@ -436,7 +436,7 @@ class FakeCupy:
             yield
 
         def set_pinned_memory_allocator(allocator):
-            fake.pinned = "refused" if allocator is graphs._no_pinned_memory else allocator
+            fake.pinned = "refused" if isinstance(allocator, graphs._NoPinnedMemory) else allocator
 
         class MemoryPool:
             def malloc(self, size):
@@ -455,6 +455,19 @@ def test_a_cuda_capture_runs_the_step_on_its_own_pool_and_stream_and_restores_pi
     assert fake.calls == [("stream", True), ("allocator", "MemoryPool"), ("begin", "refused"), ("step", "refused"),
                           ("end", "refused"), ("launch",)]
     assert fake.pinned == "default"
+
+
+def test_while_a_capture_runs_only_the_capturing_thread_is_refused_pinned_memory():
+    import threading
+
+    refuse = graphs._NoPinnedMemory(lambda size: f"{size} pinned bytes")
+    with pytest.raises(graphs.CaptureError, match="host-to-device copy inside the training step"):
+        refuse(64)
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(refuse(64)))
+    thread.start()
+    thread.join()
+    assert elsewhere == ["64 pinned bytes"]
 
 
 @pytest.mark.parametrize("where", ["step", "end"])
