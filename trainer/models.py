@@ -53,114 +53,6 @@ class _Rows:
         return data_module.gather_rows(self.host, host_indices, self.dtype)
 
 
-class _GraphedSteps:
-    """The batches of a fit whose steps are replayed from CUDA graphs (see trainer.graphs): the
-    batch's rows, the optimizer's scalars and the epoch's sums all live on the device."""
-
-    def __init__(self, model, x, y, fused, step_graphs, batch_size):
-        self.model, self.x, self.y, self.fused = model, x, y, fused
-        self.xp = backend.xp()
-        self.graphs = step_graphs
-        self.loss_sum = self.xp.zeros((), dtype=np.float64)
-        self.last_loss = None   # the last batch's loss (batch logs on the CPU)
-        self.sums = {}          # metric -> device accumulator of the epoch
-        self.counts = {}        # batch size -> metric -> count a batch adds
-        self.buffers = {}       # batch size -> [index, x rows or None, y rows or None]
-        self.steps = {}         # batch size -> the step's device work
-        self.positions = None   # 0..n-1 on the device: the index when there is no shuffle
-        self.steps_per_epoch = -(-len(x) // batch_size)
-        model.optimizer.use_device_scalars(self.steps_per_epoch)
-
-    def close(self):
-        self.model.optimizer.use_device_scalars(0)
-
-    def epoch(self, order, order_device, n, batch_size, cbs, batch_logs):
-        """Train one epoch; returns (samples seen, loss sum, metric totals, last learning rate)."""
-        model, optimizer = self.model, self.model.optimizer
-        for total in (self.loss_sum, *self.sums.values()):
-            total[...] = 0
-        if order_device is None and (self.x.resident or self.y.resident):
-            if self.positions is None or len(self.positions) != n:
-                self.positions = self.xp.arange(n, dtype=np.int64)
-            order_device = self.positions
-        counts = {}
-        seen, lr = 0, optimizer.current_learning_rate()
-        optimizer.plan_steps(self.steps_per_epoch)
-        for batch, begin in enumerate(range(0, n, batch_size)):
-            end = min(begin + batch_size, n)
-            size = end - begin
-            self._load(size, order, order_device, begin, end)
-            lr = optimizer.prepare_step()
-            self.graphs.run(size, self._step(size), self._state, self._clear)
-            seen += size
-            for name, count in self.counts[size].items():
-                counts[name] = counts.get(name, 0) + count
-            if batch_logs:
-                logs = {"batch": batch, "size": size}
-                if self.xp is np:
-                    logs["loss"] = float(self.last_loss)
-                cbs.on_batch_end(batch, logs)
-            if model.stop_training:
-                break
-        return seen, self.loss_sum, {name: (self.sums[name], counts[name]) for name in self.sums}, lr
-
-    def _load(self, size, order, order_device, begin, end):
-        """Put the batch where the graph of its size reads it."""
-        buffers = self.buffers.get(size)
-        if buffers is None:
-            buffers = self.buffers[size] = [self.xp.empty(size, dtype=np.int64)] + [
-                None if rows.resident else self.xp.empty((size, *rows.host.shape[1:]), dtype=rows.dtype)
-                for rows in (self.x, self.y)]
-        index = buffers[0]
-        if order_device is not None:
-            index[...] = order_device[begin:end]
-        host_indices = order[begin:end] if order is not None else None
-        for rows, buffer in zip((self.x, self.y), buffers[1:]):
-            if buffer is not None:
-                backend.copy_to_device(buffer, rows.host_batch(host_indices, begin, end))
-
-    def _step(self, size):
-        step = self.steps.get(size)
-        if step is None:
-            step = self.steps[size] = self._make_step(size, *self.buffers[size])
-        return step
-
-    def _make_step(self, size, index, x_buffer, y_buffer):
-        model, xp = self.model, self.xp
-        logits = self.fused or model.loss.from_logits
-
-        def step():
-            xb = self.x.data.take(index, axis=0) if x_buffer is None else x_buffer
-            yb = self.y.data.take(index, axis=0) if y_buffer is None else y_buffer
-            loss, out = model._forward_backward(xb, yb, self.fused)
-            model.optimizer.apply_step()
-            self.loss_sum += loss * size
-            if self.last_loss is None:  # made in the warm-up, before any capture
-                self.last_loss = xp.zeros((), dtype=loss.dtype)
-            self.last_loss[...] = loss
-            counts = {}
-            for name, (value, count) in (model._batch_sums(yb, out, logits) if model.metrics else {}).items():
-                total = self.sums.get(name)
-                if total is None:
-                    total = self.sums[name] = xp.zeros((), dtype=value.dtype)
-                total += value
-                counts[name] = count
-            self.counts[size] = counts
-
-        return step
-
-    def _state(self):
-        """The arrays a step changes."""
-        optimizer = self.model.optimizer
-        return [optimizer.flat, *optimizer.slots.values(), optimizer.device_scalars.counter,
-                *(array for layer in self.model.layers for array in layer.state.values()),
-                self.model._dropout_rng.state, self.loss_sum, self.last_loss, *self.sums.values()]
-
-    def _clear(self):
-        for p in self.model.optimizer.params:
-            p.grad = None
-
-
 class Sequential:
     """A linear stack of layers (Keras ``Sequential``)."""
 
@@ -297,7 +189,7 @@ class Sequential:
         return loss.data, out.data
 
     def _graphed_steps(self, x, y, fused, batch_size):
-        """A _GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
+        """A graphs.GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
         mode = backend.step_graphs_mode(backend.xp())
         if mode is None:
             self.step_graphs = None
@@ -307,7 +199,7 @@ class Sequential:
                   *((layer, "rng") for layer in self.layers)]
         step_graphs = graphs.StepGraphs(mode, frozen)
         self.step_graphs = step_graphs.status
-        return _GraphedSteps(self, x, y, fused, step_graphs, batch_size)
+        return graphs.GraphedSteps(self, x, y, fused, step_graphs, batch_size)
 
     # ------------------------------------------------------------------ data preparation
     def _input_dtype(self):
