@@ -45,24 +45,26 @@ def test_the_run_page_shows_curves_results_and_write_controls_to_editors(client,
 
 
 @pytest.mark.django_db
-def test_the_run_page_records_what_the_fit_did_with_cuda_graphs(client, people, iris, trained):
+def test_the_run_page_records_what_the_fit_did_with_cuda_graphs(client, people, iris, monkeypatch):
     from trainer import backend
 
-    backend.set_step_graphs("emulate")  # the graphed loop on NumPy: the record a GPU worker writes
-    try:
+    def train(graphs_mode):
+        monkeypatch.setattr(backend, "_graphs", graphs_mode)
         run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
                                   spec=iris_spec(epochs=3), data_config={"target": "species"})
         assert execution.run_execute(run.pk) == "succeeded"
-    finally:
-        backend.set_step_graphs("1")
-    run.refresh_from_db()
-    graphs = run.results["cuda_graphs"]
+        run.refresh_from_db()
+        return run
+
+    graphed = train("emulate")  # the graphed loop on NumPy: the record a GPU worker writes
+    eager = train("0")          # one step at a time: nothing to record
+    graphs = graphed.results["cuda_graphs"]
     assert graphs["mode"] == "emulate" and graphs["off"] is None and graphs["captured"] and graphs["checked"]
+    assert "cuda_graphs" not in eager.results
     client.force_login(people.viewer)
-    page = client.get(run.get_absolute_url()).content.decode()
+    page = client.get(graphed.get_absolute_url()).content.decode()
     assert "CUDA graphs" in page and f"batch sizes captured {', '.join(map(str, graphs['captured']))}" in page
-    assert "cuda_graphs" not in trained.results  # one step at a time on the CPU: nothing to record
-    assert "CUDA graphs" not in client.get(trained.get_absolute_url()).content.decode()
+    assert "CUDA graphs" not in client.get(eager.get_absolute_url()).content.decode()
 
 
 @pytest.mark.django_db
