@@ -128,3 +128,18 @@ def test_cancel_stops_an_in_process_run_within_seconds(transactional_db, people,
     assert took < 5, f"cancel took {took:.1f} s"
     assert 1 <= run.epochs_done < 500 and run.results["test"]["mae"] is not None
     print(f"in-process cancel to stopped: {took:.2f} s after epoch {run.epochs_done}")
+
+
+@pytest.mark.parametrize(("tf32", "shown"), [("0", "GPU (NVIDIA H100 80GB HBM3)"),
+                                             ("1", "GPU (NVIDIA H100 80GB HBM3, TF32 matrix products)")])
+def test_a_gpu_run_records_the_gpu_by_name_and_its_tf32_setting(monkeypatch, tf32, shown):
+    from trainer import backend
+
+    chosen = []
+    monkeypatch.setattr(backend, "gpu_available", lambda: True)
+    monkeypatch.setattr(backend, "set_device", chosen.append)
+    monkeypatch.setattr(backend, "get_device", lambda: chosen[-1])
+    monkeypatch.setattr(backend, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setenv("CUPY_TF32", tf32)
+    assert execution._use_device("gpu") == shown and chosen == ["gpu"]
+    assert execution._use_device("cpu").startswith("CPU (") and chosen[-1] == "cpu"
