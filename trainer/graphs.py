@@ -208,15 +208,17 @@ class GraphedSteps:
         self.buffers = {}       # batch size -> [index, x rows or None, y rows or None]
         self.steps = {}         # batch size -> the step's device work
         self.positions = None   # 0..n-1 on the device: the index when there is no shuffle
+        self.batch_size = batch_size
         self.steps_per_epoch = -(-len(x) // batch_size)
         model.optimizer.use_device_scalars(self.steps_per_epoch)
 
     def close(self):
         self.model.optimizer.use_device_scalars(0)
 
-    def epoch(self, order, order_device, n, batch_size, cbs, batch_logs):
+    def epoch(self, order, order_device, cbs, batch_logs):
         """Train one epoch; returns (samples seen, loss sum, metric totals, last learning rate)."""
         model, optimizer = self.model, self.model.optimizer
+        n, batch_size = len(self.x), self.batch_size
         for total in (self.loss_sum, *self.sums.values()):
             total[...] = 0
         if order_device is None and (self.x.resident or self.y.resident):

@@ -404,7 +404,7 @@ class Sequential:
         for layer in self.layers:
             layer.rng = self._dropout_rng
         if graphed is not None:
-            seen, loss_total, totals, lr = graphed.epoch(order, order_device, n, batch_size, cbs, batch_logs)
+            seen, loss_total, totals, lr = graphed.epoch(order, order_device, cbs, batch_logs)
         else:
             seen, loss_total, totals, lr = self._eager_epoch(x, y, n, batch_size, order, order_device, fused, cbs,
                                                              batch_logs)

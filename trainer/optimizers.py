@@ -145,16 +145,13 @@ class Optimizer:
         self.device_scalars.plan(rows)
 
     def step_scalars(self, lr):
-        """The numbers one step's update takes that may change from step to step (``scalar_names``)."""
+        """The numbers one step's update takes that may change from step to step."""
         return {"lr": lr, "decay": 1.0 - lr * self.weight_decay} if self.weight_decay else {"lr": lr}
-
-    def scalar_names(self):
-        return ("lr", "decay") if self.weight_decay else ("lr",)
 
     def use_device_scalars(self, steps):
         """From now on read each step's scalars from the device, from rows for up to ``steps`` steps
         that ``plan_steps`` writes; with 0, take them as host numbers again."""
-        self.device_scalars = _DeviceScalars(self.scalar_names(), self.flat, steps) if steps else None
+        self.device_scalars = _DeviceScalars(self.flat, steps) if steps else None
 
     def apply_step(self):
         """The device's half of a step: gather the gradients, clip, decay and update the weights."""
@@ -246,9 +243,6 @@ class Adam(Optimizer):
     def step_scalars(self, lr):
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
         return {**super().step_scalars(lr), "alpha": lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)}
-
-    def scalar_names(self):
-        return (*super().scalar_names(), "alpha")
 
     def update(self, w, g, s, xp):
         m, v, tmp = self.slots["m"], self.slots["v"], self.scratch
@@ -347,18 +341,21 @@ class _DeviceScalars:
     0-d views. On NumPy (graphs only emulated, in tests) the numbers are read back from the row.
     """
 
-    def __init__(self, names, like, steps):
+    def __init__(self, like, steps):
         xp = backend.get_array_module(like)
-        self.xp, self.numpy = xp, xp is np
-        dtype = np.float64 if self.numpy else like.dtype
-        self.table = xp.zeros((steps, len(names)), dtype=dtype)  # made once: a graph holds its address
-        self.row = xp.zeros((1, len(names)), dtype=dtype)
+        self.xp, self.numpy, self.steps = xp, xp is np, steps
+        self.dtype = np.float64 if self.numpy else like.dtype
         self.counter = xp.zeros(1, dtype=np.int64)
-        self.views = {name: self.row[0, i:i + 1].reshape(()) for i, name in enumerate(names)}  # 0-d views
+        self.table = self.row = self.views = None  # shaped by the first plan, before any step runs
 
     def plan(self, rows):
-        if len(rows) > len(self.table):
-            raise ValueError(f"{len(rows)} steps planned, room for {len(self.table)}")
+        if len(rows) > self.steps:
+            raise ValueError(f"{len(rows)} steps planned, room for {self.steps}")
+        if self.table is None:  # made once: a graph holds their addresses
+            names = list(rows[0])
+            self.table = self.xp.zeros((self.steps, len(names)), dtype=self.dtype)
+            self.row = self.xp.zeros((1, len(names)), dtype=self.dtype)
+            self.views = {name: self.row[0, i:i + 1].reshape(()) for i, name in enumerate(names)}  # 0-d views
         host = np.zeros(self.table.shape, dtype=self.table.dtype)
         host[:len(rows)] = [[row[name] for name in self.views] for row in rows]
         backend.copy_to_device(self.table, host)
