@@ -189,11 +189,14 @@ def elementwise_kernel(name, in_params, out_params, operation):
 
 
 def copy_to_device(target, host):
-    """Copy the host array ``host`` into the existing array ``target`` (of its shape and dtype)."""
+    """Copy the host array ``host`` into the existing array ``target`` (of its shape), cast to its dtype."""
     if _cupy and isinstance(target, _cupy.ndarray):
-        target.set(np.ascontiguousarray(host, dtype=target.dtype))
+        if target.flags.c_contiguous:
+            target.set(np.ascontiguousarray(host, dtype=target.dtype))
+        else:
+            target[...] = _cupy.asarray(host, dtype=target.dtype)
     else:
-        target[...] = host
+        target[...] = np.asarray(host, dtype=target.dtype)
 
 
 def to_host(x):

@@ -64,7 +64,7 @@ def _assign_weights(model, stored, path):
                              f"{tuple(target.shape)}")
     from trainer import backend
     for key, target in expected.items():
-        target[...] = backend.to_device(stored[key], dtype=target.dtype)
+        backend.copy_to_device(target, stored[key])
 
 
 def _meta(stored, path):

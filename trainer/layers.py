@@ -262,7 +262,7 @@ class Layer:
             if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(f"{self.describe()}: weight {key!r} has shape {tuple(target.shape)}, "
                                  f"got {tuple(value.shape)}")
-            target[...] = backend.to_device(value, dtype=target.dtype)
+            backend.copy_to_device(target, value)
 
     def regularization_loss(self):
         return None

@@ -110,7 +110,7 @@ class Optimizer:
             if value.shape != self.slots[name].shape:
                 raise ValueError(f"{type(self).__name__}: slot {name!r} has {self.slots[name].size} values, "
                                  f"the checkpoint has {value.size}")
-            self.slots[name][...] = backend.to_device(value, dtype=self.slots[name].dtype)
+            backend.copy_to_device(self.slots[name], value)
         self.iterations = int(state["iterations"])
 
     # -- the update
