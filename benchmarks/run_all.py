@@ -309,17 +309,17 @@ def main(argv=None) -> int:
         markdown = out_md.read_text() if step.ok and out_md.exists() else None
         sections.append(_engine_section(f"On the {device.upper()}{' (quick recipes)' if args.quick else ''}",
                                         step, report, markdown, step.command))
+    gpu_measured = args.gpu
     for path in args.engine_json:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from engine_report import markdown_table
 
         report = json.loads(Path(path).read_text())
+        gpu_measured = gpu_measured or report["environment"].get("device") == "gpu"
         sections.append(_engine_section(f"Measured elsewhere: {report['environment'].get('device', '?')} "
                                         f"({Path(path).name})", None, report, markdown_table(report),
                                         report.get("command", f"python benchmarks/engine_report.py --json {Path(path).name}")))
 
-    gpu_measured = args.gpu or any(json.loads(Path(path).read_text())["environment"].get("device") == "gpu"
-                                   for path in args.engine_json)
     if "engine" not in args.skip and not gpu_measured:
         sections.append("### On the GPU\n\nNot measured in this run: no GPU was at hand. On a GPU machine, "
                         "`OUT=out bash benchmarks/gpu_check.sh` runs the GPU tests and the recipes against PyTorch "
