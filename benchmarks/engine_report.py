@@ -73,8 +73,9 @@ def markdown_table(report):
              for row in report["results"] if "step_graphs" in row["cupola"]]
     peak = bench.tf32_peak_flops(env.get("gpu_name"))
     for row in report["results"]:
-        if peak and "flop_per_second" in row["cupola"]:
-            notes.append(f"- {row['recipe']}: {100 * row['cupola']['flop_per_second'] / peak:.1f} % of the "
+        percent = bench.percent_of_tf32_peak(row["cupola"], env)
+        if percent is not None:
+            notes.append(f"- {row['recipe']}: {percent:.1f} % of the "
                          f"{env['gpu_name']}'s dense TF32 peak ({peak / 1e12:.0f} TFLOP/s); engine TF32 "
                          f"(CUPY_TF32) {env.get('cupy_tf32')}")
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"

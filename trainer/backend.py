@@ -69,6 +69,15 @@ def gpu_name():
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def tf32_matmul():
+    """True when CuPy's float32 matrix products use TF32 tensor cores: CUPY_TF32 set to a positive
+    number before CuPy's first product, read the way CuPy reads it."""
+    try:
+        return int(os.environ.get("CUPY_TF32", "0")) > 0
+    except ValueError:
+        return False
+
+
 def get_device():
     """The device in use: "cpu" or "gpu"."""
     return _device

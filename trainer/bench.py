@@ -685,7 +685,7 @@ def environment(device, use_torch, tf32, threads):
 
     if device == "gpu":
         # CuPy computes float32 GEMMs in full precision unless CUPY_TF32=1 is set before it loads.
-        info["cupy_tf32"] = os.environ.get("CUPY_TF32", "0") == "1"
+        info["cupy_tf32"] = backend.tf32_matmul()
         info["cupola_fused_kernels"] = backend.fused_kernels_enabled()
         info["cupola_cuda_graphs"] = backend.step_graphs_mode(backend.xp()) == "cuda"
         info["gpu_name"] = backend.gpu_name()
@@ -859,8 +859,7 @@ def format_report(report):
             add("GFLOP/s (6*P*N/t)", lambda r: r["flop_per_second"] / 1e9 if "flop_per_second" in r else None, 1)
             peak = tf32_peak_flops(env.get("gpu_name"))
             if peak:
-                add("% of dense TF32 peak", lambda r, peak=peak: 100 * r["flop_per_second"] / peak
-                    if "flop_per_second" in r else None, 1)
+                add("% of dense TF32 peak", lambda r: percent_of_tf32_peak(r, env), 1)
                 lines.append(f"   dense TF32 peak of the {env['gpu_name']}: {peak / 1e12:.0f} TFLOP/s (datasheet, no "
                              f"sparsity); the engine uses TF32 only with CUPY_TF32=1 ({env.get('cupy_tf32')} here)")
         else:
@@ -895,6 +894,12 @@ def tf32_peak_flops(gpu_name):
         if gpu_name and part in gpu_name:
             return tflops * 1e12
     return None
+
+
+def percent_of_tf32_peak(side, env):
+    """A side's FLOP/s as a percentage of its GPU's dense TF32 peak, or None (no FLOP/s or unknown GPU)."""
+    peak = tf32_peak_flops(env.get("gpu_name"))
+    return 100 * side["flop_per_second"] / peak if peak and "flop_per_second" in side else None
 
 
 def step_graphs_note(status):

@@ -125,14 +125,16 @@ def test_it_states_tf32_settings_for_both_sides_on_a_gpu():
     assert "engine TF32 (CUPY_TF32): False; fused kernels (CUPOLA_FUSED_KERNELS): True" in text
 
 
+GPU_ENVIRONMENT = {
+    "date": "2026-01-01T00:00:00+00:00", "machine": "box", "cpu": "cpu", "cpu_cores_usable": 16, "threads": 16,
+    "platform": "Linux", "load_average_at_start": [0.1], "load_average_at_end": [0.2], "device": "gpu",
+    "cupola_device": "gpu", "numpy": "2", "blas": None, "cupy_tf32": True, "cupola_fused_kernels": True,
+    "cupola_cuda_graphs": True, "gpu_name": "NVIDIA H100 80GB HBM3",
+}
+
+
 def gpu_report(results):
-    environment = {
-        "date": "2026-01-01T00:00:00+00:00", "machine": "box", "cpu": "cpu", "cpu_cores_usable": 16, "threads": 16,
-        "platform": "Linux", "load_average_at_start": [0.1], "load_average_at_end": [0.2], "device": "gpu",
-        "cupola_device": "gpu", "numpy": "2", "blas": None, "cupy_tf32": True, "cupola_fused_kernels": True,
-        "cupola_cuda_graphs": True, "gpu_name": "NVIDIA H100 80GB HBM3",
-    }
-    return bench.format_report({"environment": environment, "quick": False, "results": results})
+    return bench.format_report({"environment": GPU_ENVIRONMENT, "quick": False, "results": results})
 
 
 def result_row(recipe, cupola):
@@ -162,6 +164,15 @@ def test_it_reports_the_large_mlp_as_a_fraction_of_the_dense_tf32_peak():
     text = gpu_report([result_row(bench.THROUGHPUT, {"flop_per_second": 247.35e12})])
     assert "% of dense TF32 peak" in text and "50.0" in text
     assert "dense TF32 peak of the NVIDIA H100 80GB HBM3: 495 TFLOP/s" in text
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import engine_report
+
+    markdown = engine_report.markdown_table({"environment": GPU_ENVIRONMENT, "quick": False, "results": [
+        result_row(bench.THROUGHPUT, {"flop_per_second": 247.35e12})]})
+    assert "- mlp_throughput: 50.0 % of the NVIDIA H100 80GB HBM3's dense TF32 peak (495 TFLOP/s)" in markdown
 
 
 def test_it_combines_seeds_into_summed_times_and_mean_and_std_quality():
@@ -289,3 +300,14 @@ def test_its_command_line_refuses_a_gpu_that_is_not_there(monkeypatch, capsys):
         bench.main(["--device", "gpu", "--no-torch", "--recipe", "keras_example"])
     assert stop.value.code == 2
     assert "CuPy finds no GPU here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "on"), [("0", False), ("1", True), ("2", True), ("yes", False), (None, False)])
+def test_the_engines_tf32_setting_is_read_as_cupy_reads_it(monkeypatch, value, on):
+    from trainer import backend
+
+    if value is None:
+        monkeypatch.delenv("CUPY_TF32", raising=False)
+    else:
+        monkeypatch.setenv("CUPY_TF32", value)
+    assert backend.tf32_matmul() is on

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import platform
 import subprocess
 import threading
@@ -255,7 +254,7 @@ def _use_device(queue: str) -> str:
     else:
         backend.set_device("cpu")
     if backend.get_device() == "gpu":
-        tf32 = ", TF32 matrix products" if os.environ.get("CUPY_TF32", "0").strip() == "1" else ""
+        tf32 = ", TF32 matrix products" if backend.tf32_matmul() else ""
         return f"GPU ({backend.gpu_name()}{tf32})"[:100]
     return f"CPU ({platform.machine()})"
 
