@@ -38,8 +38,11 @@ step "engine vs PyTorch on the GPU" 200 "$PY" benchmarks/engine_report.py --devi
 step "large MLP, TF32 on both sides" 60 env CUPY_TF32=1 "$PY" -m trainer.bench --device gpu --tf32 \
     --recipe mlp_throughput --json "$OUT/engine-gpu-tf32.json"
 # What the CUDA graphs buy: the same recipes one step at a time.
-step "without CUDA graphs, for comparison" 80 env CUPOLA_CUDA_GRAPHS=0 "$PY" -m trainer.bench --device gpu \
+step "without CUDA graphs, for comparison" 60 env CUPOLA_CUDA_GRAPHS=0 "$PY" -m trainer.bench --device gpu \
     --seeds 1 --recipe keras_example --recipe cnn_digits --recipe lstm_co2 --json "$OUT/engine-gpu-eager.json"
 # And the generic CuPy path (one operation per launch, no graphs): what the fused kernels buy.
-step "generic CuPy path, for comparison" 60 env CUPOLA_FUSED_KERNELS=0 "$PY" -m trainer.bench --device gpu \
+step "generic CuPy path, for comparison" 50 env CUPOLA_FUSED_KERNELS=0 "$PY" -m trainer.bench --device gpu \
     --seeds 1 --recipe keras_example --recipe cnn_digits --recipe lstm_co2 --json "$OUT/engine-gpu-generic.json"
+# A memory-mapped uint8 image set (not resident): batches read ahead and copied on a side stream vs on demand.
+step "host batches read ahead vs on demand" 30 "$PY" benchmarks/feed_bench.py --device gpu --rows 30000 --epochs 1 \
+    --pairs 2 --json "$OUT/feed-gpu.json"

@@ -10,7 +10,9 @@ Steps, each in its own process, each one's command written beside its numbers:
   (for instance on a GPU machine with ``engine_report.py --device gpu --json PATH``);
 - ingestion vs ``pandas.read_csv``: ``benchmarks/ingest_bench.py``;
 - a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
-- load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``.
+- load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``;
+- training from a memory-mapped set, batches read ahead vs on demand: ``benchmarks/feed_bench.py``
+  (``--feed-json PATH`` adds a report measured elsewhere, e.g. ``feed-gpu.json`` of ``gpu_check.sh``).
 
 Each step (but with ``--quick``) first flushes dirty pages and waits, up to two minutes, for the
 1-minute load average to fall below 0.5, so that it does not start on the heat of the one before; the
@@ -260,6 +262,38 @@ def _load_section(step: Step | None, report: dict | None) -> str:
     return "\n".join(out)
 
 
+def _feed_table(report: dict) -> list[str]:
+    out = [(f"{report['rows']:,} digits upsampled to 28×28×1 uint8 ({report['file_mib']} MiB, "
+            f"`np.load(mmap_mode=\"r\")`), {report['epochs']} epoch(s) per fit, batch 128, {report['pairs']} rounds "
+            f"in alternating order, on the {report['device'].upper()} ({report['blas_threads']} BLAS threads).\n"),
+           ("| model | page cache | read ahead samples/s | on demand samples/s | resident samples/s "
+            "| on demand / read ahead (time) | resident / read ahead (time) | same losses |"),
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in report["results"]:
+        speed = r["samples_per_second"]
+        out.append(f"| {r['model']} | {r['page_cache']} | {speed['read ahead']:,.0f} | {speed['on demand']:,.0f} "
+                   f"| {speed['resident']:,.0f} | {r['read_ahead_over_on_demand']}× | {r['read_ahead_over_resident']}× "
+                   f"| {'yes' if r['identical_losses'] else '**no**'} |")
+    return out + [""]
+
+
+def _feed_section(step: Step | None, report: dict | None, elsewhere: list[dict]) -> str:
+    title = "Training from a memory-mapped set: batches read ahead vs on demand"
+    out, ended = _section_start(title, step, report)
+    if ended and not elsewhere:
+        return ended
+    if ended:
+        out = [ended]
+    else:
+        out += _feed_table(report)
+    for other in elsewhere:
+        out += [f"Measured elsewhere ({other.get('source', 'feed report')}):\n", *_feed_table(other)]
+    out.append("A ratio above 1 means reading ahead trains faster. By default the thread reads ahead on the GPU "
+               "only (`CUPOLA_READ_AHEAD`); `resident` is the same set in memory as float32, moved to the device "
+               "once.\n")
+    return "\n".join(out)
+
+
 def write_readme(meta: dict, sections: list[str]) -> None:
     m = meta["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -276,10 +310,12 @@ def write_readme(meta: dict, sections: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and write benchmarks/README.md.")
     parser.add_argument("--quick", action="store_true", help="small versions of each benchmark (minutes, not more)")
-    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load"))
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load", "feed"))
     parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
     parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
                         help="an engine_report.py --json report measured elsewhere, added as its own section")
+    parser.add_argument("--feed-json", action="append", default=[], metavar="PATH",
+                        help="a feed_bench.py --json report measured elsewhere (feed-gpu.json of gpu_check.sh)")
     parser.add_argument("--keep-blas-env", action="store_true",
                         help=f"keep {' and '.join(_BLAS_PINS)} for the steps (they are dropped by default)")
     args = parser.parse_args(argv)
@@ -349,6 +385,16 @@ def main(argv=None) -> int:
         load.command = load.command.replace(f" --json {out_json}", "")
         load_report = json.loads(out_json.read_text()) if load.ok and out_json.exists() else None
     sections.append(_load_section(load, load_report))
+
+    feed, feed_report = None, None
+    if "feed" not in args.skip:
+        out_json = work / "feed.json"
+        extra = ["--rows", "20000", "--pairs", "2"] if args.quick else []
+        feed = Step("feed", [py, "benchmarks/feed_bench.py", *extra, "--json", str(out_json)], timeout=900).run()
+        feed.command = feed.command.replace(f" --json {out_json}", "")
+        feed_report = json.loads(out_json.read_text()) if feed.ok and out_json.exists() else None
+    elsewhere = [{**json.loads(Path(path).read_text()), "source": Path(path).name} for path in args.feed_json]
+    sections.append(_feed_section(feed, feed_report, elsewhere))
 
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command,
             "seconds": time.perf_counter() - started, "machine": machine(), "load_before": load_before}

@@ -719,8 +719,9 @@ def iterate_batches(x, y=None, batch_size=32, *, shuffle=False, rng=None, drop_l
         yield xb, yb
 
 
-def gather_rows(array, indices, dtype=None):
-    """``array[indices]`` as a new in-memory array of ``dtype``, rows in the order of ``indices``.
+def gather_rows(array, indices, dtype=None, out=None):
+    """``array[indices]`` as an in-memory array of ``dtype`` (a new one, or ``out``), rows in the
+    order of ``indices``.
 
     The rows are read in ascending order (forward through a memory map, the order the page
     cache reads ahead in) and then put in the order asked for, so a shuffled batch of a
@@ -730,6 +731,7 @@ def gather_rows(array, indices, dtype=None):
     indices = np.asarray(indices)
     ascending = np.argsort(indices, kind="stable")
     rows = array[indices[ascending]]
-    out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype if dtype is None else dtype)
+    if out is None:
+        out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype if dtype is None else dtype)
     out[ascending] = rows
     return out

@@ -194,11 +194,12 @@ class StepGraphs:
 
 class GraphedSteps:
     """The batches of a fit whose steps are replayed from CUDA graphs: the batch's rows, the
-    optimizer's scalars and the epoch's sums all live on the device. ``x`` and ``y`` are the
-    model's row sets (resident on the device, or read a batch at a time from the host)."""
+    optimizer's scalars and the epoch's sums all live on the device. ``train`` is the fit's
+    ``feed.Batches`` (row sets resident on the device, or read a batch at a time from the host)."""
 
-    def __init__(self, model, x, y, fused, step_graphs, batch_size):
-        self.model, self.x, self.y, self.fused = model, x, y, fused
+    def __init__(self, model, train, fused, step_graphs):
+        self.model, self.train, self.fused = model, train, fused
+        self.x, self.y = train.x, train.y
         self.xp = backend.xp()
         self.graphs = step_graphs
         self.loss_sum = self.xp.zeros((), dtype=np.float64)
@@ -208,8 +209,7 @@ class GraphedSteps:
         self.buffers = {}       # batch size -> [index, x rows or None, y rows or None]
         self.steps = {}         # batch size -> the step's device work
         self.positions = None   # 0..n-1 on the device: the index when there is no shuffle
-        self.batch_size = batch_size
-        self.steps_per_epoch = -(-len(x) // batch_size)
+        self.steps_per_epoch = -(-len(train) // train.batch_size)
         model.optimizer.use_device_scalars(self.steps_per_epoch)
 
     def close(self):
@@ -218,7 +218,7 @@ class GraphedSteps:
     def epoch(self, order, order_device, cbs, batch_logs):
         """Train one epoch; returns (samples seen, loss sum, metric totals, last learning rate)."""
         model, optimizer = self.model, self.model.optimizer
-        n, batch_size = len(self.x), self.batch_size
+        n = len(self.train)
         for total in (self.loss_sum, *self.sums.values()):
             total[...] = 0
         if order_device is None and (self.x.resident or self.y.resident):
@@ -228,26 +228,27 @@ class GraphedSteps:
         counts = {}
         seen, lr = 0, optimizer.current_learning_rate()
         optimizer.plan_steps(self.steps_per_epoch)
-        for batch, begin in enumerate(range(0, n, batch_size)):
-            end = min(begin + batch_size, n)
-            size = end - begin
-            self._load(size, order, order_device, begin, end)
-            lr = optimizer.prepare_step()
-            self.graphs.run(size, self._step(size), self._state, self._clear)
-            seen += size
-            for name, count in self.counts[size].items():
-                counts[name] = counts.get(name, 0) + count
-            if batch_logs:
-                logs = {"batch": batch, "size": size}
-                if self.xp is np:
-                    logs["loss"] = float(self.last_loss)
-                cbs.on_batch_end(batch, logs)
-            if model.stop_training:
-                break
+        with contextlib.closing(self.train.epoch(order, order_device, gather=False)) as batches:
+            for batch, (begin, end, x_rows, y_rows) in enumerate(batches):
+                size = end - begin
+                self._load(size, order_device, begin, end, x_rows, y_rows)
+                lr = optimizer.prepare_step()
+                self.graphs.run(size, self._step(size), self._state, self._clear)
+                seen += size
+                for name, count in self.counts[size].items():
+                    counts[name] = counts.get(name, 0) + count
+                if batch_logs:
+                    logs = {"batch": batch, "size": size}
+                    if self.xp is np:
+                        logs["loss"] = float(self.last_loss)
+                    cbs.on_batch_end(batch, logs)
+                if model.stop_training:
+                    break
         return seen, self.loss_sum, {name: (self.sums[name], counts[name]) for name in self.sums}, lr
 
-    def _load(self, size, order, order_device, begin, end):
-        """Put the batch where the graph of its size reads it."""
+    def _load(self, size, order_device, begin, end, x_rows, y_rows):
+        """Put the batch where the graph of its size reads it: the resident sets' row index, the
+        host sets' rows (read ahead by ``train``) into the graph's own buffers."""
         buffers = self.buffers.get(size)
         if buffers is None:
             buffers = self.buffers[size] = [self.xp.empty(size, dtype=np.int64)] + [
@@ -256,10 +257,9 @@ class GraphedSteps:
         index = buffers[0]
         if order_device is not None:
             index[...] = order_device[begin:end]
-        host_indices = order[begin:end] if order is not None else None
-        for rows, buffer in zip((self.x, self.y), buffers[1:]):
+        for buffer, rows in zip(buffers[1:], (x_rows, y_rows)):
             if buffer is not None:
-                backend.copy_to_device(buffer, rows.host_batch(host_indices, begin, end))
+                buffer[...] = rows
 
     def _step(self, size):
         step = self.steps.get(size)

@@ -1,56 +1,17 @@
 """The Sequential model: build, compile, fit, evaluate, predict, save and resume."""
+import contextlib
 import math
 import time
 
 import numpy as np
 
-from trainer import backend, graphs, io, losses, optimizers
+from trainer import backend, feed, graphs, io, losses, optimizers
 from trainer import callbacks as callbacks_module
-from trainer import data as data_module
 from trainer import layers as layers_module
 from trainer.core import Config, TrainingError, Variable, no_grad, test_mode, using_config
 
 BUILTIN_METRICS = ("accuracy", "mae", "mse", "rmse")
 METRIC_ALIASES = {"acc": "accuracy", "mean_absolute_error": "mae", "mean_squared_error": "mse"}
-
-
-class _Rows:
-    """The rows of a training array (x or y) handed out as device batches of one dtype.
-
-    Resident: the whole array is on the device in ``dtype`` (moved, and cast if needed, once),
-    and a batch is a device gather or slice. That is the fast path, taken when the array
-    already has ``dtype``, or is an in-memory array whose cast copy fits, and when the result
-    is within ``backend.resident_limit_bytes()``. Otherwise the array stays as it is - a memory
-    map stays on disk - and each batch's rows are read, cast and moved on their own, so memory
-    grows with the batch and not with the data set. Both give the same batches, bit for bit.
-    """
-
-    def __init__(self, array, dtype):
-        self.host = array
-        self.dtype = np.dtype(dtype)
-        fits = array.size * self.dtype.itemsize <= backend.resident_limit_bytes()
-        same = array.dtype == self.dtype
-        self.resident = fits and (same or not isinstance(array, np.memmap))
-        self.data = backend.to_device(array, dtype=self.dtype) if self.resident else array
-
-    def __len__(self):
-        return len(self.host)
-
-    def take(self, host_indices, device_indices):
-        if self.resident:
-            return self.data[device_indices]
-        return backend.to_device(self.host_batch(host_indices, 0, 0))
-
-    def slice(self, begin, end):
-        if self.resident:
-            return self.data[begin:end]
-        return backend.to_device(self.host_batch(None, begin, end))
-
-    def host_batch(self, host_indices, begin, end):
-        """The rows ``host_indices`` (or, when None, ``begin:end``) of the host array, cast."""
-        if host_indices is None:
-            return np.asarray(self.host[begin:end], dtype=self.dtype)
-        return data_module.gather_rows(self.host, host_indices, self.dtype)
 
 
 class Sequential:
@@ -188,7 +149,7 @@ class Sequential:
         loss.backward()
         return loss.data, out.data
 
-    def _graphed_steps(self, x, y, fused, batch_size):
+    def _graphed_steps(self, train, fused):
         """A graphs.GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
         mode = backend.step_graphs_mode(backend.xp())
         if mode is None:
@@ -199,7 +160,7 @@ class Sequential:
                   *((layer, "rng") for layer in self.layers)]
         step_graphs = graphs.StepGraphs(mode, frozen)
         self.step_graphs = step_graphs.status
-        return graphs.GraphedSteps(self, x, y, fused, step_graphs, batch_size)
+        return graphs.GraphedSteps(self, train, fused, step_graphs)
 
     # ------------------------------------------------------------------ data preparation
     def _input_dtype(self):
@@ -335,7 +296,7 @@ class Sequential:
         if validation_data is not None:
             xv, yv = self._prepare_x(validation_data[0]), self._prepare_y(validation_data[1])
             self._check_input(xv)
-            validation_data = (_Rows(xv, self._input_dtype()), _Rows(yv, yv.dtype), xv, yv)
+            validation_data = (self._batches(xv, yv, max(batch_size, 256)), xv, yv)
         if len(x) == 0:
             raise ValueError("fit: no training samples (check validation_split)")
         if self.optimizer.params != self.trainable_weights:
@@ -355,8 +316,7 @@ class Sequential:
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
         batch_logs = cbs.wants_batch_logs
-        x_rows, y_rows = _Rows(x, self._input_dtype()), _Rows(y, y.dtype)
-        n = len(x)
+        train = self._batches(x, y, batch_size)
         fused = self._fused
         self.stop_training = False
         self.history = history
@@ -367,27 +327,26 @@ class Sequential:
             if saved is not None:
                 callback.set_state(*saved)
         self._resumed_callback_states = {}
-        graphed = self._graphed_steps(x_rows, y_rows, fused, batch_size)
+        graphed = self._graphed_steps(train, fused)
         try:
-            self._fit_epochs(initial_epoch, epochs, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
-                             graphed, validation_data, verbose)
+            self._fit_epochs(initial_epoch, epochs, train, shuffle, fused, cbs, batch_logs, graphed, validation_data,
+                             verbose)
         finally:
             if graphed is not None:
                 graphed.close()
         cbs.on_train_end({})
         return history
 
-    def _fit_epochs(self, initial_epoch, epochs, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
-                    graphed, validation_data, verbose):
+    def _fit_epochs(self, initial_epoch, epochs, train, shuffle, fused, cbs, batch_logs, graphed, validation_data,
+                    verbose):
         with using_config("train", True):
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch, {})
-                logs = self._fit_epoch(epoch, x_rows, y_rows, n, batch_size, shuffle, fused, cbs, batch_logs,
-                                       graphed)
+                logs = self._fit_epoch(epoch, train, shuffle, fused, cbs, batch_logs, graphed)
                 if validation_data is not None:
                     with test_mode():
-                        val = self._evaluate_arrays(validation_data[0], validation_data[1], max(batch_size, 256))
-                        val.update(self._extra_metrics(validation_data[2], validation_data[3]))
+                        val = self._evaluate_batches(validation_data[0])
+                        val.update(self._extra_metrics(validation_data[1], validation_data[2]))
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
                 if verbose:
@@ -396,18 +355,18 @@ class Sequential:
                 if self.stop_training:
                     break
 
-    def _fit_epoch(self, epoch, x, y, n, batch_size, shuffle, fused, cbs, batch_logs, graphed=None):
+    def _fit_epoch(self, epoch, train, shuffle, fused, cbs, batch_logs, graphed=None):
         start = time.perf_counter()
-        order = np.random.default_rng([self._seed, epoch]).permutation(n) if shuffle else None
-        order_device = backend.to_device(order) if order is not None and (x.resident or y.resident) else None
+        order = np.random.default_rng([self._seed, epoch]).permutation(len(train)) if shuffle else None
+        resident = train.x.resident or train.y.resident
+        order_device = backend.to_device(order) if order is not None and resident else None
         self._dropout_rng = backend.step_random(self._dropout_rng, [self._seed, epoch, 1])
         for layer in self.layers:
             layer.rng = self._dropout_rng
         if graphed is not None:
             seen, loss_total, totals, lr = graphed.epoch(order, order_device, cbs, batch_logs)
         else:
-            seen, loss_total, totals, lr = self._eager_epoch(x, y, n, batch_size, order, order_device, fused, cbs,
-                                                             batch_logs)
+            seen, loss_total, totals, lr = self._eager_epoch(train, order, order_device, fused, cbs, batch_logs)
         logs = {"loss": float(loss_total) / max(seen, 1)}
         logs.update(self._finish(totals))
         elapsed = time.perf_counter() - start
@@ -416,53 +375,51 @@ class Sequential:
         logs["samples_per_second"] = seen / elapsed if elapsed > 0 else float("inf")
         return logs
 
-    def _eager_epoch(self, x, y, n, batch_size, order, order_device, fused, cbs, batch_logs):
+    def _eager_epoch(self, train, order, order_device, fused, cbs, batch_logs):
         """One epoch, a step at a time; returns (samples seen, loss sum, metric totals, learning rate)."""
         xp = backend.xp()
         loss_total = xp.zeros((), dtype=np.float64)
         totals = {}
         lr = self.optimizer.current_learning_rate()
         seen = 0
-        for batch, begin in enumerate(range(0, n, batch_size)):
-            end = begin + batch_size
-            if order is None:
-                xb, yb = x.slice(begin, end), y.slice(begin, end)
-            else:
-                host_idx = order[begin:end]
-                device_idx = order_device[begin:end] if order_device is not None else None
-                xb, yb = x.take(host_idx, device_idx), y.take(host_idx, device_idx)
-            loss, out, lr = self._train_step(xb, yb, fused)
-            size = len(xb)
-            seen += size
-            loss_total += loss * size
-            if self.metrics:
-                self._add(totals, self._batch_sums(yb, out, fused or self.loss.from_logits), 1)
-            if batch_logs:
-                logs = {"batch": batch, "size": size}
-                if xp is np:  # reading the loss on a GPU would stall the step; only the CPU reports it
-                    logs["loss"] = float(loss)
-                cbs.on_batch_end(batch, logs)
-            if self.stop_training:
-                break
+        with contextlib.closing(train.epoch(order, order_device)) as batches:
+            for batch, (_begin, _end, xb, yb) in enumerate(batches):
+                loss, out, lr = self._train_step(xb, yb, fused)
+                size = len(xb)
+                seen += size
+                loss_total += loss * size
+                if self.metrics:
+                    self._add(totals, self._batch_sums(yb, out, fused or self.loss.from_logits), 1)
+                if batch_logs:
+                    logs = {"batch": batch, "size": size}
+                    if xp is np:  # reading the loss on a GPU would stall the step; only the CPU reports it
+                        logs["loss"] = float(loss)
+                    cbs.on_batch_end(batch, logs)
+                if self.stop_training:
+                    break
         return seen, loss_total, totals, lr
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, x, y, batch_size):
-        """Loss and metrics over the batches of ``x`` and ``y`` (two ``_Rows``)."""
+    def _batches(self, x, y, batch_size):
+        """A ``feed.Batches`` of host arrays ``x`` and ``y`` (y may be None) in the dtypes the model reads."""
+        return feed.Batches(feed.Rows(x, self._input_dtype()), None if y is None else feed.Rows(y, y.dtype),
+                            batch_size)
+
+    def _evaluate_batches(self, batches):
+        """Loss and metrics over ``batches`` (a ``feed.Batches`` of x and y)."""
         xp = backend.xp()
         fused = self._fused
         loss_total = xp.zeros((), dtype=np.float64)
         totals = {}
-        with no_grad():
-            for begin in range(0, len(x), batch_size):
-                xb, yb = x.slice(begin, begin + batch_size), y.slice(begin, begin + batch_size)
+        with no_grad(), contextlib.closing(batches.epoch()) as each:
+            for _begin, _end, xb, yb in each:
                 out = self(xb, logits=fused)
                 loss = self.loss(yb, out, logits=True if fused else None).data
                 loss_total += loss * len(xb)
                 if self.metrics:
                     self._add(totals, self._batch_sums(yb, out.data, fused or self.loss.from_logits), 1)
             reg = self._regularization()
-        logs = {"loss": float(loss_total) / max(len(x), 1) + (float(reg.data) if reg is not None else 0.0)}
+        logs = {"loss": float(loss_total) / max(len(batches), 1) + (float(reg.data) if reg is not None else 0.0)}
         logs.update(self._finish(totals))
         return logs
 
@@ -487,7 +444,7 @@ class Sequential:
         self._check_input(x)
         y = self._prepare_y(y)
         with test_mode():
-            logs = self._evaluate_arrays(_Rows(x, self._input_dtype()), _Rows(y, y.dtype), batch_size)
+            logs = self._evaluate_batches(self._batches(x, y, batch_size))
             logs.update(self._extra_metrics(x, y))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -500,10 +457,8 @@ class Sequential:
             self.build(x.shape[1:])
         self._check_input(x)
         outputs = []
-        dtype = self._input_dtype()
-        with no_grad(), test_mode():
-            for begin in range(0, len(x), batch_size):
-                xb = backend.to_device(x[begin:begin + batch_size], dtype=dtype)
+        with no_grad(), test_mode(), contextlib.closing(self._batches(x, None, batch_size).epoch()) as batches:
+            for _begin, _end, xb, _ in batches:
                 outputs.append(backend.to_host(self(xb).data))
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=np.float32)

@@ -474,18 +474,6 @@ def test_it_trains_on_a_memory_mapped_set_exactly_as_on_the_same_values_in_memor
     assert np.array_equal(model.predict(mapped, batch_size=10), reference.predict(x.astype(np.float32), batch_size=10))
 
 
-def test_it_keeps_a_foreign_dtype_memory_map_on_disk_and_an_in_memory_set_on_the_device(tmp_path):
-    from trainer.models import _Rows
-
-    np.save(tmp_path / "x.npy", np.zeros((10, 3), dtype=np.uint8))
-    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
-    assert not _Rows(mapped, np.float32).resident
-    assert _Rows(np.zeros((10, 3), dtype=np.float64), np.float32).resident  # cast once, as before
-    assert _Rows(np.zeros((10, 3), dtype=np.float32), np.float32).resident
-    batch = _Rows(mapped, np.float32).take(np.array([7, 2, 5]), None)
-    assert batch.dtype == np.float32 and batch.shape == (3, 3)
-
-
 MEMORY_PROBE = r"""
 import json, sys
 import numpy as np
