@@ -459,7 +459,9 @@ class Sequential:
         outputs = []
         with no_grad(), test_mode(), contextlib.closing(self._batches(x, None, batch_size).epoch()) as batches:
             for _begin, _end, xb, _ in batches:
-                outputs.append(backend.to_host(self(xb).data))
+                out = backend.to_host(self(xb).data)
+                # An output may be its input's buffer (a lone Flatten), which the next batch refills.
+                outputs.append(out.copy() if np.may_share_memory(out, xb) else out)
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=np.float32)
         return np.concatenate(outputs)

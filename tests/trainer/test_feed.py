@@ -301,3 +301,11 @@ def test_on_the_gpu_host_batches_copied_on_a_side_stream_train_as_batches_read_o
                 assert status["off"] is None and status["captured"] == [32, 8], status
     finally:
         backend.set_device("cpu")
+
+
+@pytest.mark.parametrize("read_ahead", ["1", "0"])
+def test_predicting_keeps_each_batch_even_where_the_output_is_the_input_buffer(tmp_path, monkeypatch, read_ahead):
+    monkeypatch.setenv("CUPOLA_READ_AHEAD", read_ahead)
+    x = np.arange(120, dtype=np.uint8).reshape(10, 4, 3)
+    model = Sequential([layers.Flatten()], input_shape=(4, 3))
+    assert np.array_equal(model.predict(mapped(tmp_path, x), batch_size=3), x.reshape(10, 12).astype(np.float32))
