@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "ImageRows",
     "LabelEncoder",
     "TablePreprocessor",
     "TargetScaler",
@@ -628,7 +629,91 @@ def scale_images(images):
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"scale_images: expected uint8 images. Received: dtype={images.dtype}")
-    return images.astype(np.float32) * np.float32(1 / 255)
+    return images.astype(np.float32) * IMAGE_SCALE
+
+
+IMAGE_SCALE = np.float32(1 / 255)
+_CHUNK_BYTES = 64 << 20  # what reading a whole ImageRows holds at once beside its result
+
+
+class ImageRows:
+    """The rows ``indices`` of a uint8 image array as float32 images, scaled to [0, 1] with
+    ``scale`` (as ``scale_images`` does), read from ``images`` only when asked for.
+
+    It stands for the array ``scale_images(images[indices])`` without making it: on a memory map
+    nothing is read until a batch is, so a set bigger than memory trains from disk, and a split of
+    one costs its indices. Like that array, it has ``shape``, ``dtype`` (float32) and ``len``; a
+    slice is another ImageRows (a view), an integer or an array of them reads those rows into a new
+    NumPy array, and ``np.asarray`` reads them all. The values are those of ``scale_images``, bit
+    for bit.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, images, indices=None, scale=True):
+        if getattr(images, "dtype", None) != np.uint8 or getattr(images, "ndim", 0) < 2:
+            raise ValueError("ImageRows: expected uint8 images of shape (N, ...). Received: "
+                             f"dtype={getattr(images, 'dtype', None)}, shape={getattr(images, 'shape', None)}")
+        self.images = images
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices.ndim != 1:
+            raise ValueError(f"ImageRows: indices must be one-dimensional. Received: shape={self.indices.shape}")
+        self.scale = bool(scale)
+
+    @property
+    def shape(self):
+        return (len(self.indices), *self.images.shape[1:])
+
+    @property
+    def ndim(self):
+        return self.images.ndim
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self):
+        return self.size * self.dtype.itemsize
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __repr__(self):
+        return f"ImageRows(shape={self.shape}, scale={self.scale})"
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return ImageRows(self.images, self.indices[key], self.scale)
+        if isinstance(key, (int, np.integer)):
+            return self.read(np.array([key]))[0]
+        return self.read(np.arange(len(self))[key] if np.asarray(key).dtype == bool else key)
+
+    def read(self, positions, out=None):
+        """The images at ``positions`` (of this view) as float32, into ``out`` if given (any float dtype)."""
+        rows = self.indices[np.asarray(positions, dtype=np.int64)]
+        if out is not None and out.dtype != np.float32:  # computed in float32 first, as scale_images does
+            out[...] = self.read(positions)
+            return out
+        out = gather_rows(self.images, rows, np.float32, out=out)
+        if self.scale:
+            out *= IMAGE_SCALE
+        return out
+
+    def chunks(self):
+        """``(begin, end)`` spans of rows, each read at once (about 64 MB as float32)."""
+        step = max(1, _CHUNK_BYTES // (self.dtype.itemsize * math.prod(self.images.shape[1:])))
+        return [(begin, min(begin + step, len(self))) for begin in range(0, len(self), step)]
+
+    def astype(self, dtype, copy=True):
+        """All the rows, read, as a NumPy array of ``dtype``."""
+        return np.asarray(self, dtype=dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, dtype=np.float32 if dtype is None else dtype)
+        for begin, end in self.chunks():
+            self.read(np.arange(begin, end), out=out[begin:end])
+        return out
 
 
 def _spatial_axes(owner, batch, data_format):

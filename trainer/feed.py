@@ -49,13 +49,26 @@ class Rows:
         fits = array.size * self.dtype.itemsize <= backend.resident_limit_bytes()
         same = array.dtype == self.dtype
         self.resident = fits and (same or not isinstance(array, np.memmap))
-        self.data = backend.to_device(array, dtype=self.dtype) if self.resident else array
+        self.data = self._to_device() if self.resident else array
+
+    def _to_device(self):
+        if not isinstance(self.host, data_module.ImageRows) or backend.xp() is np:
+            return backend.to_device(self.host, dtype=self.dtype)
+        data = backend.xp().empty(self.host.shape, dtype=self.dtype)  # read a chunk at a time, not whole on the host
+        for begin, end in self.host.chunks():
+            backend.copy_to_device(data[begin:end], self.host_batch(None, begin, end))
+        return data
 
     def __len__(self):
         return len(self.host)
 
     def host_batch(self, host_indices, begin, end, out=None):
         """The rows ``host_indices`` (or, when None, ``begin:end``) of the host array, cast (into ``out``)."""
+        if isinstance(self.host, data_module.ImageRows):
+            positions = np.arange(begin, end) if host_indices is None else host_indices
+            if out is None:
+                out = np.empty((len(positions), *self.host.shape[1:]), dtype=self.dtype)
+            return self.host.read(positions, out=out)
         if host_indices is not None:
             return data_module.gather_rows(self.host, host_indices, self.dtype, out=out)
         if out is None:

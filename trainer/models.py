@@ -7,6 +7,7 @@ import numpy as np
 
 from trainer import backend, feed, graphs, io, losses, optimizers
 from trainer import callbacks as callbacks_module
+from trainer import data as data_module
 from trainer import layers as layers_module
 from trainer.core import Config, TrainingError, Variable, no_grad, test_mode, using_config
 
@@ -170,8 +171,9 @@ class Sequential:
 
     @staticmethod
     def _prepare_x(x):
-        """x as an array, in its own dtype: a memory map stays one (batches are cast as they go)."""
-        if isinstance(x, np.ndarray) or backend.is_device_array(x):
+        """x as an array, in its own dtype: a memory map stays one and ImageRows stay unread (batches
+        are read and cast as they go)."""
+        if isinstance(x, (np.ndarray, data_module.ImageRows)) or backend.is_device_array(x):
             return x
         return np.asarray(x)
 

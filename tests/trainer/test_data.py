@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainer import data as tdata
 from trainer.data import (
     LabelEncoder,
     TablePreprocessor,
@@ -384,3 +385,39 @@ def test_it_makes_windows_whose_targets_follow_their_inputs(length, window, hori
     last_input = x[:, -1, 0]
     first_target = y if horizon == 1 else y[:, 0]
     assert np.array_equal(first_target, last_input + 1)
+
+
+# ----------------------------------------------------------------------------- ImageRows
+def test_image_rows_read_what_scale_images_of_those_rows_gives_and_nothing_before(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 5, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    indices = rng.permutation(40)[:25]
+    rows, expected = tdata.ImageRows(mapped, indices), tdata.scale_images(images[indices])
+    assert rows.shape == expected.shape and rows.dtype == np.float32 and len(rows) == 25
+    assert rows.size == expected.size and rows.nbytes == expected.nbytes and rows.ndim == 4
+    assert np.array_equal(np.asarray(rows), expected)
+    assert np.array_equal(rows[7], expected[7]) and np.array_equal(rows[np.int64(-1)], expected[-1])
+    assert np.array_equal(rows[[9, 2, 9]], expected[[9, 2, 9]])
+    mask = np.arange(25) % 3 == 0
+    assert np.array_equal(rows[mask], expected[mask])
+    view = rows[5:20:2]
+    assert isinstance(view, tdata.ImageRows) and np.array_equal(np.asarray(view), expected[5:20:2])
+    assert np.array_equal(rows.astype(np.float64), expected.astype(np.float64))  # computed in float32, then cast
+    unscaled = tdata.ImageRows(mapped, indices, scale=False)
+    assert np.array_equal(np.asarray(unscaled), images[indices].astype(np.float32))
+
+
+def test_image_rows_read_a_large_set_a_chunk_at_a_time(monkeypatch):
+    images = np.random.default_rng(1).integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
+    monkeypatch.setattr(tdata, "_CHUNK_BYTES", 4 * 16 * 7)  # seven images a chunk
+    rows = tdata.ImageRows(images)
+    assert rows.chunks() == [(0, 7), (7, 14), (14, 21), (21, 28), (28, 30)]
+    assert np.array_equal(np.asarray(rows), tdata.scale_images(images))
+
+
+@pytest.mark.parametrize("value", [np.zeros((3, 4), dtype=np.float32), np.zeros(3, dtype=np.uint8), [[1, 2]]])
+def test_image_rows_refuse_what_is_not_uint8_images(value):
+    with pytest.raises(ValueError, match="ImageRows: expected uint8 images"):
+        tdata.ImageRows(value)

@@ -309,3 +309,45 @@ def test_predicting_keeps_each_batch_even_where_the_output_is_the_input_buffer(t
     x = np.arange(120, dtype=np.uint8).reshape(10, 4, 3)
     model = Sequential([layers.Flatten()], input_shape=(4, 3))
     assert np.array_equal(model.predict(mapped(tmp_path, x), batch_size=3), x.reshape(10, 12).astype(np.float32))
+
+
+@pytest.mark.parametrize("where", ["resident", "read from the map"])
+def test_a_fit_on_image_rows_trains_exactly_as_on_the_scaled_images_in_memory(tmp_path, monkeypatch, where):
+    from trainer.data import ImageRows, scale_images
+
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, (120, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 120)
+    train = rng.permutation(120)[:100]
+    reference = small_cnn()
+    history = reference.fit(scale_images(images[train]), y[train], epochs=2, batch_size=16, validation_split=0.2,
+                            seed=5)
+    if where != "resident":
+        monkeypatch.setenv("CUPOLA_RESIDENT_BYTES", "0")
+    x = ImageRows(mapped(tmp_path, images), train)
+    model = small_cnn()
+    streamed = model.fit(x, y[train], epochs=2, batch_size=16, validation_split=0.2, seed=5)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert streamed.history[name] == history.history[name]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
+    assert model.evaluate(x, y[train]) == reference.evaluate(scale_images(images[train]), y[train])
+
+
+def test_image_rows_go_to_the_gpu_a_chunk_at_a_time(monkeypatch):
+    from trainer import data
+    from trainer.data import ImageRows, scale_images
+
+    class NumpyUnderAnotherName:  # the GPU branch: xp is not np
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    images = np.random.default_rng(7).integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
+    monkeypatch.setattr(data, "_CHUNK_BYTES", 4 * 16 * 7)
+    read = []
+    original = ImageRows.read
+    monkeypatch.setattr(ImageRows, "read", lambda self, positions, out=None: read.append(len(positions)) or
+                        original(self, positions, out=out))
+    monkeypatch.setattr(backend, "xp", lambda: NumpyUnderAnotherName())
+    rows = Rows(ImageRows(images), np.float32)
+    assert rows.resident and read == [7, 7, 7, 7, 2]
+    assert np.array_equal(rows.data, scale_images(images))

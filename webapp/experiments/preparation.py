@@ -46,7 +46,7 @@ class DataError(ValueError):
 
 @dataclass
 class Prepared:
-    x_train: np.ndarray
+    x_train: np.ndarray  # or a tdata.ImageRows (image sets: read a batch at a time)
     y_train: np.ndarray
     x_val: np.ndarray | None
     y_val: np.ndarray | None
@@ -257,7 +257,7 @@ def transform_table(frame, pre: dict) -> np.ndarray:
 
 
 def prepare_images(images, labels, class_names, config: dict, *, loss: str = "") -> Prepared:
-    images = np.asarray(images)
+    images = images if isinstance(images, np.ndarray) else np.asarray(images)  # a memory map stays one
     if images.ndim != 4 or len(images) == 0:
         raise DataError(f"expected images shaped (N, H, W, C), got {images.shape}", "dataset_version")
     labels = np.asarray(labels, dtype=np.int64)
@@ -270,7 +270,8 @@ def prepare_images(images, labels, class_names, config: dict, *, loss: str = "")
     def part(index):
         if len(index) == 0:
             return None, None
-        x = tdata.scale_images(images[index]) if scale else images[index].astype(np.float32)
+        # Read a batch at a time while training (the images stay on disk), or at once where the set fits.
+        x = tdata.ImageRows(images, index, scale=scale)
         return x, _shape_targets(CLASSIFICATION, labels[index], loss, len(class_names))
 
     x_train, y_train = part(train)

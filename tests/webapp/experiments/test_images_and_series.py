@@ -91,6 +91,28 @@ def test_an_image_run_trains_the_suggested_cnn_and_shows_its_mistakes(client, pe
 
 
 @pytest.mark.django_db
+def test_an_image_run_reads_its_images_from_disk_where_they_do_not_fit_and_trains_the_same(client, people, digits,
+                                                                                         monkeypatch):
+    from trainer.data import ImageRows
+
+    prepared = datasource.prepare(digits, {})
+    assert isinstance(prepared.x_train, ImageRows) and isinstance(prepared.x_train.images, np.memmap)  # nothing read
+    spec = suggested_spec(client, people, digits)
+    spec["fit"].update(epochs=2, seed=11)
+    results = []
+    for limit in ("", "0"):  # the default (the set is kept whole), then nothing fits: read a batch at a time
+        monkeypatch.setenv("CUPOLA_RESIDENT_BYTES", limit)
+        run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=digits, spec=spec)
+        assert execution.run_execute(run.pk) == "succeeded"
+        run.refresh_from_db()
+        epochs = [{k: v for k, v in values.items() if k not in ("epoch_time", "samples_per_second")}
+                  for values in MetricRow.objects.filter(run=run).order_by("epoch").values_list("values", flat=True)]
+        results.append((run.results["test"], run.results["confusion_matrix"], epochs))
+    assert "val_loss" in results[0][2][0]
+    assert results[0] == results[1]
+
+
+@pytest.mark.django_db
 def test_predicting_images_gives_what_trainer_gives(client, people, digits):
     spec = suggested_spec(client, people, digits)
     spec["fit"]["epochs"] = 2
