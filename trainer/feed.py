@@ -117,10 +117,11 @@ class Batches:
         self.xp = backend.xp()
         self.fed = [rows for rows in (x, y) if rows is not None and not rows.resident]
         self.threaded = bool(self.fed) and read_ahead(self.xp)
-        self.slots = [_Slot(self.fed, batch_size, self.xp) for _ in range(SLOTS if self.threaded else 1 if self.fed else 0)]
+        count = (SLOTS if self.threaded else 1) if self.fed else 0
+        self.slots = [_Slot(self.fed, batch_size, self.xp) for _ in range(count)]
         on_gpu = bool(self.fed) and self.xp is not np
-        self.stream = self.xp.cuda.Stream(non_blocking=True) if on_gpu else None
-        self.device = self.xp.cuda.runtime.getDevice() if on_gpu else None  # the thread's, too
+        self.stream = self.xp.cuda.Stream(non_blocking=True) if on_gpu else None  # the copies' side stream
+        self.device_id = self.xp.cuda.runtime.getDevice() if on_gpu else None  # the thread's, too
 
     def __len__(self):
         return len(self.x)
@@ -192,8 +193,8 @@ class Batches:
     def _read(self, plan, order, free, ready, stop):
         """The thread: fill a free slot with each planned batch and hand it over, until stopped."""
         try:
-            if self.device is not None:
-                self.xp.cuda.Device(self.device).use()
+            if self.device_id is not None:
+                self.xp.cuda.Device(self.device_id).use()
             for begin, end in plan:
                 slot = free.get()
                 if slot is None or stop.is_set():
