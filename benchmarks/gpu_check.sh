@@ -3,7 +3,8 @@
 # against PyTorch on the same GPU, written where the caller collects them.
 #
 #     OUT=/some/folder bash benchmarks/gpu_check.sh            # on the GPU machine, repository root
-#     python benchmarks/run_all.py --engine-json /some/folder/engine-gpu.json   # back home
+#     python benchmarks/run_all.py --engine-json /some/folder/engine-gpu.json \
+#         --feed-json /some/folder/feed-gpu.json                                # back home
 #
 # Made for a short loan of a machine (under 10 minutes; it needs numpy, cupy, torch and pytest there,
 # not Django):

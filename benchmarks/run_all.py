@@ -360,7 +360,8 @@ def main(argv=None) -> int:
         sections.append("### On the GPU\n\nNot measured in this run: no GPU was at hand. On a GPU machine, "
                         "`OUT=out bash benchmarks/gpu_check.sh` runs the GPU tests and the recipes against PyTorch "
                         "(with and without CUDA graphs, and the large MLP with TF32 on both sides); then "
-                        "`python benchmarks/run_all.py --engine-json out/engine-gpu.json` adds them here.\n")
+                        "`python benchmarks/run_all.py --engine-json out/engine-gpu.json --feed-json "
+                        "out/feed-gpu.json` adds them here.\n")
 
     ingest = None
     if "ingest" not in args.skip:
