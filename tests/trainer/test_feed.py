@@ -7,7 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from trainer import Sequential, backend, feed, layers, optimizers
+from tests.trainer.test_models import small_cnn
+from trainer import Sequential, backend, feed, layers
 from trainer.feed import Batches, Rows
 
 
@@ -145,14 +146,6 @@ def test_a_read_that_fails_is_raised_in_the_training_thread_at_its_batch(tmp_pat
             seen.append(begin)
     assert seen == [0, 4]
     assert read_ahead_threads() == []
-
-
-def small_cnn():
-    model = Sequential([layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
-                        layers.Dropout(0.2), layers.Dense(3, activation="softmax")], seed=3)
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(learning_rate=0.01),
-                  metrics=["accuracy"])
-    return model
 
 
 @pytest.mark.parametrize("graphs", ["0", "emulate"])
