@@ -41,8 +41,10 @@ def same(got, wanted):
 
 @pytest.fixture(autouse=True)
 def threaded(monkeypatch):
-    """The thread reads ahead here unless a test says otherwise (by default it does on the GPU only)."""
+    """The thread reads ahead here unless a test says otherwise (by default it does on the GPU only),
+    and the default resident limit holds (these sets are small: in memory, they fit)."""
     monkeypatch.setenv("CUPOLA_READ_AHEAD", "1")
+    monkeypatch.delenv("CUPOLA_RESIDENT_BYTES", raising=False)
 
 
 def test_the_thread_reads_ahead_by_default_on_the_gpu_only(monkeypatch, tmp_path):
