@@ -298,7 +298,7 @@ class Sequential:
         if validation_data is not None:
             xv, yv = self._prepare_x(validation_data[0]), self._prepare_y(validation_data[1])
             self._check_input(xv)
-            validation_data = (self._batches(xv, yv, max(batch_size, 256)), xv, yv)
+            validation_data = (self._batches(xv, yv, max(batch_size, 256)), yv)
         if len(x) == 0:
             raise ValueError("fit: no training samples (check validation_split)")
         if self.optimizer.params != self.trainable_weights:
@@ -348,7 +348,7 @@ class Sequential:
                 if validation_data is not None:
                     with test_mode():
                         val = self._evaluate_batches(validation_data[0])
-                        val.update(self._extra_metrics(validation_data[1], validation_data[2]))
+                        val.update(self._extra_metrics(validation_data[0], validation_data[1]))
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
                 if verbose:
@@ -425,8 +425,9 @@ class Sequential:
         logs.update(self._finish(totals))
         return logs
 
-    def _extra_metrics(self, x, y):
-        """Metrics beyond the built-in ones, computed on the host by trainer.metrics if present."""
+    def _extra_metrics(self, batches, y):
+        """Metrics beyond the built-in ones over ``batches`` (a ``feed.Batches``; its x is
+        predicted), computed on the host by trainer.metrics if present."""
         extra = [m for m in self.metrics if m not in BUILTIN_METRICS]
         if not extra:
             return {}
@@ -434,7 +435,7 @@ class Sequential:
             from trainer import metrics as host_metrics
         except ImportError:
             return {}
-        y_pred = self.predict(x)
+        y_pred = self._predict_batches(batches)
         return {name: float(host_metrics.compute(name, y, y_pred, loss=self.loss)) for name in extra}
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
@@ -446,8 +447,9 @@ class Sequential:
         self._check_input(x)
         y = self._prepare_y(y)
         with test_mode():
-            logs = self._evaluate_batches(self._batches(x, y, batch_size))
-            logs.update(self._extra_metrics(x, y))
+            batches = self._batches(x, y, batch_size)
+            logs = self._evaluate_batches(batches)
+            logs.update(self._extra_metrics(batches, y))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return logs
@@ -458,9 +460,13 @@ class Sequential:
         if not self.built:
             self.build(x.shape[1:])
         self._check_input(x)
+        return self._predict_batches(self._batches(x, None, batch_size))
+
+    def _predict_batches(self, batches):
+        """Outputs for the x of ``batches`` (a ``feed.Batches``) as a host NumPy array."""
         outputs = []
-        with no_grad(), test_mode(), contextlib.closing(self._batches(x, None, batch_size).epoch()) as batches:
-            for _begin, _end, xb, _ in batches:
+        with no_grad(), test_mode(), contextlib.closing(batches.epoch()) as each:
+            for _begin, _end, xb, _ in each:
                 out = backend.to_host(self(xb).data)
                 # An output may be its input's buffer (a lone Flatten), which the next batch refills.
                 outputs.append(out.copy() if np.may_share_memory(out, xb) else out)

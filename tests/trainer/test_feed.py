@@ -346,3 +346,21 @@ def test_image_rows_go_to_the_gpu_a_chunk_at_a_time(monkeypatch):
     rows = Rows(ImageRows(images), np.float32)
     assert rows.resident and read == [7, 7, 7, 7, 2]
     assert np.array_equal(rows.data, scale_images(images))
+
+
+def test_a_resident_validation_split_is_read_once_per_fit_even_for_host_computed_metrics(monkeypatch):
+    from trainer.data import ImageRows
+
+    rng = np.random.default_rng(8)
+    images = rng.integers(0, 256, (60, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 60)
+    reads = []
+    original = ImageRows.read
+    monkeypatch.setattr(ImageRows, "read", lambda self, positions, out=None: reads.append(len(positions)) or
+                        original(self, positions, out=out))
+    model = small_cnn()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy", "f1"])
+    history = model.fit(ImageRows(images[:40]), y[:40], validation_data=(ImageRows(images[40:]), y[40:]), epochs=3,
+                        batch_size=8, seed=0)
+    assert len(history.history["val_f1"]) == 3
+    assert sorted(reads) == [20, 40]  # each split once, when it was put on the device; no epoch read them again
