@@ -126,6 +126,12 @@ class Batches:
     def __len__(self):
         return len(self.x)
 
+    @property
+    def status(self):
+        """How the rows reach the device: {"resident": every set kept whole on the device,
+        "read_ahead": host sets read by the thread ahead of the step}."""
+        return {"resident": not self.fed, "read_ahead": self.threaded}
+
     def epoch(self, order=None, order_device=None, gather=True):
         """Yield ``(begin, end, xb, yb)`` for each batch, in the row order ``order`` (host) /
         ``order_device`` (its device copy; None: ``order`` is moved when a resident set needs it),

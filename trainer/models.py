@@ -36,6 +36,7 @@ class Sequential:
         self._resumed_seed = False
         self._callbacks = None           # the CallbackList of the running fit (checkpoints save their state)
         self.step_graphs = None          # the last fit's CUDA graphs: trainer.graphs.StepGraphs.status
+        self.data_feed = None            # how the last fit's rows reached the device: feed.Batches.status
         self._dropout_rng = None         # what dropout draws from (backend.step_random)
         self._resumed_callback_states = {}
         for layer in layers or ():
@@ -319,6 +320,7 @@ class Sequential:
         cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
         batch_logs = cbs.wants_batch_logs
         train = self._batches(x, y, batch_size)
+        self.data_feed = train.status
         fused = self._fused
         self.stop_training = False
         self.history = history

@@ -389,6 +389,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         results = evaluate(model, prepared, spec, batch_size)
         if model.step_graphs is not None:  # on a GPU: what the fit did with CUDA graphs, for the record
             results["cuda_graphs"] = model.step_graphs
+        if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
+            results["data_feed"] = model.data_feed
         checkpoints.save_atomically(model.save_weights, checkpoints.weights_path(run_id))
         cancelled = monitor.cancel.is_set()
         _finish(run_id, attempt, status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, results=results)

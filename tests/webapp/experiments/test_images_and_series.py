@@ -99,7 +99,8 @@ def test_an_image_run_reads_its_images_from_disk_where_they_do_not_fit_and_train
     assert isinstance(prepared.x_train, ImageRows) and isinstance(prepared.x_train.images, np.memmap)  # nothing read
     spec = suggested_spec(client, people, digits)
     spec["fit"].update(epochs=2, seed=11)
-    results = []
+    results, feeds, pages = [], [], []
+    client.force_login(people.viewer)
     for limit in ("", "0"):  # the default (the set is kept whole), then nothing fits: read a batch at a time
         monkeypatch.setenv("CUPOLA_RESIDENT_BYTES", limit)
         run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=digits, spec=spec)
@@ -108,8 +109,13 @@ def test_an_image_run_reads_its_images_from_disk_where_they_do_not_fit_and_train
         epochs = [{k: v for k, v in values.items() if k not in ("epoch_time", "samples_per_second")}
                   for values in MetricRow.objects.filter(run=run).order_by("epoch").values_list("values", flat=True)]
         results.append((run.results["test"], run.results["confusion_matrix"], epochs))
+        feeds.append(run.results["data_feed"])
+        pages.append(client.get(run.get_absolute_url()).content.decode())
     assert "val_loss" in results[0][2][0]
     assert results[0] == results[1]
+    assert feeds == [{"resident": True, "read_ahead": False}, {"resident": False, "read_ahead": False}]
+    assert "kept whole on the device" in pages[0] and "a batch at a time" not in pages[0]
+    assert "read from storage a batch at a time" in pages[1]
 
 
 @pytest.mark.django_db
