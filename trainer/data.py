@@ -689,6 +689,10 @@ class ImageRows:
             return self.read(np.array([key]))[0]
         return self.read(np.arange(len(self))[key] if np.asarray(key).dtype == bool else key)
 
+    def stored(self, positions):
+        """The images at ``positions`` (of this view) as they are stored: uint8, unscaled."""
+        return gather_rows(self.images, self.indices[np.asarray(positions, dtype=np.int64)])
+
     def read(self, positions, out=None):
         """The images at ``positions`` (of this view) as float32, into ``out`` if given (any float dtype)."""
         rows = self.indices[np.asarray(positions, dtype=np.int64)]

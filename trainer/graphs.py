@@ -272,8 +272,8 @@ class GraphedSteps:
         logits = self.fused or model.loss.from_logits
 
         def step():
-            xb = self.x.data.take(index, axis=0) if x_buffer is None else x_buffer
-            yb = self.y.data.take(index, axis=0) if y_buffer is None else y_buffer
+            xb = self.x.device_rows(index) if x_buffer is None else x_buffer
+            yb = self.y.device_rows(index) if y_buffer is None else y_buffer
             loss, out = model._forward_backward(xb, yb, self.fused)
             model.optimizer.apply_step()
             self.loss_sum += loss * size

@@ -295,6 +295,16 @@ def test_on_the_gpu_host_batches_copied_on_a_side_stream_train_as_batches_read_o
             assert all(np.array_equal(a, b) for a, b in zip(weights, weights2))
             if graphs == "1":
                 assert status["off"] is None and status["captured"] == [32, 8], status
+        from trainer.data import ImageRows, scale_images  # kept as uint8 on the GPU, scaled per batch there
+
+        rows = Rows(ImageRows(on_disk), np.float32)
+        assert rows.resident and rows.data.dtype == np.uint8
+        fits = []
+        for x_given in (scale_images(x), ImageRows(on_disk)):
+            model = small_cnn()
+            fits.append((model.fit(x_given, y, epochs=2, batch_size=32, seed=4).history["loss"], model.get_weights()))
+        assert fits[0][0] == fits[1][0]
+        assert all(np.array_equal(a, b) for a, b in zip(fits[0][1], fits[1][1]))
     finally:
         backend.set_device("cpu")
 
@@ -329,7 +339,7 @@ def test_a_fit_on_image_rows_trains_exactly_as_on_the_scaled_images_in_memory(tm
     assert model.evaluate(x, y[train]) == reference.evaluate(scale_images(images[train]), y[train])
 
 
-def test_image_rows_go_to_the_gpu_a_chunk_at_a_time(monkeypatch):
+def test_on_the_gpu_image_rows_stay_uint8_read_a_chunk_at_a_time_and_each_batch_is_scaled_there(monkeypatch):
     from trainer import data
     from trainer.data import ImageRows, scale_images
 
@@ -338,15 +348,27 @@ def test_image_rows_go_to_the_gpu_a_chunk_at_a_time(monkeypatch):
             return getattr(np, name)
 
     images = np.random.default_rng(7).integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
-    monkeypatch.setattr(data, "_CHUNK_BYTES", 4 * 16 * 7)
+    monkeypatch.setattr(data, "_CHUNK_BYTES", 4 * 16 * 7)  # seven float32 images a chunk
     read = []
-    original = ImageRows.read
-    monkeypatch.setattr(ImageRows, "read", lambda self, positions, out=None: read.append(len(positions)) or
-                        original(self, positions, out=out))
+    original = ImageRows.stored
+    monkeypatch.setattr(ImageRows, "stored", lambda self, positions: read.append(len(positions)) or
+                        original(self, positions))
     monkeypatch.setattr(backend, "xp", lambda: NumpyUnderAnotherName())
     rows = Rows(ImageRows(images), np.float32)
-    assert rows.resident and read == [7, 7, 7, 7, 2]
-    assert np.array_equal(rows.data, scale_images(images))
+    assert rows.resident and rows.data.dtype == np.uint8 and read == [7, 7, 7, 7, 2]
+    assert np.array_equal(rows.data, images)
+    index = np.array([29, 3, 3, 17])
+    for batch, expected_rows in ((rows.device_rows(index), scale_images(images[index])),
+                                 (rows.device_rows(begin=5, end=12), scale_images(images[5:12]))):
+        assert batch.dtype == np.float32 and np.array_equal(batch, expected_rows)
+    unscaled = Rows(ImageRows(images, scale=False), np.float32)
+    assert np.array_equal(unscaled.device_rows(index), images[index].astype(np.float32))
+    # Only uint8 that fits where float32 might not; a float64 model keeps the float32 values, cast.
+    monkeypatch.setenv("CUPOLA_RESIDENT_BYTES", str(images.size))
+    assert Rows(ImageRows(images), np.float32).resident and not Rows(ImageRows(images), np.float64).resident
+    monkeypatch.delenv("CUPOLA_RESIDENT_BYTES")
+    wide = Rows(ImageRows(images), np.float64)
+    assert wide.data.dtype == np.float64 and np.array_equal(wide.data, scale_images(images).astype(np.float64))
 
 
 def test_a_resident_validation_split_is_read_once_per_fit_even_for_host_computed_metrics(monkeypatch):

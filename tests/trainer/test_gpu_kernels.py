@@ -444,3 +444,31 @@ def test_the_gpu_branches_replayed_from_emulated_graphs_train_exactly_as_one_ste
     for a, b in zip(eager.get_weights(), graphed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert graphed_logs["loss"] == eager_logs["loss"]
+
+
+@pytest.mark.parametrize("graphs_mode", [None, "emulate"])
+def test_on_the_gpu_branches_image_rows_kept_as_uint8_train_exactly_as_the_scaled_images(emulated, monkeypatch,
+                                                                                       graphs_mode):
+    """The GPU keeps ImageRows as uint8 and scales each batch there, also inside a graph's step."""
+    from trainer.data import ImageRows, scale_images
+
+    _gpu_branches(monkeypatch, graphs_mode)
+    calls = []
+    monkeypatch.setattr(ImageRows, "read", lambda *args, **kwargs: calls.append("read as float32"))
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (14, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 14)
+    runs = []
+    for x in (scale_images(images), ImageRows(images)):
+        model = WHOLE_MODELS["cnn"][0]()
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        history = model.fit(x, y, epochs=2, batch_size=4, seed=3, validation_split=0.25)
+        runs.append((model, history.history))
+    (reference, logs), (kept, kept_logs) = runs
+    if graphs_mode:
+        assert kept.step_graphs["captured"] and kept.step_graphs["off"] is None, kept.step_graphs
+    assert calls == []  # kept as uint8 on the "device" (training and validation split), never read as float32
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert kept_logs[name] == logs[name]
+    for a, b in zip(reference.get_weights(), kept.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
