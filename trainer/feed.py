@@ -142,9 +142,9 @@ class Batches:
 
     @property
     def status(self):
-        """How the rows reach the device: {"resident": every set kept whole on the device,
-        "read_ahead": host sets read by the thread ahead of the step}."""
-        return {"resident": not self.fed, "read_ahead": self.threaded}
+        """How the rows reach the device: {"device": "cpu" or "gpu", "resident": every set kept
+        whole on the device, "read_ahead": host sets read by the thread ahead of the step}."""
+        return {"device": "cpu" if self.xp is np else "gpu", "resident": not self.fed, "read_ahead": self.threaded}
 
     def epoch(self, order=None, order_device=None, gather=True):
         """Yield ``(begin, end, xb, yb)`` for each batch, in the row order ``order`` (host) /

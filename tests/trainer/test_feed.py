@@ -161,7 +161,7 @@ def test_a_fit_reads_ahead_and_trains_bit_for_bit_as_it_does_reading_on_demand(t
         monkeypatch.setenv("CUPOLA_READ_AHEAD", read_ahead)
         model = small_cnn()
         history = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, seed=4)
-        assert model.data_feed == {"resident": False, "read_ahead": read_ahead == "1"}  # a uint8 map: read per batch
+        assert model.data_feed == {"device": "cpu", "resident": False, "read_ahead": read_ahead == "1"}  # per batch
         results.append((history.history["loss"], history.history["val_loss"], model.get_weights(),
                         model.predict(x, batch_size=32)))
     (loss, val_loss, weights, predicted), (loss2, val_loss2, weights2, predicted2) = results

@@ -113,8 +113,9 @@ def test_an_image_run_reads_its_images_from_disk_where_they_do_not_fit_and_train
         pages.append(client.get(run.get_absolute_url()).content.decode())
     assert "val_loss" in results[0][2][0]
     assert results[0] == results[1]
-    assert feeds == [{"resident": True, "read_ahead": False}, {"resident": False, "read_ahead": False}]
-    assert "kept whole on the device" in pages[0] and "a batch at a time" not in pages[0]
+    assert feeds == [{"device": "cpu", "resident": True, "read_ahead": False},
+                     {"device": "cpu", "resident": False, "read_ahead": False}]
+    assert "kept whole in memory" in pages[0] and "a batch at a time" not in pages[0]
     assert "read from storage a batch at a time" in pages[1]
 
 
