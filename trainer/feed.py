@@ -19,7 +19,8 @@ slots:
 A slot goes back to the thread only after that, so the thread can't overtake the training by more
 than the ring. The batches come out in the order planned, bit for bit the rows a read on demand
 gives. Where the thread is off (``read_ahead``: on the CPU by default) each batch is read when it
-is asked for, in the training thread, into a single slot. An
+is asked for, in the training thread: into one slot on the CPU, into two in turn on the GPU, so that
+a batch's copy still overlaps the step before it. An
 error in the thread is raised in the training thread at the batch it concerns, and the thread
 never outlives the epoch: it stops when the epoch ends, breaks off (early stopping) or fails.
 """
@@ -131,7 +132,8 @@ class Batches:
         self.xp = backend.xp()
         self.fed = [rows for rows in (x, y) if rows is not None and not rows.resident]
         self.threaded = bool(self.fed) and read_ahead(self.xp)
-        count = (SLOTS if self.threaded else 1) if self.fed else 0
+        # Read here, one slot does on the CPU; the GPU's two let a batch's copy overlap the step before.
+        count = (SLOTS if self.threaded else 1 if self.xp is np else 2) if self.fed else 0
         self.slots = [_Slot(self.fed, batch_size, self.xp) for _ in range(count)]
         on_gpu = bool(self.fed) and self.xp is not np
         self.stream = self.xp.cuda.Stream(non_blocking=True) if on_gpu else None  # the copies' side stream
@@ -183,8 +185,8 @@ class Batches:
                 yield []
             return
         if not self.threaded:
-            slot = self.slots[0]
-            for begin, end in plan:
+            for i, (begin, end) in enumerate(plan):
+                slot = self.slots[i % len(self.slots)]
                 self._fill(slot, order, begin, end)
                 yield self._hand_out(slot, end - begin)
                 self._release(slot)

@@ -232,7 +232,14 @@ class LazyGpu:
 
         class DeviceArray(np.ndarray):
             def set(self, host, stream=None):
-                device, source = self.view(np.ndarray), np.asarray(host).view(np.ndarray)
+                # CuPy's own checks (cupy/_core/core.pyx, ndarray.set)
+                if not isinstance(host, np.ndarray):
+                    raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+                if host.dtype != self.dtype or host.shape != self.shape:
+                    raise TypeError(f"{host.dtype}{host.shape} array cannot be set to {self.dtype}{self.shape}")
+                if not (self.flags.c_contiguous and host.flags.c_contiguous):
+                    raise RuntimeError("Cannot set to non-contiguous array")  # (CuPy would copy a host one)
+                device, source = self.view(np.ndarray), host.view(np.ndarray)
 
                 def copy():  # reads the pinned buffer when it runs, as the DMA does
                     device[...] = source
