@@ -1100,6 +1100,78 @@ def dropout(x, rate, rng):
     return Dropout(mask)(x)
 
 
+class Flip(Function):
+    """Each image (N, H, W, C) mirrored along the axes its masks say: ``rows`` (N,) bools flip it
+    top to bottom, ``columns`` (N,) left to right (either may be None). Its own inverse, so the
+    gradient is flipped back the same way."""
+
+    def __init__(self, rows, columns):
+        self.rows, self.columns = rows, columns
+
+    def _apply(self, a):
+        xp = _xp(a)
+        if self.rows is not None:
+            a = xp.where(self.rows[:, None, None, None], a[:, ::-1], a)
+        if self.columns is not None:
+            a = xp.where(self.columns[:, None, None, None], a[:, :, ::-1], a)
+        return a
+
+    def forward(self, x):
+        return self._apply(x)
+
+    def backward(self, gy):
+        return self._apply(gy)
+
+
+class Translate(Function):
+    """Each image (N, H, W, C) shifted by whole pixels, ``dy`` (N,) down and ``dx`` (N,) right,
+    the uncovered border filled with zeros. The gradient is shifted back (the adjoint): what left
+    the image gets no gradient."""
+
+    def __init__(self, dy, dx):
+        self.dy, self.dx = dy, dx
+
+    @staticmethod
+    def _shift(a, dy, dx):
+        xp = _xp(a)
+        n, h, w = a.shape[:3]
+        rows = xp.arange(h)[None, :] - dy[:, None]  # (N, H): the source row of each output row
+        columns = xp.arange(w)[None, :] - dx[:, None]
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((columns >= 0) & (columns < w))[:, None, :]
+        out = a[xp.arange(n)[:, None, None], xp.clip(rows, 0, h - 1)[:, :, None], xp.clip(columns, 0, w - 1)[:, None, :]]
+        return out * inside[..., None].astype(a.dtype)
+
+    def forward(self, x):
+        return self._shift(x, self.dy, self.dx)
+
+    def backward(self, gy):
+        return self._shift(gy, -self.dy, -self.dx)
+
+
+def _coins(rng, n, dtype=np.float32):
+    """``n`` fair coin flips from ``rng`` (a backend Generator or CounterRandom), as bools."""
+    return rng.random((n,), dtype=dtype) < 0.5
+
+
+def random_flip(x, rng, horizontal, vertical):
+    """Mirror each image left to right (``horizontal``) and/or top to bottom (``vertical``), each
+    with probability 1/2, drawn per image from ``rng``."""
+    n = x.shape[0]
+    return Flip(_coins(rng, n) if vertical else None, _coins(rng, n) if horizontal else None)(x)
+
+
+def random_translation(x, rng, max_dy, max_dx):
+    """Shift each image by a whole number of pixels drawn uniformly from [-max_dy, max_dy] down and
+    [-max_dx, max_dx] right (per image, from ``rng``), filling with zeros."""
+    n = x.shape[0]
+
+    def shifts(limit):
+        u = rng.random((n,), dtype=np.float32)  # in [0, 1): 2 * limit + 1 equally likely integers
+        return (u * np.float32(2 * limit + 1)).astype(np.int64) - limit
+
+    return Translate(shifts(max_dy), shifts(max_dx))(x)
+
+
 def embedding(indices, W):
     return Embedding(indices)(W)
 

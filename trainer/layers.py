@@ -510,6 +510,52 @@ class Dropout(Layer):
         return F.dropout(x, self.rate, self.rng)
 
 
+class _Augmentation(Layer):
+    """A random change to each training image (N, H, W, C), drawn anew every step; the identity
+    when predicting or evaluating (Keras' preprocessing layers)."""
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise _rank_error(self, 3, input_shape)
+        return tuple(input_shape)
+
+    def call(self, x, logits=False):
+        if not Config.train:
+            return x
+        if self.rng is None:
+            self.rng = backend.random_generator(None)
+        return self.augment(x)
+
+
+class RandomFlip(_Augmentation):
+    """Mirrors each image with probability 1/2: left to right ("horizontal"), top to bottom
+    ("vertical"), or each independently ("horizontal_and_vertical")."""
+
+    args: ClassVar[dict] = {"mode": Arg("choice", "horizontal",
+                                        choices=("horizontal", "vertical", "horizontal_and_vertical"))}
+
+    def __init__(self, mode="horizontal", name=None):
+        super().__init__(name, mode=mode)
+
+    def augment(self, x):
+        return F.random_flip(x, self.rng, horizontal=self.mode != "vertical", vertical=self.mode != "horizontal")
+
+
+class RandomTranslation(_Augmentation):
+    """Shifts each image by up to ``height_factor`` of its height and ``width_factor`` of its
+    width (whole pixels, drawn uniformly each way), filling the uncovered border with zeros."""
+
+    args: ClassVar[dict] = {"height_factor": Arg("float", low=0.0, high=1.0, high_open=True),
+                            "width_factor": Arg("float", low=0.0, high=1.0, high_open=True)}
+
+    def __init__(self, height_factor, width_factor, name=None):
+        super().__init__(name, height_factor=height_factor, width_factor=width_factor)
+
+    def augment(self, x):
+        limits = round(self.height_factor * x.shape[1]), round(self.width_factor * x.shape[2])
+        return F.random_translation(x, self.rng, *limits) if any(limits) else x
+
+
 class Activation(Layer):
     has_activation = True
     args: ClassVar[dict] = {"activation": activation_arg(REQUIRED)}
@@ -689,7 +735,8 @@ class GRU(_RNN):
 
 LAYERS = {cls.__name__: cls for cls in (
     Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape, Dropout,
-    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation)}
+    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation, RandomFlip,
+    RandomTranslation)}
 ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
            "GlobalAvgPool2D": "GlobalAveragePooling2D"}
 

@@ -4,13 +4,14 @@
 
 The graph takes one float32 input "input" shaped (batch, *input_shape), channels last as the
 engine, and returns "output" exactly as `model.predict` does (softmax/sigmoid included), for
-inference: Dropout is left out and BatchNormalization uses its moving statistics.
+inference: Dropout and the augmentation layers (RandomFlip, RandomTranslation) are left out and
+BatchNormalization uses its moving statistics.
 Convolutions and pooling run in ONNX's channels-first layout inside the graph; the exporter
 transposes at the boundaries, so callers never see it.
 
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
 Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization, Embedding,
-SimpleRNN, LSTM, GRU; activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
+SimpleRNN, LSTM, GRU, RandomFlip, RandomTranslation; activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
 
 `onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
 dependencies imported only when these functions are called.
@@ -257,6 +258,8 @@ EXPORTERS = {
     "Flatten": _export_flatten,
     "Reshape": _export_reshape,
     "Dropout": _export_identity,
+    "RandomFlip": _export_identity,  # training only
+    "RandomTranslation": _export_identity,
     "Activation": _export_activation,
     "BatchNormalization": _export_batch_normalization,
     "LayerNormalization": _export_layer_normalization,

@@ -319,7 +319,8 @@
     (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "pair" ? 3 : (a.kind === "float" ? 0.1 : 32); });
     spec.layers = spec.layers || [];
     const last = spec.layers.length ? spec.layers.length - 1 : 0;
-    spec.layers.splice(Math.max(0, last), 0, layer);  // before the output layer
+    // Augmentation (RandomFlip, RandomTranslation) changes the input images: first; others before the output layer.
+    spec.layers.splice(/^Random/.test(type) ? 0 : Math.max(0, last), 0, layer);
     renderLayers(); renderJson(); scheduleSummary();
   });
   ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience"].forEach((id) =>

@@ -63,11 +63,15 @@ def _plot_points(page, chart_id: str) -> int:
 
 
 def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
-                                   expect_layer: str) -> str:
+                                   expect_layer: str, augment: str | None = None) -> str:
     page.goto(f"{base}/w/{ws}/runs/new/")
     page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
+    if augment:  # an augmentation layer from the palette goes first, in front of the template's layers
+        page.select_option("#add-type", augment)
+        page.click("#add-layer")
+        page.wait_for_function(f"JSON.parse(document.getElementById('spec-json').value).layers[0].type === '{augment}'")
     page.fill("#epochs", str(epochs))
     page.fill("#batch_size", str(batch_size))
     page.fill("#run-name", f"e2e {expect_layer}")
@@ -202,7 +206,7 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
     owner.shot(page, "dataset")
 
     run_url = _build_from_template_and_train(owner, page, base, ws, epochs=100_000, batch_size=32,
-                                             expect_layer="Conv2D")
+                                             expect_layer="Conv2D", augment="RandomTranslation")
     _watch_training(owner, page, cancel=True)
 
     images = []

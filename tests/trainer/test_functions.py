@@ -221,6 +221,47 @@ def test_it_differentiates_dropout_with_a_fixed_mask(xp, check_gradients):
     check_gradients(lambda v: F.Dropout(mask_fn)(v), x)
 
 
+@pytest.mark.parametrize("axes", ["rows", "columns", "both"])
+def test_it_differentiates_flips_with_fixed_masks(xp, axes, check_gradients):
+    rows = backend.to_device(np.array([True, False, True])) if axes != "columns" else None
+    columns = backend.to_device(np.array([False, True, True])) if axes != "rows" else None
+    x = rand(xp, 3, 4, 5, 2)
+    y = backend.to_host(F.Flip(rows, columns)(Variable(x)).data)
+    host = backend.to_host(x)
+    expected = host.copy()
+    for i in range(3):
+        if rows is not None and backend.to_host(rows)[i]:
+            expected[i] = expected[i, ::-1]
+        if columns is not None and backend.to_host(columns)[i]:
+            expected[i] = expected[i, :, ::-1]
+    np.testing.assert_array_equal(y, expected)
+    check_gradients(lambda v: F.Flip(rows, columns)(v), x)
+
+
+def test_it_differentiates_translations_by_whole_pixels(xp, check_gradients):
+    dy, dx = backend.to_device(np.array([1, 0, -2])), backend.to_device(np.array([-1, 2, 0]))
+    x = rand(xp, 3, 4, 5, 2)
+    y = backend.to_host(F.Translate(dy, dx)(Variable(x)).data)
+    host = backend.to_host(x)
+    for i, (down, right) in enumerate(zip([1, 0, -2], [-1, 2, 0], strict=True)):
+        expected = np.zeros_like(host[i])
+        for r in range(4):
+            for c in range(5):
+                if 0 <= r - down < 4 and 0 <= c - right < 5:
+                    expected[r, c] = host[i, r - down, c - right]
+        np.testing.assert_array_equal(y[i], expected)
+    check_gradients(lambda v: F.Translate(dy, dx)(v), x)
+
+
+def test_random_translations_stay_within_their_limits_and_cover_them(xp):
+    x = Variable(backend.to_device(np.ones((4000, 3, 3, 1))))
+    shift = F.random_translation(x, backend.random_generator(0), 2, 1).creator
+    dy, dx = backend.to_host(shift.dy), backend.to_host(shift.dx)
+    assert set(dy.tolist()) == {-2, -1, 0, 1, 2} and set(dx.tolist()) == {-1, 0, 1}
+    counts = np.bincount(dy + 2)
+    assert counts.min() > 0.8 * counts.mean()  # each shift about as likely as another
+
+
 def test_it_differentiates_embedding_lookups_with_repeated_indices(xp, check_gradients):
     indices = backend.to_device(np.array([[0, 2, 2], [1, 0, 3]]))
     check_gradients(lambda w: F.embedding(indices, w), rand(xp, 4, 3))

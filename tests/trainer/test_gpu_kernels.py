@@ -472,3 +472,21 @@ def test_on_the_gpu_branches_image_rows_kept_as_uint8_train_exactly_as_the_scale
         assert kept_logs[name] == logs[name]
     for a, b in zip(reference.get_weights(), kept.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_augmentation_on_the_gpu_branches_replays_from_emulated_graphs_as_one_step_at_a_time(emulated, monkeypatch):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(20, 6, 6, 1)).astype(np.float32), rng.integers(0, 3, 20)
+    runs = []
+    for graphs_mode in (None, "emulate"):
+        _gpu_branches(monkeypatch, graphs_mode)
+        model = Sequential([layers.RandomFlip("horizontal_and_vertical"), layers.RandomTranslation(0.2, 0.2),
+                            *WHOLE_MODELS["cnn"][0]().layers], seed=1)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        runs.append((model, model.fit(x, y, epochs=2, batch_size=8, seed=3).history))
+    (eager, eager_logs), (graphed, graphed_logs) = runs
+    assert graphed.step_graphs["captured"] == [8, 4] and graphed.step_graphs["off"] is None, graphed.step_graphs
+    assert isinstance(graphed.layers[0].rng, backend.CounterRandom)
+    assert graphed_logs["loss"] == eager_logs["loss"]
+    for a, b in zip(eager.get_weights(), graphed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -218,6 +218,24 @@ def test_dropout_draws_new_masks_in_every_replayed_step(monkeypatch):
     assert not np.array_equal(plain.get_weights()[0], graphed.get_weights()[0])
 
 
+def _augmented_image_model():
+    return Sequential([layers.RandomFlip("horizontal_and_vertical"), layers.RandomTranslation(0.2, 0.2),
+                       layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                       layers.Dense(3, activation="softmax")], seed=2).compile(
+        loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(0.01), metrics=["accuracy"])
+
+
+def test_augmentation_draws_new_flips_and_shifts_in_every_replayed_step(monkeypatch):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(60, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 60)
+    graphed, graphed_logs = fit(_augmented_image_model, x, y, "emulate")
+    assert graphed.step_graphs["captured"] == [16, 12] and graphed.step_graphs["off"] is None
+    monkeypatch.setattr(graphs.StepGraphs, "on", property(lambda self: False))
+    eager, eager_logs = fit(_augmented_image_model, x, y, "emulate")
+    assert_same_weights(eager, graphed)
+    assert graphed_logs["loss"] == eager_logs["loss"]
+
+
 def test_the_counter_generator_draws_from_its_device_state():
     rng = backend.CounterRandom(np, [7, 0, 1])
     rng.next_step()

@@ -27,6 +27,8 @@ LAYER_CASES = {
     "gru": (lambda: layers.GRU(3, return_sequences=True), (4, 2)),
     "activation": (lambda: layers.Activation("sigmoid"), (5,)),
     "dropout_inactive_in_test_mode": (lambda: layers.Dropout(0.5), (5,)),
+    "random_flip_inactive_in_test_mode": (lambda: layers.RandomFlip("horizontal_and_vertical"), (3, 4, 2)),
+    "random_translation_inactive_in_test_mode": (lambda: layers.RandomTranslation(0.3, 0.3), (3, 4, 2)),
 }
 
 
@@ -54,7 +56,7 @@ def test_it_backpropagates_through_each_layer_type(xp, case, check_gradients):
         finally:
             layer.params.update(saved)
 
-    context = core.test_mode() if case.startswith("dropout") else _null()
+    context = core.test_mode() if case.endswith("inactive_in_test_mode") else _null()
     with context:
         check_gradients(call, x, *originals, rtol=1e-4, atol=1e-6)
 
@@ -96,6 +98,10 @@ def test_it_builds_lazily_from_the_first_input():
     (lambda: layers.Dropout(1.0), "Dropout: rate must be a number in [0, 1). Received: rate=1.0"),
     (lambda: layers.Dense(3, kernel_regularizer={"l3": 1}), "Dense: kernel_regularizer.l3 unknown key"),
     (lambda: layers.Reshape([-1, -1]), "Reshape: target_shape must be a list of positive integers"),
+    (lambda: layers.RandomFlip("diagonal"), ('RandomFlip: mode must be one of "horizontal", "vertical", '
+                                             '"horizontal_and_vertical". Received: mode=\'diagonal\'')),
+    (lambda: layers.RandomTranslation(1.0, 0.1), ("RandomTranslation: height_factor must be a number in [0, 1). "
+                                                  "Received: height_factor=1.0")),
 ])
 def test_it_rejects_bad_arguments_with_keras_style_messages(make, message):
     with pytest.raises(ValueError) as error:
@@ -130,6 +136,55 @@ def test_its_dropout_zeroes_about_rate_of_the_units_and_keeps_the_expected_sum()
     assert abs(y.mean() - 1.0) < 0.02
     with core.test_mode():
         assert np.array_equal(layer(np.ones((2, 3), dtype=np.float32)).data, np.ones((2, 3)))
+
+
+def _images(n=400, h=3, w=4):
+    return np.random.default_rng(0).normal(size=(n, h, w, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode,flips", [("horizontal", [(False, False), (False, True)]),
+                                        ("vertical", [(False, False), (True, False)]),
+                                        ("horizontal_and_vertical",
+                                         [(False, False), (False, True), (True, False), (True, True)])])
+def test_its_random_flip_mirrors_each_image_with_probability_one_half_when_training(mode, flips):
+    layer = layers.RandomFlip(mode)
+    layer.rng = backend.random_generator(0)
+    x = _images()
+    y = layer(x).data
+    seen = []
+    for image, out in zip(x, y, strict=True):
+        kinds = [(rows, columns) for rows, columns in flips
+                 if np.array_equal(out, image[::-1 if rows else 1, ::-1 if columns else 1])]
+        assert kinds, "an image came out as none of the allowed flips"
+        seen.append(kinds[0])
+    counts = [seen.count(kind) for kind in flips]
+    assert min(counts) > 0.6 * len(x) / len(flips)  # each about equally often
+    assert not np.array_equal(layer(x).data, y)  # drawn anew each call
+    with core.test_mode():
+        assert layer(x).data is x or np.array_equal(layer(x).data, x)
+
+
+def test_its_random_translation_shifts_each_image_within_its_limits_and_fills_with_zeros():
+    layer = layers.RandomTranslation(0.34, 0.25)  # at most one pixel each way on 3 x 4
+    layer.rng = backend.random_generator(1)
+    x = _images() + 10.0  # no zeros of its own
+    y = layer(x).data
+    shifts = []
+    for image, out in zip(x, y, strict=True):
+        padded = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+        found = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                 if np.array_equal(out, padded[1 - dy:4 - dy, 1 - dx:5 - dx])]
+        assert found, "an image came out as no allowed shift"
+        shifts.append(found[0])
+    assert len(set(shifts)) == 9
+    with core.test_mode():
+        assert np.array_equal(layer(x).data, x)
+    assert layers.RandomTranslation(0.1, 0.1)(x).data is x  # under one pixel either way: nothing to do
+
+
+def test_augmentation_layers_need_images():
+    with pytest.raises(ValueError, match=r"RandomFlip expects an input of rank 3"):
+        layers.RandomFlip().compute_output_shape((10,))
 
 
 def test_its_embedding_maps_indices_and_rejects_out_of_range_ones():

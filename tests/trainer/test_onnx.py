@@ -43,6 +43,11 @@ CASES = {
                  layers.Dense(2)],
         (8, 8, 1),
     ),
+    "augmented_conv": (  # the augmentation layers are training-only: left out of the graph
+        lambda: [layers.RandomFlip("horizontal_and_vertical"), layers.RandomTranslation(0.3, 0.3),
+                 layers.Conv2D(3, 3, activation="relu"), layers.Flatten(), layers.Dense(2, activation="softmax")],
+        (6, 6, 1),
+    ),
     "stacked_lstm": (lambda: [layers.LSTM(7, return_sequences=True), layers.LSTM(5), layers.Dense(1)], (6, 3)),
     "gru_rnn_layer_norm": (
         lambda: [layers.GRU(7, return_sequences=True), layers.SimpleRNN(4), layers.LayerNormalization(),
