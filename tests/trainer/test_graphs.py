@@ -378,12 +378,13 @@ def _gpu_cases():
         "mlp": (classifier(OPTIMIZERS["adamw with a decaying rate"], hidden=(32, 32), extra=(layers.Dropout(0.2),)),
                 x, y, [32, 12]),
         "cnn": (_image_model, images, rng.integers(0, 4, len(images)), [32, 22]),
+        "augmented cnn": (_augmented_image_model, images, rng.integers(0, 3, len(images)), [32, 22]),
         "lstm": (_series_model, series, series[:, -1, :1] - series[:, 0, 1:], [32, 22]),
     }
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", ["mlp", "cnn", "lstm"])
+@pytest.mark.parametrize("case", ["mlp", "cnn", "augmented cnn", "lstm"])
 def test_real_cuda_graphs_train_as_the_eager_steps_do_on_the_gpu(case):
     if not backend.gpu_available():
         pytest.skip("CuPy or a CUDA device is not available")
