@@ -20,9 +20,13 @@ A slot goes back to the thread only after that, so the thread can't overtake the
 than the ring. The batches come out in the order planned, bit for bit the rows a read on demand
 gives. Where the thread is off (``read_ahead``: on the CPU by default) each batch is read when it
 is asked for, in the training thread: into one slot on the CPU, into two in turn on the GPU, so that
-a batch's copy still overlaps the step before it. An
-error in the thread is raised in the training thread at the batch it concerns, and the thread
-never outlives the epoch: it stops when the epoch ends, breaks off (early stopping) or fails.
+a batch's copy still overlaps the step before it. An error in the thread is raised in the training
+thread at the batch it concerns, and the thread never outlives the epoch: it stops when the epoch
+ends, breaks off (early stopping) or fails.
+
+``data.ImageRows`` (an image run's splits: views of the stored uint8 images) are read a chunk at a
+time where they fit; on the GPU they stay uint8 there and each batch is cast and scaled on the
+device (``Rows.device_rows``).
 """
 import os
 import queue
