@@ -695,11 +695,10 @@ class ImageRows:
 
     def read(self, positions, out=None):
         """The images at ``positions`` (of this view) as float32, into ``out`` if given (any float dtype)."""
-        rows = self.indices[np.asarray(positions, dtype=np.int64)]
         if out is not None and out.dtype != np.float32:  # computed in float32 first, as scale_images does
             out[...] = self.read(positions)
             return out
-        out = gather_rows(self.images, rows, np.float32, out=out)
+        out = gather_rows(self.images, self.indices[np.asarray(positions, dtype=np.int64)], np.float32, out=out)
         if self.scale:
             out *= IMAGE_SCALE
         return out

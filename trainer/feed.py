@@ -64,8 +64,7 @@ class Rows:
             return backend.to_device(self.host, dtype=self.dtype)
         data = backend.xp().empty(self.host.shape, dtype=stored)  # a chunk at a time, never whole on the host
         for begin, end in self.host.chunks():
-            positions = np.arange(begin, end)
-            rows = self.host.stored(positions) if stored != self.dtype else self.host_batch(positions, 0, 0)
+            rows = self.host.stored(np.arange(begin, end)) if stored != self.dtype else self.host_batch(None, begin, end)
             backend.copy_to_device(data[begin:end], rows)
         return data
 
@@ -152,6 +151,15 @@ class Batches:
         whole on the device, "read_ahead": host sets read by the thread ahead of the step}."""
         return {"device": "cpu" if self.xp is np else "gpu", "resident": not self.fed, "read_ahead": self.threaded}
 
+    @property
+    def gathers(self):
+        """True when a row set is resident: its batches are gathered on the device by row index."""
+        return any(rows is not None and rows.resident for rows in (self.x, self.y))
+
+    def device_order(self, order):
+        """The row order ``order`` on the device where a resident set is gathered by it, else None."""
+        return backend.to_device(order) if order is not None and self.gathers else None
+
     def epoch(self, order=None, order_device=None, gather=True):
         """Yield ``(begin, end, xb, yb)`` for each batch, in the row order ``order`` (host) /
         ``order_device`` (its device copy; None: ``order`` is moved when a resident set needs it),
@@ -159,9 +167,8 @@ class Batches:
         valid until the next batch is asked for. A resident set's batch is gathered from the
         device, or, with ``gather=False``, left as None for the caller to index itself."""
         n, size = len(self.x), self.batch_size
-        resident = [rows for rows in (self.x, self.y) if rows is not None and rows.resident]
-        if order is not None and order_device is None and resident and gather:
-            order_device = backend.to_device(order)
+        if order_device is None and gather:
+            order_device = self.device_order(order)
         plan = [(begin, min(begin + size, n)) for begin in range(0, n, size)]
         fed = self._fed_batches(plan, order)
         try:

@@ -1148,9 +1148,9 @@ class Translate(Function):
         return self._shift(gy, -self.dy, -self.dx)
 
 
-def _coins(rng, n, dtype=np.float32):
+def _coins(rng, n):
     """``n`` fair coin flips from ``rng`` (a backend Generator or CounterRandom), as bools."""
-    return rng.random((n,), dtype=dtype) < 0.5
+    return rng.random((n,), dtype=np.float32) < 0.5
 
 
 def random_flip(x, rng, horizontal, vertical):

@@ -221,7 +221,7 @@ class GraphedSteps:
         n = len(self.train)
         for total in (self.loss_sum, *self.sums.values()):
             total[...] = 0
-        if order_device is None and (self.x.resident or self.y.resident):
+        if order_device is None and self.train.gathers:
             if self.positions is None or len(self.positions) != n:
                 self.positions = self.xp.arange(n, dtype=np.int64)
             order_device = self.positions

@@ -267,6 +267,13 @@ class Layer:
     def regularization_loss(self):
         return None
 
+    def _random(self):
+        """What the layer draws from: the model's step generator (``rng``), or one of its own
+        when it is called outside a fit."""
+        if self.rng is None:
+            self.rng = backend.random_generator(None)
+        return self.rng
+
     def describe(self):
         return self.name or type(self).__name__
 
@@ -505,9 +512,7 @@ class Dropout(Layer):
     def call(self, x, logits=False):
         if not Config.train or self.rate == 0.0:
             return x
-        if self.rng is None:
-            self.rng = backend.random_generator(None)
-        return F.dropout(x, self.rate, self.rng)
+        return F.dropout(x, self.rate, self._random())
 
 
 class _Augmentation(Layer):
@@ -520,11 +525,7 @@ class _Augmentation(Layer):
         return tuple(input_shape)
 
     def call(self, x, logits=False):
-        if not Config.train:
-            return x
-        if self.rng is None:
-            self.rng = backend.random_generator(None)
-        return self.augment(x)
+        return self.augment(x, self._random()) if Config.train else x
 
 
 class RandomFlip(_Augmentation):
@@ -537,8 +538,8 @@ class RandomFlip(_Augmentation):
     def __init__(self, mode="horizontal", name=None):
         super().__init__(name, mode=mode)
 
-    def augment(self, x):
-        return F.random_flip(x, self.rng, horizontal=self.mode != "vertical", vertical=self.mode != "horizontal")
+    def augment(self, x, rng):
+        return F.random_flip(x, rng, horizontal=self.mode != "vertical", vertical=self.mode != "horizontal")
 
 
 class RandomTranslation(_Augmentation):
@@ -551,9 +552,9 @@ class RandomTranslation(_Augmentation):
     def __init__(self, height_factor, width_factor, name=None):
         super().__init__(name, height_factor=height_factor, width_factor=width_factor)
 
-    def augment(self, x):
+    def augment(self, x, rng):
         limits = round(self.height_factor * x.shape[1]), round(self.width_factor * x.shape[2])
-        return F.random_translation(x, self.rng, *limits) if any(limits) else x
+        return F.random_translation(x, rng, *limits) if any(limits) else x
 
 
 class Activation(Layer):

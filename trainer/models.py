@@ -362,8 +362,7 @@ class Sequential:
     def _fit_epoch(self, epoch, train, shuffle, fused, cbs, batch_logs, graphed=None):
         start = time.perf_counter()
         order = np.random.default_rng([self._seed, epoch]).permutation(len(train)) if shuffle else None
-        resident = train.x.resident or train.y.resident
-        order_device = backend.to_device(order) if order is not None and resident else None
+        order_device = train.device_order(order)
         self._dropout_rng = backend.step_random(self._dropout_rng, [self._seed, epoch, 1])
         for layer in self.layers:
             layer.rng = self._dropout_rng
