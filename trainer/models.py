@@ -470,7 +470,8 @@ class Sequential:
             for _begin, _end, xb, _ in each:
                 out = backend.to_host(self(xb).data)
                 # An output may be its input's buffer (a lone Flatten), which the next batch refills.
-                outputs.append(out.copy() if np.may_share_memory(out, xb) else out)
+                # (On the GPU to_host copies, and NumPy may not look at a CuPy array.)
+                outputs.append(out.copy() if isinstance(xb, np.ndarray) and np.may_share_memory(out, xb) else out)
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=np.float32)
         return np.concatenate(outputs)

@@ -296,9 +296,10 @@ def test_on_the_gpu_host_batches_copied_on_a_side_stream_train_as_batches_read_o
                 monkeypatch.setenv("CUPOLA_READ_AHEAD", read_ahead)
                 model = small_cnn()
                 history = model.fit(on_disk, y, epochs=3, batch_size=32, seed=4)
-                runs.append((history.history["loss"], model.get_weights(), model.step_graphs))
-            (loss, weights, _), (loss2, weights2, status) = runs
-            assert loss == loss2
+                runs.append((history.history["loss"], model.get_weights(), model.step_graphs,
+                             model.predict(on_disk, batch_size=64)))  # host batches on the GPU predicted too
+            (loss, weights, _, predicted), (loss2, weights2, status, predicted2) = runs
+            assert loss == loss2 and np.array_equal(predicted, predicted2)
             assert all(np.array_equal(a, b) for a, b in zip(weights, weights2))
             if graphs == "1":
                 assert status["off"] is None and status["captured"] == [32, 8], status
