@@ -32,7 +32,11 @@ step() {  # step NAME SECONDS COMMAND...
 step "device" 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 step "libraries" 40 "$PY" -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, \
 'torch', torch.__version__, 'devices', cupy.cuda.runtime.getDeviceCount())"
-step "engine tests on the GPU" 120 "$PY" -m pytest -q -m gpu --tb=short tests/trainer
+# Spread over processes where pytest-xdist is there (it is on the GPU machine): on a fresh machine the
+# tests compile every kernel once, and the compiler takes one core per process.
+PARALLEL=()
+"$PY" -c "import xdist" 2>/dev/null && PARALLEL=(-n "${TEST_PROCESSES:-8}")
+step "engine tests on the GPU" 120 "$PY" -m pytest -q -m gpu --tb=short --durations=10 "${PARALLEL[@]}" tests/trainer
 step "engine vs PyTorch on the GPU" 200 "$PY" benchmarks/engine_report.py --device gpu --seeds "$SEEDS" \
     --json "$OUT/engine-gpu.json" --markdown "$OUT/engine-gpu.md"
 # The large MLP with TF32 on both sides (CuPy's GEMMs use it only with CUPY_TF32=1): the fraction of peak.
