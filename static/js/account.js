@@ -1,4 +1,4 @@
-// Team and account pages: copy buttons for links and tokens, confirmation before destructive forms.
+// Team and account pages: copy buttons for links and tokens.
 (function () {
   "use strict";
 
@@ -17,10 +17,5 @@
       document.execCommand("copy");
       done();
     }
-  });
-
-  document.addEventListener("submit", function (event) {
-    var message = event.target.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) event.preventDefault();
   });
 })();

@@ -17,6 +17,8 @@ import csv
 import io
 import re
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -132,7 +134,7 @@ def _predict_and_download(pages, page, files: list[Path], expected_rows: int, tm
     return rows
 
 
-def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pages_factory) -> None:
+def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pages_factory) -> str:
     run_id = re.search(r"/runs/(\d+)/", run_url).group(1)
     page.goto(f"{base}/w/{ws}/shares/?type=run&id={run_id}")
     pages.shot(page, "share-form")
@@ -155,6 +157,28 @@ def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pa
     assert shared.get_by_role("link", name="Log in").count() == 1  # a stranger, not a member
     outsider.shot(shared, "shared-run")
     assert outsider.new().goto(run_url).url.count("/accounts/login/") == 1  # the run page itself stays private
+    return link
+
+
+def _delete_from_the_dashboard(pages, page, base: str, ws: str, run_url: str, link: str) -> None:
+    """Tick the run on the dashboard, "Delete selected", accept the browser's question: the run, its
+    page and its share link are gone."""
+    page.goto(f"{base}/w/{ws}/")
+    run_id = re.search(r"/runs/(\d+)/", run_url).group(1)
+    delete = page.locator("#delete-button")
+    assert delete.is_visible() and delete.is_disabled()
+    page.check(f"input[name=runs][value='{run_id}']")
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    delete.click()
+    page.wait_for_selector("text=Deleted 1 run")
+    assert questions and questions[0].startswith("Delete this run?"), questions
+    assert "No runs yet" in page.locator("[data-testid=runs]").text_content()
+    pages.shot(page, "deleted")
+    assert page.request.get(run_url).status == 404  # with the session's cookies, not as a page: no console error
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(link)
+    assert gone.value.code == 404
 
 
 def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, transactional_db, pages, tmp_path):
@@ -187,7 +211,8 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     rows = _predict_and_download(owner, page, [new_rows], expected_rows=10, tmp_path=tmp_path)
     assert any(name in ",".join(rows[1]) for name in ("setosa", "versicolor", "virginica")), rows[:2]
 
-    _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
+    link = _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
+    _delete_from_the_dashboard(owner, page, base, ws, run_url, link)
 
 
 def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stack, transactional_db, pages,

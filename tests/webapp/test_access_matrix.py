@@ -96,6 +96,15 @@ def make_run(p):
                               spec=MATRIX_SPEC, status="queued").pk
 
 
+def make_finished_run(p):
+    """The owner's run, finished: deleting it is refused to the editor, who did not start it."""
+    from webapp.experiments.models import Run
+
+    pk = make_run(p)
+    Run.objects.filter(pk=pk).update(status="succeeded")
+    return pk
+
+
 def make_sweep(p):
     from webapp.experiments.models import Sweep
 
@@ -216,6 +225,8 @@ RULES = [
     Rule("run-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
     Rule("run-live", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
     Rule("run-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("run-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_finished_run}),
+    Rule("runs-delete", "POST", "302 404 403 302 302", data=lambda p: {"runs": [make_finished_run(p)]}),
     Rule("run-edit", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"starred": "1"}),
     Rule("run-continue", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"epochs": "3"}),
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
@@ -232,6 +243,7 @@ RULES = [
     Rule("api:get_run", "GET", "401 404 200 200 200"),
     Rule("api:get_metrics", "GET", "401 404 200 200 200"),
     Rule("api:cancel_run", "POST", "401 404 403 200 200"),
+    Rule("api:delete_run", "DELETE", "401 404 403 403 204", kwargs={"run_id": make_finished_run}),
     Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet
     Rule("api:fork_run", "POST", "401 404 403 400 400", data={"from_epoch": 1}),

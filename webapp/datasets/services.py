@@ -248,7 +248,8 @@ def dataset_update_columns(*, dataset: Dataset, target_column: str | None = None
 
 
 def dataset_delete(*, dataset: Dataset, user) -> None:
-    """Delete a data set and its files; refused while a run uses one of its versions."""
+    """Delete a data set and its files (and its sweeps without runs); refused while a run uses one of
+    its versions."""
     folder = dataset.folder
     name, workspace, pk = dataset.name, dataset.workspace, dataset.pk
     try:
@@ -256,6 +257,8 @@ def dataset_delete(*, dataset: Dataset, user) -> None:
             dataset.delete()
             activity.record(workspace=workspace, actor=user, verb="deleted", target_type="dataset",
                             target_id=pk, target_label=name)
-    except ProtectedError:
-        raise DatasetError(f"“{name}” is used by runs, so it cannot be deleted; delete those runs first.") from None
+    except ProtectedError as error:
+        count = sum(1 for obj in error.protected_objects if obj._meta.model_name == "run")
+        raise DatasetError(f"“{name}” is used by {count} run{'s' if count != 1 else ''}, so it cannot be deleted; "
+                           f"delete those runs first (the dashboard's data set filter lists them).") from None
     shutil.rmtree(folder, ignore_errors=True)

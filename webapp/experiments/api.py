@@ -148,6 +148,17 @@ def cancel_run(request, run_id: int):
     return serialize_run(services.run_cancel(run=run, user=request.user), full=False)
 
 
+@router.delete("/runs/{run_id}", response={204: None, 409: dict})
+def delete_run(request, run_id: int):
+    """Delete a finished run and its files (409 while it, or a run starting from it, is queued or running)."""
+    run, membership = selectors.get_run_for_user(request.user, run_id, write=True)
+    try:
+        services.run_delete(run=run, user=request.user, membership=membership)
+    except services.RunInUse as error:
+        return Status(409, {"detail": str(error), "field": error.field})
+    return Status(204, None)
+
+
 @router.patch("/runs/{run_id}")
 @answers_input_errors
 def update_run(request, run_id: int, payload: RunUpdateIn):

@@ -24,7 +24,8 @@ class Sweep(models.Model):
     """A grid or random search: one run per point of the search space."""
 
     workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="sweeps")
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="sweeps")
+    # Its runs protect the version; a sweep whose runs were all deleted goes with its data set.
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.CASCADE, related_name="sweeps")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     name = models.CharField(max_length=120)
     method = models.CharField(max_length=10, default="grid")  # "grid" or "random"

@@ -1,4 +1,4 @@
-"""Writes about runs: create, queue, cancel, continue, fork, sweeps, notes and stars.
+"""Writes about runs: create, queue, cancel, continue, fork, delete, sweeps, notes and stars.
 
 Services take typed keyword arguments, never a request; they raise ``InvalidInput`` (or the
 spec's and data config's own errors, which carry a ``field`` too) for anything a person must fix.
@@ -11,13 +11,15 @@ import itertools
 import logging
 import random
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from webapp.accounts import activity
+from webapp.accounts.models import ShareLink, ShareTarget
 from webapp.experiments import checkpoints, preparation, specs
-from webapp.experiments.models import MetricRow, Run, RunStatus, Sweep
+from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus, Sweep
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,58 @@ def run_cancel(*, run: Run, user) -> Run:
     activity.record(workspace=run.workspace, actor=user, verb="cancelled", target_type="run", target_id=run.pk,
                     target_label=run.display_name)
     return run
+
+
+class RunInUse(InvalidInput):
+    """A run that cannot be deleted now: it is still active, or an active run starts from it."""
+
+
+def may_delete(run: Run, membership) -> bool:
+    """Owners may delete any run of their workspace, editors the runs they started."""
+    return membership.is_owner or (membership.can_write and run.created_by_id == membership.user_id)
+
+
+def run_delete(*, run: Run, user, membership) -> None:
+    """Delete a finished run: its epochs, checkpoints, weights and exports, and its share links.
+
+    Refused (PermissionDenied) unless ``may_delete``; refused (RunInUse) while it is queued or
+    running (cancel it first), and while a queued or running continuation or fork still has to
+    load its checkpoint. Runs continued or forked from it earlier keep their own files; they lose
+    only the link to it."""
+    if not may_delete(run, membership):
+        raise PermissionDenied(f"{run.display_name}: only the person who started it or a workspace owner may "
+                               f"delete it")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.is_active:
+            raise RunInUse(f"{run.display_name} is {run.status}: cancel it first, then delete it", "run")
+        waiting = list(run.children.filter(status__in=ACTIVE_STATUSES).order_by("pk"))
+        if waiting:
+            names = ", ".join(child.display_name for child in waiting[:3]) + (" …" if len(waiting) > 3 else "")
+            raise RunInUse(f"{run.display_name} cannot be deleted yet: {names} still has to start from its "
+                           f"checkpoint", "run")
+        ShareLink.objects.filter(workspace=run.workspace, target_type=ShareTarget.RUN, target_id=str(run.pk),
+                                 revoked_at__isnull=True).update(revoked_at=timezone.now())
+        pk, name = run.pk, run.display_name
+        run.delete()
+        activity.record(workspace=run.workspace, actor=user, verb="deleted", target_type="run", target_id=pk,
+                        target_label=name)
+        transaction.on_commit(lambda: checkpoints.remove_all(pk))
+
+
+def runs_delete(*, membership, run_ids, user) -> tuple[list[str], list[str]]:
+    """Delete each of these runs of the membership's workspace that may be deleted; return the
+    names deleted and, for the others, why not (unknown ids are skipped: another tab may have
+    deleted them)."""
+    deleted, refused = [], []
+    for run in Run.objects.filter(workspace=membership.workspace, pk__in=list(run_ids)).order_by("pk"):
+        try:
+            run_delete(run=run, user=user, membership=membership)
+        except (RunInUse, PermissionDenied) as error:
+            refused.append(str(error))
+        else:
+            deleted.append(run.display_name)
+    return deleted, refused
 
 
 def run_set_priority(*, run: Run, priority: int) -> Run:

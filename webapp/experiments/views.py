@@ -80,7 +80,8 @@ def run_detail(request, ws, pk):
     run, membership = _run_in(request, ws, pk)
     context = _run_context(run, can_write=membership.can_write)
     context.update({"membership": membership, "section": "runs", "current_workspace": run.workspace,
-                    "live_url": reverse("run-live", kwargs={"ws": ws, "pk": run.pk})})
+                    "live_url": reverse("run-live", kwargs={"ws": ws, "pk": run.pk}),
+                    "can_delete": run.is_finished and services.may_delete(run, membership)})
     return render(request, "experiments/run_detail.html", context)
 
 
@@ -116,6 +117,36 @@ def run_cancel(request, ws, pk):
     services.run_cancel(run=run, user=request.user)
     messages.info(request, "Cancelling: the run stops after the current batch and keeps what it learned.")
     return redirect(run.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_delete(request, ws, pk):
+    run, membership = _run_in(request, ws, pk, write=True)
+    name = run.display_name
+    try:
+        services.run_delete(run=run, user=request.user, membership=membership)
+    except services.RunInUse as error:
+        messages.error(request, str(error))
+        return redirect(run.get_absolute_url())
+    messages.success(request, f"Deleted {name}, its checkpoints and its share links.")
+    return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
+
+
+@login_required
+@require_POST
+def runs_delete(request, ws):
+    """The dashboard's "Delete selected": each run that may go goes; the others say why not."""
+    _, membership = get_workspace_for_user(request.user, ws, write=True)
+    ids = [int(i) for i in request.POST.getlist("runs") if i.strip().isdigit()]
+    deleted, refused = services.runs_delete(membership=membership, run_ids=ids, user=request.user)
+    if deleted:
+        messages.success(request, f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}: {', '.join(deleted)}.")
+    for reason in refused:
+        messages.error(request, reason)
+    if not deleted and not refused:
+        messages.info(request, "No run was selected.")
+    return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
 
 
 @login_required
