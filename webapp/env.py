@@ -49,6 +49,14 @@ def parse_int(name: str, raw: str, *, minimum: int | None = None, maximum: int |
     return value
 
 
+def env_count_or_all(name: str, default: int) -> int | None:
+    """A whole number of at least 0, or None for "all"."""
+    raw = os.environ.get(name)
+    if raw is not None and raw.strip().lower() == "all":
+        return None
+    return env_int(name, default, minimum=0)
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

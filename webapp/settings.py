@@ -179,6 +179,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A worker that stops beating for this long is dead; its runs go back to the queue.
 RUN_HEARTBEAT_TIMEOUT = _read(env.env_int, "CUPOLA_HEARTBEAT_TIMEOUT", 60, minimum=5)
+# Checkpoints a run keeps at round epochs besides its newest two and its best (None: every epoch's).
+KEEP_CHECKPOINTS = _read(env.env_count_or_all, "CUPOLA_KEEP_CHECKPOINTS", 20)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 if os.environ.get("EMAIL_HOST"):

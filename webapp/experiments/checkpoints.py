@@ -1,4 +1,10 @@
-"""Where a run's files live: one checkpoint per epoch and the final weights, under DATA_DIR/runs/<id>/.
+"""Where a run's files live: its checkpoints and final weights, under DATA_DIR/runs/<id>/.
+
+A checkpoint is written at the end of every epoch; ``prune`` then keeps the two newest (to resume
+from), the best epoch's, those other runs start from, and at most ``CUPOLA_KEEP_CHECKPOINTS``
+(``settings.KEEP_CHECKPOINTS``, default 20) more at round epochs spaced over the epochs so far
+(every 5th, 10th, 50th, ...), so a run of 100,000 short epochs does not leave 100,000 files.
+``CUPOLA_KEEP_CHECKPOINTS=all`` keeps every epoch's.
 
 Paths are built from the run's integer id and epoch numbers only, never from user input.
 """
@@ -56,6 +62,51 @@ def save_atomically(write, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
     write(str(tmp))
     os.replace(tmp, path)
+
+
+def spacing(total: int, spaced: int) -> int:
+    """The smallest round interval (1, 2, 5, 10, 20, 50, ...) that puts at most ``spaced``
+    checkpoints on ``total`` epochs."""
+    interval = 1
+    while spaced * interval < total:
+        interval = _next_round(interval)
+    return interval
+
+
+def _next_round(interval: int) -> int:
+    """1 → 2 → 5 → 10 → 20 → 50 → ..."""
+    digits = len(str(interval)) - 1
+    lead = interval // 10 ** digits
+    return {1: 2, 2: 5, 5: 10}[lead] * 10 ** digits
+
+
+def kept(saved, *, best: int | None, spaced: int | None) -> set[int]:
+    """Which of the ``saved`` epochs stay: the two newest, the best, and the round ones, spaced
+    over the epochs trained so far (none with ``spaced`` 0; every one with ``spaced`` None)."""
+    saved = sorted(saved)
+    if spaced is None or not saved:
+        return set(saved)
+    interval = spacing(saved[-1], spaced) if spaced else 0
+    keep = set(saved[-2:]) | ({best} if best else set())
+    if interval:
+        keep |= {epoch for epoch in saved if epoch % interval == 0}
+    return keep & set(saved)
+
+
+def prune(run_or_id, *, best: int | None, pinned=lambda: ()) -> list[int]:
+    """Delete the checkpoints ``kept`` does not keep; ``pinned()`` (the epochs other runs start
+    from) is asked only when there is something to delete. Returns the epochs deleted."""
+    spaced = settings.KEEP_CHECKPOINTS
+    if spaced is None:
+        return []
+    saved = epochs_saved(run_or_id)
+    doomed = set(saved) - kept(saved, best=best, spaced=spaced)
+    if not doomed:
+        return []
+    doomed -= set(pinned())
+    for epoch in sorted(doomed):
+        checkpoint_path(run_or_id, epoch).unlink(missing_ok=True)
+    return sorted(doomed)
 
 
 def remove_all(run_or_id) -> None:

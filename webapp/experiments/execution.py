@@ -166,7 +166,8 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
     Callback = _callback_base()
 
     class DatabaseReporter(Callback):
-        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint.
+        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint
+        (and the older ones ``checkpoints.prune`` no longer keeps).
 
         Rows hold regression errors in the target's own units: the curves, the best metric and the
         dashboard all read them, so they all agree.
@@ -195,6 +196,8 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
                 MetricRow.objects.update_or_create(run_id=run_id, epoch=number, defaults={"values": values})
             checkpoints.save_atomically(functools.partial(self.model.save_checkpoint, epoch=number),
                                         checkpoints.checkpoint_path(run_id, number))
+            checkpoints.prune(run_id, best=self.best_epoch, pinned=lambda: Run.objects.filter(
+                parent_id=run_id, from_epoch__isnull=False).values_list("from_epoch", flat=True))
 
     class CancelWatch(Callback):
         """Stops training between batches soon after someone asks (the monitor reads the flag), and

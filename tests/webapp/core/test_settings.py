@@ -31,6 +31,14 @@ def test_a_non_integer_upload_limit_is_an_error_naming_it(tmp_path):
     assert "CUPOLA_MAX_UPLOAD_MB must be an integer; got 'lots'" in result.stderr
 
 
+def test_the_checkpoints_kept_are_a_count_or_all(tmp_path, monkeypatch):
+    result = _load_settings(tmp_path, CUPOLA_KEEP_CHECKPOINTS="-1")
+    assert result.returncode != 0 and "CUPOLA_KEEP_CHECKPOINTS must be at least 0" in result.stderr, result.stderr
+    for raw, expected in ((" ALL ", None), ("7", 7), ("", 20)):
+        monkeypatch.setenv("CUPOLA_KEEP_CHECKPOINTS", raw)
+        assert env.env_count_or_all("CUPOLA_KEEP_CHECKPOINTS", 20) == expected
+
+
 def test_production_mode_requires_a_secret_key(tmp_path):
     result = _load_settings(tmp_path, CUPOLA_PRODUCTION="1", ALLOWED_HOSTS="cupola.example.org")
     assert result.returncode != 0
