@@ -1,16 +1,36 @@
 // Sweep page: a parallel-coordinates chart of the hyper-parameters against each run's best metric.
+// Only runs that have reported a metric are drawn; a parameter spread over a factor of ten or more
+// (learning rates) gets a log axis labelled with the values tried.
 (function () {
   "use strict";
   const node = document.getElementById("sweep-data");
-  if (!node || !window.Plotly) return;
+  const chart = document.getElementById("sweep-chart");
+  if (!node || !chart || !window.Plotly) return;
   const data = JSON.parse(node.textContent);
-  const runs = data.runs;
-  if (!runs.length) return;
-  const dimensions = data.params.map((p) => ({ label: p, values: runs.map((r) => r.params[p]) }));
-  const metricName = (runs.find((r) => r.metric_name) || {}).metric_name || "best metric";
-  const metric = runs.map((r) => (r.metric === null || r.metric === undefined ? NaN : r.metric));
+  const runs = data.runs.filter((r) => typeof r.metric === "number" && Number.isFinite(r.metric));
+  if (!runs.length) {
+    chart.classList.add("empty");
+    chart.textContent = data.runs.length
+      ? "The chart fills in as the runs report their best metric."
+      : "This sweep has no runs.";
+    return;
+  }
+  const dimension = (label, values) => {
+    const distinct = [...new Set(values)].sort((a, b) => a - b);
+    const positive = distinct.every((v) => typeof v === "number" && v > 0);
+    if (positive && distinct.length > 1 && distinct[distinct.length - 1] / distinct[0] >= 10) {
+      return { label: label + " (log)", values: values.map(Math.log10), tickvals: distinct.map(Math.log10),
+               ticktext: distinct.map(String) };
+    }
+    return { label: label, values: values };
+  };
+  const dimensions = data.params.map((p) => dimension(p, runs.map((r) => r.params[p])));
+  const metricName = runs[0].metric_name || "best metric";
+  const metric = runs.map((r) => r.metric);
   dimensions.push({ label: metricName, values: metric });
-  Plotly.newPlot("sweep-chart", [{ type: "parcoords", dimensions: dimensions,
-    line: { color: metric.map((v) => (Number.isNaN(v) ? 0 : v)), colorscale: "Viridis", showscale: true } }],
-    { title: { text: "Hyper-parameters and " + metricName }, margin: { l: 60, r: 60, t: 60, b: 30 } }, { displaylogo: false, responsive: true });
+  Plotly.newPlot(chart, [{ type: "parcoords", dimensions: dimensions,
+    line: { color: metric, colorscale: "Viridis", showscale: true, colorbar: { title: { text: metricName } } } }],
+    { title: { text: "Hyper-parameters and " + metricName + " (" + runs.length + " of " + data.runs.length + " runs)" },
+      margin: { l: 60, r: 60, t: 60, b: 30 } },
+    { displaylogo: false, responsive: true });
 })();

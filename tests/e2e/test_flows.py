@@ -243,3 +243,52 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
     _predict_and_download(owner, page, images, expected_rows=3, tmp_path=tmp_path)
 
     _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
+
+
+def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(live_server, stack, transactional_db,
+                                                                             pages):
+    base = live_server.url
+    owner = pages()
+    page = owner.new()
+    ws = _sign_up_and_create_workspace(owner, page, base, "lin", "Sweep lab")
+    _upload(owner, page, base, ws, FIXTURES / "iris.csv", "Iris")
+
+    page.goto(f"{base}/w/{ws}/runs/new/")
+    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    page.fill("#epochs", "100000")  # long enough to be cancelled on any machine
+    page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
+    page.locator("summary", has_text="Sweep instead").click()
+    page.fill("[data-sweep=learning_rate]", "0.001, 0.01, 0.1")
+    page.click("#sweep")
+    page.wait_for_url(re.compile(r"/sweeps/\d+/$"), timeout=30_000)
+    sweep_url = page.url
+    rows = page.locator("[data-testid=sweep-runs] tbody tr")
+    assert rows.count() == 3
+    page.wait_for_selector("[data-testid=sweep-runs] .badge.running", timeout=60_000)  # the page refreshes itself
+    owner.shot(page, "sweep-running")
+    assert page.locator("[data-testid=delete-sweep]").count() == 0  # not while runs are active
+
+    questions = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    page.click("[data-testid=cancel-sweep]")
+    page.wait_for_selector("text=Cancelling 3 runs of the sweep")
+    page.wait_for_function("document.querySelectorAll('[data-testid=sweep-runs] .badge.cancelled').length === 3",
+                           timeout=60_000)  # the running one stops after its batch; the page refreshes
+    owner.shot(page, "sweep-cancelled")
+    measured = sum(1 for best in page.locator("[data-testid=sweep-runs] tbody td:last-child").all_text_contents()
+                   if best.strip() != "—")
+    if measured:  # the chart draws the runs that reported a metric, and says how many of all
+        page.wait_for_selector("#sweep-chart .main-svg")
+        assert f"({measured} of 3 runs)" in page.locator("#sweep-chart").text_content()
+    else:
+        assert "fills in as the runs report" in page.locator("#sweep-chart").text_content()
+    page.click("[data-testid=delete-sweep]")
+    page.wait_for_url(re.compile(r"/sweeps/$"))
+    assert page.locator("text=and its 3 runs.").count() == 1
+    assert [q.split("?")[0] for q in questions] == [
+        "Cancel every run of this sweep that is still queued or running",
+        "Delete this sweep and its 3 runs, with their checkpoints and share links"]
+    owner.shot(page, "sweep-deleted")
+    assert page.request.get(sweep_url).status == 404
+    page.goto(f"{base}/w/{ws}/")
+    assert "No runs yet" in page.locator("[data-testid=runs]").text_content()

@@ -237,6 +237,8 @@ RULES = [
     Rule("run-queue", "GET", "302 404 200 200 200"),
     Rule("sweep-list", "GET", "302 404 200 200 200"),
     Rule("sweep-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_sweep}),
+    Rule("sweep-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}),
+    Rule("sweep-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_sweep}),  # the owner's sweep
     # experiments API
     Rule("api:create_run", "POST", "401 404 403 201 201", data=run_body),
     Rule("api:list_runs", "GET", "401 404 200 200 200"),
@@ -253,6 +255,8 @@ RULES = [
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
     Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
     Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
+    Rule("api:cancel_sweep", "POST", "401 404 403 200 200", kwargs={"sweep_id": make_sweep}),
+    Rule("api:delete_sweep", "DELETE", "401 404 403 403 204", kwargs={"sweep_id": make_sweep}),
     # datasets: pages
     Rule("dataset-list", "GET", "302 404 200 200 200"),
     Rule("dataset-upload", "GET", "302 404 403 200 200"),

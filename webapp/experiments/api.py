@@ -254,3 +254,20 @@ def create_sweep(request, ws: str, payload: SweepIn):
                        "runs": list(sweep.runs.values_list("pk", flat=True)),
                        "url": sweep.get_absolute_url()})
 
+
+@router.post("/sweeps/{sweep_id}/cancel")
+def cancel_sweep(request, sweep_id: int):
+    """Cancel every run of the sweep still queued or running."""
+    sweep, _ = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
+    return {"id": sweep.pk, "cancelled": services.sweep_cancel(sweep=sweep, user=request.user)}
+
+
+@router.delete("/sweeps/{sweep_id}", response={204: None, 409: dict})
+def delete_sweep(request, sweep_id: int):
+    """Delete the sweep and its runs (409 while one of them, or a run starting from one, is active)."""
+    sweep, membership = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
+    try:
+        services.sweep_delete(sweep=sweep, user=request.user, membership=membership)
+    except services.RunInUse as error:
+        return Status(409, {"detail": str(error), "field": error.field})
+    return Status(204, None)

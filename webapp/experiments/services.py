@@ -392,5 +392,34 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
     return sweep
 
 
+def sweep_cancel(*, sweep: Sweep, user) -> int:
+    """Cancel every run of the sweep still queued or running; return how many."""
+    active = list(sweep.runs.filter(status__in=ACTIVE_STATUSES, cancel_requested=False).order_by("pk"))
+    for run in active:
+        run_cancel(run=run, user=user)
+    return len(active)
+
+
+def may_delete_sweep(sweep: Sweep, membership) -> bool:
+    """Owners may delete any sweep, editors the sweeps they started (and with them its runs)."""
+    return membership.is_owner or (membership.can_write and sweep.created_by_id == membership.user_id)
+
+
+def sweep_delete(*, sweep: Sweep, user, membership) -> int:
+    """Delete the sweep and all its runs, or nothing: refused (``RunInUse``, ``PermissionDenied``)
+    unless ``may_delete_sweep``, and as ``run_delete`` refuses any one of its runs. Returns how
+    many runs went."""
+    if not may_delete_sweep(sweep, membership):
+        raise PermissionDenied("only the person who started the sweep or a workspace owner may delete it")
+    with transaction.atomic():
+        runs = list(sweep.runs.order_by("pk"))
+        for run in runs:
+            run_delete(run=run, user=user, membership=membership)
+        activity.record(workspace=sweep.workspace, actor=user, verb="deleted", target_type="sweep",
+                        target_id=sweep.pk, target_label=sweep.name)
+        sweep.delete()
+    return len(runs)
+
+
 def bump_requeues(run_id: int) -> None:
     Run.objects.filter(pk=run_id).update(requeues=F("requeues") + 1)

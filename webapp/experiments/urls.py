@@ -21,4 +21,6 @@ urlpatterns = [
     path("w/<slug:ws>/queue/", views.queue, name="run-queue"),
     path("w/<slug:ws>/sweeps/", views.sweep_list, name="sweep-list"),
     path("w/<slug:ws>/sweeps/<int:pk>/", views.sweep_detail, name="sweep-detail"),
+    path("w/<slug:ws>/sweeps/<int:pk>/cancel/", views.sweep_cancel, name="sweep-cancel"),
+    path("w/<slug:ws>/sweeps/<int:pk>/delete/", views.sweep_delete, name="sweep-delete"),
 ]

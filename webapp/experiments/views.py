@@ -439,10 +439,44 @@ def sweep_detail(request, ws, pk):
     chart = {"params": params, "runs": [{"id": run.pk, "name": run.display_name, "status": run.status,
                                          "params": run.sweep_params, "metric": run.best_metric,
                                          "metric_name": run.best_metric_name} for run in runs]}
+    active = any(run.is_active for run in runs)
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
-        "table": table, "chart": chart, "current_workspace": sweep.workspace,
-        "active": any(run.is_active for run in runs)})
+        "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
+        "can_cancel": membership.can_write and any(run.is_active and not run.cancel_requested for run in runs),
+        "can_delete": not active and services.may_delete_sweep(sweep, membership)
+        and all(services.may_delete(run, membership) for run in runs)})
+
+
+def _sweep_in(request, ws: str, pk: int):
+    sweep, membership = selectors.get_sweep_for_user(request.user, pk, write=True)
+    if sweep.workspace.slug != ws:
+        raise Http404("Not found")
+    return sweep, membership
+
+
+@login_required
+@require_POST
+def sweep_cancel(request, ws, pk):
+    sweep, _ = _sweep_in(request, ws, pk)
+    count = services.sweep_cancel(sweep=sweep, user=request.user)
+    messages.info(request, f"Cancelling {count} run{'s' if count != 1 else ''} of the sweep: queued ones never "
+                           f"start, running ones stop after their current batch.")
+    return redirect(sweep.get_absolute_url())
+
+
+@login_required
+@require_POST
+def sweep_delete(request, ws, pk):
+    sweep, membership = _sweep_in(request, ws, pk)
+    name = sweep.name
+    try:
+        count = services.sweep_delete(sweep=sweep, user=request.user, membership=membership)
+    except services.RunInUse as error:
+        messages.error(request, f"The sweep was kept: {error}")
+        return redirect(sweep.get_absolute_url())
+    messages.success(request, f"Deleted the sweep “{name}” and its {count} run{'s' if count != 1 else ''}.")
+    return redirect(reverse("sweep-list", kwargs={"ws": ws}))
 
 
 @login_required

@@ -159,3 +159,43 @@ def test_once_a_sweeps_runs_are_deleted_its_data_set_can_go_and_the_sweep_with_i
     services.run_delete(run=runs[1], user=people.owner, membership=owner)
     datasets.dataset_delete(dataset=iris.dataset, user=people.owner)
     assert not Sweep.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_sweep_is_cancelled_in_one_go_then_deleted_with_its_runs(client, people, iris,
+                                                                    django_capture_on_commit_callbacks):
+    from webapp.experiments.models import Sweep
+
+    sweep = services.sweep_create(workspace=people.workspace, user=people.editor, dataset_version=iris,
+                                  spec=iris_spec(epochs=2), data_config={"target": "species"},
+                                  space={"learning_rate": [0.01, 0.03, 0.1]})
+    first, second, third = sweep.runs.order_by("pk")
+    assert execution.run_execute(first.pk) == "succeeded"
+    Run.objects.filter(pk=second.pk).update(status="running")
+    url = sweep.get_absolute_url()
+    client.force_login(people.editor)
+    page = client.get(url)
+    assert b'data-testid="cancel-sweep"' in page.content and b'data-testid="delete-sweep"' not in page.content
+
+    refused = client.post(f"{url}delete/", follow=True)
+    assert _messages(refused) == ["The sweep was kept: " + f"{second.display_name} is running: cancel it first, "
+                                                           "then delete it"]
+    assert Run.objects.filter(sweep=sweep).count() == 3 and checkpoints.weights_path(first).exists()
+
+    cancelled = client.post(f"{url}cancel/", follow=True)
+    assert _messages(cancelled)[0].startswith("Cancelling 2 runs of the sweep")
+    statuses = dict(Run.objects.filter(sweep=sweep).values_list("pk", "status"))
+    assert statuses == {first.pk: "succeeded", second.pk: "running", third.pk: "cancelled"}
+    assert Run.objects.get(pk=second.pk).cancel_requested
+    Run.objects.filter(pk=second.pk).update(status="cancelled")  # as its worker does after the current batch
+
+    client.force_login(people.viewer)
+    assert client.post(f"{url}delete/").status_code == 403
+    client.force_login(people.editor)
+    assert b'data-testid="delete-sweep"' in client.get(url).content
+    with django_capture_on_commit_callbacks(execute=True):
+        gone = client.post(f"{url}delete/", follow=True)
+    assert _messages(gone) == [f"Deleted the sweep “{sweep.name}” and its 3 runs."]
+    assert not Sweep.objects.exists() and not Run.objects.exists()
+    assert not checkpoints.run_dir(first).exists()
+    assert Activity.objects.filter(verb="deleted").count() == 4  # three runs and the sweep
