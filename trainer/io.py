@@ -87,11 +87,19 @@ def load_weights(model, path):
     _assign_weights(model, stored, path)
 
 
-def save_checkpoint(model, path, epoch):
+def checkpoint_arrays(model, epoch, own=False):
+    """What a checkpoint of ``model`` at the end of ``epoch`` holds, as host arrays. With ``own``,
+    none of them is the model's own memory, so they keep this moment while training goes on
+    (on the GPU they are copies anyway; on the CPU the weights are copied)."""
     from trainer import backend
     if model.optimizer is None or model.optimizer.flat is None:
         raise ValueError("save_checkpoint: compile and build (or fit) the model first")
-    arrays = {key: backend.to_host(value) for key, value in _weight_arrays(model).items()}
+
+    def host(value):
+        value = backend.to_host(value)
+        return np.array(value, copy=True) if own else value
+
+    arrays = {key: host(value) for key, value in _weight_arrays(model).items()}
     for name, value in model.optimizer.get_state().items():
         arrays[f"optimizer.{name}"] = value
     callback_states = []
@@ -102,7 +110,7 @@ def save_checkpoint(model, path, epoch):
         state, values = saved
         callback_states.append({"index": i, "type": type(callback).__name__, "state": state, "arrays": len(values)})
         for j, value in enumerate(values):
-            arrays[f"callbacks.{i}.{j}"] = backend.to_host(value)
+            arrays[f"callbacks.{i}.{j}"] = host(value)
     arrays["epoch"] = np.asarray(int(epoch), dtype=np.int64)
     arrays["meta"] = _json({
         "format": FORMAT, "version": VERSION, "epoch": int(epoch),
@@ -112,7 +120,16 @@ def save_checkpoint(model, path, epoch):
         "rng": {"seed": model._seed, "scheme": "numpy default_rng([seed, epoch])"},
         "callbacks": callback_states,
     })
+    return arrays
+
+
+def write_checkpoint(path, arrays):
+    """Write what ``checkpoint_arrays`` returned (to a temporary name, then renamed)."""
     _write(path, arrays)
+
+
+def save_checkpoint(model, path, epoch):
+    _write(path, checkpoint_arrays(model, epoch))
 
 
 def load_checkpoint(model, path):

@@ -533,6 +533,10 @@ class Sequential:
     def save_checkpoint(self, path, epoch):
         io.save_checkpoint(self, path, epoch)
 
+    def checkpoint_arrays(self, epoch, own=False):
+        """A checkpoint's contents, to write later with ``trainer.io.write_checkpoint``."""
+        return io.checkpoint_arrays(self, epoch, own=own)
+
     def load_checkpoint(self, path):
         return io.load_checkpoint(self, path)
 

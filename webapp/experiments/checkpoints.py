@@ -1,6 +1,7 @@
 """Where a run's files live: its checkpoints and final weights, under DATA_DIR/runs/<id>/.
 
-A checkpoint is written at the end of every epoch; ``prune`` then keeps the two newest (to resume
+A checkpoint is made at the end of every epoch (and written when kept or when the last write is
+``WRITE_EVERY`` seconds old; see execution.DatabaseReporter); ``prune`` keeps the two newest (to resume
 from), the best epoch's, those other runs start from, and at most ``CUPOLA_KEEP_CHECKPOINTS``
 (``settings.KEEP_CHECKPOINTS``, default 20) more at round epochs spaced over the epochs so far
 (every 5th, 10th, 50th, ...), so a run of 100,000 short epochs does not leave 100,000 files.
@@ -19,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 _CHECKPOINT = re.compile(r"^epoch-(\d{5})\.npz$")
+WRITE_EVERY = 10.0  # seconds: an epoch prune would not keep is written only this long after the last write
 
 
 def run_dir(run_or_id) -> Path:
@@ -78,6 +80,13 @@ def _next_round(interval: int) -> int:
     digits = len(str(interval)) - 1
     lead = interval // 10 ** digits
     return {1: 2, 2: 5, 5: 10}[lead] * 10 ** digits
+
+
+def is_round(epoch: int) -> bool:
+    """Whether ``kept`` keeps ``epoch`` as a round one once it is the newest (every epoch is, with
+    CUPOLA_KEEP_CHECKPOINTS=all)."""
+    spaced = settings.KEEP_CHECKPOINTS
+    return spaced is None or (spaced > 0 and epoch % spacing(epoch, spaced) == 0)
 
 
 def kept(saved, *, best: int | None, spaced: int | None) -> set[int]:

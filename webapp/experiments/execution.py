@@ -166,16 +166,38 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
     Callback = _callback_base()
 
     class DatabaseReporter(Callback):
-        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint
-        (and the older ones ``checkpoints.prune`` no longer keeps).
+        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint.
 
         Rows hold regression errors in the target's own units: the curves, the best metric and the
         dashboard all read them, so they all agree.
+
+        An epoch's checkpoint is written when ``checkpoints.prune`` would keep it (the best epoch, a
+        round one) or when the last write is ``checkpoints.WRITE_EVERY`` seconds old. Otherwise it
+        is held in memory and written at the end of training (or replaced by the next epoch's): short
+        epochs do not each pay a file, and a worker that dies loses at most those seconds.
         """
 
         def __init__(self):
             super().__init__()
             self.best, self.best_epoch = best, best_epoch
+            self.written_at, self.pending = time.monotonic(), None
+
+        def _write(self, number, arrays):
+            from trainer import io
+
+            checkpoints.save_atomically(functools.partial(io.write_checkpoint, arrays=arrays),
+                                        checkpoints.checkpoint_path(run_id, number))
+            checkpoints.prune(run_id, best=self.best_epoch, pinned=lambda: Run.objects.filter(
+                parent_id=run_id, from_epoch__isnull=False).values_list("from_epoch", flat=True))
+            self.written_at, self.pending = time.monotonic(), None
+
+        def flush(self):
+            """Write the checkpoint held in memory, if any (not once another worker owns the run)."""
+            if self.pending is not None and not monitor.lost.is_set():
+                self._write(*self.pending)
+
+        def on_train_end(self, logs=None):
+            self.flush()
 
         def on_epoch_end(self, epoch, logs=None):
             if monitor.lost.is_set():
@@ -194,10 +216,11 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
                     self.model.stop_training = True
                     return
                 MetricRow.objects.update_or_create(run_id=run_id, epoch=number, defaults={"values": values})
-            checkpoints.save_atomically(functools.partial(self.model.save_checkpoint, epoch=number),
-                                        checkpoints.checkpoint_path(run_id, number))
-            checkpoints.prune(run_id, best=self.best_epoch, pinned=lambda: Run.objects.filter(
-                parent_id=run_id, from_epoch__isnull=False).values_list("from_epoch", flat=True))
+            if (self.best_epoch == number or checkpoints.is_round(number)
+                    or time.monotonic() - self.written_at >= checkpoints.WRITE_EVERY):
+                self._write(number, self.model.checkpoint_arrays(number))
+            else:
+                self.pending = (number, self.model.checkpoint_arrays(number, own=True))
 
     class CancelWatch(Callback):
         """Stops training between batches soon after someone asks (the monitor reads the flag), and
@@ -349,7 +372,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         return "skipped"
     monitor = RunMonitor(run_id, attempt)
     monitor.start()
-    batch_size, device = 32, ""
+    batch_size, device, reporter = 32, "", None
     try:
         run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
         device = _use_device(run.queue)
@@ -400,6 +423,11 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         outcome = "cancelled" if cancelled else "succeeded"
     except Exception as error:
         log.exception("run %s failed", run_id)
+        try:  # the last good epoch's checkpoint, to fork the failed run from
+            if reporter is not None:
+                reporter.flush()
+        except Exception:
+            log.exception("run %s: its last checkpoint could not be written either", run_id)
         _finish(run_id, attempt, status=RunStatus.FAILED, traceback_summary=_traceback_summary(error),
                 reason=human_reason(error, batch_size=batch_size, device=device)[:2000])
         outcome = "failed"

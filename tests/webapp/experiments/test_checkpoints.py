@@ -62,7 +62,7 @@ def test_a_trained_run_keeps_the_checkpoints_the_policy_names_and_forks_from_one
     assert execution.run_execute(run.pk) == "succeeded"
     run.refresh_from_db()
     saved = checkpoints.epochs_saved(run)
-    assert saved == sorted({10, 20, 30, 29, run.best_epoch}), (saved, run.best_epoch)
+    assert saved == sorted({10, 20, 30, run.best_epoch}), (saved, run.best_epoch)
     assert checkpoints.weights_path(run).exists() and run.metric_rows.count() == 30
 
     fork = services.run_fork(run=run, user=people.owner, from_epoch=20, spec={**run.spec, "fit": {
@@ -77,3 +77,54 @@ def test_a_trained_run_keeps_the_checkpoints_the_policy_names_and_forks_from_one
                                 spec=iris_spec(epochs=12), data_config={"target": "species"})
     assert execution.run_execute(every.pk) == "succeeded"
     assert checkpoints.epochs_saved(every) == list(range(1, 13))
+
+
+@pytest.mark.django_db
+def test_an_epoch_no_rule_keeps_is_written_only_at_the_end_or_after_the_interval(people, iris, settings, monkeypatch):
+    settings.KEEP_CHECKPOINTS = 0  # no round epochs: only the best, the newest and what the clock asks for
+    written = []
+    from trainer import io
+
+    real = io.write_checkpoint
+    monkeypatch.setattr(io, "write_checkpoint", lambda path, arrays: (written.append(int(arrays["epoch"])),
+                                                                      real(path, arrays)))
+    spec = iris_spec(epochs=27)
+    spec["compile"]["optimizer"]["learning_rate"] = 1e-12  # float32 weights do not move: no later epoch is best
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    assert run.best_epoch == 1 and written == [1, 27]  # the best when it was made; the last at the end
+    assert checkpoints.epochs_saved(run) == [1, 27]
+    more = services.run_continue(run=run, user=people.owner, epochs=2)  # continues from the written last epoch
+    assert execution.run_execute(more.pk) == "succeeded"
+
+    written.clear()
+    monkeypatch.setattr(checkpoints, "WRITE_EVERY", 0.0)  # a slow model: every epoch's time is up
+    again = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                                data_config={"target": "species"})
+    assert execution.run_execute(again.pk) == "succeeded"
+    assert written == list(range(1, 28)) and checkpoints.epochs_saved(again) == [1, 26, 27]
+
+
+@pytest.mark.django_db
+def test_a_failed_run_keeps_its_last_good_epoch_to_fork_from(people, iris, settings, monkeypatch):
+    settings.KEEP_CHECKPOINTS = 0
+    spec = iris_spec(epochs=40)
+    spec["compile"]["optimizer"]["learning_rate"] = 1e-12
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    real = execution._check_loss
+
+    def fail_in_epoch_8(loss, epoch):
+        if epoch == 8:
+            loss = float("nan")
+        real(loss, epoch)
+
+    monkeypatch.setattr(execution, "_check_loss", fail_in_epoch_8)
+    assert execution.run_execute(run.pk) == "failed"
+    run.refresh_from_db()
+    assert "loss became NaN at epoch 8" in run.reason and run.epochs_done == 7
+    assert checkpoints.epochs_saved(run) == [1, 7]
+    fork = services.run_fork(run=run, user=people.owner, from_epoch=7)
+    assert fork.from_epoch == 7
