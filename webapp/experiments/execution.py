@@ -161,15 +161,21 @@ def _check_loss(loss, epoch: int) -> None:
     raise TrainingError(f"loss became {what} at epoch {epoch}: try a lower learning rate or scaled inputs")
 
 
+ROWS_EVERY = 0.25  # seconds between writes of an epoch's metric rows and progress
+
+
 def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: str, greater: bool,
                    best: float | None, best_epoch: int | None, preprocessing: dict | None = None, loss: str = ""):
     Callback = _callback_base()
 
     class DatabaseReporter(Callback):
-        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), then a checkpoint.
+        """One MetricRow per epoch (upserted, so a resumed epoch replaces its old row), and checkpoints.
 
         Rows hold regression errors in the target's own units: the curves, the best metric and the
-        dashboard all read them, so they all agree.
+        dashboard all read them, so they all agree. They are written with the run's progress and
+        heartbeat in one transaction, at most every ``ROWS_EVERY`` seconds (the first epoch's at
+        once, and always before a checkpoint), so epochs of a few milliseconds are not each a
+        transaction; the run page polls every two seconds.
 
         An epoch's checkpoint is written when ``checkpoints.prune`` would keep it (the best epoch, a
         round one) or when the last write is ``checkpoints.WRITE_EVERY`` seconds old. Otherwise it
@@ -181,6 +187,21 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
             super().__init__()
             self.best, self.best_epoch = best, best_epoch
             self.written_at, self.pending = time.monotonic(), None
+            self.rows, self.progress, self.reported_at = [], {}, -math.inf
+
+        def _report(self) -> bool:
+            """Write the rows and progress held back; False once another worker owns the run."""
+            if self.rows:
+                with transaction.atomic():
+                    if not _owned(run_id, attempt).update(**self.progress):
+                        monitor.lost.set()
+                        self.model.stop_training = True
+                        return False
+                    MetricRow.objects.bulk_create(
+                        [MetricRow(run_id=run_id, epoch=number, values=values) for number, values in self.rows],
+                        update_conflicts=True, unique_fields=["run", "epoch"], update_fields=["values"])
+                self.rows, self.progress, self.reported_at = [], {}, time.monotonic()
+            return not monitor.lost.is_set()
 
         def _write(self, number, arrays):
             from trainer import io
@@ -192,8 +213,8 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
             self.written_at, self.pending = time.monotonic(), None
 
         def flush(self):
-            """Write the checkpoint held in memory, if any (not once another worker owns the run)."""
-            if self.pending is not None and not monitor.lost.is_set():
+            """Write the rows and the checkpoint held in memory (not once another worker owns the run)."""
+            if self._report() and self.pending is not None:
                 self._write(*self.pending)
 
         def on_train_end(self, logs=None):
@@ -205,19 +226,18 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
                 return
             number = int(epoch) + 1
             values = preparation.logs_in_target_units(clean_logs(logs), preprocessing or {}, loss)
-            update = {"epochs_done": number, "heartbeat_at": timezone.now()}
+            self.rows.append((number, values))
+            self.progress.update(epochs_done=number, heartbeat_at=timezone.now())
             value = values.get(metric)
             if value is not None and (self.best is None or (value > self.best if greater else value < self.best)):
                 self.best, self.best_epoch = value, number
-                update.update(best_metric=value, best_epoch=number, best_metric_name=metric)
-            with transaction.atomic():
-                if not _owned(run_id, attempt).update(**update):
-                    monitor.lost.set()
-                    self.model.stop_training = True
-                    return
-                MetricRow.objects.update_or_create(run_id=run_id, epoch=number, defaults={"values": values})
-            if (self.best_epoch == number or checkpoints.is_round(number)
-                    or time.monotonic() - self.written_at >= checkpoints.WRITE_EVERY):
+                self.progress.update(best_metric=value, best_epoch=number, best_metric_name=metric)
+            now = time.monotonic()
+            checkpoint_now = (self.best_epoch == number or checkpoints.is_round(number)
+                              or now - self.written_at >= checkpoints.WRITE_EVERY)
+            if (checkpoint_now or now - self.reported_at >= ROWS_EVERY) and not self._report():
+                return
+            if checkpoint_now:
                 self._write(number, self.model.checkpoint_arrays(number))
             else:
                 self.pending = (number, self.model.checkpoint_arrays(number, own=True))

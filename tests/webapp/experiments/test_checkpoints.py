@@ -128,3 +128,24 @@ def test_a_failed_run_keeps_its_last_good_epoch_to_fork_from(people, iris, setti
     assert checkpoints.epochs_saved(run) == [1, 7]
     fork = services.run_fork(run=run, user=people.owner, from_epoch=7)
     assert fork.from_epoch == 7
+
+
+@pytest.mark.django_db
+def test_metric_rows_of_short_epochs_are_written_together_and_none_is_lost(people, iris, settings, monkeypatch):
+    from webapp.experiments.models import MetricRow
+
+    settings.KEEP_CHECKPOINTS = 0
+    monkeypatch.setattr(execution, "ROWS_EVERY", 1e9)  # only the first epoch, checkpoints and the end write rows
+    batches = []
+    real = MetricRow.objects.bulk_create
+    monkeypatch.setattr(MetricRow.objects, "bulk_create",
+                        lambda rows, **kwargs: (batches.append([row.epoch for row in rows]), real(rows, **kwargs))[1])
+    spec = iris_spec(epochs=27)
+    spec["compile"]["optimizer"]["learning_rate"] = 1e-12  # the first epoch stays the best: one checkpoint
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    assert batches == [[1], list(range(2, 28))]
+    run.refresh_from_db()
+    assert run.epochs_done == 27 and run.best_epoch == 1
+    assert list(run.metric_rows.values_list("epoch", flat=True)) == list(range(1, 28))
