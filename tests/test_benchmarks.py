@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_epoch_benchmark_trains_the_three_ways_and_counts_their_checkpoints(tmp_path):
     out = tmp_path / "epoch.json"
     done = subprocess.run([sys.executable, "benchmarks/epoch_bench.py", "--epochs", "60", "--rounds", "1",
-                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report["seconds"]) == {"bare fit", "every epoch written", "worker default"}
