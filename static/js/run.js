@@ -25,6 +25,18 @@
       const values = update[key] || new Array(epochs.length).fill(null);
       series[key] = series[key].concat(values);
     });
+    thin();
+  }
+
+  // A long run's curves stay near MAX_POINTS: past twice that, every other point goes (the first,
+  // the last and the best epoch stay), as the server downsamples a whole run's curves.
+  const MAX_POINTS = 2000;
+  function thin() {
+    const epochs = series.epoch || [];
+    if (epochs.length <= 2 * MAX_POINTS) return;
+    const best = state && state.best_epoch;
+    const keep = epochs.map((e, i) => i === 0 || i === epochs.length - 1 || i % 2 === 0 || e === best);
+    Object.keys(series).forEach((key) => { series[key] = series[key].filter((_, i) => keep[i]); });
   }
 
   function trace(name, label, dash) {

@@ -152,8 +152,13 @@ def cancel_run(request, run_id: int):
 def delete_run(request, run_id: int):
     """Delete a finished run and its files (409 while it, or a run starting from it, is queued or running)."""
     run, membership = selectors.get_run_for_user(request.user, run_id, write=True)
+    return _deletion(services.run_delete, run=run, user=request.user, membership=membership)
+
+
+def _deletion(delete, **kwargs):
+    """204 once ``delete(**kwargs)`` is done; 409 with the reason where a run in use keeps it."""
     try:
-        services.run_delete(run=run, user=request.user, membership=membership)
+        delete(**kwargs)
     except services.RunInUse as error:
         return Status(409, {"detail": str(error), "field": error.field})
     return Status(204, None)
@@ -266,8 +271,4 @@ def cancel_sweep(request, sweep_id: int):
 def delete_sweep(request, sweep_id: int):
     """Delete the sweep and its runs (409 while one of them, or a run starting from one, is active)."""
     sweep, membership = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
-    try:
-        services.sweep_delete(sweep=sweep, user=request.user, membership=membership)
-    except services.RunInUse as error:
-        return Status(409, {"detail": str(error), "field": error.field})
-    return Status(204, None)
+    return _deletion(services.sweep_delete, sweep=sweep, user=request.user, membership=membership)

@@ -107,7 +107,10 @@ def run_live(request, ws, pk):
     watchdog.check_runs_now_and_then()
     since = request.GET.get("since", "0")
     since = int(since) if since.isdigit() else 0
-    return JsonResponse({"state": selectors.run_state(run), **selectors.metric_series(run, since=since)})
+    # A poll brings what trained in the last seconds: at most LIVE_POINTS of it (a fast run's
+    # thousands of epochs thinned like a whole run's), the page thins what it has collected.
+    limit = selectors.LIVE_POINTS if since else selectors.MAX_POINTS
+    return JsonResponse({"state": selectors.run_state(run), **selectors.metric_series(run, since=since, limit=limit)})
 
 
 @login_required

@@ -155,7 +155,7 @@ def test_a_sweep_creates_one_run_per_grid_point(client, people, iris):
 @pytest.mark.django_db
 def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, people, iris):
     from webapp.experiments.models import MetricRow
-    from webapp.experiments.selectors import MAX_POINTS
+    from webapp.experiments.selectors import LIVE_POINTS, MAX_POINTS
 
     run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=iris_spec())
     epochs = 7000
@@ -174,6 +174,30 @@ def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, peop
         assert max(gaps) <= 4  # evenly spread, not the first 2,000
     short = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/live.json?since={epochs - 10}").json()
     assert short["series"]["epoch"] == list(range(epochs - 9, epochs + 1)) and short["downsampled"] is False
+    # A poll after a fast stretch of training brings at most LIVE_POINTS of it, spread, with the newest.
+    burst = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/live.json?since=5000").json()
+    shown = burst["series"]["epoch"]
+    assert burst["count"] == 2000 and burst["downsampled"] is True
+    assert LIVE_POINTS <= len(shown) <= LIVE_POINTS + 3 and shown[0] == 5001 and shown[-1] == epochs
+    assert max(b - a for a, b in zip(shown, shown[1:])) <= 5
+    api = client.get(f"/api/v1/runs/{run.pk}/metrics?since=5000").json()
+    assert api["series"]["epoch"] == list(range(5001, epochs + 1))  # the API's limit stays MAX_POINTS
+
+
+@pytest.mark.django_db
+def test_a_long_runs_curves_decode_only_the_rows_they_show(people, iris, monkeypatch):
+    from webapp.experiments import selectors
+    from webapp.experiments.models import MetricRow
+
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=iris_spec())
+    MetricRow.objects.bulk_create([MetricRow(run=run, epoch=e, values={"loss": 1 / e}) for e in range(1, 20001)])
+    field = MetricRow._meta.get_field("values")
+    decoded = []
+    real = field.from_db_value
+    monkeypatch.setattr(field, "from_db_value", lambda value, *args: (decoded.append(1), real(value, *args))[1])
+    data = selectors.metric_series(run)
+    assert data["count"] == 20000 and len(data["series"]["epoch"]) <= selectors.MAX_POINTS + 3
+    assert len(decoded) <= 2 * selectors.MAX_POINTS + 4, len(decoded)  # a first page, then the kept epochs
 
 
 @pytest.mark.django_db
