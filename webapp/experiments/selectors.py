@@ -67,17 +67,15 @@ def downsample_epochs(epochs: list[int], keep=(), limit: int = MAX_POINTS) -> li
 def metric_series(run: Run, *, since: int = 0, limit: int = MAX_POINTS) -> dict:
     """Per-epoch values as columns, ready for Plotly: {"epoch": [...], "loss": [...], ...}.
 
-    Past ``limit`` epochs only the epoch numbers of all rows are read, then the values of the
-    epochs ``downsample_epochs`` keeps: a run of 100,000 epochs costs 100,000 integers and 2,000
-    decoded rows, not 100,000 of them."""
+    The epoch numbers are read first, then the values of the epochs shown (past ``limit``, those
+    ``downsample_epochs`` keeps): a run of 100,000 epochs costs 100,000 integers and 2,000 decoded
+    rows, not 100,000 of them."""
     query = MetricRow.objects.filter(run=run, epoch__gt=since).order_by("epoch")
-    rows = list(query.values_list("epoch", "values")[: limit + 1])
-    total = len(rows)
+    epochs = list(query.values_list("epoch", flat=True))
+    total = len(epochs)
     if total > limit:
-        epochs = list(query.values_list("epoch", flat=True))
-        total = len(epochs)
-        keep = downsample_epochs(epochs, keep=[run.best_epoch], limit=limit)
-        rows = list(query.filter(epoch__in=keep).values_list("epoch", "values"))
+        query = query.filter(epoch__in=downsample_epochs(epochs, keep=[run.best_epoch], limit=limit))
+    rows = list(query.values_list("epoch", "values"))
     names = []
     for _, values in rows:
         for name in values:
