@@ -168,6 +168,7 @@ def _delete_from_the_dashboard(pages, page, base: str, ws: str, run_url: str, li
     delete = page.locator("#delete-button")
     assert delete.is_visible() and delete.is_disabled()
     page.check(f"input[name=runs][value='{run_id}']")
+    pages.shot(page, "dashboard-selected")
     questions = []
     page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
     delete.click()
