@@ -10,6 +10,7 @@ import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -129,7 +130,8 @@ def dataset_detail(request, ws, pk):
     dataset, membership = _dataset_in(request, ws, pk)
     version, versions = _version_of(dataset, request.GET.get("v"))
     context = {"workspace": dataset.workspace, "membership": membership, "dataset": dataset, "version": version,
-               "versions": versions, "section": "datasets"}
+               "versions": versions, "section": "datasets",
+               "run_count": dataset.versions.aggregate(runs=Count("runs"))["runs"]}
     if version is not None and version.is_ready:
         context.update(_ready_context(request, dataset, version))
     return render(request, "datasets/detail.html", context)

@@ -37,7 +37,13 @@ def test_deleting_a_run_takes_its_epochs_files_and_share_links_and_frees_its_dat
     link = ShareLink.objects.create(workspace=people.workspace, created_by=people.owner, target_type="run",
                                     target_id=str(run.pk))
     assert client.get(f"/s/{link.token}/").status_code == 200
+    client.force_login(people.viewer)
+    page = client.get(f"/w/{people.workspace.slug}/datasets/{iris.dataset.pk}/").content.decode()
+    assert "1 run</a> trained on it" in page and "train-on-it" not in page
     client.force_login(people.owner)
+    page = client.get(f"/w/{people.workspace.slug}/datasets/{iris.dataset.pk}/").content.decode()
+    assert f'href="/w/{people.workspace.slug}/?dataset={iris.dataset.pk}">1 run</a> trained on it' in page
+    assert f'href="/w/{people.workspace.slug}/runs/new/?version={iris.pk}" data-testid="train-on-it"' in page
     refused = client.post(f"/w/{people.workspace.slug}/datasets/{iris.dataset.pk}/delete/", follow=True)
     assert any("is used by 1 run, so it cannot be deleted" in m for m in _messages(refused))
 
@@ -55,6 +61,7 @@ def test_deleting_a_run_takes_its_epochs_files_and_share_links_and_frees_its_dat
     assert (record.actor, record.target_id, record.target_label) == (people.owner, str(run.pk), "baseline")
     assert client.get(run.get_absolute_url()).status_code == 404
 
+    assert "No run has trained on it yet" in client.get(f"/w/{people.workspace.slug}/datasets/{iris.dataset.pk}/").content.decode()
     freed = client.post(f"/w/{people.workspace.slug}/datasets/{iris.dataset.pk}/delete/", follow=True)
     assert any("Deleted the data set" in m for m in _messages(freed))
 
