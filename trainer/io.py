@@ -96,8 +96,9 @@ def checkpoint_arrays(model, epoch, own=False):
         raise ValueError("save_checkpoint: compile and build (or fit) the model first")
 
     def host(value):
-        value = backend.to_host(value)
-        return np.array(value, copy=True) if own else value
+        if own and isinstance(value, np.ndarray):
+            return value.copy()
+        return backend.to_host(value)  # a device array comes back as a copy of its own
 
     arrays = {key: host(value) for key, value in _weight_arrays(model).items()}
     for name, value in model.optimizer.get_state().items():

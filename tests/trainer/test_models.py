@@ -131,6 +131,31 @@ def test_it_resumes_from_a_checkpoint_exactly_like_an_uninterrupted_run(tmp_path
     assert resumed.optimizer.iterations == straight.optimizer.iterations
 
 
+def test_a_checkpoint_held_in_memory_keeps_its_epoch_while_training_goes_on(tmp_path):
+    from trainer import io
+
+    x, y = blobs()
+    fit = {"batch_size": 16, "validation_split": 0.2, "shuffle": True}
+    straight = resumable_model()
+    straight.fit(x, y, epochs=5, seed=5, **fit)
+
+    held = {}
+
+    class Hold(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == 3:
+                held["arrays"] = self.model.checkpoint_arrays(3, own=True)
+
+    first = resumable_model()
+    first.fit(x, y, epochs=4, seed=5, callbacks=[Hold()], **fit)  # trains one epoch past the snapshot
+    io.write_checkpoint(tmp_path / "held.npz", held["arrays"])
+    resumed = resumable_model()
+    assert resumed.load_checkpoint(tmp_path / "held.npz") == 3
+    resumed.fit(x, y, epochs=5, initial_epoch=3, **fit)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_it_resumes_from_files_written_by_model_checkpoint(tmp_path):
     x, y = blobs()
     model = resumable_model()
