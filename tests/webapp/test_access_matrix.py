@@ -227,6 +227,7 @@ RULES = [
     Rule("run-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_finished_run}),
     Rule("runs-delete", "POST", "302 404 403 302 302", data=lambda p: {"runs": [make_finished_run(p)]}),
+    Rule("runs-cancel", "POST", "302 404 403 302 302", data=lambda p: {"runs": [make_run(p)]}),
     Rule("run-edit", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"starred": "1"}),
     Rule("run-continue", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"epochs": "3"}),
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),

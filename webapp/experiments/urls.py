@@ -11,6 +11,7 @@ urlpatterns = [
     path("w/<slug:ws>/runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("w/<slug:ws>/runs/<int:pk>/delete/", views.run_delete, name="run-delete"),
     path("w/<slug:ws>/runs/delete/", views.runs_delete, name="runs-delete"),
+    path("w/<slug:ws>/runs/cancel/", views.runs_cancel, name="runs-cancel"),
     path("w/<slug:ws>/runs/<int:pk>/edit/", views.run_edit, name="run-edit"),
     path("w/<slug:ws>/runs/<int:pk>/continue/", views.run_continue, name="run-continue"),
     path("w/<slug:ws>/runs/<int:pk>/fork/", views.run_fork, name="run-fork"),

@@ -154,6 +154,23 @@ def runs_delete(request, ws):
 
 @login_required
 @require_POST
+def runs_cancel(request, ws):
+    """The dashboard's "Cancel selected": the ticked runs still queued or running are cancelled."""
+    workspace, _ = get_workspace_for_user(request.user, ws, write=True)
+    ids = [int(i) for i in request.POST.getlist("runs") if i.strip().isdigit()]
+    active = Run.objects.filter(workspace=workspace, pk__in=ids, status__in=ACTIVE_STATUSES, cancel_requested=False)
+    cancelled = [services.run_cancel(run=run, user=request.user).display_name for run in active.order_by("pk")]
+    if cancelled:
+        messages.info(request, f"Cancelling {len(cancelled)} run{'s' if len(cancelled) != 1 else ''}: "
+                               f"{', '.join(cancelled)}. Queued ones never start, running ones stop after their "
+                               f"current batch.")
+    else:
+        messages.info(request, "None of the selected runs is queued or running.")
+    return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
+
+
+@login_required
+@require_POST
 def run_edit(request, ws, pk):
     """Notes, tags, star, name: the small edits on the run page."""
     run, _ = _run_in(request, ws, pk, write=True)

@@ -206,3 +206,22 @@ def test_a_sweep_is_cancelled_in_one_go_then_deleted_with_its_runs(client, peopl
     assert not Sweep.objects.exists() and not Run.objects.exists()
     assert not checkpoints.run_dir(first).exists()
     assert Activity.objects.filter(verb="deleted").count() == 4  # three runs and the sweep
+
+
+@pytest.mark.django_db
+def test_the_dashboards_selection_cancels_only_its_workspaces_active_runs(client, people, iris):
+    done = _trained(people, iris, name="done")
+    queued = _queued(people, iris, name="waiting")
+    running = _queued(people, iris, name="busy")
+    Run.objects.filter(pk=running.pk).update(status="running")
+    client.force_login(people.editor)
+    response = client.post(f"/w/{people.workspace.slug}/runs/cancel/",
+                           {"runs": [done.pk, queued.pk, running.pk, 99999]}, follow=True)
+    assert _messages(response) == ["Cancelling 2 runs: waiting, busy. Queued ones never start, running ones stop "
+                                   "after their current batch."]
+    states = {r.name: (r.status, r.cancel_requested) for r in Run.objects.all()}
+    assert states == {"done": ("succeeded", False), "waiting": ("cancelled", True), "busy": ("running", True)}
+    again = client.post(f"/w/{people.workspace.slug}/runs/cancel/", {"runs": [running.pk]}, follow=True)
+    assert _messages(again) == ["None of the selected runs is queued or running."]
+    client.force_login(people.viewer)
+    assert client.post(f"/w/{people.workspace.slug}/runs/cancel/", {"runs": [running.pk]}).status_code == 403
