@@ -1,10 +1,13 @@
-"""Files and answers about a run's model: spec JSON, weights, ONNX, the builder's live summary, a Python snippet."""
+"""Files and answers about a run's model: spec JSON, weights, ONNX, every epoch's metrics as CSV, the
+builder's live summary, a Python snippet."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 
 from webapp.experiments import checkpoints, datasource, specs
 from webapp.experiments.preparation import DataError
@@ -52,6 +55,21 @@ def onnx_response(run) -> FileResponse:
         checkpoints.save_atomically(lambda tmp: export_onnx(model, tmp, tuple(run.preprocessing["input_shape"])), path)
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run-{run.pk}-model.onnx",
                         content_type="application/octet-stream")
+
+
+def metrics_csv_response(run) -> HttpResponse:
+    """Every epoch's values, one row per epoch (not thinned like the curves), a column per metric in
+    the order they first appear; an empty cell where an epoch has no value for one."""
+    rows = list(run.metric_rows.order_by("epoch").values_list("epoch", "values"))
+    names = list(dict.fromkeys(name for _, values in rows for name in values))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["epoch", *names])
+    for epoch, values in rows:
+        writer.writerow([epoch, *(("" if values.get(name) is None else repr(values[name])) for name in names)])
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.csv"'
+    return response
 
 
 def python_snippet(run, base_url: str = "") -> str:

@@ -225,6 +225,8 @@ def run_download(request, ws, pk, what):
         return exports.weights_response(run)
     if what == "onnx":
         return exports.onnx_response(run)
+    if what == "metrics":
+        return exports.metrics_csv_response(run)
     raise Http404("Not found")
 
 

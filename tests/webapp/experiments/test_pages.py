@@ -113,6 +113,28 @@ def test_compare_shows_only_the_settings_that_differ(client, people, iris, train
 
 
 @pytest.mark.django_db
+def test_every_epochs_metrics_download_as_csv(client, people, trained):
+    import csv
+
+    from webapp.experiments.models import MetricRow
+
+    MetricRow.objects.filter(run=trained, epoch=2).update(values={"loss": 0.5})  # an epoch without some values
+    client.force_login(people.viewer)
+    assert b'data-testid="download-metrics"' in client.get(trained.get_absolute_url()).content
+    response = client.get(f"/w/{people.workspace.slug}/runs/{trained.pk}/download/metrics/")
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"] == f'attachment; filename="run-{trained.pk}-metrics.csv"'
+    table = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = {r.epoch: r.values for r in MetricRow.objects.filter(run=trained)}
+    header = table[0]
+    assert header[:3] == ["epoch", "loss", "accuracy"] and "val_loss" in header and len(table) == 1 + 6
+    for line in table[1:]:
+        values = rows[int(line[0])]
+        assert [float(cell) if cell else None for cell in line[1:]] == [values.get(name) for name in header[1:]]
+    assert table[2][header.index("val_loss")] == ""
+
+
+@pytest.mark.django_db
 def test_the_predict_page_shows_and_downloads_predictions(client, people, trained):
     client.force_login(people.viewer)
     url = f"/w/{people.workspace.slug}/runs/{trained.pk}/predict/"
