@@ -136,15 +136,24 @@ def run_delete(request, ws, pk):
     return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
 
 
+def _ticked(request, ws):
+    """The membership (editors and owners only) and the runs ticked on the dashboard, by id."""
+    _, membership = get_workspace_for_user(request.user, ws, write=True)
+    return membership, [int(i) for i in request.POST.getlist("runs") if i.strip().isdigit()]
+
+
+def _runs(names: list[str]) -> str:
+    return f"{len(names)} run{'s' if len(names) != 1 else ''}: {', '.join(names)}"
+
+
 @login_required
 @require_POST
 def runs_delete(request, ws):
     """The dashboard's "Delete selected": each run that may go goes; the others say why not."""
-    _, membership = get_workspace_for_user(request.user, ws, write=True)
-    ids = [int(i) for i in request.POST.getlist("runs") if i.strip().isdigit()]
+    membership, ids = _ticked(request, ws)
     deleted, refused = services.runs_delete(membership=membership, run_ids=ids, user=request.user)
     if deleted:
-        messages.success(request, f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}: {', '.join(deleted)}.")
+        messages.success(request, f"Deleted {_runs(deleted)}.")
     for reason in refused:
         messages.error(request, reason)
     if not deleted and not refused:
@@ -156,14 +165,13 @@ def runs_delete(request, ws):
 @require_POST
 def runs_cancel(request, ws):
     """The dashboard's "Cancel selected": the ticked runs still queued or running are cancelled."""
-    workspace, _ = get_workspace_for_user(request.user, ws, write=True)
-    ids = [int(i) for i in request.POST.getlist("runs") if i.strip().isdigit()]
-    active = Run.objects.filter(workspace=workspace, pk__in=ids, status__in=ACTIVE_STATUSES, cancel_requested=False)
+    membership, ids = _ticked(request, ws)
+    active = Run.objects.filter(workspace=membership.workspace, pk__in=ids, status__in=ACTIVE_STATUSES,
+                                cancel_requested=False)
     cancelled = [services.run_cancel(run=run, user=request.user).display_name for run in active.order_by("pk")]
     if cancelled:
-        messages.info(request, f"Cancelling {len(cancelled)} run{'s' if len(cancelled) != 1 else ''}: "
-                               f"{', '.join(cancelled)}. Queued ones never start, running ones stop after their "
-                               f"current batch.")
+        messages.info(request, f"Cancelling {_runs(cancelled)}. Queued ones never start, running ones stop after "
+                               f"their current batch.")
     else:
         messages.info(request, "None of the selected runs is queued or running.")
     return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
