@@ -46,3 +46,14 @@ def test_not_found_says_so_and_gives_our_reason_where_there_is_one(client, peopl
 def test_the_server_error_page_needs_no_context():
     response = defaults.server_error(RequestFactory().get("/"))
     assert response.status_code == 500 and "Something went wrong on the server" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_stale_form_is_refused_with_a_page_that_says_nothing_changed(people):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people.owner)
+    page = client.post(f"/w/{people.workspace.slug}/runs/delete/", {"runs": ["1"]})
+    text = page.content.decode()
+    assert page.status_code == 403 and "That form had expired" in text and "Nothing was changed" in text
