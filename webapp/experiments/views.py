@@ -118,7 +118,10 @@ def run_live(request, ws, pk):
 def run_cancel(request, ws, pk):
     run, _ = _run_in(request, ws, pk, write=True)
     services.run_cancel(run=run, user=request.user)
-    messages.info(request, "Cancelling: the run stops after the current batch and keeps what it learned.")
+    messages.info(request, f"Cancelling {run.display_name}: it stops after the current batch and keeps what it "
+                           f"learned.")
+    if request.POST.get("next") == "queue":  # the queue page's Cancel stays on the queue
+        return redirect(reverse("run-queue", kwargs={"ws": ws}))
     return redirect(run.get_absolute_url())
 
 

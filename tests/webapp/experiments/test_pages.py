@@ -96,7 +96,22 @@ def test_the_viewer_cannot_cancel_from_the_page(client, people, iris):
     client.force_login(people.viewer)
     assert client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/").status_code == 403
     client.force_login(people.editor)
-    assert client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/").status_code == 302
+    response = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/")
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert Run.objects.get(pk=run.pk).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_the_queue_pages_cancel_asks_first_and_stays_on_the_queue(client, people, iris):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=iris_spec(),
+                              name="long one")
+    client.force_login(people.editor)
+    queue = client.get(f"/w/{people.workspace.slug}/queue/").content.decode()
+    assert 'data-confirm="Cancel long one?"' in queue and 'name="next" value="queue"' in queue
+    response = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/cancel/", {"next": "queue"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/w/{people.workspace.slug}/queue/"
+    assert [str(m) for m in response.context["messages"]] == [
+        "Cancelling long one: it stops after the current batch and keeps what it learned."]
     assert Run.objects.get(pk=run.pk).status == "cancelled"
 
 
