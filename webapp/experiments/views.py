@@ -20,11 +20,27 @@ from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 MAX_COMPARE = 12
 
 
-def _run_in(request, ws: str, pk: int, *, write: bool = False):
-    run, membership = selectors.get_run_for_user(request.user, pk, write=write)
-    if run.workspace.slug != ws:
+def _in_workspace(get_for_user, request, ws: str, pk: int, write: bool):
+    """``get_for_user``'s object and membership, where the object belongs to the URL's workspace (else 404)."""
+    obj, membership = get_for_user(request.user, pk, write=write)
+    if obj.workspace.slug != ws:
         raise Http404("Not found")
-    return run, membership
+    return obj, membership
+
+
+def _run_in(request, ws: str, pk: int, *, write: bool = False):
+    return _in_workspace(selectors.get_run_for_user, request, ws, pk, write)
+
+
+def _sweep_in(request, ws: str, pk: int, *, write: bool = False):
+    return _in_workspace(selectors.get_sweep_for_user, request, ws, pk, write)
+
+
+def _count_runs(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
+
+
+CANCEL_NOTE = "Queued ones never start, running ones stop after their current batch."
 
 
 DASHBOARD_PAGE_SIZE = 50
@@ -146,7 +162,7 @@ def _ticked(request, ws):
 
 
 def _runs(names: list[str]) -> str:
-    return f"{len(names)} run{'s' if len(names) != 1 else ''}: {', '.join(names)}"
+    return f"{_count_runs(len(names))}: {', '.join(names)}"
 
 
 @login_required
@@ -173,8 +189,7 @@ def runs_cancel(request, ws):
                                 cancel_requested=False)
     cancelled = [services.run_cancel(run=run, user=request.user).display_name for run in active.order_by("pk")]
     if cancelled:
-        messages.info(request, f"Cancelling {_runs(cancelled)}. Queued ones never start, running ones stop after "
-                               f"their current batch.")
+        messages.info(request, f"Cancelling {_runs(cancelled)}. {CANCEL_NOTE}")
     else:
         messages.info(request, "None of the selected runs is queued or running.")
     return redirect(reverse("workspace-dashboard", kwargs={"ws": ws}))
@@ -463,9 +478,7 @@ def run_priority(request, ws, pk):
 
 @login_required
 def sweep_detail(request, ws, pk):
-    sweep, membership = selectors.get_sweep_for_user(request.user, pk)
-    if sweep.workspace.slug != ws:
-        raise Http404("Not found")
+    sweep, membership = _sweep_in(request, ws, pk)
     runs = list(sweep.runs.order_by("pk"))
     params = sorted(sweep.space)
     table = [{"run": run, "params": [run.sweep_params.get(p) for p in params]} for run in runs]
@@ -481,34 +494,26 @@ def sweep_detail(request, ws, pk):
         and all(services.may_delete(run, membership) for run in runs)})
 
 
-def _sweep_in(request, ws: str, pk: int):
-    sweep, membership = selectors.get_sweep_for_user(request.user, pk, write=True)
-    if sweep.workspace.slug != ws:
-        raise Http404("Not found")
-    return sweep, membership
-
-
 @login_required
 @require_POST
 def sweep_cancel(request, ws, pk):
-    sweep, _ = _sweep_in(request, ws, pk)
+    sweep, _ = _sweep_in(request, ws, pk, write=True)
     count = services.sweep_cancel(sweep=sweep, user=request.user)
-    messages.info(request, f"Cancelling {count} run{'s' if count != 1 else ''} of the sweep: queued ones never "
-                           f"start, running ones stop after their current batch.")
+    messages.info(request, f"Cancelling {_count_runs(count)} of the sweep. {CANCEL_NOTE}")
     return redirect(sweep.get_absolute_url())
 
 
 @login_required
 @require_POST
 def sweep_delete(request, ws, pk):
-    sweep, membership = _sweep_in(request, ws, pk)
+    sweep, membership = _sweep_in(request, ws, pk, write=True)
     name = sweep.name
     try:
         count = services.sweep_delete(sweep=sweep, user=request.user, membership=membership)
     except services.RunInUse as error:
         messages.error(request, f"The sweep was kept: {error}")
         return redirect(sweep.get_absolute_url())
-    messages.success(request, f"Deleted the sweep “{name}” and its {count} run{'s' if count != 1 else ''}.")
+    messages.success(request, f"Deleted the sweep “{name}” and its {_count_runs(count)}.")
     return redirect(reverse("sweep-list", kwargs={"ws": ws}))
 
 
