@@ -299,7 +299,7 @@ def _activate(x, name, logits):
 
 
 class _KernelLayer(Layer):
-    """Dense and Conv2D: a kernel, an optional bias and an L1/L2 kernel regularizer."""
+    """Dense, Conv2D and Conv1D: a kernel, an optional bias and an L1/L2 kernel regularizer."""
 
     has_activation = True
 
@@ -370,14 +370,19 @@ class Dense(_KernelLayer):
         return y if after is None else _activate(y, after, logits)
 
 
-class Conv2D(_KernelLayer):
-    args: ClassVar[dict] = {
+def _conv_args(window_kind):
+    window = {"low": 1} if window_kind == "int" else {}
+    return {
         "filters": Arg("int", low=1, high=MAX_UNITS),
-        "kernel_size": Arg("pair", high=MAX_KERNEL),
-        "strides": Arg("pair", 1, high=MAX_KERNEL),
+        "kernel_size": Arg(window_kind, high=MAX_KERNEL, **window),
+        "strides": Arg(window_kind, 1, high=MAX_KERNEL, **window),
         "padding": Arg("choice", "valid", choices=("valid", "same")),
         **_KERNEL_ARGS,
     }
+
+
+class _Convolution(_KernelLayer):
+    """Conv2D and Conv1D: the same arguments, a kernel shaped (*window, in, filters)."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
@@ -386,16 +391,21 @@ class Conv2D(_KernelLayer):
                          activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                          bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer)
 
-    def compute_output_shape(self, input_shape):
-        return _window_output_shape(self, input_shape, self.kernel_size, self.strides, self.padding,
-                                    "kernel_size", self.filters)
-
     def weight_shapes(self, input_shape):
         self.compute_output_shape(input_shape)
-        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
+        window = self.kernel_size if isinstance(self.kernel_size, list) else [self.kernel_size]
+        shapes = {"kernel": (*window, input_shape[-1], self.filters)}
         if self.use_bias:
             shapes["bias"] = (self.filters,)
         return shapes
+
+
+class Conv2D(_Convolution):
+    args: ClassVar[dict] = _conv_args("pair")
+
+    def compute_output_shape(self, input_shape):
+        return _window_output_shape(self, input_shape, self.kernel_size, self.strides, self.padding,
+                                    "kernel_size", self.filters)
 
     def count_flops(self, input_shape):
         oh, ow, f = self.compute_output_shape(input_shape)
@@ -466,6 +476,90 @@ class GlobalAveragePooling2D(Layer):
 
     def call(self, x, logits=False):
         return F.global_avg_pool2d(x)
+
+
+def _steps_output_shape(layer, input_shape, window, stride, padding, window_name, channels=None):
+    if len(input_shape) != 2:
+        raise _rank_error(layer, "2 (steps, channels)", input_shape)
+    steps, c = input_shape
+    out = F.conv_output_length(steps, window, stride, padding)
+    if out < 1:
+        raise ShapeError(f"{type(layer).__name__}: {window_name} {window} is larger than the input "
+                         f"({steps} steps) with padding \"valid\"")
+    return (out, c if channels is None else channels)
+
+
+def _as_rows(x):
+    """(N, steps, channels) as (N, 1, steps, channels): the 1-D layers run the 2-D functions on one row."""
+    return F.reshape(x, (x.shape[0], 1, *x.shape[1:]))
+
+
+def _from_rows(y):
+    return F.reshape(y, (y.shape[0], *y.shape[2:]))
+
+
+class Conv1D(_Convolution):
+    """A convolution along the steps of (steps, channels) inputs: Conv2D's kernels on one row, so
+    the same im2col + GEMM path (and its GPU kernels) does the work."""
+
+    args: ClassVar[dict] = _conv_args("int")
+
+    def compute_output_shape(self, input_shape):
+        return _steps_output_shape(self, input_shape, self.kernel_size, self.strides, self.padding,
+                                   "kernel_size", self.filters)
+
+    def count_flops(self, input_shape):
+        steps, f = self.compute_output_shape(input_shape)
+        return 2 * steps * f * self.kernel_size * input_shape[-1]
+
+    def call(self, x, logits=False):
+        fused, after = self._fused(logits)
+        kernel = self.params["kernel"]
+        y = F.conv2d(_as_rows(x), F.reshape(kernel, (1, *kernel.shape)), self.params.get("bias"),
+                     (1, self.strides), self.padding, fused)
+        y = _from_rows(y)
+        return y if after is None else _activate(y, after, logits)
+
+
+class _Pooling1D(Layer):
+    args: ClassVar[dict] = {
+        "pool_size": Arg("int", 2, low=1, high=MAX_KERNEL),
+        "strides": Arg("int", None, low=1, high=MAX_KERNEL, nullable=True),
+        "padding": Arg("choice", "valid", choices=("valid", "same")),
+    }
+    pool = None  # the 2-D function it runs on one row
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name, pool_size=pool_size, strides=strides, padding=padding)
+
+    def compute_output_shape(self, input_shape):
+        return _steps_output_shape(self, input_shape, self.pool_size, self.strides or self.pool_size,
+                                   self.padding, "pool_size")
+
+    def call(self, x, logits=False):
+        pooled = self.pool(_as_rows(x), (1, self.pool_size), (1, self.strides or self.pool_size), self.padding)
+        return _from_rows(pooled)
+
+
+class MaxPooling1D(_Pooling1D):
+    pool = staticmethod(F.max_pool2d)
+
+
+class AveragePooling1D(_Pooling1D):
+    pool = staticmethod(F.avg_pool2d)
+
+
+class GlobalAveragePooling1D(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise _rank_error(self, "2 (steps, channels)", input_shape)
+        return (input_shape[-1],)
+
+    def call(self, x, logits=False):
+        return F.global_avg_pool2d(_as_rows(x))
 
 
 class Flatten(Layer):
@@ -735,14 +829,19 @@ class GRU(_RNN):
 
 
 LAYERS = {cls.__name__: cls for cls in (
-    Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape, Dropout,
+    Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Conv1D, MaxPooling1D,
+    AveragePooling1D, GlobalAveragePooling1D, Flatten, Reshape, Dropout,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation, RandomFlip,
     RandomTranslation)}
 ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
-           "GlobalAvgPool2D": "GlobalAveragePooling2D"}
+           "GlobalAvgPool2D": "GlobalAveragePooling2D", "Convolution1D": "Conv1D", "MaxPool1D": "MaxPooling1D",
+           "AvgPool1D": "AveragePooling1D", "AveragePool1D": "AveragePooling1D",
+           "GlobalAvgPool1D": "GlobalAveragePooling1D"}
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+MaxPool1D = MaxPooling1D
+AvgPool1D = AveragePooling1D
 
 
 def get(name):

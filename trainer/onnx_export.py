@@ -10,7 +10,7 @@ Convolutions and pooling run in ONNX's channels-first layout inside the graph; t
 transposes at the boundaries, so callers never see it.
 
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
-Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization, Embedding,
+Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization, Embedding,
 SimpleRNN, LSTM, GRU, RandomFlip, RandomTranslation; activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
 
 `onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
@@ -165,6 +165,44 @@ def _export_global_average_pool(graph, layer, x, shape):
     return graph.node("Flatten", [pooled], axis=1)
 
 
+def _steps_pads(layer, steps, window, stride):
+    return list(_same_pads(steps, window, stride)) if layer.padding == "same" else [0, 0]
+
+
+def _along_steps(graph, x, op, **attributes):
+    """A 1-D ONNX op on (N, steps, C): transposed to (N, C, steps) for it and back."""
+    inputs = [graph.node("Transpose", [x[0]], "ncw", perm=[0, 2, 1]), *x[1:]]
+    y = graph.node(op, inputs, **attributes)
+    return graph.node("Transpose", [y], "nwc", perm=[0, 2, 1])
+
+
+def _export_conv1d(graph, layer, x, shape):
+    w = _weights(layer)
+    kernel = np.ascontiguousarray(w["kernel"].transpose(2, 1, 0))  # (k, in, out) -> (out, in, k)
+    inputs = [x, graph.constant("kernel", kernel)]
+    if "bias" in w:
+        inputs.append(graph.constant("bias", w["bias"]))
+    y = _along_steps(graph, inputs, "Conv", kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                     pads=_steps_pads(layer, shape[0], layer.kernel_size, layer.strides))
+    return _activation(graph, y, layer.activation, 3)
+
+
+def _export_pool1d(op):
+    def export(graph, layer, x, shape):
+        stride = layer.strides or layer.pool_size
+        attributes = {"kernel_shape": [layer.pool_size], "strides": [stride],
+                      "pads": _steps_pads(layer, shape[0], layer.pool_size, stride)}
+        if op == "AveragePool":
+            attributes["count_include_pad"] = 0
+        return _along_steps(graph, [x], op, **attributes)
+
+    return export
+
+
+def _export_global_average_pool1d(graph, layer, x, shape):
+    return graph.node("ReduceMean", [x], axes=[1], keepdims=0)  # opset 17: axes is an attribute
+
+
 def _export_flatten(graph, layer, x, shape):
     x = graph.to_channels_last(x, len(shape) + 1)  # flatten in the engine's (H, W, C) order
     return graph.node("Flatten", [x], axis=1)
@@ -255,6 +293,10 @@ EXPORTERS = {
     "MaxPooling2D": _export_pool("MaxPool"),
     "AveragePooling2D": _export_pool("AveragePool"),
     "GlobalAveragePooling2D": _export_global_average_pool,
+    "Conv1D": _export_conv1d,
+    "MaxPooling1D": _export_pool1d("MaxPool"),
+    "AveragePooling1D": _export_pool1d("AveragePool"),
+    "GlobalAveragePooling1D": _export_global_average_pool1d,
     "Flatten": _export_flatten,
     "Reshape": _export_reshape,
     "Dropout": _export_identity,

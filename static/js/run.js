@@ -87,6 +87,8 @@
     const order = (series.epoch || []).map((_, i) => i);
     const column = series[sortKey] || [];
     order.sort((a, b) => ((column[a] ?? -Infinity) - (column[b] ?? -Infinity)) * (sortDesc ? -1 : 1));
+    // Five significant digits; from 100,000 up (samples per second) the whole number, never 1.2e+5.
+    const cell = (v) => (Math.abs(v) >= 1e5 && Number.isFinite(v) ? Math.round(v).toString() : v.toPrecision(5));
     const rows = order.map((i) => {
       const tr = document.createElement("tr");
       if (series.epoch[i] === state.best_epoch) tr.style.background = "#fffbeb";
@@ -94,7 +96,7 @@
         const td = document.createElement("td");
         const v = series[k][i];
         td.className = "num";
-        td.textContent = v === null || v === undefined ? "—" : (k === "epoch" ? v : Number(v).toPrecision(5));
+        td.textContent = v === null || v === undefined ? "—" : (k === "epoch" ? v : cell(Number(v)));
         tr.appendChild(td);
       });
       return tr;

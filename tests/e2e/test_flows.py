@@ -44,10 +44,13 @@ def _sign_up_and_create_workspace(pages, page, base: str, username: str, workspa
     return page.url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _upload(pages, page, base: str, ws: str, path: Path, name: str) -> str:
+def _upload(pages, page, base: str, ws: str, path: Path, name: str, kind: str | None = None) -> str:
     page.goto(f"{base}/w/{ws}/datasets/upload/")
     page.set_input_files("#id_file", str(path))
     page.fill("#id_name", name)
+    if kind:
+        page.locator("summary", has_text="Options").click()
+        page.select_option("#id_kind", kind)
     pages.shot(page, "upload")
     page.click("#upload-button")
     page.wait_for_url(re.compile(r"/datasets/\d+/$"), timeout=60_000)
@@ -64,6 +67,12 @@ def _plot_points(page, chart_id: str) -> int:
     }""", chart_id)
 
 
+def _wait_for_layer_shapes(page) -> None:
+    """Each layer row shows its output shape once the server has checked the edited spec (300 ms after the last edit)."""
+    page.wait_for_function("Array.from(document.querySelectorAll('[data-shape-for]'))"
+                           ".every((n) => n.textContent.startsWith('→'))", timeout=30_000)
+
+
 def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
                                    expect_layer: str, augment: str | None = None) -> str:
     page.goto(f"{base}/w/{ws}/runs/new/")
@@ -78,13 +87,14 @@ def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: i
     page.fill("#batch_size", str(batch_size))
     page.fill("#run-name", f"e2e {expect_layer}")
     page.wait_for_function(f"document.getElementById('spec-json').value.includes('\"epochs\": {epochs}')")
+    _wait_for_layer_shapes(page)
     pages.shot(page, "builder")
     page.click("[data-testid=train]")
     page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
     return page.url
 
 
-def _watch_training(pages, page, *, cancel: bool = False) -> None:
+def _watch_training(pages, page, *, cancel: bool = False, results: str = "confusion-matrix") -> None:
     """The loss chart gains points while the run trains, without a reload; then the page shows the results.
 
     With ``cancel``, the run is stopped from the page once the chart has grown (a run long enough to be
@@ -109,7 +119,7 @@ def _watch_training(pages, page, *, cancel: bool = False) -> None:
         page.wait_for_selector("#run-status.cancelled", timeout=60_000)
     else:
         page.wait_for_selector("#run-status.succeeded", timeout=120_000)
-    page.wait_for_selector("[data-testid=confusion-matrix] .main-svg", timeout=30_000)
+    page.wait_for_selector(f"[data-testid={results}] .main-svg", timeout=30_000)
     assert _plot_points(page, "chart-loss") >= 2
     pages.shot(page, "run-finished")
 
@@ -293,3 +303,40 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     assert page.request.get(sweep_url).status == 404
     page.goto(f"{base}/w/{ws}/")
     assert "No runs yet" in page.locator("[data-testid=runs]").text_content()
+
+
+def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(live_server, stack,
+                                                                                transactional_db, pages):
+    """A time series: the suggested LSTM is replaced in the builder by Conv1D + GlobalAveragePooling1D from
+    the palette, trained on the worker, and its ONNX export downloaded."""
+    base = live_server.url
+    owner = pages()
+    page = owner.new()
+    ws = _sign_up_and_create_workspace(owner, page, base, "mae", "Climate lab")
+    _upload(owner, page, base, ws, FIXTURES / "co2_weekly.csv", "CO2", kind="series")
+    owner.shot(page, "dataset")
+
+    page.goto(f"{base}/w/{ws}/runs/new/")
+    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
+    assert page.evaluate(layers) == "LSTM,Dense"
+    page.get_by_role("button", name="Remove layer 0").click()
+    for palette in ("Conv1D", "GlobalAveragePooling1D"):  # each goes in before the output layer
+        page.select_option("#add-type", palette)
+        page.click("#add-layer")
+    page.wait_for_function(f"{layers} === 'Conv1D,GlobalAveragePooling1D,Dense'")
+    page.select_option("#layer-0-activation", "relu")
+    page.fill("#epochs", "100000")
+    page.fill("#run-name", "e2e Conv1D")
+    page.wait_for_function("document.getElementById('spec-json').value.includes('\"activation\": \"relu\"')")
+    _wait_for_layer_shapes(page)
+    owner.shot(page, "builder")
+    page.click("[data-testid=train]")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
+    _watch_training(owner, page, cancel=True, results="residuals")
+    assert "Conv1D" in page.locator("[data-testid=spec]").text_content()
+    with page.expect_download() as info:
+        page.get_by_role("link", name="model.onnx").click()
+    target = owner.shots / info.value.suggested_filename
+    info.value.save_as(str(target))
+    assert target.stat().st_size > 1000 and target.read_bytes()[:2] == b"\x08\x08"  # ir_version field, 8

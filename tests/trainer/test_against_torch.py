@@ -80,6 +80,47 @@ def test_conv2d_matches_torch(padding, strides):
     close(grads["bias"], tb.grad)
 
 
+@pytest.mark.parametrize("padding,strides,kernel", [("valid", 1, 3), ("same", 1, 4), ("same", 2, 3), ("valid", 3, 2)])
+def test_conv1d_matches_torch(padding, strides, kernel):
+    x = rand(2, 11, 3)
+    layer = layers.Conv1D(4, kernel, strides=strides, padding=padding, activation="tanh")
+    y, g, gx, grads = run_layer(layer, x)
+    tx, tw, tb = t(x), t(layer.params["kernel"].data), t(layer.params["bias"].data)
+    xn = tx.permute(0, 2, 1)  # (N, steps, C) -> (N, C, steps)
+    if padding == "same":
+        xn = tnf.pad(xn, tf_same_pad(11, kernel, strides))
+    ty = torch.tanh(tnf.conv1d(xn, tw.permute(2, 1, 0), tb, stride=strides)).permute(0, 2, 1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    close(grads["kernel"], tw.grad)
+    close(grads["bias"], tb.grad)
+
+
+@pytest.mark.parametrize("pool,strides", [(2, None), (3, 1), (3, 2)])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pooling1d_matches_torch(kind, pool, strides):
+    x = rand(2, 9, 3)
+    layer = (layers.MaxPooling1D if kind == "max" else layers.AveragePooling1D)(pool, strides=strides)
+    y, g, gx, _ = run_layer(layer, x)
+    tx = t(x)
+    fn = tnf.max_pool1d if kind == "max" else tnf.avg_pool1d
+    ty = fn(tx.permute(0, 2, 1), pool, strides or pool).permute(0, 2, 1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+
+
+def test_global_average_pooling1d_matches_torch():
+    x = rand(2, 6, 3)
+    y, g, gx, _ = run_layer(layers.GlobalAveragePooling1D(), x)
+    tx = t(x)
+    ty = tx.mean(dim=1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+
+
 @pytest.mark.parametrize("pool,strides", [(2, None), (3, 1), (3, 2)])
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pooling_matches_torch(kind, pool, strides):

@@ -402,6 +402,9 @@ WHOLE_MODELS = {
     "cnn": (lambda: Sequential([layers.Conv2D(2, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
                                 layers.Dense(3, activation="softmax")], seed=1),
             "sparse_categorical_crossentropy", lambda rng: (rng.normal(size=(10, 6, 6, 1)), rng.integers(0, 3, 10))),
+    "conv1d": (lambda: Sequential([layers.Conv1D(3, 3, padding="same", activation="relu"), layers.MaxPooling1D(2),
+                                   layers.GlobalAveragePooling1D(), layers.Dense(1)], seed=1), "mse",
+               lambda rng: (rng.normal(size=(10, 8, 2)), rng.normal(size=(10, 1)))),
     "lstm": (lambda: Sequential([layers.LSTM(3), layers.Dense(1)], seed=1), "mse",
              lambda rng: (rng.normal(size=(10, 4, 2)), rng.normal(size=(10, 1)))),
     "gru": (lambda: Sequential([layers.Embedding(6, 2), layers.GRU(3), layers.Dense(2, activation="sigmoid")], seed=1),
@@ -431,7 +434,7 @@ def test_a_whole_fit_through_the_gpu_branches_trains_as_the_numpy_path(emulated,
     np.testing.assert_allclose(fused_logs["loss"], reference_logs["loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "conv1d"])
 def test_the_gpu_branches_replayed_from_emulated_graphs_train_exactly_as_one_step_at_a_time(emulated, monkeypatch,
                                                                                          name):
     """The GPU's own path (fused kernels, device scalars, counter-based dropout) under the graphed loop."""

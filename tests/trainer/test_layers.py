@@ -18,6 +18,13 @@ LAYER_CASES = {
     "avg_pool": (lambda: layers.AveragePooling2D(2), (4, 4, 2)),
     "avg_pool_same": (lambda: layers.AveragePooling2D(3, strides=2, padding="same"), (5, 5, 2)),
     "global_avg_pool": (lambda: layers.GlobalAveragePooling2D(), (3, 3, 2)),
+    "conv1d_valid": (lambda: layers.Conv1D(3, 3, activation="tanh"), (6, 2)),
+    "conv1d_same_stride2": (lambda: layers.Conv1D(2, 4, strides=2, padding="same", activation="relu"), (7, 3)),
+    "conv1d_l2_no_bias": (lambda: layers.Conv1D(2, 2, use_bias=False, kernel_regularizer={"l2": 0.1}), (5, 2)),
+    "max_pool1d": (lambda: layers.MaxPooling1D(2), (6, 2)),
+    "max_pool1d_same": (lambda: layers.MaxPooling1D(3, strides=2, padding="same"), (7, 2)),
+    "avg_pool1d_same": (lambda: layers.AveragePooling1D(3, strides=2, padding="same"), (7, 2)),
+    "global_avg_pool1d": (lambda: layers.GlobalAveragePooling1D(), (5, 3)),
     "flatten": (lambda: layers.Flatten(), (2, 3, 2)),
     "reshape": (lambda: layers.Reshape([-1, 3]), (2, 3, 2)),
     "batch_norm": (lambda: layers.BatchNormalization(), (3, 4)),
@@ -95,6 +102,8 @@ def test_it_builds_lazily_from_the_first_input():
     (lambda: layers.Dense(3, activation="swishy"), "Dense: activation must be one of"),
     (lambda: layers.Conv2D(8, 0), "Conv2D: kernel_size must be a positive integer or a list of two"),
     (lambda: layers.Conv2D(8, 3, padding="full"), 'Conv2D: padding must be one of "valid", "same"'),
+    (lambda: layers.Conv1D(8, [3, 3]), "Conv1D: kernel_size must be a positive integer. Received: kernel_size=[3, 3]"),
+    (lambda: layers.MaxPooling1D(2, strides=0), "MaxPooling1D: strides must be a positive integer"),
     (lambda: layers.Dropout(1.0), "Dropout: rate must be a number in [0, 1). Received: rate=1.0"),
     (lambda: layers.Dense(3, kernel_regularizer={"l3": 1}), "Dense: kernel_regularizer.l3 unknown key"),
     (lambda: layers.Reshape([-1, -1]), "Reshape: target_shape must be a list of positive integers"),
@@ -114,6 +123,10 @@ def test_it_names_the_shape_problem_of_a_conv_on_flat_input():
         layers.Conv2D(4, 3).compute_output_shape((10,))
     with pytest.raises(ValueError, match=r"kernel_size \[5, 5\] is larger than the input \(3 x 3\)"):
         layers.Conv2D(4, 5).compute_output_shape((3, 3, 1))
+    with pytest.raises(ValueError, match=r"Conv1D expects an input of rank 2 \(steps, channels\)"):
+        layers.Conv1D(4, 3).compute_output_shape((8, 8, 1))
+    with pytest.raises(ValueError, match=r"MaxPooling1D: pool_size 4 is larger than the input \(3 steps\)"):
+        layers.MaxPooling1D(4).compute_output_shape((3, 2))
 
 
 def test_its_batch_norm_tracks_moving_statistics_and_uses_them_in_test_mode():

@@ -48,6 +48,17 @@ CASES = {
                  layers.Conv2D(3, 3, activation="relu"), layers.Flatten(), layers.Dense(2, activation="softmax")],
         (6, 6, 1),
     ),
+    "conv1d_pools_on_a_series": (
+        lambda: [layers.Conv1D(6, 3, padding="same", activation="relu"), layers.MaxPooling1D(2),
+                 layers.Conv1D(4, 4, strides=2, activation="elu"), layers.AveragePooling1D(3, strides=2, padding="same"),
+                 layers.Flatten(), layers.Dense(2, activation="softmax")],
+        (17, 3),
+    ),
+    "conv1d_into_lstm_and_global_pool": (
+        lambda: [layers.Conv1D(5, 2, use_bias=False), layers.BatchNormalization(), layers.LSTM(4, return_sequences=True),
+                 layers.GlobalAveragePooling1D(), layers.Dense(1)],
+        (9, 2),
+    ),
     "stacked_lstm": (lambda: [layers.LSTM(7, return_sequences=True), layers.LSTM(5), layers.Dense(1)], (6, 3)),
     "gru_rnn_layer_norm": (
         lambda: [layers.GRU(7, return_sequences=True), layers.SimpleRNN(4), layers.LayerNormalization(),

@@ -131,6 +131,18 @@ def test_it_finds_shape_errors_when_the_input_shape_is_known():
     with pytest.raises(SpecError) as big_kernel:
         spec.summarize({"layers": [{"type": "Conv2D", "filters": 3, "kernel_size": 5}]}, (3, 3, 1))
     assert big_kernel.value.path == "layers[0]" and "larger than the input" in big_kernel.value.message
+    conv1d_on_image = {"input_shape": [8, 8, 1], "layers": [{"type": "Conv1D", "filters": 3, "kernel_size": 3}]}
+    error = errors_of(conv1d_on_image)
+    assert error.path == "layers[0]" and "expects an input of rank 2 (steps, channels)" in error.message
+
+
+def test_it_summarises_a_conv1d_model_on_a_series_window():
+    summary = spec.summarize({"layers": [{"type": "Conv1D", "filters": 8, "kernel_size": 3, "padding": "same"},
+                                         {"type": "MaxPooling1D"}, {"type": "Flatten"}, {"type": "Dense", "units": 1}]},
+                             (12, 2))
+    assert summary["output_shape"] == [1]
+    assert [layer["output_shape"] for layer in summary["layers"]] == [[12, 8], [6, 8], [48], [1]]
+    assert summary["total_params"] == (3 * 2 * 8 + 8) + (6 * 8 + 1)
 
 
 def test_it_caps_the_total_number_of_parameters():

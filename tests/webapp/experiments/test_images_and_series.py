@@ -216,3 +216,31 @@ def test_thumbnails_of_large_colour_images_stay_small():
         assert picture.mode == "RGB" and picture.size == (32, 64)
     raw = (image * 255).astype(np.float32)  # image_scaling "none": pixels as they came
     assert preparation.image_thumbnail(raw, "none") == url
+
+
+@pytest.mark.django_db
+def test_a_series_run_trains_a_conv1d_model_and_exports_it_to_onnx(client, people, co2, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from trainer.onnx_export import verify_onnx
+
+    config = {"window": 16, "horizon": 1}
+    spec = suggested_spec(client, people, co2, config)
+    spec["layers"] = [{"type": "Conv1D", "filters": 16, "kernel_size": 4, "padding": "same", "activation": "relu"},
+                      {"type": "MaxPooling1D", "pool_size": 2},
+                      {"type": "Conv1D", "filters": 16, "kernel_size": 3, "activation": "relu"},
+                      {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 1}]
+    spec["fit"]["epochs"] = 15
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.error
+    run.refresh_from_db()
+    test = run.results["test"]
+    print(f"co2 Conv1D: test RMSE {test['rmse']:.3f} ppm, R² {test['r2']:.3f} after 15 epochs")
+    assert test["r2"] > 0.5
+    client.force_login(people.viewer)
+    answer = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/download/onnx/")
+    assert answer.status_code == 200
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"".join(answer.streaming_content) if answer.streaming else answer.content)
+    x = np.random.default_rng(0).normal(size=(5, 16, 1)).astype(np.float32)
+    assert verify_onnx(trained_model(run), path, x) <= 1e-4
