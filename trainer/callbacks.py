@@ -100,6 +100,11 @@ def _monitor_mode(monitor, mode):
     return mode
 
 
+def _better(mode, value, best, min_delta):
+    """Whether ``value`` improves on ``best`` by more than ``min_delta`` in ``mode`` ("min" or "max")."""
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
@@ -125,9 +130,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch = None
 
     def _improved(self, value):
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return _better(self.mode, value, self.best, self.min_delta)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -158,6 +161,69 @@ class EarlyStopping(Callback):
         # Restore whether training stopped early or ran out of epochs: the user asked for the best.
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by ``min_delta``
+    for ``patience`` epochs, then wait ``cooldown`` epochs before counting again; a reduction never
+    takes the rate below ``min_lr``. Keras' rules. The reduction is a factor on the optimizer's rate
+    (``Optimizer.lr_factor``), so it works on top of a schedule too, and checkpoints keep it."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0,
+                 min_lr=0.0):
+        super().__init__()
+        if not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be a number in (0, 1). Received: factor={factor!r}")
+        for key, value in (("patience", patience), ("cooldown", cooldown)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ReduceLROnPlateau: {key} must be a non-negative integer. Received: {key}={value!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = patience
+        self.mode = _monitor_mode(monitor, mode)
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = cooldown
+        self.min_lr = float(min_lr)
+        self.reductions = []  # (epoch, new learning rate), 0-based epochs
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def _improved(self, value):
+        return _better(self.mode, value, self.best, self.min_delta)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(value):
+            self.best = value
+            self.wait = 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        optimizer = self.model.optimizer
+        old = optimizer.current_learning_rate()
+        if old > np.float32(self.min_lr):
+            new = max(old * self.factor, self.min_lr)
+            optimizer.lr_factor *= new / old
+            self.reductions.append((epoch, new))
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
+
+    def get_state(self):
+        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": self.best}, []
+
+    def set_state(self, state, arrays):
+        self.wait, self.cooldown_counter, self.best = state["wait"], state["cooldown_counter"], state["best"]
 
 
 class ModelCheckpoint(Callback):

@@ -40,6 +40,7 @@ class Optimizer:
         if values:
             raise TypeError(f"{cls}: unexpected argument(s) {', '.join(sorted(values))}")
         self.iterations = 0
+        self.lr_factor = 1.0  # what ReduceLROnPlateau has multiplied the rate by so far
         self.params = []
         self.flat = None
         self.device_scalars = None
@@ -68,7 +69,7 @@ class Optimizer:
 
     def current_learning_rate(self):
         lr = self.learning_rate
-        return float(lr(self.iterations)) if callable(lr) else float(lr)
+        return (float(lr(self.iterations)) if callable(lr) else float(lr)) * self.lr_factor
 
     # -- state
     def build(self, params):
@@ -93,15 +94,17 @@ class Optimizer:
         self.scratch = xp.empty(total, dtype=dtype)
         self.slots = {name: self.initial_slot(name, flat) for name in self.slot_names}
         self.iterations = 0
+        self.lr_factor = 1.0
         self.device_scalars = None
 
     def initial_slot(self, name, flat):
         return backend.get_array_module(flat).zeros_like(flat)
 
     def get_state(self):
-        """Slots (host arrays) and the step counter, for checkpoints."""
+        """Slots (host arrays), the step counter and the plateau factor, for checkpoints."""
         state = {name: np.array(backend.to_host(value), copy=True) for name, value in self.slots.items()}
         state["iterations"] = np.asarray(self.iterations, dtype=np.int64)
+        state["lr_factor"] = np.asarray(self.lr_factor, dtype=np.float64)
         return state
 
     def set_state(self, state):
@@ -112,6 +115,7 @@ class Optimizer:
                                  f"the checkpoint has {value.size}")
             backend.copy_to_device(self.slots[name], value)
         self.iterations = int(state["iterations"])
+        self.lr_factor = float(state["lr_factor"]) if "lr_factor" in state else 1.0  # older checkpoints: none
 
     # -- the update
     def step(self):

@@ -30,14 +30,24 @@ FIT_ARGS = {
     "shuffle": Arg("bool", True),
     "seed": Arg("int", None, low=0, high=2 ** 63 - 1, nullable=True),
 }
+MONITORS = tuple(prefix + name for prefix in ("", "val_") for name in ("loss",) + METRICS)
 EARLY_STOPPING_ARGS = {
-    "monitor": Arg("choice", "val_loss", choices=tuple(
-        prefix + name for prefix in ("", "val_") for name in ("loss",) + METRICS)),
+    "monitor": Arg("choice", "val_loss", choices=MONITORS),
     "patience": Arg("int", 0, low=0, high=100_000),
     "min_delta": Arg("float", 0.0, low=0.0),
     "restore_best_weights": Arg("bool", False),
     "mode": Arg("choice", "auto", choices=("auto", "min", "max")),
 }
+REDUCE_LR_ARGS = {  # ReduceLROnPlateau, Keras' defaults
+    "monitor": Arg("choice", "val_loss", choices=MONITORS),
+    "factor": Arg("float", 0.1, low=0.0, high=1.0, low_open=True, high_open=True),
+    "patience": Arg("int", 10, low=0, high=100_000),
+    "min_delta": Arg("float", 1e-4, low=0.0),
+    "cooldown": Arg("int", 0, low=0, high=100_000),
+    "min_lr": Arg("float", 0.0, low=0.0),
+    "mode": Arg("choice", "auto", choices=("auto", "min", "max")),
+}
+FIT_CALLBACKS = {"early_stopping": EARLY_STOPPING_ARGS, "reduce_lr_on_plateau": REDUCE_LR_ARGS}
 LOSS_OPTION_ARGS = {"from_logits": Arg("bool", False), "delta": Arg("float", 1.0, low=0.0, low_open=True)}
 
 
@@ -247,14 +257,15 @@ def _check_compile(checker, value):
 
 
 def _check_fit(checker, value):
-    if not checker.obj("fit", value, (*FIT_ARGS, "early_stopping"), "fit"):
+    if not checker.obj("fit", value, (*FIT_ARGS, *FIT_CALLBACKS), "fit"):
         return None
     result = checker.args("fit", FIT_ARGS, value)
-    early = value.get("early_stopping")
-    if early is None:
-        result["early_stopping"] = None
-    elif checker.obj("fit.early_stopping", early, tuple(EARLY_STOPPING_ARGS), "early_stopping"):
-        result["early_stopping"] = checker.args("fit.early_stopping", EARLY_STOPPING_ARGS, early)
+    for key, schema in FIT_CALLBACKS.items():
+        settings = value.get(key)
+        if settings is None:
+            result[key] = None
+        elif checker.obj(f"fit.{key}", settings, tuple(schema), key):
+            result[key] = checker.args(f"fit.{key}", schema, settings)
     return result
 
 
@@ -372,16 +383,31 @@ def build_model(spec):
 
 
 def fit_kwargs(spec, extra_callbacks=()):
-    """Keyword arguments for ``model.fit`` from the spec's "fit" section; early stopping becomes an
-    EarlyStopping callback, followed by ``extra_callbacks`` (e.g. the worker's reporter)."""
+    """Keyword arguments for ``model.fit`` from the spec's "fit" section; early stopping and
+    reduce_lr_on_plateau become their callbacks, followed by ``extra_callbacks`` (e.g. the worker's reporter)."""
     fit = validate(spec).get("fit") or _Checker().args("fit", FIT_ARGS, {})
     kwargs = {key: fit.get(key, arg.default) for key, arg in FIT_ARGS.items()}
-    cbs = []
-    early = fit.get("early_stopping")
-    if early:
-        cbs.append(callbacks.EarlyStopping(**early))
-    kwargs["callbacks"] = cbs + list(extra_callbacks)
+    kwargs["callbacks"] = fit_callbacks(fit) + list(extra_callbacks)
     return kwargs
+
+
+def check_fit(fit):
+    """A normalised copy of a spec's "fit" section alone (defaults filled), or SpecError."""
+    checker = _Checker()
+    result = _check_fit(checker, {} if fit is None else fit)
+    if checker.errors:
+        raise SpecError(checker.errors)
+    return result
+
+
+def fit_callbacks(fit):
+    """The callbacks a validated "fit" section asks for: EarlyStopping, then ReduceLROnPlateau."""
+    cbs = []
+    if fit.get("early_stopping"):
+        cbs.append(callbacks.EarlyStopping(**fit["early_stopping"]))
+    if fit.get("reduce_lr_on_plateau"):
+        cbs.append(callbacks.ReduceLROnPlateau(**fit["reduce_lr_on_plateau"]))
+    return cbs
 
 
 def fit(spec, x, y, *, validation_data=None, callbacks=(), checkpoint_path=None, resume=False, verbose=0):
@@ -445,5 +471,6 @@ def catalog():
         "initializers": list(layers.initializers.NAMES),
         "fit": describe(FIT_ARGS),
         "early_stopping": describe(EARLY_STOPPING_ARGS),
+        "reduce_lr_on_plateau": describe(REDUCE_LR_ARGS),
         "limits": {"max_layers": MAX_LAYERS, "max_params": MAX_PARAMS, "max_input_dim": MAX_INPUT_DIM},
     }

@@ -165,6 +165,10 @@
     const es = f.early_stopping;
     options($("es-monitor"), [["", "off"]].concat(monitors), es ? es.monitor : "");
     if (es && es.patience !== undefined) $("es-patience").value = es.patience;
+    const plateau = f.reduce_lr_on_plateau;
+    options($("lr-monitor"), [["", "off"]].concat(monitors), plateau ? plateau.monitor : "");
+    if (plateau && plateau.factor !== undefined) $("lr-factor").value = plateau.factor;
+    if (plateau && plateau.patience !== undefined) $("lr-patience").value = plateau.patience;
   }
   function renderScheduleArgs() {
     const opt = optimizerOf();
@@ -203,6 +207,12 @@
     Object.keys(f).forEach((k) => f[k] === undefined && delete f[k]);
     const monitor = $("es-monitor").value;
     f.early_stopping = monitor ? { monitor: monitor, patience: intOf("es-patience") ?? 5, restore_best_weights: true } : null;
+    const plateauMonitor = $("lr-monitor").value;
+    const factor = parseFloat($("lr-factor").value);
+    // The floor (unless the JSON sets one): a thousandth of the starting rate, not Keras' 0.
+    const floor = Number(((Number.isNaN(rate) ? 0.001 : rate) / 1000).toPrecision(2));
+    f.reduce_lr_on_plateau = plateauMonitor ? { min_lr: floor, ...(f.reduce_lr_on_plateau || {}), monitor: plateauMonitor,
+      factor: Number.isNaN(factor) ? 0.5 : factor, patience: intOf("lr-patience") ?? 3 } : null;
     renderScheduleArgs();
     renderJson();
     scheduleSummary();
@@ -323,8 +333,9 @@
     spec.layers.splice(/^Random/.test(type) ? 0 : Math.max(0, last), 0, layer);
     renderLayers(); renderJson(); scheduleSummary();
   });
-  ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience"].forEach((id) =>
-    $(id).addEventListener(id === "learning_rate" || id === "epochs" || id === "batch_size" || id === "seed" || id === "es-patience" ? "input" : "change", readTraining));
+  ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience",
+   "lr-monitor", "lr-factor", "lr-patience"].forEach((id) =>
+    $(id).addEventListener($(id).tagName === "SELECT" ? "change" : "input", readTraining));
   root.querySelectorAll("[data-config]").forEach((input) => input.addEventListener("change", () => {
     const key = input.dataset.config;
     dataConfig[key] = input.hasAttribute("data-number") ? (input.hasAttribute("data-int") ? parseInt(input.value, 10) : parseFloat(input.value)) : input.value;

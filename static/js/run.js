@@ -65,7 +65,11 @@
       if (series["val_" + m]) metricTraces.push(trace("val_" + m, "validation " + m, "dash"));
     });
     Plotly.react("chart-metric", metricTraces, Object.assign({}, layoutBase, best, { title: { text: metrics.length ? "Metrics" : "Metrics (none compiled)" } }), plotConfig);
-    Plotly.react("chart-lr", series.learning_rate ? [trace("learning_rate", "learning rate")] : [], Object.assign({}, layoutBase, { title: { text: "Learning rate" }, yaxis: { rangemode: "tozero", exponentformat: "e" } }), plotConfig);
+    // A rate cut or decayed by 10x or more (a plateau, an exponential schedule) reads on a log axis.
+    const rates = (series.learning_rate || []).filter((v) => v > 0);
+    const spread = rates.length ? Math.max(...rates) / Math.min(...rates) : 1;
+    const lrAxis = spread >= 10 ? { type: "log", exponentformat: "e" } : { rangemode: "tozero", exponentformat: "e" };
+    Plotly.react("chart-lr", series.learning_rate ? [trace("learning_rate", "learning rate")] : [], Object.assign({}, layoutBase, { title: { text: "Learning rate" }, yaxis: lrAxis }), plotConfig);
     Plotly.react("chart-speed", series.samples_per_second ? [trace("samples_per_second", "samples / s")] : [], Object.assign({}, layoutBase, { title: { text: "Throughput" } }), plotConfig);
     drawTable();
   }

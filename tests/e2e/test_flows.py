@@ -326,6 +326,11 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
         page.click("#add-layer")
     page.wait_for_function(f"{layers} === 'Conv1D,GlobalAveragePooling1D,Dense'")
     page.select_option("#layer-0-activation", "relu")
+    page.select_option("#lr-monitor", "val_loss")  # halve the rate after 3 epochs without a better val_loss
+    page.wait_for_function("(() => { const f = JSON.parse(document.getElementById('spec-json').value).fit;"
+                           " return f.reduce_lr_on_plateau && f.reduce_lr_on_plateau.monitor === 'val_loss'"
+                           " && f.reduce_lr_on_plateau.factor === 0.5 && f.reduce_lr_on_plateau.patience === 3"
+                           " && f.reduce_lr_on_plateau.min_lr === 0.000005; })()")  # a thousandth of the rate
     page.fill("#epochs", "100000")
     page.fill("#run-name", "e2e Conv1D")
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"activation\": \"relu\"')")
@@ -335,6 +340,11 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
     _watch_training(owner, page, cancel=True, results="residuals")
     assert "Conv1D" in page.locator("[data-testid=spec]").text_content()
+    rates = page.evaluate("document.getElementById('chart-lr').data[0].y")
+    assert rates[0] == 0.005 and min(rates) < 0.005, rates[:20]  # the plateau cut the rate as it trained
+    assert min(rates) >= 0.000005 * 0.999, min(rates)  # and never below its floor
+    if max(rates) / min(rates) >= 10:  # cut ten times over: drawn on a log axis
+        assert page.evaluate("document.getElementById('chart-lr').layout.yaxis.type") == "log"
     with page.expect_download() as info:
         page.get_by_role("link", name="model.onnx").click()
     target = owner.shots / info.value.suggested_filename

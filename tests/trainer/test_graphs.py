@@ -93,6 +93,18 @@ def test_the_graphed_steps_see_the_learning_rate_change_every_step():
     assert graphed.optimizer.device_scalars is None  # the fit hands the optimizer back as it found it
 
 
+def test_a_plateau_cut_between_epochs_reaches_the_graphed_steps():
+    x, y = labelled_table()
+    build = classifier(lambda: optimizers.Adam(learning_rate=0.05))
+    def cut_every_epoch():  # after the first: no loss beats the best by 10
+        return [callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)]
+    eager, eager_logs = fit(build, x, y, "0", epochs=4, callbacks=cut_every_epoch())
+    graphed, graphed_logs = fit(build, x, y, "emulate", epochs=4, callbacks=cut_every_epoch())
+    assert graphed_logs["learning_rate"] == eager_logs["learning_rate"] == pytest.approx([0.05, 0.05, 0.025, 0.0125])  # epoch 0 is the first best
+    assert_same_weights(eager, graphed)
+    assert graphed.step_graphs["captured"] == [16, 4]
+
+
 def test_an_epochs_scalars_are_planned_in_one_copy_and_loaded_step_by_step():
     from trainer.core import Parameter
 

@@ -102,8 +102,8 @@ def test_it_produces_identical_weights_from_the_same_seed():
     assert any(not np.array_equal(a, b) for a, b in zip(runs[0], other.get_weights()))
 
 
-def resumable_model():
-    lr = schedules.CosineDecay(0.02, decay_steps=40, warmup_steps=5)
+def resumable_model(learning_rate=None):
+    lr = learning_rate or schedules.CosineDecay(0.02, decay_steps=40, warmup_steps=5)
     model = Sequential([layers.Dense(16, activation="relu"), layers.BatchNormalization(), layers.Dropout(0.2),
                         layers.Dense(3, activation="softmax")], seed=11)
     model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers.Adam(learning_rate=lr, clipnorm=1.0),
@@ -433,6 +433,49 @@ def test_it_resumes_early_stopping_where_it_left_off(tmp_path):
     run(cut, checkpoint=str(tmp_path / "ckpt.npz"))
     resumed, resumed_stopper, _ = run(40, resume_from=str(tmp_path / "ckpt.npz"))
     assert resumed_stopper.stopped_epoch == stopper.stopped_epoch
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_its_plateau_callback_follows_keras_rules_for_patience_cooldown_and_min_lr():
+    model = classifier()
+    model.build((4,))
+    plateau = callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=2, min_lr=0.003)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    rates = []
+    # Epoch 0 improves; 1-2 are flat: cut. 3 is cooling down, 4-5 count: cut to min_lr. 6 cools down,
+    # 7-8 count, but the rate is at min_lr already: no cut.
+    for epoch, val_loss in enumerate([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]):
+        plateau.on_epoch_end(epoch, {"val_loss": val_loss})
+        rates.append(model.optimizer.current_learning_rate())
+    assert [epoch for epoch, _ in plateau.reductions] == [2, 5]
+    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.005, 0.003, 0.003, 0.003, 0.003])
+    plateau.on_epoch_end(9, {"loss": 0.1})  # the monitored value missing: nothing counts
+    assert plateau.wait == 2
+
+
+def test_its_plateau_callback_lowers_a_real_fits_rate_and_resumes_where_it_left_off(tmp_path):
+    x, y = blobs()
+    x = x + np.random.default_rng(5).normal(0, 4, x.shape).astype(np.float32)  # noisy: validation stalls early
+
+    def run(epochs, checkpoint=None, resume_from=None):
+        model = resumable_model(learning_rate=0.02)  # constant: the cuts alone change it
+        initial_epoch = model.load_checkpoint(resume_from) if resume_from else 0
+        plateau = callbacks.ReduceLROnPlateau(factor=0.5, patience=1)
+        extra = [callbacks.ModelCheckpoint(checkpoint, monitor="loss")] if checkpoint else []
+        history = model.fit(x, y, epochs=epochs, batch_size=16, validation_split=0.3, seed=2,
+                            initial_epoch=initial_epoch, callbacks=[plateau, *extra])
+        return model, plateau, history
+
+    straight, plateau, history = run(12)
+    assert len(plateau.reductions) >= 2
+    first_cut = plateau.reductions[0][0]
+    rates = history.history["learning_rate"]
+    assert rates[first_cut + 1] == pytest.approx(rates[first_cut] / 2)
+    run(first_cut + 2, checkpoint=str(tmp_path / "ckpt.npz"))  # interrupted after the first cut
+    resumed, _, resumed_history = run(12, resume_from=str(tmp_path / "ckpt.npz"))
+    assert resumed_history.history["learning_rate"] == pytest.approx(rates[first_cut + 2:])
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -160,13 +160,18 @@ def test_it_saves_and_restores_its_state():
     opt.build(params)
     set_grads(params)
     opt.step()
+    opt.lr_factor = 0.25  # a plateau's cut
     state = opt.get_state()
-    assert int(state["iterations"]) == 1 and set(state) == {"m", "v", "iterations"}
+    assert int(state["iterations"]) == 1 and set(state) == {"m", "v", "iterations", "lr_factor"}
     other = optimizers.Adam(0.01)
     other.build(params_with_grads())
     other.set_state(state)
     np.testing.assert_array_equal(other.slots["m"], opt.slots["m"])
     assert other.iterations == 1
+    assert other.current_learning_rate() == pytest.approx(0.0025)
+    del state["lr_factor"]  # a checkpoint written before plateau cuts existed
+    other.set_state(state)
+    assert other.current_learning_rate() == pytest.approx(0.01)
 
 
 def test_it_builds_from_names_and_dicts_and_rejects_bad_arguments():

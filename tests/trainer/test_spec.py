@@ -111,6 +111,10 @@ def test_it_collects_several_errors():
      "must be a number in [0, 1)"),
     ({"layers": [{"type": "Flatten"}], "fit": {"early_stopping": {"monitor": "val_nonsense"}}},
      "fit.early_stopping.monitor", "must be one of"),
+    ({"layers": [{"type": "Flatten"}], "fit": {"reduce_lr_on_plateau": {"factor": 1.5}}},
+     "fit.reduce_lr_on_plateau.factor", "must be a number in (0, 1), got 1.5"),
+    ({"layers": [{"type": "Flatten"}], "fit": {"reduce_lr_on_plateau": {"patience": 3, "min_learning_rate": 0}}},
+     "fit.reduce_lr_on_plateau.min_learning_rate", "unknown key"),
 ])
 def test_it_rejects_bad_specs_with_named_errors(bad, path, message):
     error = errors_of(bad)
@@ -262,3 +266,17 @@ def test_it_accepts_a_linear_warmup_schedule_from_a_model():
     model = Sequential([layers.Dense(2)], input_shape=(3,))
     model.compile(loss="mse", optimizer=optimizers.SGD(schedules.LinearWarmup(schedules.CosineDecay(0.1, 100), 10)))
     assert Sequential.from_spec(model.to_spec()).to_spec() == model.to_spec()
+
+
+def test_a_fit_section_asks_for_early_stopping_and_a_plateau_cut_in_that_order():
+    fit = spec.check_fit({"early_stopping": {"patience": 3}, "reduce_lr_on_plateau": {"monitor": "loss", "factor": 0.5}})
+    assert fit["reduce_lr_on_plateau"] == {"monitor": "loss", "factor": 0.5, "patience": 10, "min_delta": 1e-4,
+                                           "cooldown": 0, "min_lr": 0.0, "mode": "auto"}
+    stopper, plateau = spec.fit_callbacks(fit)
+    assert (type(stopper).__name__, stopper.patience) == ("EarlyStopping", 3)
+    assert (type(plateau).__name__, plateau.monitor, plateau.factor, plateau.mode) == ("ReduceLROnPlateau", "loss",
+                                                                                       0.5, "min")
+    assert spec.fit_callbacks(spec.check_fit(None)) == []
+    with pytest.raises(SpecError) as error:
+        spec.check_fit({"reduce_lr_on_plateau": "yes"})
+    assert error.value.path == "fit.reduce_lr_on_plateau"

@@ -381,6 +381,9 @@ def _resume_point(model, run: Run, attempt: int) -> int:
         if path is None:
             raise preparation.DataError(f"the parent run has no checkpoint for epoch {run.from_epoch}", "from_epoch")
         model.load_checkpoint(str(path))
+        parent_spec = Run.objects.filter(pk=run.parent_id).values_list("spec", flat=True).first() or {}
+        if (parent_spec.get("compile") or {}) != (run.spec.get("compile") or {}):
+            model.optimizer.lr_factor = 1.0  # a fork with its own optimizer settings starts at its own rate
         return int(run.from_epoch)
     return 0
 
@@ -424,7 +427,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         reporter, cancel_watch = make_callbacks(run_id, attempt, monitor, metric=metric, greater=greater,
                                                 best=best_value, best_epoch=best_epoch,
                                                 preprocessing=prepared.preprocessing, loss=loss)
-        callbacks = [reporter, cancel_watch] + _early_stopping(fit["early_stopping"])
+        # The spec's callbacks first: the reporter's checkpoint of an epoch then holds their state after
+        # that epoch (early stopping's count, the plateau cut), so a resumed run goes on as one that never stopped.
+        callbacks = [*_spec_callbacks(spec.get("fit")), reporter, cancel_watch]
         if initial_epoch < fit["epochs"]:
             model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
                       validation_data=(prepared.x_val, prepared.y_val) if prepared.x_val is not None else None,
@@ -457,13 +462,11 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
     return outcome
 
 
-def _early_stopping(settings_: dict | None) -> list:
-    if not settings_:
-        return []
-    from trainer.callbacks import EarlyStopping
+def _spec_callbacks(fit: dict | None) -> list:
+    """EarlyStopping and ReduceLROnPlateau as the spec's "fit" section asks (it was validated when the run was made)."""
+    from trainer import spec as tspec
 
-    allowed = {"monitor", "patience", "min_delta", "restore_best_weights", "mode", "start_from_epoch"}
-    return [EarlyStopping(**{k: v for k, v in settings_.items() if k in allowed})]
+    return tspec.fit_callbacks(tspec.check_fit(fit))
 
 
 # ----------------------------------------------------------------------------- evaluation

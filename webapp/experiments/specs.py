@@ -73,7 +73,7 @@ def loss_name(spec: dict) -> str:
 def fit_settings(spec: dict) -> dict:
     fit = dict(spec.get("fit") or {})
     return {"epochs": int(fit.get("epochs", 10)), "batch_size": int(fit.get("batch_size", 32)),
-            "shuffle": fit.get("shuffle", True), "seed": fit.get("seed"), "early_stopping": fit.get("early_stopping")}
+            "shuffle": fit.get("shuffle", True), "seed": fit.get("seed")}
 
 
 # ----------------------------------------------------------------------------- templates

@@ -143,3 +143,26 @@ def test_a_gpu_run_records_the_gpu_by_name_and_its_tf32_setting(monkeypatch, tf3
     monkeypatch.setenv("CUPY_TF32", tf32)
     assert execution._use_device("gpu") == shown and chosen == ["gpu"]
     assert execution._use_device("cpu").startswith("CPU (") and chosen[-1] == "cpu"
+
+
+@pytest.mark.django_db
+def test_a_runs_plateau_cuts_show_in_its_curves_carry_into_a_continue_and_not_into_a_retuned_fork(people, iris):
+    spec = iris_spec(epochs=8, learning_rate=0.02)
+    # No epoch beats the best by 10: from the second on, each cuts the rate in half.
+    spec["fit"]["reduce_lr_on_plateau"] = {"monitor": "loss", "factor": 0.5, "patience": 0, "min_delta": 10.0}
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    rates = [row.values["learning_rate"] for row in MetricRow.objects.filter(run=run).order_by("epoch")]
+    assert rates == pytest.approx([0.02 * 0.5 ** max(0, epoch - 1) for epoch in range(8)])
+
+    run.refresh_from_db()
+    more = services.run_continue(run=run, user=people.owner, epochs=1)
+    assert execution.run_execute(more.pk) == "succeeded"
+    assert MetricRow.objects.get(run=more, epoch=9).values["learning_rate"] == pytest.approx(rates[-1] / 2)
+
+    retuned = dict(run.spec, compile=dict(run.spec["compile"], optimizer={"type": "adam", "learning_rate": 0.01}),
+                   fit=dict(run.spec["fit"], epochs=9, reduce_lr_on_plateau=None))
+    fork = services.run_fork(run=run, user=people.owner, from_epoch=8, spec=retuned)
+    assert execution.run_execute(fork.pk) == "succeeded"
+    assert MetricRow.objects.get(run=fork, epoch=9).values["learning_rate"] == pytest.approx(0.01)
