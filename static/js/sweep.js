@@ -28,8 +28,11 @@
   const metricName = runs[0].metric_name || "best metric";
   const metric = runs.map((r) => r.metric);
   dimensions.push({ label: metricName, values: metric });
+  // The colours span the values reported; one value alone (one run so far) gets no colour scale.
+  const low = Math.min(...metric), high = Math.max(...metric);
   Plotly.newPlot(chart, [{ type: "parcoords", dimensions: dimensions,
-    line: { color: metric, colorscale: "Viridis", showscale: true, colorbar: { title: { text: metricName } } } }],
+    line: { color: metric, colorscale: "Viridis", cmin: low, cmax: high > low ? high : low + 1, showscale: high > low,
+            colorbar: { title: { text: metricName } } } }],
     { title: { text: "Hyper-parameters and " + metricName + " (" + runs.length + " of " + data.runs.length + " runs)" },
       margin: { l: 60, r: 60, t: 60, b: 30 } },
     { displaylogo: false, responsive: true });
