@@ -963,6 +963,28 @@ class GlobalAvgPool2D(Function):
         return _xp(gy).broadcast_to((gy * (1.0 / (h * w)))[:, None, None, :], (n, h, w, c))
 
 
+class GlobalMaxPool(Function):
+    """The maximum over every axis between the batch and the channels ((N, steps, C) or (N, H, W, C));
+    the gradient goes to each channel's first maximum, as PyTorch's adaptive max pool sends it."""
+
+    def forward(self, x):
+        n, c = x.shape[0], x.shape[-1]
+        flat = x.reshape(n, -1, c)
+        self.first = flat.argmax(axis=1)  # (N, C)
+        return flat.max(axis=1)
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        shape = self.inputs[0].shape
+        cells = xp.arange(math.prod(shape[1:-1]))[None, :, None]
+        hit = cells == self.first[:, None, :]
+        return xp.multiply(hit, gy[:, None, :], dtype=gy.dtype).reshape(shape)
+
+
+def global_max_pool(x):
+    return GlobalMaxPool()(x)
+
+
 def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
     return MaxPool2D(pool_size, strides, padding)(x)
 

@@ -465,17 +465,28 @@ class AveragePooling2D(_Pooling2D):
         return F.avg_pool2d(x, self.pool_size, self.strides, self.padding)
 
 
-class GlobalAveragePooling2D(Layer):
+class _GlobalPooling(Layer):
+    """One value per channel over the whole image (2D) or all the steps (1D)."""
+
+    rank, axes = 3, "3 (height, width, channels)"
+
     def __init__(self, name=None):
         super().__init__(name)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise _rank_error(self, "3 (height, width, channels)", input_shape)
+        if len(input_shape) != self.rank:
+            raise _rank_error(self, self.axes, input_shape)
         return (input_shape[-1],)
 
+
+class GlobalAveragePooling2D(_GlobalPooling):
     def call(self, x, logits=False):
         return F.global_avg_pool2d(x)
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    def call(self, x, logits=False):
+        return F.global_max_pool(x)
 
 
 def _steps_output_shape(layer, input_shape, window, stride, padding, window_name, channels=None):
@@ -549,17 +560,18 @@ class AveragePooling1D(_Pooling1D):
     pool = staticmethod(F.avg_pool2d)
 
 
-class GlobalAveragePooling1D(Layer):
-    def __init__(self, name=None):
-        super().__init__(name)
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 2:
-            raise _rank_error(self, "2 (steps, channels)", input_shape)
-        return (input_shape[-1],)
+class GlobalAveragePooling1D(_GlobalPooling):
+    rank, axes = 2, "2 (steps, channels)"
 
     def call(self, x, logits=False):
         return F.global_avg_pool2d(_as_rows(x))
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    rank, axes = 2, "2 (steps, channels)"
+
+    def call(self, x, logits=False):
+        return F.global_max_pool(x)
 
 
 class Flatten(Layer):
@@ -829,14 +841,15 @@ class GRU(_RNN):
 
 
 LAYERS = {cls.__name__: cls for cls in (
-    Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Conv1D, MaxPooling1D,
-    AveragePooling1D, GlobalAveragePooling1D, Flatten, Reshape, Dropout,
+    Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Conv1D,
+    MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, Dropout,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation, RandomFlip,
     RandomTranslation)}
 ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
            "GlobalAvgPool2D": "GlobalAveragePooling2D", "Convolution1D": "Conv1D", "MaxPool1D": "MaxPooling1D",
            "AvgPool1D": "AveragePooling1D", "AveragePool1D": "AveragePooling1D",
-           "GlobalAvgPool1D": "GlobalAveragePooling1D"}
+           "GlobalAvgPool1D": "GlobalAveragePooling1D", "GlobalMaxPool1D": "GlobalMaxPooling1D",
+           "GlobalMaxPool2D": "GlobalMaxPooling2D"}
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D

@@ -10,8 +10,10 @@ Convolutions and pooling run in ONNX's channels-first layout inside the graph; t
 transposes at the boundaries, so callers never see it.
 
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
-Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization, Embedding,
-SimpleRNN, LSTM, GRU, RandomFlip, RandomTranslation; activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
+GlobalMaxPooling2D, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+GlobalMaxPooling1D, Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization,
+Embedding, SimpleRNN, LSTM, GRU, RandomFlip, RandomTranslation; activations linear, relu, sigmoid,
+tanh, softmax, leaky_relu, elu, gelu.
 
 `onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
 dependencies imported only when these functions are called.
@@ -158,11 +160,14 @@ def _export_pool(op):
     return export
 
 
-def _export_global_average_pool(graph, layer, x, shape):
-    x = graph.to_channels_first(x, 4)
-    pooled = graph.node("GlobalAveragePool", [x])  # (N, C, 1, 1)
-    graph.channels_first = False
-    return graph.node("Flatten", [pooled], axis=1)
+def _export_global_pool(op):
+    def export(graph, layer, x, shape):
+        x = graph.to_channels_first(x, 4)
+        pooled = graph.node(op, [x])  # (N, C, 1, 1)
+        graph.channels_first = False
+        return graph.node("Flatten", [pooled], axis=1)
+
+    return export
 
 
 def _steps_pads(layer, steps, window, stride):
@@ -199,8 +204,11 @@ def _export_pool1d(op):
     return export
 
 
-def _export_global_average_pool1d(graph, layer, x, shape):
-    return graph.node("ReduceMean", [x], axes=[1], keepdims=0)  # opset 17: axes is an attribute
+def _export_reduce_steps(op):
+    def export(graph, layer, x, shape):
+        return graph.node(op, [x], axes=[1], keepdims=0)  # opset 17: axes is an attribute
+
+    return export
 
 
 def _export_flatten(graph, layer, x, shape):
@@ -292,11 +300,13 @@ EXPORTERS = {
     "Conv2D": _export_conv2d,
     "MaxPooling2D": _export_pool("MaxPool"),
     "AveragePooling2D": _export_pool("AveragePool"),
-    "GlobalAveragePooling2D": _export_global_average_pool,
+    "GlobalAveragePooling2D": _export_global_pool("GlobalAveragePool"),
+    "GlobalMaxPooling2D": _export_global_pool("GlobalMaxPool"),
     "Conv1D": _export_conv1d,
     "MaxPooling1D": _export_pool1d("MaxPool"),
     "AveragePooling1D": _export_pool1d("AveragePool"),
-    "GlobalAveragePooling1D": _export_global_average_pool1d,
+    "GlobalAveragePooling1D": _export_reduce_steps("ReduceMean"),
+    "GlobalMaxPooling1D": _export_reduce_steps("ReduceMax"),
     "Flatten": _export_flatten,
     "Reshape": _export_reshape,
     "Dropout": _export_identity,

@@ -111,6 +111,22 @@ def test_pooling1d_matches_torch(kind, pool, strides):
     close(gx, tx.grad)
 
 
+@pytest.mark.parametrize("shape", [(7, 3), (4, 5, 3)])
+def test_global_max_pooling_matches_torch_and_sends_a_tie_to_the_first_maximum(shape):
+    x = rand(2, *shape)
+    x[0, ..., 0] = 0.5  # channel 0 of sample 0 is flat: every cell a maximum
+    layer = layers.GlobalMaxPooling1D() if len(shape) == 2 else layers.GlobalMaxPooling2D()
+    y, g, gx, _ = run_layer(layer, x)
+    tx = t(x)
+    channels_first = tx.permute(0, 2, 1) if len(shape) == 2 else tx.permute(0, 3, 1, 2)
+    pool = tnf.adaptive_max_pool1d if len(shape) == 2 else tnf.adaptive_max_pool2d
+    ty = pool(channels_first, 1).flatten(1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    assert np.count_nonzero(gx[0, ..., 0]) == 1 and gx[0].reshape(-1, shape[-1])[0, 0] == g[0, 0]
+
+
 def test_global_average_pooling1d_matches_torch():
     x = rand(2, 6, 3)
     y, g, gx, _ = run_layer(layers.GlobalAveragePooling1D(), x)

@@ -25,6 +25,8 @@ LAYER_CASES = {
     "max_pool1d_same": (lambda: layers.MaxPooling1D(3, strides=2, padding="same"), (7, 2)),
     "avg_pool1d_same": (lambda: layers.AveragePooling1D(3, strides=2, padding="same"), (7, 2)),
     "global_avg_pool1d": (lambda: layers.GlobalAveragePooling1D(), (5, 3)),
+    "global_max_pool1d": (lambda: layers.GlobalMaxPooling1D(), (5, 3)),
+    "global_max_pool2d": (lambda: layers.GlobalMaxPooling2D(), (3, 4, 2)),
     "flatten": (lambda: layers.Flatten(), (2, 3, 2)),
     "reshape": (lambda: layers.Reshape([-1, 3]), (2, 3, 2)),
     "batch_norm": (lambda: layers.BatchNormalization(), (3, 4)),

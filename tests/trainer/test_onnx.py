@@ -59,6 +59,14 @@ CASES = {
                  layers.GlobalAveragePooling1D(), layers.Dense(1)],
         (9, 2),
     ),
+    "global_max_pools": (
+        lambda: [layers.Conv1D(4, 3, activation="relu"), layers.GlobalMaxPooling1D(), layers.Dense(2)],
+        (8, 2),
+    ),
+    "conv_global_max_pool": (
+        lambda: [layers.Conv2D(4, 3, activation="tanh"), layers.GlobalMaxPooling2D(), layers.Dense(2)],
+        (6, 7, 2),
+    ),
     "stacked_lstm": (lambda: [layers.LSTM(7, return_sequences=True), layers.LSTM(5), layers.Dense(1)], (6, 3)),
     "gru_rnn_layer_norm": (
         lambda: [layers.GRU(7, return_sequences=True), layers.SimpleRNN(4), layers.LayerNormalization(),
