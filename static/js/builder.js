@@ -164,11 +164,11 @@
     const monitors = ["val_loss", "loss"].concat(metrics.map((m) => "val_" + m));
     const es = f.early_stopping;
     options($("es-monitor"), [["", "off"]].concat(monitors), es ? es.monitor : "");
-    if (es && es.patience !== undefined) $("es-patience").value = es.patience;
+    $("es-patience").value = es && es.patience !== undefined ? es.patience : 5;  // a new spec: not the last one's
     const plateau = f.reduce_lr_on_plateau;
     options($("lr-monitor"), [["", "off"]].concat(monitors), plateau ? plateau.monitor : "");
-    if (plateau && plateau.factor !== undefined) $("lr-factor").value = plateau.factor;
-    if (plateau && plateau.patience !== undefined) $("lr-patience").value = plateau.patience;
+    $("lr-factor").value = plateau && plateau.factor !== undefined ? plateau.factor : 0.5;
+    $("lr-patience").value = plateau && plateau.patience !== undefined ? plateau.patience : 3;
   }
   function renderScheduleArgs() {
     const opt = optimizerOf();

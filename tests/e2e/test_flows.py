@@ -79,6 +79,7 @@ def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: i
     page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
+    assert not page.locator("[data-start=conv1d]").is_visible()  # the 1-D CNN template is for series
     if augment:  # an augmentation layer from the palette goes first, in front of the template's layers
         page.select_option("#add-type", augment)
         page.click("#add-layer")
@@ -320,6 +321,10 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
     layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
     assert page.evaluate(layers) == "LSTM,Dense"
+    page.click("[data-start=conv1d]")  # the series-only template: a 1-D CNN
+    page.wait_for_function(f"{layers} === 'Conv1D,MaxPooling1D,Conv1D,Flatten,Dense'")
+    page.click("[data-start=template]")  # back to the LSTM, to build the CNN by hand from the palette
+    page.wait_for_function(f"{layers} === 'LSTM,Dense'")
     page.get_by_role("button", name="Remove layer 0").click()
     for palette in ("Conv1D", "GlobalAveragePooling1D"):  # each goes in before the output layer
         page.select_option("#add-type", palette)

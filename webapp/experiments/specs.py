@@ -150,17 +150,34 @@ def lstm_forecaster(input_shape, horizon: int = 1) -> dict:
     }
 
 
+def conv1d_forecaster(input_shape, horizon: int = 1) -> dict:
+    """A 1-D CNN over the window: two convolutions, then every step's features into the output (a
+    forecast needs to know which step is the latest, which a global pooling would forget)."""
+    steps = int(next(iter(input_shape)))
+    conv = {"type": "Conv1D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}
+    pool = [{"type": "MaxPooling1D", "pool_size": 2}] if steps >= 4 else []
+    fit = _fit(40, 32)
+    fit["reduce_lr_on_plateau"] = {"monitor": "val_loss", "factor": 0.5, "patience": 4, "min_lr": 3e-6}
+    return {
+        "input_shape": list(input_shape),
+        "layers": [conv, *pool, dict(conv), {"type": "Flatten"}, {"type": "Dense", "units": horizon}],
+        "compile": _compile("mse", ["mae"], 0.003),
+        "fit": fit,
+    }
+
+
 def empty_spec(input_shape) -> dict:
     return {"input_shape": list(input_shape), "layers": [],
             "compile": _compile("mse", []), "fit": _fit(10, 32)}
 
 
-def suggest(kind: str, task: str, input_shape, outputs: int) -> dict:
-    """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM."""
+def suggest(kind: str, task: str, input_shape, outputs: int, start: str = "template") -> dict:
+    """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM, or with
+    ``start="conv1d"`` a 1-D CNN (series only; elsewhere the usual template)."""
     if kind == "images":
         return small_cnn(input_shape, outputs)
     if kind == "series":
-        return lstm_forecaster(input_shape, outputs)
+        return (conv1d_forecaster if start == "conv1d" else lstm_forecaster)(input_shape, outputs)
     if task == "classification":
         return mlp_classifier(input_shape, outputs)
     return mlp_regressor(input_shape, outputs)

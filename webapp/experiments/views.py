@@ -351,7 +351,8 @@ def _layer_catalog() -> dict:
 @login_required
 @require_GET
 def run_template(request, ws):
-    """The suggested starting spec for a data set version and data config (tables → MLP, images → CNN, series → LSTM)."""
+    """The suggested starting spec for a data set version and data config (tables → MLP, images → CNN, series → LSTM
+    or, with ?start=conv1d, a 1-D CNN; ?start=empty: no layers)."""
     workspace, _ = get_workspace_for_user(request.user, ws)
     from webapp.datasets.models import DatasetVersion
     from webapp.experiments import datasource
@@ -370,9 +371,9 @@ def run_template(request, ws):
         return JsonResponse({"errors": [{"field": "data_config", "message": "must be a JSON object"}]})
     except Exception as error:  # an unreadable version must not break the builder
         return JsonResponse({"errors": [{"field": "dataset_version", "message": f"cannot be read: {error}"}]})
-    empty = request.GET.get("start") == "empty"
-    spec = specs.empty_spec(info["input_shape"]) if empty else specs.suggest(
-        info["kind"], info["task"], info["input_shape"], info["outputs"])
+    start = request.GET.get("start", "template")
+    spec = specs.empty_spec(info["input_shape"]) if start == "empty" else specs.suggest(
+        info["kind"], info["task"], info["input_shape"], info["outputs"], start=start)
     return JsonResponse({"spec": spec, "data": info, "errors": []})
 
 

@@ -23,9 +23,9 @@ from webapp.experiments.models import MetricRow
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def suggested_spec(client, people, version, data_config=None) -> dict:
+def suggested_spec(client, people, version, data_config=None, start="template") -> dict:
     client.force_login(people.editor)
-    query = f"version={version.pk}&data_config={json.dumps(data_config or {})}"
+    query = f"version={version.pk}&data_config={json.dumps(data_config or {})}&start={start}"
     answer = client.get(f"/w/{people.workspace.slug}/runs/template.json?{query}").json()
     assert answer["errors"] == [], answer
     return answer["spec"]
@@ -219,24 +219,23 @@ def test_thumbnails_of_large_colour_images_stay_small():
 
 
 @pytest.mark.django_db
-def test_a_series_run_trains_a_conv1d_model_and_exports_it_to_onnx(client, people, co2, tmp_path):
+def test_a_series_run_trains_the_1d_cnn_template_and_exports_it_to_onnx(client, people, co2, tmp_path):
     pytest.importorskip("onnxruntime")
     from trainer.onnx_export import verify_onnx
 
     config = {"window": 16, "horizon": 1}
-    spec = suggested_spec(client, people, co2, config)
-    spec["layers"] = [{"type": "Conv1D", "filters": 16, "kernel_size": 4, "padding": "same", "activation": "relu"},
-                      {"type": "MaxPooling1D", "pool_size": 2},
-                      {"type": "Conv1D", "filters": 16, "kernel_size": 3, "activation": "relu"},
-                      {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 1}]
+    spec = suggested_spec(client, people, co2, config, start="conv1d")
+    assert [layer["type"] for layer in spec["layers"]] == ["Conv1D", "MaxPooling1D", "Conv1D", "Flatten", "Dense"]
+    assert spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
     spec["fit"]["epochs"] = 15
     run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
                               data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded", run.error
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
     run.refresh_from_db()
     test = run.results["test"]
-    print(f"co2 Conv1D: test RMSE {test['rmse']:.3f} ppm, R² {test['r2']:.3f} after 15 epochs")
-    assert test["r2"] > 0.5
+    print(f"co2 1-D CNN: test RMSE {test['rmse']:.3f} ppm, R² {test['r2']:.3f} after 15 epochs")
+    # The test weeks lie above every training week; the template's 40 epochs reach R² ≈ 0.99.
+    assert test["r2"] > 0.8
     client.force_login(people.viewer)
     answer = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/download/onnx/")
     assert answer.status_code == 200

@@ -86,6 +86,10 @@ def test_the_new_run_page_and_its_template_suggest_an_mlp(client, people, iris):
     answer = client.get(f"/w/{ws}/runs/template.json?version={iris.pk}").json()
     assert answer["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
     assert answer["data"]["input_shape"] == [4]
+    same = client.get(f"/w/{ws}/runs/template.json?version={iris.pk}&start=conv1d").json()  # series only
+    assert same["spec"] == answer["spec"]
+    empty = client.get(f"/w/{ws}/runs/template.json?version={iris.pk}&start=empty").json()
+    assert empty["spec"]["layers"] == []
     client.force_login(people.viewer)
     assert client.get(f"/w/{ws}/runs/new/").status_code == 403
 
