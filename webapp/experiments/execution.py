@@ -103,7 +103,8 @@ class RunMonitor(threading.Thread):
                     if Run.objects.filter(pk=self.run_id, cancel_requested=True).exists():
                         self.cancel.set()
                 except Exception as error:  # the database may blink; the next beat retries
-                    log.warning("run %s: heartbeat failed: %s", self.run_id, error)
+                    if not self._halt.is_set():  # once the run is over, a beat that did not land is no loss
+                        log.warning("run %s: heartbeat failed: %s", self.run_id, error)
                 self._halt.wait(CANCEL_POLL)
         finally:
             connection.close()
