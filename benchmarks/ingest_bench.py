@@ -101,8 +101,8 @@ def main() -> None:
     t = time.perf_counter()
     if args.csv is None:
         # In a child process: a forked child inherits its parent's peak RSS, which would blur the numbers.
-        subprocess.run([sys.executable, "-c", f"from benchmarks.ingest_bench import generate; from pathlib import Path; "
-                        f"generate(Path({str(csv_path)!r}), {args.rows})"], check=True,
+        subprocess.run([sys.executable, "-c", (f"from benchmarks.ingest_bench import generate; from pathlib import Path; "
+                                               f"generate(Path({str(csv_path)!r}), {args.rows})")], check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
         print(f"generated {args.rows:,} rows × 20 columns in {time.perf_counter() - t:.1f} s")
         # The new file's pages go to disk now, not on kernel threads in the middle of the timings.

@@ -6,6 +6,7 @@ database), exactly as in production; nothing runs eagerly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -73,11 +74,9 @@ class Stack:
         while time.monotonic() < deadline:
             if self.worker and not self.worker.running():
                 raise RuntimeError(f"worker exited; see {self.worker.log_path}:\n{self.worker_log()[-3000:]}")
-            try:
+            with contextlib.suppress(Exception):  # the broker may not be up yet
                 if len(presence.live_workers()) >= count:
                     return
-            except Exception:
-                pass
             time.sleep(0.2)
         raise RuntimeError(f"no worker announced itself within {timeout} s:\n{self.worker_log()[-3000:]}")
 

@@ -72,8 +72,8 @@ def split_indices(n, *, test_fraction=0.2, validation_fraction=0.1, seed=0, stra
     n = _check_count("split_indices", n)
     _check_fractions("split_indices", test_fraction, validation_fraction)
     rng = np.random.default_rng(seed)
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * validation_fraction))
+    n_test = round(n * test_fraction)
+    n_val = round(n * validation_fraction)
 
     order = None
     if stratify is not None:
@@ -124,8 +124,8 @@ def chronological_split(n, *, test_fraction=0.2, validation_fraction=0.1, gap=0)
     _check_fractions("chronological_split", test_fraction, validation_fraction)
     if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
         raise ValueError(f"chronological_split: gap must be a non-negative integer. Received: gap={gap!r}")
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * validation_fraction))
+    n_test = round(n * test_fraction)
+    n_val = round(n * validation_fraction)
     gaps = gap * ((n_test > 0) + (n_val > 0))
     n_train = n - n_test - n_val - gaps
     if n_train <= 0:
@@ -214,11 +214,11 @@ class TablePreprocessor:
     @staticmethod
     def _check_columns(argument, columns):
         if isinstance(columns, str):
-            raise ValueError(f"TablePreprocessor: {argument} must be a list of column names. Received: {columns!r}")
+            raise ValueError(f"TablePreprocessor: {argument} must be a list of column names. Received: {columns!r}")  # noqa: TRY004 - Keras raises ValueError here
         columns = list(columns)
         for column in columns:
             if not isinstance(column, str):
-                raise ValueError(f"TablePreprocessor: column names must be strings. Received: {column!r} in {argument}")
+                raise ValueError(f"TablePreprocessor: column names must be strings. Received: {column!r} in {argument}")  # noqa: TRY004 - Keras raises ValueError here
         if len(set(columns)) != len(columns):
             raise ValueError(f"TablePreprocessor: {argument} lists a column twice. Received: {columns!r}")
         return columns

@@ -307,7 +307,7 @@ def compute(name, y_true, y_pred, *, loss=None, threshold=None):
     decide (see the module docstring).
     """
     if not isinstance(name, str):
-        raise ValueError(f"compute: name must be a string. Received: name={name!r}")
+        raise ValueError(f"compute: name must be a string. Received: name={name!r}")  # noqa: TRY004 - Keras raises ValueError here
     key = ALIASES.get(name.lower(), name.lower())
     average = None
     for suffix in ("_binary", "_macro"):

@@ -427,7 +427,7 @@ def test_it_resumes_early_stopping_where_it_left_off(tmp_path):
                             initial_epoch=initial_epoch, callbacks=[stopper, *extra])
         return model, stopper, history
 
-    straight, stopper, history = run(40)
+    straight, stopper, _ = run(40)
     assert stopper.stopped_epoch is not None and stopper.stopped_epoch < 39
     cut = stopper.best_epoch + 1  # interrupted after the best epoch, before the stop
     run(cut, checkpoint=str(tmp_path / "ckpt.npz"))

@@ -30,7 +30,7 @@ def members(request, ws):
 @login_required
 @require_POST
 def member_add(request, ws):
-    workspace, membership = access.get_owned_workspace(request.user, ws)
+    workspace, _ = access.get_owned_workspace(request.user, ws)
     form = MemberAddForm(request.POST)
     if form.is_valid():
         try:

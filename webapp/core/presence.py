@@ -25,7 +25,7 @@ def describe_device() -> str:
         import trainer
 
         return str(trainer.get_device())
-    except Exception:  # the engine is optional for presence: a worker without it still runs tasks
+    except Exception:  # noqa: BLE001 - the engine is optional for presence: a worker without it still runs tasks
         return "cpu"
 
 
@@ -37,7 +37,7 @@ def announce(hostname: str, queues: list[str], device: str) -> None:
 def withdraw(hostname: str) -> None:
     try:
         redis_client().delete(KEY_PREFIX + hostname)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the broker may be down
         log.warning("could not withdraw worker %s from the presence list", hostname)
 
 
@@ -58,7 +58,7 @@ def start_heartbeat(hostname: str, queues: list[str]) -> threading.Event:
         while not stop.is_set():
             try:
                 announce(hostname, queues, device)
-            except Exception as error:  # the broker may be down for a while; keep trying
+            except Exception as error:  # noqa: BLE001 - the broker may be down for a while; keep trying
                 log.warning("worker presence: %s", error)
             stop.wait(INTERVAL)
 

@@ -34,8 +34,9 @@ class Child:
         self.process = subprocess.Popen(
             self.argv, stdout=stdout, stderr=subprocess.STDOUT if stdout else None,
             stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **self.env},
-            preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None,
         )
+        if self.niceness:  # set from here, not in a preexec_fn (unsafe where threads run); its pool inherits it
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.niceness)
         if stdout:
             stdout.close()
 

@@ -129,8 +129,8 @@ def _decode_sample(raw: bytes, complete: bool) -> tuple[str, str, list[str]]:
             text = raw.decode("latin-1")
             line = raw[: error.start].count(b"\n") + 1
             return text, "latin-1", [
-                f"The file is not valid UTF-8 (byte 0x{raw[error.start]:02x} on line {line}); "
-                "it was read as Latin-1 (ISO-8859-1)."]
+                (f"The file is not valid UTF-8 (byte 0x{raw[error.start]:02x} on line {line}); "
+                 "it was read as Latin-1 (ISO-8859-1).")]
     controls = sum(1 for ch in text[:20000] if ord(ch) < 32 and ch not in "\r\n\t")
     if controls > 10:
         raise IngestError("The file is not text: it is full of control characters. "

@@ -102,7 +102,7 @@ class RunMonitor(threading.Thread):
                         last_beat = now
                     if Run.objects.filter(pk=self.run_id, cancel_requested=True).exists():
                         self.cancel.set()
-                except Exception as error:  # the database may blink; the next beat retries
+                except Exception as error:  # noqa: BLE001 - the database may blink; the next beat retries
                     if not self._halt.is_set():  # once the run is over, a beat that did not land is no loss
                         log.warning("run %s: heartbeat failed: %s", self.run_id, error)
                 self._halt.wait(CANCEL_POLL)
@@ -344,7 +344,7 @@ def _notify_finished(run_id: int) -> None:
     try:
         activity.notify(user=run.created_by, workspace=run.workspace, message=message, link=run.get_absolute_url(),
                         level="error" if run.status == RunStatus.FAILED else "info")
-    except Exception as error:  # a notification must never fail the run
+    except Exception as error:  # noqa: BLE001 - a notification must never fail the run
         log.warning("run %s: could not notify: %s", run_id, error)
 
 

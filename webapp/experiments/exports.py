@@ -104,7 +104,7 @@ def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:
             input_shape = data["input_shape"]
         except DataError as error:
             return JsonResponse({"errors": [{"field": error.field or "data_config", "message": str(error)}]})
-        except Exception as error:  # an unreadable version must not break the builder
+        except Exception as error:  # noqa: BLE001 - an unreadable version must not break the builder
             return JsonResponse({"errors": [{"field": "dataset_version", "message": str(error)}]})
     if not isinstance(spec, dict):
         return JsonResponse({"errors": [{"field": "spec", "message": "must be a JSON object"}], "data": data})

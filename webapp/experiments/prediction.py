@@ -48,7 +48,7 @@ def read_table_file(raw: bytes, pre: dict):
 
     try:
         frame = pd.read_csv(io.BytesIO(raw), nrows=MAX_ROWS + 1, sep=None, engine="python")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - pandas raises many kinds on a malformed CSV
         raise DataError(f"the file is not a readable CSV ({type(error).__name__})", "file") from None
     if len(frame) > MAX_ROWS:
         raise DataError(f"at most {MAX_ROWS:,} rows at a time", "file")

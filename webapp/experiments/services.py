@@ -80,7 +80,7 @@ def choose_queue(device_preference: str) -> str:
         from webapp.core import presence
 
         workers = presence.live_workers()
-    except Exception:  # the broker is down: the dispatch below fails too and the watchdog retries
+    except Exception:  # noqa: BLE001 - the broker is down: the dispatch below fails too and the watchdog retries
         return "cpu"
     return "gpu" if any("gpu" in (w.get("queues") or []) for w in workers) else "cpu"
 
@@ -96,7 +96,7 @@ def dispatch(run_id: int) -> bool:
         # No retries: during a Redis outage Celery's default policy held the request ~19 s. The
         # run stays queued with ``dispatched_at`` empty and the watchdog sends it later.
         train_run.apply_async((run_id,), queue=run["queue"] or "cpu", priority=run["priority"], retry=False)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the broker may be down; the watchdog retries
         log.warning("run %s: could not send its task to the broker (%s); the watchdog will retry", run_id, error)
         return False
     Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())

@@ -82,5 +82,5 @@ def check_runs_now_and_then(every: float = 5.0) -> None:
     _last_check = time.monotonic()
     try:
         check_runs()
-    except Exception as error:  # a page must not fail because the broker is down
+    except Exception as error:  # noqa: BLE001 - a page must not fail because the broker is down
         log.warning("watchdog check from a page failed: %s", error)

@@ -157,8 +157,8 @@ def test_the_test_button_sends_a_ping_and_the_log_shows_it(client, people, recei
     local = receiver(200)
     hook = services.webhook_create(workspace=people.workspace, actor=people.owner, url=local.url)
     client.force_login(people.owner)
-    with mock.patch.object(deliver_webhook, "apply_async", side_effect=lambda args, queue: deliver_webhook.run(*args)):
-        with django_capture_on_commit_callbacks(execute=True):
+    with (mock.patch.object(deliver_webhook, "apply_async", side_effect=lambda args, queue: deliver_webhook.run(*args)),
+          django_capture_on_commit_callbacks(execute=True)):
             assert client.post(f"/w/{people.workspace.slug}/webhooks/{hook.pk}/test/").status_code == 302
     assert json.loads(local.requests[0][1])["event"] == "ping"
     page = client.get(f"/w/{people.workspace.slug}/webhooks/")

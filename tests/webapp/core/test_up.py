@@ -38,7 +38,7 @@ def _wait_for(predicate, timeout: float, what: str):
             last = predicate()
             if last:
                 return last
-        except Exception as error:  # the server may not be listening yet
+        except Exception as error:  # noqa: BLE001 - the server may not be listening yet
             last = error
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
@@ -71,9 +71,9 @@ def test_up_starts_web_worker_and_redis_and_stops_them_all_on_sigterm(tmp_path):
         # A trivial task round-trips through the real worker over the real broker.
         ping = subprocess.run(
             [sys.executable, "-c",
-             "import django; django.setup(); from webapp.core.tasks import ping; "
-             "print(ping.delay('round-trip').get(timeout=30)['echo'])"],
-            cwd=ROOT, env=_up_env(data_dir), capture_output=True, text=True, timeout=60,
+             ("import django; django.setup(); from webapp.core.tasks import ping; "
+              "print(ping.delay('round-trip').get(timeout=30)['echo'])")],
+            cwd=ROOT, env=_up_env(data_dir), capture_output=True, text=True, timeout=60, check=False,
         )
         assert ping.stdout.strip().endswith("round-trip"), ping.stderr[-2000:]
 
@@ -116,7 +116,7 @@ def test_up_starts_web_worker_and_redis_and_stops_them_all_on_sigterm(tmp_path):
 def test_up_refuses_a_port_that_is_not_a_number(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "up", "--port", "eighty"], cwd=ROOT, env=_up_env(tmp_path),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode != 0
     assert "--port must be an integer; got 'eighty'" in result.stderr

@@ -177,7 +177,7 @@ def test_images_of_mixed_sizes_are_reported_and_resized_only_when_asked(existing
 def test_colour_images_are_kept_in_three_channels(existing, ingest):
     content = _zip({f"{c}/{i}.png": _png(colour=(200, c * 100, 0), mode="RGB") for c in range(2) for i in range(2)})
     version = ingest(content, filename="c.zip")
-    images, labels, classes = storage.load_images(version)
+    images, _, classes = storage.load_images(version)
     assert images.shape == (4, 8, 8, 3) and images[0, 0, 0].tolist() == [200, 0, 0] and classes == ["0", "1"]
 
 

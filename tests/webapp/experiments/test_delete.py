@@ -217,8 +217,8 @@ def test_the_dashboards_selection_cancels_only_its_workspaces_active_runs(client
     client.force_login(people.editor)
     response = client.post(f"/w/{people.workspace.slug}/runs/cancel/",
                            {"runs": [done.pk, queued.pk, running.pk, 99999]}, follow=True)
-    assert _messages(response) == ["Cancelling 2 runs: waiting, busy. Queued ones never start, running ones stop "
-                                   "after their current batch."]
+    assert _messages(response) == [("Cancelling 2 runs: waiting, busy. Queued ones never start, running ones stop "
+                                    "after their current batch.")]
     states = {r.name: (r.status, r.cancel_requested) for r in Run.objects.all()}
     assert states == {"done": ("succeeded", False), "waiting": ("cancelled", True), "busy": ("running", True)}
     again = client.post(f"/w/{people.workspace.slug}/runs/cancel/", {"runs": [running.pk]}, follow=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 
@@ -211,7 +212,7 @@ def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, peop
         assert MAX_POINTS <= len(shown) <= MAX_POINTS + 3, len(shown)
         assert shown == sorted(shown) and {1, 4321, epochs} <= set(shown)
         assert data["series"]["loss"] == [1 / e for e in shown]  # values stay with their epochs
-        gaps = {b - a for a, b in zip(shown, shown[1:]) if 4321 not in (a, b)}
+        gaps = {b - a for a, b in itertools.pairwise(shown) if 4321 not in (a, b)}
         assert max(gaps) <= 4  # evenly spread, not the first 2,000
     short = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/live.json?since={epochs - 10}").json()
     assert short["series"]["epoch"] == list(range(epochs - 9, epochs + 1)) and short["downsampled"] is False
@@ -220,7 +221,7 @@ def test_long_runs_metrics_are_downsampled_past_two_thousand_epochs(client, peop
     shown = burst["series"]["epoch"]
     assert burst["count"] == 2000 and burst["downsampled"] is True
     assert LIVE_POINTS <= len(shown) <= LIVE_POINTS + 3 and shown[0] == 5001 and shown[-1] == epochs
-    assert max(b - a for a, b in zip(shown, shown[1:])) <= 5
+    assert max(b - a for a, b in itertools.pairwise(shown)) <= 5
     api = client.get(f"/api/v1/runs/{run.pk}/metrics?since=5000").json()
     assert api["series"]["epoch"] == list(range(5001, epochs + 1))  # the API's limit stays MAX_POINTS
 

@@ -116,5 +116,5 @@ def _gpu_visible() -> bool:
         import trainer.backend
 
         return bool(trainer.backend.gpu_available())
-    except Exception:
+    except Exception:  # noqa: BLE001 - no usable GPU, whatever the reason
         return False
