@@ -1583,11 +1583,26 @@ _GPU_SOFTMAX_CROSS_ENTROPY = """
 """
 
 
-class SoftmaxCrossEntropy(Function):
-    """Fused softmax + cross-entropy from logits; ``t`` is one-hot, or integer labels when sparse."""
+def _weighted_sum(values, weights):
+    """sum(values) or, with per-row weights, sum(values * weights)."""
+    return values.sum() if weights is None else (values * weights).sum()
 
-    def __init__(self, sparse=False):
+
+def _weigh_rows(g, weights):
+    """Scale each row of the gradient ``g`` (rows on the first axis) by its weight, in place."""
+    if weights is not None:
+        g *= weights.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype, copy=False)
+    return g
+
+
+class SoftmaxCrossEntropy(Function):
+    """Fused softmax + cross-entropy from logits; ``t`` is one-hot, or integer labels when sparse.
+    ``weights`` (one per row of logits, e.g. class weights): the mean of the weighted losses (Keras'
+    sample weights, summed over the batch and divided by its size)."""
+
+    def __init__(self, sparse=False, weights=None):
         self.sparse = sparse
+        self.weights = weights
 
     def forward(self, x, t):
         xp = _xp(x)
@@ -1600,14 +1615,16 @@ class SoftmaxCrossEntropy(Function):
             kernel = backend.elementwise_kernel("cupola_softmax_cross_entropy", "raw T x, raw int64 labels, int32 C",
                                                 "raw T log_p, T nll", _GPU_SOFTMAX_CROSS_ENTROPY)
             _, nll = kernel(xp.ascontiguousarray(x2), self.labels, np.int32(c), self.log_p, xp.empty(m, dtype=x2.dtype))
-            return nll.sum() * (1.0 / m)
+            return _weighted_sum(nll, self.weights) * (1.0 / m)
         self.log_p = _log_softmax(x2)
         if self.sparse:
             self.labels = t.reshape(-1).astype(np.int64, copy=False)
             picked = self.log_p[xp.arange(m), self.labels]
-            return -picked.sum() * (1.0 / m)
+            return -_weighted_sum(picked, self.weights) * (1.0 / m)
         self.t2 = t.reshape(-1, c)
-        return -(self.t2 * self.log_p).sum() * (1.0 / m)
+        if self.weights is None:
+            return -(self.t2 * self.log_p).sum() * (1.0 / m)
+        return -_weighted_sum((self.t2 * self.log_p).sum(axis=1), self.weights) * (1.0 / m)
 
     def backward(self, gy):
         xp = _xp(gy)
@@ -1620,7 +1637,7 @@ class SoftmaxCrossEntropy(Function):
             dtype = self.log_p.dtype
             gx = kernel(self.log_p, self.labels, xp.asarray(gy, dtype=dtype).reshape(1), dtype.type(1.0 / m),
                         np.int32(self.log_p.shape[1]))
-            return gx.reshape(self.inputs[0].shape), None
+            return _weigh_rows(gx, self.weights).reshape(self.inputs[0].shape), None
         gx = xp.exp(self.log_p)
         if self.sparse:
             gx[xp.arange(m), self.labels] -= 1.0
@@ -1629,15 +1646,17 @@ class SoftmaxCrossEntropy(Function):
             gx *= self.t2.sum(axis=1, keepdims=True)
             gx -= self.t2
         gx *= gy * (1.0 / m)
-        return gx.reshape(self.inputs[0].shape), None
+        return _weigh_rows(gx, self.weights).reshape(self.inputs[0].shape), None
 
 
 class CrossEntropy(Function):
-    """Cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras)."""
+    """Cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras); ``weights`` as in
+    SoftmaxCrossEntropy."""
 
-    def __init__(self, sparse=False, epsilon=1e-7):
+    def __init__(self, sparse=False, epsilon=1e-7, weights=None):
         self.sparse = sparse
         self.epsilon = epsilon
+        self.weights = weights
 
     def forward(self, p, t):
         xp = _xp(p)
@@ -1646,9 +1665,11 @@ class CrossEntropy(Function):
         m = self.p2.shape[0]
         if self.sparse:
             self.labels = t.reshape(-1).astype(np.int64, copy=False)
-            return -xp.log(self.p2[xp.arange(m), self.labels]).sum() * (1.0 / m)
+            return -_weighted_sum(xp.log(self.p2[xp.arange(m), self.labels]), self.weights) * (1.0 / m)
         self.t2 = t.reshape(-1, c)
-        return -(self.t2 * xp.log(self.p2)).sum() * (1.0 / m)
+        if self.weights is None:
+            return -(self.t2 * xp.log(self.p2)).sum() * (1.0 / m)
+        return -_weighted_sum((self.t2 * xp.log(self.p2)).sum(axis=1), self.weights) * (1.0 / m)
 
     def backward(self, gy):
         xp = _xp(gy)
@@ -1663,35 +1684,41 @@ class CrossEntropy(Function):
             gx = -self.t2 / self.p2
         gx *= inside
         gx *= gy * (1.0 / m)
-        return gx.reshape(self.inputs[0].shape), None
+        return _weigh_rows(gx, self.weights).reshape(self.inputs[0].shape), None
 
 
 class SigmoidCrossEntropy(Function):
-    """Binary cross-entropy from logits, stable for large |x|."""
+    """Binary cross-entropy from logits, stable for large |x|; ``weights`` one per sample (row)."""
+
+    def __init__(self, weights=None):
+        self.weights = weights
 
     def forward(self, x, t):
         xp = _xp(x)
         self.t = t
         loss = xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-abs(x)))
-        return loss.mean()
+        return loss.mean() if self.weights is None else _weigh_rows(loss, self.weights).mean()
 
     def backward(self, gy):
         x = self.inputs[0].data
         p = _activate_inplace(x.copy(), "sigmoid")
-        return (p - self.t) * (gy * (1.0 / x.size)), None
+        return _weigh_rows((p - self.t) * (gy * (1.0 / x.size)), self.weights), None
 
 
 class BinaryCrossEntropy(Function):
-    """Binary cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras)."""
+    """Binary cross-entropy on probabilities (clipped to [eps, 1 - eps] like Keras); ``weights`` one
+    per sample (row)."""
 
-    def __init__(self, epsilon=1e-7):
+    def __init__(self, epsilon=1e-7, weights=None):
         self.epsilon = epsilon
+        self.weights = weights
 
     def forward(self, p, t):
         xp = _xp(p)
         self.t = t
         self.pc = xp.clip(p, self.epsilon, 1.0 - self.epsilon)
-        return -(t * xp.log(self.pc) + (1.0 - t) * xp.log1p(-self.pc)).mean()
+        loss = t * xp.log(self.pc) + (1.0 - t) * xp.log1p(-self.pc)
+        return -(loss.mean() if self.weights is None else _weigh_rows(loss, self.weights).mean())
 
     def backward(self, gy):
         p = self.inputs[0].data
@@ -1699,7 +1726,7 @@ class BinaryCrossEntropy(Function):
         gx = (pc - t) / (pc * (1.0 - pc))
         gx *= (p > self.epsilon) & (p < 1.0 - self.epsilon)
         gx *= gy * (1.0 / p.size)
-        return gx, None
+        return _weigh_rows(gx, self.weights), None
 
 
 def mean_squared_error(y, t):
@@ -1714,17 +1741,17 @@ def huber(y, t, delta=1.0):
     return Huber(delta)(y, t)
 
 
-def softmax_cross_entropy(x, t, sparse=False):
-    return SoftmaxCrossEntropy(sparse)(x, t)
+def softmax_cross_entropy(x, t, sparse=False, weights=None):
+    return SoftmaxCrossEntropy(sparse, weights=weights)(x, t)
 
 
-def cross_entropy(p, t, sparse=False):
-    return CrossEntropy(sparse)(p, t)
+def cross_entropy(p, t, sparse=False, weights=None):
+    return CrossEntropy(sparse, weights=weights)(p, t)
 
 
-def sigmoid_cross_entropy(x, t):
-    return SigmoidCrossEntropy()(x, t)
+def sigmoid_cross_entropy(x, t, weights=None):
+    return SigmoidCrossEntropy(weights)(x, t)
 
 
-def binary_cross_entropy(p, t):
-    return BinaryCrossEntropy()(p, t)
+def binary_cross_entropy(p, t, weights=None):
+    return BinaryCrossEntropy(weights=weights)(p, t)

@@ -146,6 +146,16 @@ class Arg:
             result[key] = float(amount)
         return {"l1": result.get("l1", 0.0), "l2": result.get("l2", 0.0)}
 
+    def _check_class_weight(self, value):
+        message = 'must be null, "balanced" or a list of non-negative numbers (one per class)'
+        if value == "balanced":
+            return value
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_UNITS:
+            raise ArgumentError(message)
+        if not all(_is_number(v) and math.isfinite(float(v)) and float(v) >= 0 for v in value):
+            raise ArgumentError(message)
+        return [float(v) for v in value]
+
     def _check_shape(self, value):
         message = "must be a list of positive integers (one of them may be -1)"
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_RANK:

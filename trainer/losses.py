@@ -13,15 +13,20 @@ class Loss:
     name = ""
     fusable_activation = None   # "softmax" / "sigmoid": the model may hand over logits instead
     sparse_labels = False
+    weighs_classes = False      # takes per-sample weights (fit's class_weight)
 
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
 
-    def __call__(self, y_true, y_pred, logits=None):
+    def __call__(self, y_true, y_pred, logits=None, weights=None):
         """Loss Variable for labels ``y_true`` (raw array) and predictions ``y_pred`` (Variable).
-        ``logits=True`` says y_pred holds logits although from_logits is False (fusion)."""
+        ``logits=True`` says y_pred holds logits although from_logits is False (fusion).
+        ``weights``: one per sample (a classification loss only, see ``weighs_classes``)."""
         y_pred = as_variable(y_pred)
-        return self.compute(self._align(y_true, y_pred), y_pred, self.from_logits if logits is None else logits)
+        logits = self.from_logits if logits is None else logits
+        if weights is None:
+            return self.compute(self._align(y_true, y_pred), y_pred, logits)
+        return self.compute(self._align(y_true, y_pred), y_pred, logits, weights=weights)
 
     def _align(self, y_true, y_pred):
         if y_true.shape != y_pred.shape and y_true.size == y_pred.size:
@@ -67,37 +72,40 @@ class Huber(Loss):
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     fusable_activation = "sigmoid"
+    weighs_classes = True
 
-    def compute(self, y_true, y_pred, logits):
+    def compute(self, y_true, y_pred, logits, weights=None):
         if logits:
-            return F.sigmoid_cross_entropy(y_pred, y_true)
-        return F.binary_cross_entropy(y_pred, y_true)
+            return F.sigmoid_cross_entropy(y_pred, y_true, weights=weights)
+        return F.binary_cross_entropy(y_pred, y_true, weights=weights)
 
 
 class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     fusable_activation = "softmax"
+    weighs_classes = True
 
-    def compute(self, y_true, y_pred, logits):
+    def compute(self, y_true, y_pred, logits, weights=None):
         if logits:
-            return F.softmax_cross_entropy(y_pred, y_true)
-        return F.cross_entropy(y_pred, y_true)
+            return F.softmax_cross_entropy(y_pred, y_true, weights=weights)
+        return F.cross_entropy(y_pred, y_true, weights=weights)
 
 
 class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
     fusable_activation = "softmax"
     sparse_labels = True
+    weighs_classes = True
 
     def _align(self, y_true, y_pred):
         if y_true.dtype.kind == "f":
             y_true = y_true.astype(np.int64)
         return y_true.reshape(-1)
 
-    def compute(self, y_true, y_pred, logits):
+    def compute(self, y_true, y_pred, logits, weights=None):
         if logits:
-            return F.softmax_cross_entropy(y_pred, y_true, sparse=True)
-        return F.cross_entropy(y_pred, y_true, sparse=True)
+            return F.softmax_cross_entropy(y_pred, y_true, sparse=True, weights=weights)
+        return F.cross_entropy(y_pred, y_true, sparse=True, weights=weights)
 
 
 LOSSES = {cls.name: cls for cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy,

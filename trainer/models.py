@@ -37,6 +37,8 @@ class Sequential:
         self._callbacks = None           # the CallbackList of the running fit (checkpoints save their state)
         self.step_graphs = None          # the last fit's CUDA graphs: trainer.graphs.StepGraphs.status
         self.data_feed = None            # how the last fit's rows reached the device: feed.Batches.status
+        self.class_weights = None        # the last fit's weight per class (fit's class_weight), a list
+        self._class_weights = None       # the same on the device while that fit runs
         self._dropout_rng = None         # what dropout draws from (backend.step_random)
         self._resumed_callback_states = {}
         for layer in layers or ():
@@ -144,12 +146,64 @@ class Sequential:
         if isinstance(self._dropout_rng, backend.CounterRandom):
             self._dropout_rng.next_step()
         out = self(Variable(xb, requires_grad=False), logits=fused)
-        loss = self.loss(yb, out, logits=True if fused else None)
+        loss = self.loss(yb, out, logits=True if fused else None, weights=self._sample_weights(yb))
         reg = self._regularization()
         if reg is not None:
             loss = loss + reg
         loss.backward()
         return loss.data, out.data
+
+    def _sample_weights(self, yb):
+        """Each sample's class weight during a fit with class_weight (a gather on the device), else None."""
+        cw = self._class_weights
+        if cw is None:
+            return None
+        if self.loss.sparse_labels:
+            return cw[yb.reshape(-1).astype(np.int64, copy=False)]
+        if isinstance(self.loss, losses.BinaryCrossentropy):
+            return cw[0] + (cw[1] - cw[0]) * yb.reshape(-1).astype(cw.dtype, copy=False)
+        return yb.reshape(-1, len(cw)).astype(cw.dtype, copy=False) @ cw  # one-hot rows pick their class
+
+    def _class_weight_array(self, class_weight, y):
+        """fit's class_weight as one weight per class: "balanced" (n / (classes present x count), as
+        scikit-learn), a list, or a dict {class index: weight} (Keras; a class not named weighs 1)."""
+        if class_weight is None:
+            return None
+        if not self.loss.weighs_classes:
+            raise ValueError(f"fit: class_weight needs a classification loss (sparse_categorical_crossentropy, "
+                             f"categorical_crossentropy or binary_crossentropy), not {self.loss.name}")
+        binary = isinstance(self.loss, losses.BinaryCrossentropy)
+        units = self.output_shape[-1]
+        if binary and units != 1:
+            raise ValueError(f"fit: class_weight with binary_crossentropy needs one output unit, not {units}")
+        classes = 2 if binary else units
+        labels = np.asarray(backend.to_host(y))
+        if self.loss.sparse_labels:
+            counts = np.bincount(labels.reshape(-1).astype(np.int64), minlength=classes)[:classes]
+        elif binary:
+            positive = float(labels.sum())
+            counts = np.array([labels.size - positive, positive])
+        else:
+            counts = labels.reshape(-1, classes).sum(axis=0, dtype=np.float64)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(f'fit: class_weight must be "balanced", a list or a dict. Received: {class_weight!r}')
+            present = counts > 0
+            weights = np.where(present, counts.sum() / (max(int(present.sum()), 1) * np.maximum(counts, 1)), 1.0)
+        elif isinstance(class_weight, dict):
+            weights = np.ones(classes)
+            for key, value in class_weight.items():
+                if not (isinstance(key, (int, np.integer)) and 0 <= key < classes):
+                    raise ValueError(f"fit: class_weight names class {key!r}; the classes are 0 to {classes - 1}")
+                weights[int(key)] = value
+        else:
+            weights = np.asarray(class_weight, dtype=np.float64)
+            if weights.shape != (classes,):
+                raise ValueError(f"fit: class_weight needs {classes} weights (one per class), got {weights.size}")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("fit: class weights must be finite non-negative numbers")
+        self.class_weights = [float(w) for w in weights]
+        return backend.to_device(weights.astype(self.dtype))
 
     def _graphed_steps(self, train, fused):
         """A graphs.GraphedSteps when this fit's steps are replayed from CUDA graphs, else None."""
@@ -275,8 +329,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ fit
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            seed=None, callbacks=None, verbose=0, initial_epoch=0):
-        """Train; returns a History whose ``history`` maps log names to per-epoch lists."""
+            seed=None, callbacks=None, verbose=0, initial_epoch=0, class_weight=None):
+        """Train; returns a History whose ``history`` maps log names to per-epoch lists.
+        ``class_weight`` ("balanced", one weight per class, or {class: weight}) weighs each training
+        sample's loss by its class, as Keras does (validation loss and metrics stay unweighted)."""
         self._require_compiled("fit()")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"fit: batch_size must be a positive integer. Received: batch_size={batch_size!r}")
@@ -302,6 +358,8 @@ class Sequential:
             validation_data = (self._batches(xv, yv, max(batch_size, 256)), yv)
         if len(x) == 0:
             raise ValueError("fit: no training samples (check validation_split)")
+        self.class_weights = None
+        class_weights = self._class_weight_array(class_weight, y)
         if self.optimizer.params != self.trainable_weights:
             self.optimizer.build(self.trainable_weights)
 
@@ -315,6 +373,8 @@ class Sequential:
                            "validation_split": validation_split, "shuffle": shuffle}
         if seed is not None or "seed" not in self.fit_config:
             self.fit_config["seed"] = seed
+        if class_weight is not None:
+            self.fit_config["class_weight"] = class_weight if isinstance(class_weight, str) else self.class_weights
 
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList([*(callbacks or ()), history], model=self)
@@ -331,11 +391,13 @@ class Sequential:
             if saved is not None:
                 callback.set_state(*saved)
         self._resumed_callback_states = {}
+        self._class_weights = class_weights
         graphed = self._graphed_steps(train, fused)
         try:
             self._fit_epochs(initial_epoch, epochs, train, shuffle, fused, cbs, batch_logs, graphed, validation_data,
                              verbose)
         finally:
+            self._class_weights = None
             if graphed is not None:
                 graphed.close()
         cbs.on_train_end({})

@@ -29,6 +29,7 @@ FIT_ARGS = {
     "validation_split": Arg("float", 0.0, low=0.0, high=1.0, high_open=True),
     "shuffle": Arg("bool", True),
     "seed": Arg("int", None, low=0, high=2 ** 63 - 1, nullable=True),
+    "class_weight": Arg("class_weight", None, nullable=True),
 }
 MONITORS = tuple(prefix + name for prefix in ("", "val_") for name in ("loss",) + METRICS)
 EARLY_STOPPING_ARGS = {
@@ -269,6 +270,17 @@ def _check_fit(checker, value):
     return result
 
 
+def _check_class_weight_loss(checker, result):
+    """Class weights weigh a classification loss; a regression has no classes to weigh."""
+    if not (result.get("fit") or {}).get("class_weight"):
+        return
+    loss = (result.get("compile") or {}).get("loss", "mse")
+    name = loss.get("type") if isinstance(loss, dict) else loss
+    if isinstance(name, str) and not losses.get(name).weighs_classes:
+        checker.error("fit.class_weight", f"needs a classification loss (sparse_categorical_crossentropy, "
+                                          f"categorical_crossentropy or binary_crossentropy), not {name}")
+
+
 def _validate(spec):
     checker = _Checker()
     if not isinstance(spec, dict):
@@ -297,6 +309,7 @@ def _validate(spec):
         result["compile"] = _check_compile(checker, spec["compile"])
     if "fit" in spec and spec["fit"] is not None:
         result["fit"] = _check_fit(checker, spec["fit"])
+        _check_class_weight_loss(checker, result)
     if not checker.errors and result["input_shape"] is not None:
         _infer_shapes(configs, result["input_shape"], checker)
     if checker.errors:

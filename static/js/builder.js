@@ -169,6 +169,10 @@
     options($("lr-monitor"), [["", "off"]].concat(monitors), plateau ? plateau.monitor : "");
     $("lr-factor").value = plateau && plateau.factor !== undefined ? plateau.factor : 0.5;
     $("lr-patience").value = plateau && plateau.patience !== undefined ? plateau.patience : 3;
+    const weights = $("class-weight");
+    weights.querySelector("option[value=given]")?.remove();
+    if (Array.isArray(f.class_weight)) weights.appendChild(el("option", { value: "given", text: "as in the JSON" }));
+    weights.value = Array.isArray(f.class_weight) ? "given" : (f.class_weight || "");
   }
   function renderScheduleArgs() {
     const opt = optimizerOf();
@@ -209,6 +213,8 @@
     f.early_stopping = monitor ? { monitor: monitor, patience: intOf("es-patience") ?? 5, restore_best_weights: true } : null;
     const plateauMonitor = $("lr-monitor").value;
     const factor = parseFloat($("lr-factor").value);
+    const weighting = dataInfo && dataInfo.task !== "classification" ? "" : $("class-weight").value;  // hidden: none
+    f.class_weight = weighting === "balanced" ? "balanced" : (weighting === "given" ? f.class_weight : null);
     // The floor (unless the JSON sets one): a thousandth of the starting rate, not Keras' 0.
     const floor = Number(((Number.isNaN(rate) ? 0.001 : rate) / 1000).toPrecision(2));
     f.reduce_lr_on_plateau = plateauMonitor ? { min_lr: floor, ...(f.reduce_lr_on_plateau || {}), monitor: plateauMonitor,
@@ -259,6 +265,7 @@
   function showData(data) {
     if (!data) return;
     dataInfo = data;
+    root.querySelectorAll(".classification-only").forEach((n) => { n.style.display = data.task === "classification" ? "" : "none"; });
     const rows = data.rows || {};
     const classes = data.task === "classification" ? ", " + data.outputs + " classes (" + data.class_names.slice(0, 8).join(", ") + (data.class_names.length > 8 ? ", …" : "") + ")" : "";
     $("data-info").textContent = data.kind + " · " + data.task + classes + " · input (" + data.input_shape.join(", ") + ") · " +
@@ -334,7 +341,7 @@
     renderLayers(); renderJson(); scheduleSummary();
   });
   ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience",
-   "lr-monitor", "lr-factor", "lr-patience"].forEach((id) =>
+   "lr-monitor", "lr-factor", "lr-patience", "class-weight"].forEach((id) =>
     $(id).addEventListener($(id).tagName === "SELECT" ? "change" : "input", readTraining));
   root.querySelectorAll("[data-config]").forEach((input) => input.addEventListener("change", () => {
     const key = input.dataset.config;

@@ -74,12 +74,16 @@ def _wait_for_layer_shapes(page) -> None:
 
 
 def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
-                                   expect_layer: str, augment: str | None = None) -> str:
+                                   expect_layer: str, augment: str | None = None, class_weight: str = "") -> str:
     page.goto(f"{base}/w/{ws}/runs/new/")
     page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
     assert not page.locator("[data-start=conv1d]").is_visible()  # the 1-D CNN template is for series
+    assert page.locator("#class-weight").is_visible()  # both flows classify
+    if class_weight:
+        page.select_option("#class-weight", class_weight)
+        page.wait_for_function(f"JSON.parse(document.getElementById('spec-json').value).fit.class_weight === '{class_weight}'")
     if augment:  # an augmentation layer from the palette goes first, in front of the template's layers
         page.select_option("#add-type", augment)
         page.click("#add-layer")
@@ -208,8 +212,9 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     owner.shot(page, "dataset")
 
     run_url = _build_from_template_and_train(owner, page, base, ws, epochs=100_000, batch_size=4,
-                                             expect_layer="Dense")
+                                             expect_layer="Dense", class_weight="balanced")
     _watch_training(owner, page, cancel=True)
+    assert page.locator("[data-testid=class-weights]").text_content().startswith("balanced")
 
     new_rows = tmp_path / "new-flowers.csv"
     with open(FIXTURES / "iris.csv") as source, open(new_rows, "w", newline="") as out:
@@ -321,6 +326,7 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
     layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
     assert page.evaluate(layers) == "LSTM,Dense"
+    assert not page.locator("#class-weight").is_visible()  # a forecast has no classes to weigh
     page.click("[data-start=conv1d]")  # the series-only template: a 1-D CNN
     page.wait_for_function(f"{layers} === 'Conv1D,MaxPooling1D,Conv1D,Flatten,Dense'")
     page.click("[data-start=template]")  # back to the LSTM, to build the CNN by hand from the palette

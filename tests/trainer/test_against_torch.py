@@ -320,3 +320,41 @@ def test_every_loss_matches_torch(case):
     theirs.backward()
     close(ours.data, theirs)
     close(pv.grad, tp.grad)
+
+
+WEIGHTED_CASES = ["binary_crossentropy", "binary_crossentropy_logits", "categorical_crossentropy",
+                  "categorical_crossentropy_logits", "sparse_categorical_crossentropy",
+                  "sparse_categorical_crossentropy_logits"]
+
+
+@pytest.mark.parametrize("case", WEIGHTED_CASES)
+def test_every_classification_loss_weighs_its_samples_as_torch_does(case):
+    """Per-sample weights (fit's class_weight): the sum of weighted losses over the batch size (Keras'
+    reduction), which is torch's unreduced loss times the weights, averaged."""
+    spec, _, kind = LOSS_CASES[case]
+    labels = _labels()
+    weights = np.array([0.5, 2.0, 1.0, 3.0, 0.0])
+    if kind in ("prob", "logit"):
+        pred = rand(5, 1, low=0.05, high=0.95) if kind == "prob" else rand(5, 1, low=-4, high=4)
+        target = (rand(5, 1, seed=1) > 0).astype(np.float64)
+        fn = tnf.binary_cross_entropy if kind == "prob" else tnf.binary_cross_entropy_with_logits
+        torch_rows = lambda p, y: fn(p, y, reduction="none").reshape(-1)
+    elif kind in ("softmax", "softmax_sparse"):
+        logits = rand(5, 3, low=-2, high=2)
+        pred = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        target = np.eye(3)[labels] if kind == "softmax" else labels
+        torch_rows = lambda p, y: tnf.nll_loss(torch.log(p), y.argmax(-1) if y.ndim == 2 else y,
+                                               reduction="none")
+    else:
+        pred = rand(5, 3, low=-3, high=3)
+        target = labels if kind == "logit_sparse" else np.eye(3)[labels]
+        torch_rows = lambda p, y: tnf.cross_entropy(p, y, reduction="none")
+    pv = Variable(pred)
+    ours = losses.get(spec)(target, pv, weights=weights)
+    ours.backward()
+    tp = t(pred)
+    ty = torch.tensor(target) if target.dtype.kind == "i" else torch.tensor(target, dtype=torch.float64)
+    theirs = (torch_rows(tp, ty) * torch.tensor(weights)).mean()
+    theirs.backward()
+    close(ours.data, theirs)
+    close(pv.grad, tp.grad)

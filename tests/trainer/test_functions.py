@@ -296,12 +296,26 @@ def test_it_differentiates_regression_and_binary_losses(xp, name, check_gradient
     check_gradients(lambda y: fn(y, target), rand(xp, 4, 3, low=low, high=high))
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_it_differentiates_cross_entropies(xp, sparse, check_gradients):
+def test_it_differentiates_cross_entropies(xp, sparse, weighted, check_gradients):
     labels = np.array([0, 2, 1, 2])
     target = backend.to_device(labels if sparse else np.eye(3)[labels])
-    check_gradients(lambda x: F.softmax_cross_entropy(x, target, sparse), rand(xp, 4, 3, low=-3, high=3))
-    check_gradients(lambda p: F.cross_entropy(p, target, sparse), rand(xp, 4, 3, low=0.05, high=0.95))
+    weights = backend.to_device(np.array([0.5, 2.0, 0.0, 1.5])) if weighted else None
+    check_gradients(lambda x: F.softmax_cross_entropy(x, target, sparse, weights=weights),
+                    rand(xp, 4, 3, low=-3, high=3))
+    check_gradients(lambda p: F.cross_entropy(p, target, sparse, weights=weights), rand(xp, 4, 3, low=0.05, high=0.95))
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "sigmoid_cross_entropy"])
+def test_it_differentiates_binary_losses_weighted_by_sample(xp, name, check_gradients):
+    fn, (low, high) = LOSSES[name]
+    target = backend.to_device((np.arange(8).reshape(4, 2) % 3 == 0).astype(np.float64))
+    weights = backend.to_device(np.array([0.5, 2.0, 0.0, 1.5]))
+    check_gradients(lambda y: fn(y, target, weights=weights), rand(xp, 4, 2, low=low, high=high))
+    unweighted, weighted = fn(rand(xp, 4, 2, low=low, high=high), target), fn(
+        rand(xp, 4, 2, low=low, high=high), target, weights=backend.to_device(np.ones(4)))
+    assert float(unweighted.data) == pytest.approx(float(weighted.data))  # weights of one change nothing
 
 
 def test_its_fused_softmax_cross_entropy_is_finite_for_huge_logits(xp):

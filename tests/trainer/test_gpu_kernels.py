@@ -330,12 +330,13 @@ def test_the_fused_max_pool_kernels_equal_the_numpy_path(emulated, monkeypatch, 
         np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
 
 
-def test_the_fused_sparse_softmax_cross_entropy_equals_the_numpy_path(emulated, monkeypatch):
+@pytest.mark.parametrize("weights", [None, [0.5, 2.0, 0.0, 1.0, 3.0]])
+def test_the_fused_sparse_softmax_cross_entropy_equals_the_numpy_path(emulated, monkeypatch, weights):
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(5, 4)) * 30, rng.integers(0, 4, 5)  # large logits: the max shift matters
     results = []
     for fused in (False, True):
-        f = F.SoftmaxCrossEntropy(sparse=True)
+        f = F.SoftmaxCrossEntropy(sparse=True, weights=None if weights is None else np.array(weights))
         f.inputs = [Variable(logits), Variable(labels, requires_grad=False)]
         with monkeypatch.context() as patch:
             if fused:
@@ -412,7 +413,7 @@ WHOLE_MODELS = {
 }
 
 
-def _whole_fit(name, optimizer="adam", extra=()):
+def _whole_fit(name, optimizer="adam", extra=(), class_weight=None):
     build, loss, data = WHOLE_MODELS[name]
     model = build()
     for layer in extra:
@@ -420,7 +421,8 @@ def _whole_fit(name, optimizer="adam", extra=()):
     x, y = data(np.random.default_rng(2))
     model.compile(loss=loss, optimizer=optimizers.get({"type": optimizer, "learning_rate": 0.05}),
                   metrics=["accuracy"] if loss != "mse" else ["mae"])
-    history = model.fit(x.astype(np.float32) if x.dtype.kind == "f" else x, y, epochs=2, batch_size=4, seed=3)
+    history = model.fit(x.astype(np.float32) if x.dtype.kind == "f" else x, y, epochs=2, batch_size=4, seed=3,
+                        class_weight=class_weight)
     return model, history.history
 
 
@@ -432,6 +434,19 @@ def test_a_whole_fit_through_the_gpu_branches_trains_as_the_numpy_path(emulated,
     for a, b in zip(fused.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fused_logs["loss"], reference_logs["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("graphs_mode", [None, "emulate"])
+def test_class_weights_train_through_the_gpu_branches_as_on_the_numpy_path(emulated, monkeypatch, graphs_mode):
+    """The fused sparse softmax-cross-entropy weighs its rows, eagerly and replayed from a graph."""
+    reference, reference_logs = _whole_fit("mlp", class_weight=[1.0, 4.0, 0.5])
+    _gpu_branches(monkeypatch, graphs_mode)
+    fused, fused_logs = _whole_fit("mlp", class_weight=[1.0, 4.0, 0.5])
+    for a, b in zip(fused.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused_logs["loss"], reference_logs["loss"], rtol=1e-5)
+    unweighted, _ = _whole_fit("mlp")
+    assert not np.allclose(unweighted.get_weights()[0], reference.get_weights()[0])  # the weights did something
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "conv1d"])

@@ -93,6 +93,13 @@ def test_the_graphed_steps_see_the_learning_rate_change_every_step():
     assert graphed.optimizer.device_scalars is None  # the fit hands the optimizer back as it found it
 
 
+def test_class_weights_reach_the_graphed_steps():
+    x, y = labelled_table()
+    build = classifier(lambda: optimizers.Adam(learning_rate=0.01))
+    graphed = assert_same_training(build, x, y, class_weight="balanced")
+    assert graphed.class_weights == pytest.approx(len(y) / (3 * np.bincount(y)))
+
+
 def test_a_plateau_cut_between_epochs_reaches_the_graphed_steps():
     x, y = labelled_table()
     build = classifier(lambda: optimizers.Adam(learning_rate=0.05))

@@ -480,6 +480,52 @@ def test_its_plateau_callback_lowers_a_real_fits_rate_and_resumes_where_it_left_
         np.testing.assert_array_equal(a, b)
 
 
+def _rare_positives(n=1000, rate=0.08, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(np.int64)
+    return (rng.normal(size=(n, 4)) + y[:, None] * 0.9).astype(np.float32), y
+
+
+@pytest.mark.parametrize("loss,units,activation,labels", [
+    ("sparse_categorical_crossentropy", 2, "softmax", lambda y: y),
+    ("categorical_crossentropy", 2, "softmax", lambda y: np.eye(2, dtype=np.float32)[y]),
+    ("binary_crossentropy", 1, "sigmoid", lambda y: y.astype(np.float32)),
+])
+def test_balanced_class_weights_find_the_rare_class_that_an_unweighted_fit_misses(loss, units, activation, labels):
+    x, y = _rare_positives()
+
+    def recall(class_weight):
+        model = Sequential([layers.Dense(8, activation="relu"), layers.Dense(units, activation=activation)], seed=0)
+        model.compile(loss=loss, optimizer=optimizers.Adam(learning_rate=0.01))
+        model.fit(x, labels(y), epochs=20, batch_size=32, seed=0, class_weight=class_weight)
+        p = model.predict(x)
+        predicted = (p[:, 0] > 0.5) if units == 1 else p.argmax(axis=1) == 1
+        return float(predicted[y == 1].mean()), model.class_weights
+
+    plain, none = recall(None)
+    balanced, weights = recall("balanced")
+    counts = np.bincount(y)
+    assert none is None and weights == pytest.approx(len(y) / (2 * counts))  # scikit-learn's "balanced"
+    assert plain < 0.5 and balanced > 0.8
+
+
+def test_class_weights_given_by_list_or_dict_and_rejected_with_reasons():
+    x, y = blobs()
+    model = classifier()
+    model.fit(x, y, epochs=1, class_weight={2: 3.0})
+    assert model.class_weights == [1.0, 1.0, 3.0]  # Keras: a class not named weighs one
+    model.fit(x, y, epochs=1, class_weight=[0.5, 1.0, 2.0])
+    assert model.class_weights == [0.5, 1.0, 2.0]
+    for bad, message in [([1.0, 2.0], "needs 3 weights"), ({3: 1.0}, "classes are 0 to 2"),
+                         ([1.0, -1.0, 1.0], "finite non-negative"), ("even", "must be \"balanced\"")]:
+        with pytest.raises(ValueError, match=message):
+            model.fit(x, y, epochs=1, class_weight=bad)
+    regression = Sequential([layers.Dense(1)], seed=0)
+    regression.compile(loss="mse", optimizer="adam")
+    with pytest.raises(ValueError, match="class_weight needs a classification loss"):
+        regression.fit(x, y.astype(np.float32), epochs=1, class_weight="balanced")
+
+
 def test_its_weight_snapshots_are_copies_that_training_does_not_change():
     x, y = blobs()
     model = classifier()

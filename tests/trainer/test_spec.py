@@ -111,6 +111,11 @@ def test_it_collects_several_errors():
      "must be a number in [0, 1)"),
     ({"layers": [{"type": "Flatten"}], "fit": {"early_stopping": {"monitor": "val_nonsense"}}},
      "fit.early_stopping.monitor", "must be one of"),
+    ({"layers": [{"type": "Flatten"}], "fit": {"class_weight": "balanced"}}, "fit.class_weight",
+     ("needs a classification loss (sparse_categorical_crossentropy, categorical_crossentropy or binary_crossentropy), "
+      "not mse")),
+    ({"layers": [{"type": "Flatten"}], "compile": {"loss": "binary_crossentropy"}, "fit": {"class_weight": [1, -1]}},
+     "fit.class_weight", 'must be null, "balanced" or a list of non-negative numbers (one per class), got [1, -1]'),
     ({"layers": [{"type": "Flatten"}], "fit": {"reduce_lr_on_plateau": {"factor": 1.5}}},
      "fit.reduce_lr_on_plateau.factor", "must be a number in (0, 1), got 1.5"),
     ({"layers": [{"type": "Flatten"}], "fit": {"reduce_lr_on_plateau": {"patience": 3, "min_learning_rate": 0}}},

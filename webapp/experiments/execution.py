@@ -430,12 +430,13 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
                                                 preprocessing=prepared.preprocessing, loss=loss)
         # The spec's callbacks first: the reporter's checkpoint of an epoch then holds their state after
         # that epoch (early stopping's count, the plateau cut), so a resumed run goes on as one that never stopped.
-        callbacks = [*_spec_callbacks(spec.get("fit")), reporter, cancel_watch]
+        fit_section = _fit_section(spec)
+        callbacks = [*_spec_callbacks(fit_section), reporter, cancel_watch]
         if initial_epoch < fit["epochs"]:
             model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
                       validation_data=(prepared.x_val, prepared.y_val) if prepared.x_val is not None else None,
                       callbacks=callbacks, initial_epoch=initial_epoch, shuffle=fit["shuffle"], seed=run.seed,
-                      verbose=0)
+                      verbose=0, class_weight=fit_section["class_weight"])
         if monitor.lost.is_set():
             return "lost"
         results = evaluate(model, prepared, spec, batch_size)
@@ -443,6 +444,10 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
             results["cuda_graphs"] = model.step_graphs
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
             results["data_feed"] = model.data_feed
+        if model.class_weights is not None:  # what each class weighed in the training loss, by name
+            names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]
+            results["class_weights"] = {"setting": fit_section["class_weight"] if isinstance(
+                fit_section["class_weight"], str) else "given", "weights": dict(zip(names, model.class_weights))}
         checkpoints.save_atomically(model.save_weights, checkpoints.weights_path(run_id))
         cancelled = monitor.cancel.is_set()
         _finish(run_id, attempt, status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, results=results)
@@ -463,11 +468,18 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
     return outcome
 
 
-def _spec_callbacks(fit: dict | None) -> list:
-    """EarlyStopping and ReduceLROnPlateau as the spec's "fit" section asks (it was validated when the run was made)."""
+def _fit_section(spec: dict) -> dict:
+    """The spec's "fit" section with its defaults (it was validated when the run was made)."""
     from trainer import spec as tspec
 
-    return tspec.fit_callbacks(tspec.check_fit(fit))
+    return tspec.check_fit(spec.get("fit"))
+
+
+def _spec_callbacks(fit_section: dict) -> list:
+    """EarlyStopping and ReduceLROnPlateau, as the fit section asks."""
+    from trainer import spec as tspec
+
+    return tspec.fit_callbacks(fit_section)
 
 
 # ----------------------------------------------------------------------------- evaluation

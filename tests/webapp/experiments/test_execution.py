@@ -11,7 +11,7 @@ import pytest
 
 from tests.webapp.experiments.conftest import iris_spec, make_version
 from trainer import Sequential
-from webapp.experiments import checkpoints, datasource, execution, preparation, services
+from webapp.experiments import checkpoints, datasource, execution, preparation, services, specs
 from webapp.experiments.models import MetricRow, Run
 
 
@@ -166,3 +166,35 @@ def test_a_runs_plateau_cuts_show_in_its_curves_carry_into_a_continue_and_not_in
     fork = services.run_fork(run=run, user=people.owner, from_epoch=8, spec=retuned)
     assert execution.run_execute(fork.pk) == "succeeded"
     assert MetricRow.objects.get(run=fork, epoch=9).values["learning_rate"] == pytest.approx(0.01)
+
+
+@pytest.mark.django_db
+def test_a_run_with_balanced_class_weights_records_what_each_class_weighed_and_shows_it(client, people, tmp_path):
+    rng = np.random.default_rng(0)
+    rare = rng.random(600) < 0.1
+    features = rng.normal(size=(600, 3)) + rare[:, None] * 1.5
+    rows = ["a,b,c,kind"] + [f"{x:.4f},{y:.4f},{z:.4f},{'rare' if r else 'common'}"
+                             for (x, y, z), r in zip(features, rare)]
+    (tmp_path / "rare.csv").write_text("\n".join(rows) + "\n")
+    version = make_version(people.workspace, people.owner, str(tmp_path / "rare.csv"), name="Rare", target="kind")
+    spec = iris_spec(epochs=5)
+    spec["input_shape"], spec["layers"][-1]["units"] = [3], 2
+    spec["fit"]["class_weight"] = "balanced"
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=version, spec=spec,
+                              data_config={"target": "kind"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    y_train = datasource.prepare(version, run.data_config).y_train
+    counts = np.bincount(y_train)
+    recorded = run.results["class_weights"]
+    assert recorded["setting"] == "balanced" and list(recorded["weights"]) == run.preprocessing["class_names"]
+    assert list(recorded["weights"].values()) == pytest.approx(len(y_train) / (2 * counts))
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "balanced (each class weighs inversely to its share of the training rows)" in page
+    assert f"rare {recorded['weights']['rare']:.3f}" in page
+
+    regression = dict(spec, compile=dict(spec["compile"], loss="mse"))
+    with pytest.raises(specs.SpecInvalid, match="fit.class_weight: needs a classification loss"):
+        services.run_create(workspace=people.workspace, user=people.owner, dataset_version=version, spec=regression,
+                            data_config={"target": "kind"})
