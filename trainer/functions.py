@@ -243,6 +243,37 @@ class GetItem(Function):
         return backend.scatter_add(gx, self.index, gy)
 
 
+class ReverseSteps(Function):
+    """The steps of (N, T, ...) in reverse order (a contiguous copy); its gradient flips back."""
+
+    def forward(self, x):
+        return _xp(x).ascontiguousarray(x[:, ::-1])
+
+    def backward(self, gy):
+        return _xp(gy).ascontiguousarray(gy[:, ::-1])
+
+
+class Concat(Function):
+    """Arrays joined along the last axis."""
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[-1] for x in xs]
+        return _xp(xs[0]).concatenate(xs, axis=-1)
+
+    def backward(self, gy):
+        xp = _xp(gy)
+        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        return tuple(xp.ascontiguousarray(part) for part in xp.split(gy, bounds, axis=-1))
+
+
+def reverse_steps(x):
+    return ReverseSteps()(x)
+
+
+def concat(*xs):
+    return Concat()(*xs)
+
+
 def reshape(x, shape):
     if x.shape == tuple(shape):
         return as_variable(x)

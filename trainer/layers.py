@@ -156,6 +156,28 @@ class Arg:
             raise ArgumentError(message)
         return [float(v) for v in value]
 
+    def _check_recurrent_layer(self, value):
+        """A recurrent layer's config (or the layer itself), checked as that layer checks it."""
+        if isinstance(value, _RNN):
+            return value.get_config()
+        kinds = ", ".join(f'"{name}"' for name in RECURRENT)
+        if not isinstance(value, dict) or value.get("type") not in RECURRENT:
+            raise ArgumentError(f"must be a recurrent layer's config, an object with a type of {kinds}")
+        cls = LAYERS[value["type"]]
+        values = {k: v for k, v in value.items() if k != "type"}
+        for key in values:
+            if key not in cls.args and key != "name":
+                raise ArgumentError(f"unknown key for {value['type']}", subpath=str(key))
+        for key, arg in cls.args.items():
+            if key not in values and arg.required:
+                raise ArgumentError("is required", subpath=key)
+            if key in values:
+                try:
+                    arg.check(values[key])
+                except ArgumentError as error:
+                    raise ArgumentError(error.message, subpath=f"{key}.{error.subpath}" if error.subpath else key) from None
+        return cls.from_config(value).get_config()
+
     def _check_shape(self, value):
         message = "must be a list of positive integers (one of them may be -1)"
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_RANK:
@@ -850,11 +872,66 @@ class GRU(_RNN):
         return F.gru(x, *self._weights(), self.return_sequences)
 
 
+class Bidirectional(Layer):
+    """A recurrent layer run over the steps both ways, Keras' wrapper: ``layer`` reads them in order,
+    a copy of it (its own weights) reads them reversed, and the two outputs merge by ``merge_mode``
+    (with return_sequences the reversed one is put back in step order first)."""
+
+    args: ClassVar[dict] = {
+        "layer": Arg("recurrent_layer"),
+        "merge_mode": Arg("choice", "concat", choices=("concat", "sum", "ave", "mul")),
+    }
+
+    def __init__(self, layer, merge_mode="concat", name=None):
+        super().__init__(name, layer=layer, merge_mode=merge_mode)
+        self.forward_layer = from_config(self.layer)
+        self.backward_layer = from_config(self.layer)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
+
+    def weight_shapes(self, input_shape):
+        return {f"{side}_{key}": shape for side, layer in self._sides()
+                for key, shape in layer.weight_shapes(input_shape).items()}
+
+    def count_flops(self, input_shape):
+        return 2 * self.forward_layer.count_flops(input_shape)
+
+    def _sides(self):
+        return (("forward", self.forward_layer), ("backward", self.backward_layer))
+
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        rng = rng if rng is not None else np.random.default_rng()
+        self.input_shape = tuple(input_shape)
+        self.params = {}
+        for side, layer in self._sides():
+            layer.build(input_shape, rng, dtype)
+            self.params.update({f"{side}_{key}": p for key, p in layer.params.items()})
+        self.built = True
+
+    def call(self, x, logits=False):
+        for side, layer in self._sides():  # the wrapper's params are the weights (what an optimizer or a test swaps)
+            layer.params = {key: self.params[f"{side}_{key}"] for key in layer.params}
+        forward = self.forward_layer.call(x)
+        backward = self.backward_layer.call(F.reverse_steps(x))
+        if self.backward_layer.return_sequences:
+            backward = F.reverse_steps(backward)
+        if self.merge_mode == "concat":
+            return F.concat(forward, backward)
+        if self.merge_mode == "sum":
+            return forward + backward
+        if self.merge_mode == "ave":
+            return (forward + backward) * 0.5
+        return forward * backward
+
+
 LAYERS = {cls.__name__: cls for cls in (
     Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Conv1D,
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, Dropout,
-    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Activation, RandomFlip,
+    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Activation, RandomFlip,
     RandomTranslation)}
+RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
            "GlobalAvgPool2D": "GlobalAveragePooling2D", "Convolution1D": "Conv1D", "MaxPool1D": "MaxPooling1D",
            "AvgPool1D": "AveragePooling1D", "AveragePool1D": "AveragePooling1D",

@@ -12,7 +12,7 @@ transposes at the boundaries, so callers never see it.
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
 GlobalMaxPooling2D, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization,
-Embedding, SimpleRNN, LSTM, GRU, RandomFlip, RandomTranslation; activations linear, relu, sigmoid,
+Embedding, SimpleRNN, LSTM, GRU, Bidirectional, RandomFlip, RandomTranslation; activations linear, relu, sigmoid,
 tanh, softmax, leaky_relu, elu, gelu.
 
 `onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
@@ -260,39 +260,79 @@ def _gate_blocks(matrix, units, order):
     return np.concatenate(blocks, axis=-1)
 
 
+def _onnx_rnn_weights(layer, gates):
+    """ONNX's W (G*H, F), R (G*H, H) and B (2*G*H) of one direction, from a Keras-layout layer."""
+    w = _weights(layer)
+    units = layer.units
+    kernel = _gate_blocks(w["kernel"], units, gates).T
+    recurrent = _gate_blocks(w["recurrent_kernel"], units, gates).T
+    bias = w["bias"]
+    if bias.ndim == 2:  # GRU reset_after: rows are the input and the recurrent bias
+        input_bias, recurrent_bias = bias[0], bias[1]
+    else:
+        input_bias, recurrent_bias = bias, np.zeros_like(bias)
+    bias = np.concatenate([_gate_blocks(input_bias, units, gates), _gate_blocks(recurrent_bias, units, gates)])
+    return kernel, recurrent, bias
+
+
+def _recurrent_node(graph, op, gates, directions, x):
+    """One ONNX RNN/LSTM/GRU node over (N, T, F) for one or two directions (forward, then
+    reversed); returns its Y (T, D, N, H) and Y_h (D, N, H)."""
+    layer = directions[0]
+    w, r, b = (np.ascontiguousarray(np.stack(parts)) for parts in
+               zip(*(_onnx_rnn_weights(d, gates) for d in directions)))
+    attributes = {"hidden_size": layer.units}
+    if len(directions) == 2:
+        attributes["direction"] = "bidirectional"
+    if op == "GRU":
+        attributes["linear_before_reset"] = 1  # Keras reset_after=True
+    if op == "RNN":
+        activation = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}.get(layer.activation)
+        if activation is None:
+            raise OnnxExportError(f"export_onnx: SimpleRNN activation {layer.activation!r} is not supported")
+        attributes["activations"] = [activation] * len(directions)
+    time_major = graph.node("Transpose", [x], "time_major", perm=[1, 0, 2])  # (N, T, F) -> (T, N, F)
+    names = [graph.name("Y"), graph.name("Y_h")]
+    graph.nodes.append(graph.helper.make_node(
+        op, [time_major, graph.constant("W", w), graph.constant("R", r), graph.constant("B", b)],
+        names, name=graph.name(op), **attributes))
+    return names
+
+
+def _direction(graph, y, y_h, index, sequences):
+    """Direction ``index`` of a node's output as the engine shapes it: (N, T, H) or (N, H)."""
+    axis = graph.constant("axis", np.array([index], dtype=np.int64))
+    if sequences:
+        picked = graph.node("Gather", [y, axis], axis=1)  # (T, 1, N, H)
+        sequence = graph.node("Squeeze", [picked, graph.constant("axis", np.array([1], dtype=np.int64))])
+        return graph.node("Transpose", [sequence], perm=[1, 0, 2])  # (T, N, H) -> (N, T, H)
+    picked = graph.node("Gather", [y_h, axis], axis=0)  # (1, N, H)
+    return graph.node("Squeeze", [picked, graph.constant("axis", np.array([0], dtype=np.int64))])
+
+
 def _export_recurrent(op, keras_to_onnx_gates):
     def export(graph, layer, x, shape):
-        w = _weights(layer)
-        units = layer.units
-        kernel = _gate_blocks(w["kernel"], units, keras_to_onnx_gates).T[None]  # (1, G*H, F)
-        recurrent = _gate_blocks(w["recurrent_kernel"], units, keras_to_onnx_gates).T[None]  # (1, G*H, H)
-        bias = w["bias"]
-        if bias.ndim == 2:  # GRU reset_after: rows are the input and the recurrent bias
-            input_bias, recurrent_bias = bias[0], bias[1]
-        else:
-            input_bias, recurrent_bias = bias, np.zeros_like(bias)
-        bias = np.concatenate([_gate_blocks(input_bias, units, keras_to_onnx_gates),
-                               _gate_blocks(recurrent_bias, units, keras_to_onnx_gates)])[None]
-        attributes = {"hidden_size": units}
-        if op == "GRU":
-            attributes["linear_before_reset"] = 1  # Keras reset_after=True
-        if op == "RNN":
-            activation = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}.get(layer.activation)
-            if activation is None:
-                raise OnnxExportError(f"export_onnx: SimpleRNN activation {layer.activation!r} is not supported")
-            attributes["activations"] = [activation]
-        time_major = graph.node("Transpose", [x], "time_major", perm=[1, 0, 2])  # (N, T, F) -> (T, N, F)
-        names = [graph.name("Y"), graph.name("Y_h")]
-        graph.nodes.append(graph.helper.make_node(
-            op, [time_major, graph.constant("W", np.ascontiguousarray(kernel)),
-                 graph.constant("R", np.ascontiguousarray(recurrent)), graph.constant("B", bias)],
-            names, name=graph.name(op), **attributes))
-        if layer.return_sequences:
-            sequence = graph.node("Squeeze", [names[0], graph.constant("axis", np.array([1], dtype=np.int64))])
-            return graph.node("Transpose", [sequence], perm=[1, 0, 2])  # (T, N, H) -> (N, T, H)
-        return graph.node("Squeeze", [names[1], graph.constant("axis", np.array([0], dtype=np.int64))])
+        y, y_h = _recurrent_node(graph, op, keras_to_onnx_gates, [layer], x)
+        return _direction(graph, y, y_h, 0, layer.return_sequences)
 
     return export
+
+
+RECURRENT_OPS = {  # Keras gate orders: LSTM (i, f, c, o), GRU (z, r, h); ONNX: LSTM (i, o, f, c), GRU (z, r, h).
+    "SimpleRNN": ("RNN", [0]), "LSTM": ("LSTM", [0, 3, 1, 2]), "GRU": ("GRU", [0, 1, 2])}
+
+
+def _export_bidirectional(graph, layer, x, shape):
+    op, gates = RECURRENT_OPS[type(layer.forward_layer).__name__]
+    sequences = layer.forward_layer.return_sequences
+    y, y_h = _recurrent_node(graph, op, gates, [layer.forward_layer, layer.backward_layer], x)
+    forward, backward = (_direction(graph, y, y_h, i, sequences) for i in (0, 1))
+    if layer.merge_mode == "concat":
+        return graph.node("Concat", [forward, backward], axis=-1)
+    if layer.merge_mode == "mul":
+        return graph.node("Mul", [forward, backward])
+    total = graph.node("Add", [forward, backward])
+    return total if layer.merge_mode == "sum" else graph.node("Mul", [total, graph.constant("half", np.float32(0.5))])
 
 
 EXPORTERS = {
@@ -316,10 +356,8 @@ EXPORTERS = {
     "BatchNormalization": _export_batch_normalization,
     "LayerNormalization": _export_layer_normalization,
     "Embedding": _export_embedding,
-    # Keras gate orders: LSTM (i, f, c, o), GRU (z, r, h); ONNX: LSTM (i, o, f, c), GRU (z, r, h).
-    "SimpleRNN": _export_recurrent("RNN", [0]),
-    "LSTM": _export_recurrent("LSTM", [0, 3, 1, 2]),
-    "GRU": _export_recurrent("GRU", [0, 1, 2]),
+    **{name: _export_recurrent(*spec) for name, spec in RECURRENT_OPS.items()},
+    "Bidirectional": _export_bidirectional,
 }
 
 

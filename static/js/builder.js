@@ -67,7 +67,32 @@
   }
 
   // ---------------------------------------------------------------- layers
+  // Bidirectional's wrapped layer: its type, units and return_sequences as fields of their own.
+  function recurrentInput(layer, index, arg) {
+    const inner = layer[arg.name] && typeof layer[arg.name] === "object" ? layer[arg.name] : { type: "LSTM", units: 32 };
+    layer[arg.name] = inner;
+    const id = "layer-" + index + "-" + arg.name;
+    const type = el("select", { id: id + "-type", "aria-label": "Layer " + index + " wrapped type" });
+    options(type, ["LSTM", "GRU", "SimpleRNN"], inner.type);
+    const units = el("input", { id: id + "-units", type: "number", step: "1", min: "1", value: inner.units ?? 32 });
+    const sequences = el("input", { id: id + "-return_sequences", type: "checkbox" });
+    sequences.checked = !!inner.return_sequences;
+    const changed = () => {
+      const next = { type: type.value, units: parseInt(units.value, 10) };
+      if (Number.isNaN(next.units)) delete next.units;
+      if (sequences.checked) next.return_sequences = true;
+      if (next.type === "SimpleRNN" && inner.type === "SimpleRNN" && inner.activation) next.activation = inner.activation;
+      layer[arg.name] = next;
+      renderJson();
+      scheduleSummary();
+    };
+    [type, sequences].forEach((n) => n.addEventListener("change", changed));
+    units.addEventListener("input", changed);
+    return [el("label", { for: type.id }, ["wraps", type]), el("label", { for: units.id }, ["units", units]),
+            el("label", { for: sequences.id }, ["return_sequences", sequences])];
+  }
   function argInput(layer, index, arg) {
+    if (arg.kind === "recurrent_layer") return recurrentInput(layer, index, arg);
     const current = layer[arg.name];
     const id = "layer-" + index + "-" + arg.name;
     let input;
@@ -121,7 +146,7 @@
       return el("div", { class: "layer", "data-layer": i }, [
         el("span", { class: "index", text: String(i) }),
         type,
-        el("div", { class: "args" }, args.map((a) => argInput(layer, i, a))),
+        el("div", { class: "args" }, args.flatMap((a) => argInput(layer, i, a))),
         el("div", { class: "tools" }, [
           el("button", { type: "button", class: "secondary", title: "Move up", "aria-label": "Move layer " + i + " up", onclick: move(-1), text: "↑" }),
           el("button", { type: "button", class: "secondary", title: "Move down", "aria-label": "Move layer " + i + " down", onclick: move(1), text: "↓" }),
@@ -333,7 +358,7 @@
   $("add-layer").addEventListener("click", () => {
     const type = $("add-type").value;
     const layer = { type: type };
-    (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "pair" || a.name === "kernel_size" ? 3 : (a.kind === "float" ? 0.1 : 32); });
+    (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "recurrent_layer" ? { type: "LSTM", units: 32 } : (a.kind === "pair" || a.name === "kernel_size" ? 3 : (a.kind === "float" ? 0.1 : 32)); });
     spec.layers = spec.layers || [];
     const last = spec.layers.length ? spec.layers.length - 1 : 0;
     // Augmentation (RandomFlip, RandomTranslation) changes the input images: first; others before the output layer.

@@ -329,7 +329,20 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     assert not page.locator("#class-weight").is_visible()  # a forecast has no classes to weigh
     page.click("[data-start=conv1d]")  # the series-only template: a 1-D CNN
     page.wait_for_function(f"{layers} === 'Conv1D,MaxPooling1D,Conv1D,Flatten,Dense'")
-    page.click("[data-start=template]")  # back to the LSTM, to build the CNN by hand from the palette
+    page.click("[data-start=template]")  # back to the LSTM
+    page.wait_for_function(f"{layers} === 'LSTM,Dense'")
+    # A Bidirectional wrapper from the palette lands after the LSTM, whose output has no steps left: the row says so.
+    page.select_option("#add-type", "Bidirectional")
+    page.click("#add-layer")
+    page.wait_for_function("document.querySelector('[data-shape-for=\"1\"]').textContent.includes('expects an input of rank 2')")
+    page.get_by_role("button", name="Remove layer 0").click()  # without the LSTM it reads the window itself
+    page.select_option("#layer-0-layer-type", "GRU")
+    page.check("#layer-0-layer-return_sequences")
+    page.wait_for_function("(() => { const l = JSON.parse(document.getElementById('spec-json').value).layers[0];"
+                           " return l.type === 'Bidirectional' && l.layer.type === 'GRU' && l.layer.return_sequences; })()")
+    page.wait_for_function("document.querySelector('[data-shape-for=\"0\"]').textContent.startsWith('→ (12, 64)')")
+    owner.shot(page, "builder-bidirectional")
+    page.click("[data-start=template]")  # and back, to build the CNN by hand from the palette
     page.wait_for_function(f"{layers} === 'LSTM,Dense'")
     page.get_by_role("button", name="Remove layer 0").click()
     for palette in ("Conv1D", "GlobalAveragePooling1D"):  # each goes in before the output layer

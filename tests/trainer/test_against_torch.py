@@ -227,7 +227,7 @@ def test_layer_norm_matches_torch():
     close(grads["beta"], tb.grad)
 
 
-def _torch_rnn(module, layer, cell):
+def _torch_rnn(module, layer, cell, suffix=""):
     w, u, b = (layer.params[k].data for k in ("kernel", "recurrent_kernel", "bias"))
     h = layer.units
     if cell == "gru":
@@ -237,11 +237,11 @@ def _torch_rnn(module, layer, cell):
     else:
         b_in, b_rec = b, np.zeros_like(b)
     params = [t(w.T), t(u.T), t(b_in), t(b_rec)]
+    targets = [getattr(module, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     with torch.no_grad():
-        for target, value in zip((module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0),
-                                 params):
+        for target, value in zip(targets, params):
             target.copy_(value)
-    return [module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0], order if cell == "gru" else None
+    return targets, order if cell == "gru" else None
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -269,6 +269,26 @@ def test_recurrent_layers_match_torch(cell, return_sequences):
         close(grads["kernel"], w_ih.grad.numpy().T)
         close(grads["recurrent_kernel"], w_hh.grad.numpy().T)
         close(grads["bias"], b_ih.grad)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_recurrent_layers_match_torch(cell, return_sequences):
+    x = rand(3, 5, 4)
+    layer = layers.Bidirectional({"type": cell.upper(), "units": 6, "return_sequences": return_sequences})
+    y, g, gx, grads = run_layer(layer, x)
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](4, 6, batch_first=True, bidirectional=True).double()
+    _torch_rnn(module, layer.forward_layer, cell)
+    (w_ih, w_hh, _, _), order = _torch_rnn(module, layer.backward_layer, cell, "_reverse")
+    tx = t(x)
+    seq = module(tx)[0]  # (N, T, 2H): both directions in step order
+    ty = seq if return_sequences else torch.cat([seq[:, -1, :6], seq[:, 0, 6:]], dim=-1)  # each one's last step
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    columns = slice(None) if order is None else np.argsort(order)
+    close(grads["backward_kernel"], w_ih.grad.numpy().T[:, columns])
+    close(grads["backward_recurrent_kernel"], w_hh.grad.numpy().T[:, columns])
 
 
 def _labels():

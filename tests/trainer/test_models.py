@@ -526,6 +526,33 @@ def test_class_weights_given_by_list_or_dict_and_rejected_with_reasons():
         regression.fit(x, y.astype(np.float32), epochs=1, class_weight="balanced")
 
 
+def test_a_bidirectional_model_round_trips_through_its_spec_weights_and_checkpoints(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6, 2)).astype(np.float32), rng.normal(size=(40, 1)).astype(np.float32)
+
+    def build():
+        model = Sequential([layers.Bidirectional(layers.LSTM(4, return_sequences=True)),
+                            layers.Bidirectional({"type": "GRU", "units": 3}, merge_mode="ave"), layers.Dense(1)], seed=3)
+        return model.compile(loss="mse", optimizer="adam")
+
+    model = build()
+    model.fit(x, y, epochs=2, batch_size=8, seed=1)
+    assert [name for name, _ in model.layers[0].weight_items()] == [
+        "forward_kernel", "forward_recurrent_kernel", "forward_bias",
+        "backward_kernel", "backward_recurrent_kernel", "backward_bias"]
+    model.save_weights(tmp_path / "w.npz")
+    model.save_checkpoint(tmp_path / "c.npz", epoch=2)
+    again = Sequential.from_spec(model.to_spec())
+    again.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    straight = build()
+    straight.fit(x, y, epochs=4, batch_size=8, seed=1)
+    resumed = build()
+    resumed.fit(x, y, epochs=4, batch_size=8, seed=1, initial_epoch=resumed.load_checkpoint(tmp_path / "c.npz"))
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_its_weight_snapshots_are_copies_that_training_does_not_change():
     x, y = blobs()
     model = classifier()

@@ -67,6 +67,16 @@ CASES = {
         lambda: [layers.Conv2D(4, 3, activation="tanh"), layers.GlobalMaxPooling2D(), layers.Dense(2)],
         (6, 7, 2),
     ),
+    "bidirectional_lstm_into_gru": (
+        lambda: [layers.Bidirectional(layers.LSTM(4, return_sequences=True)),
+                 layers.Bidirectional({"type": "GRU", "units": 3}, merge_mode="ave"), layers.Dense(1)],
+        (6, 3),
+    ),
+    "bidirectional_rnn_sequences_sum_and_mul": (
+        lambda: [layers.Bidirectional({"type": "SimpleRNN", "units": 3, "return_sequences": True}, merge_mode="sum"),
+                 layers.Bidirectional({"type": "SimpleRNN", "units": 2}, merge_mode="mul"), layers.Dense(2)],
+        (5, 2),
+    ),
     "stacked_lstm": (lambda: [layers.LSTM(7, return_sequences=True), layers.LSTM(5), layers.Dense(1)], (6, 3)),
     "gru_rnn_layer_norm": (
         lambda: [layers.GRU(7, return_sequences=True), layers.SimpleRNN(4), layers.LayerNormalization(),
