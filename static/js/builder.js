@@ -284,6 +284,7 @@
     $("total-flops").textContent = fmt(summary.total_flops);
     summary.layers.forEach((row) => {
       const node = root.querySelector('[data-shape-for="' + row.index + '"]');
+      if (node && node.closest(".layer.has-error")) return;  // the row shows its error (e.g. the output's shape)
       if (node) { node.classList.remove("field-error"); node.textContent = "→ (" + row.output_shape.join(", ") + ") · " + fmt(row.params) + " params · " + fmt(row.flops) + " FLOPs"; }
     });
   }

@@ -341,6 +341,9 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_function("(() => { const l = JSON.parse(document.getElementById('spec-json').value).layers[0];"
                            " return l.type === 'Bidirectional' && l.layer.type === 'GRU' && l.layer.return_sequences; })()")
     page.wait_for_function("document.querySelector('[data-shape-for=\"0\"]').textContent.startsWith('→ (12, 64)')")
+    # ... and the Dense after it keeps the steps, which the target has not: its row says what it needs.
+    page.wait_for_function("document.querySelector('[data-shape-for=\"1\"]').textContent.includes("
+                           "'the model outputs (12, 1) but the target has 1 value per row: it needs (1)')")
     owner.shot(page, "builder-bidirectional")
     page.click("[data-start=template]")  # and back, to build the CNN by hand from the palette
     page.wait_for_function(f"{layers} === 'LSTM,Dense'")

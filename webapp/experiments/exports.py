@@ -116,4 +116,6 @@ def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:
         summary = specs.summarize(normalised, input_shape)
     except specs.SpecInvalid as error:
         return JsonResponse({"errors": error.errors, "data": data})
-    return JsonResponse(json.loads(json.dumps({"summary": summary, "data": data, "errors": []}, default=str)))
+    mismatch = specs.output_error(summary, data, specs.loss_name(normalised))
+    answer = {"summary": summary, "data": data, "errors": [mismatch] if mismatch else []}
+    return JsonResponse(json.loads(json.dumps(answer, default=str)))

@@ -63,6 +63,36 @@ def summarize(spec: dict, input_shape=None) -> dict:
         raise _invalid(error) from None
 
 
+def output_error(summary: dict, data: dict | None, loss: str) -> dict | None:
+    """The model's output against what the data's target needs (a value per output unit for a
+    regression, a probability per class, or one for binary cross-entropy on two classes); the
+    builder's error, or None when they agree or the data does not say."""
+    if not data or not summary.get("output_shape"):
+        return None
+    outputs = int(data.get("outputs") or 0)
+    if data.get("task") == "classification":
+        if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+            expected = [outputs]
+        elif loss == "binary_crossentropy" and outputs == 2:
+            expected = [1]
+        else:
+            return None
+        what = f"{outputs} classes"
+    elif data.get("task") == "regression" and outputs:
+        expected, what = [outputs], f"{outputs} value{'s' if outputs > 1 else ''} per row"
+    else:
+        return None
+    shape = list(summary["output_shape"])
+    if shape == expected:
+        return None
+    last = len(summary.get("layers") or []) - 1
+    hint = (": flatten or pool the other axes first (Flatten, a global pooling, or a recurrent layer without "
+            "return_sequences)") if len(shape) > 1 else ""
+    return {"field": f"layers[{last}]" if last >= 0 else "layers",
+            "message": f"the model outputs ({', '.join(map(str, shape))}) but the target has {what}: it needs "
+                       f"({', '.join(map(str, expected))}){hint}"}
+
+
 def loss_name(spec: dict) -> str:
     loss = (spec.get("compile") or {}).get("loss", "")
     if isinstance(loss, dict):

@@ -64,3 +64,30 @@ def test_an_invalid_spec_answers_the_validators_message_with_its_path(client, pe
     errors = answer.json()["errors"]
     assert errors == engine_errors(spec)
     assert errors[0]["field"] == field and errors[0]["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["layers"][-1].update(units=3), "the model outputs (3) but the target has 10 classes: it needs (10)"),
+    (lambda s: s["layers"].pop(-3),  # the Flatten before the dense head
+     ("the model outputs (2, 2, 10) but the target has 10 classes: it needs (10): flatten or pool the other axes "
+      "first (Flatten, a global pooling, or a recurrent layer without return_sequences)")),
+])
+def test_the_summary_says_when_the_models_output_does_not_fit_the_target(client, people, digits, change, message):
+    client.force_login(people.editor)
+    spec = specs.small_cnn([8, 8, 1], 10)
+    change(spec)
+    answer = client.post(summary_url(people), {"spec": spec, "dataset_version": digits.pk},
+                         content_type="application/json").json()
+    assert answer["errors"] == [{"field": f"layers[{len(spec['layers']) - 1}]", "message": message}]
+    assert answer["summary"]["output_shape"]  # the summary still comes, for the other rows
+
+
+def test_the_output_check_knows_binary_cross_entropy_and_regressions():
+    summary = {"output_shape": [1], "layers": [{}]}
+    assert specs.output_error(summary, {"task": "classification", "outputs": 2}, "binary_crossentropy") is None
+    assert specs.output_error(summary, {"task": "regression", "outputs": 1}, "mse") is None
+    error = specs.output_error({"output_shape": [12, 1], "layers": [{}, {}]}, {"task": "regression", "outputs": 1}, "mse")
+    assert error["field"] == "layers[1]" and error["message"].startswith(
+        "the model outputs (12, 1) but the target has 1 value per row: it needs (1)")
+    assert specs.output_error(summary, None, "mse") is None
