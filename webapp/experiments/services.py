@@ -24,7 +24,8 @@ from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus
 log = logging.getLogger(__name__)
 
 MAX_SWEEP_RUNS = 50
-SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "dropout")
+SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout")
+RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU")
 
 
 class InvalidInput(ValueError):
@@ -335,10 +336,19 @@ def apply_params(spec: dict, params: dict) -> dict:
             optimizer["learning_rate"] = value
         elif key in ("batch_size", "epochs"):
             spec.setdefault("fit", {})[key] = value
-        elif key == "units":  # every hidden Dense layer; the output layer keeps its size
+        elif key == "units":  # every hidden Dense and recurrent layer; the output layer keeps its size
             dense = [layer for layer in spec.get("layers", []) if layer.get("type") == "Dense"]
             for layer in dense[:-1]:
                 layer["units"] = value
+            for layer in spec.get("layers", []):
+                if layer.get("type") in RECURRENT_LAYERS:
+                    layer["units"] = value
+                elif layer.get("type") == "Bidirectional" and isinstance(layer.get("layer"), dict):
+                    layer["layer"]["units"] = value
+        elif key == "filters":  # every convolution
+            for layer in spec.get("layers", []):
+                if layer.get("type") in ("Conv1D", "Conv2D"):
+                    layer["filters"] = value
         elif key == "dropout":
             for layer in spec.get("layers", []):
                 if layer.get("type") == "Dropout":

@@ -288,3 +288,14 @@ def test_run_lists_leave_each_runs_large_fields_unread(people, trained):
     assert {"spec", "results", "preprocessing"} <= deferred
     assert {"schema", "stats"} <= listed[0].dataset_version.get_deferred_fields()
     assert listed[0].results == trained.results  # still readable when asked for, by one more query
+
+
+def test_a_sweeps_units_reach_recurrent_layers_and_its_filters_the_convolutions():
+    spec = {"layers": [{"type": "Conv1D", "filters": 8, "kernel_size": 3}, {"type": "LSTM", "units": 4},
+                       {"type": "Bidirectional", "layer": {"type": "GRU", "units": 4}},
+                       {"type": "Dense", "units": 16}, {"type": "Dense", "units": 1}]}
+    swept = services.apply_params(spec, {"units": 64, "filters": 32})
+    assert [layer.get("units") for layer in swept["layers"]] == [None, 64, None, 64, 1]  # the output keeps its size
+    assert swept["layers"][2]["layer"] == {"type": "GRU", "units": 64}
+    assert swept["layers"][0]["filters"] == 32
+    assert spec["layers"][1]["units"] == 4  # the base spec is left as it was
