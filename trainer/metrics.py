@@ -121,6 +121,21 @@ def confusion_matrix(y_true, y_pred, num_classes=None, *, threshold=0.5):
     return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
+def per_class_scores(matrix):
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows true, columns
+    predicted), as scikit-learn's classification report: a class never predicted (or never
+    present) scores 0 where its denominator is 0."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    hits = np.diag(matrix)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return [{"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for p, r, f, n in zip(precision, recall, f1, support)]
+
+
 def _precision_recall(owner, y_true, y_pred, average, threshold):
     if average not in ("binary", "macro"):
         raise ValueError(f"{owner}: average must be 'binary' or 'macro'. Received: average={average!r}")

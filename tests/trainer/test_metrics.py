@@ -213,3 +213,20 @@ def test_it_keeps_confusion_matrix_and_accuracy_consistent(pairs):
     matrix = metrics.confusion_matrix(y, pred, num_classes=4)
     assert matrix.sum() == len(pairs)
     assert np.trace(matrix) / len(pairs) == pytest.approx(metrics.accuracy(y, pred))
+
+
+def test_per_class_scores_read_the_confusion_matrix_as_a_classification_report():
+    #            predicted: a  b  c
+    matrix = np.array([[5, 1, 0],     # true a
+                       [2, 3, 0],     # true b
+                       [0, 0, 0]])    # true c: absent, and never predicted
+    scores = metrics.per_class_scores(matrix)
+    assert [s["support"] for s in scores] == [6, 5, 0]
+    assert scores[0]["precision"] == pytest.approx(5 / 7) and scores[0]["recall"] == pytest.approx(5 / 6)
+    assert scores[1]["precision"] == pytest.approx(3 / 4) and scores[1]["recall"] == pytest.approx(3 / 5)
+    assert scores[1]["f1"] == pytest.approx(2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5))
+    assert scores[2] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    macro = np.mean([s["recall"] for s in scores[:2]])
+    y_true = np.repeat([0, 0, 1, 1], [5, 1, 2, 3])
+    y_pred = np.repeat([0, 1, 0, 1], [5, 1, 2, 3])
+    assert macro == pytest.approx(metrics.compute("recall", y_true, np.eye(2)[y_pred], loss="categorical_crossentropy"))

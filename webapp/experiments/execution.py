@@ -524,6 +524,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
         results["class_names"] = [str(c) for c in classes]
         results["confusion_matrix"] = tmetrics.confusion_matrix(
             true_codes, np.asarray(decoded["codes"], dtype=np.int64), num_classes=len(classes)).tolist()
+        results["per_class"] = [dict(scores, name=str(name)) for name, scores in zip(
+            classes, tmetrics.per_class_scores(results["confusion_matrix"]))]
         samples, wrong = [], []
         for i, (true, code) in enumerate(zip(true_codes.tolist(), decoded["codes"])):
             entry = {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,

@@ -26,6 +26,12 @@ def test_a_run_on_iris_trains_to_a_real_accuracy(people, iris):
     assert MetricRow.objects.filter(run=run).count() == 30
     assert run.epochs_done == 30
     assert run.results["confusion_matrix"] and len(run.results["class_names"]) == 3
+    matrix = np.asarray(run.results["confusion_matrix"])
+    per_class = run.results["per_class"]
+    assert [c["name"] for c in per_class] == run.results["class_names"]
+    assert [c["support"] for c in per_class] == matrix.sum(axis=1).tolist()
+    assert np.mean([c["recall"] for c in per_class]) <= 1.0 and sum(
+        c["recall"] * c["support"] for c in per_class) == pytest.approx(np.trace(matrix))
     assert checkpoints.weights_path(run).exists()
     assert checkpoints.epochs_saved(run)[-1] == 30
     assert run.code_version and run.library_versions["numpy"]
@@ -193,6 +199,8 @@ def test_a_run_with_balanced_class_weights_records_what_each_class_weighed_and_s
     page = client.get(run.get_absolute_url()).content.decode()
     assert "balanced (each class weighs inversely to its share of the training rows)" in page
     assert f"rare {recorded['weights']['rare']:.3f}" in page
+    rare = next(c for c in run.results["per_class"] if c["name"] == "rare")
+    assert f"<td>rare</td><td class=\"num\">{rare['precision']:.3f}</td><td class=\"num\">{rare['recall']:.3f}</td>" in page
 
     regression = dict(spec, compile=dict(spec["compile"], loss="mse"))
     with pytest.raises(specs.SpecInvalid, match="fit.class_weight: needs a classification loss"):
