@@ -6,6 +6,8 @@ kernels of either path (CuPy ElementwiseKernels, the compiled CPU kernels). Ever
 """
 import math
 import os
+import resource
+import sys
 
 import numpy as np
 
@@ -338,3 +340,46 @@ def set_blas_threads(threads=None):
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     _thread_limiter = threadpool_limits(limits=int(threads), user_api="blas")
     return int(threads)
+
+
+# ----------------------------------------------------------------------------- memory high-water marks
+
+
+def reset_peak_rss():
+    """Reset the process's RSS high-water mark where Linux allows it; True when it did."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb():
+    """The process's resident-memory high-water mark in MiB (since the last reset_peak_rss, on Linux)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def reset_memory_peaks():
+    """Start counting a job's memory: the RSS high-water mark reset, and CuPy's pool emptied of cached
+    blocks (the pool keeps what it allocated, so what it holds after the job is the job's peak).
+    True when the RSS mark could be reset."""
+    if _device == "gpu" and _cupy:
+        _cupy.get_default_memory_pool().free_all_blocks()
+    return reset_peak_rss()
+
+
+def memory_peaks():
+    """{"peak_rss_mb", "gpu_pool_mb" (None on the CPU)}: what the job since reset_memory_peaks used."""
+    gpu = None
+    if _device == "gpu" and _cupy:
+        gpu = _cupy.get_default_memory_pool().total_bytes() / 2 ** 20
+    return {"peak_rss_mb": peak_rss_mb(), "gpu_pool_mb": gpu}

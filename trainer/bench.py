@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 import zipfile
@@ -42,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer import backend, metrics
 from trainer import data as tdata
-from trainer import metrics
 
 DATA_DIR_ENV = "CUPOLA_BENCH_DATA"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "data"
@@ -503,28 +502,6 @@ class TorchSide:
 # ----------------------------------------------------------------------------- running
 
 
-def reset_peak_rss():
-    """Reset the process's RSS high-water mark where Linux allows it; True when it did."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mb():
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
 def quality(dataset, predictions):
     """Test-set quality: accuracy for classification; R² and RMSE (in target units) for regression."""
     if dataset.task == "regression":
@@ -535,7 +512,7 @@ def quality(dataset, predictions):
 
 
 def _run_side(side_factory, recipe, dataset, epochs):
-    result = {"ran": False, "peak_rss_reset": reset_peak_rss()}
+    result = {"ran": False, "peak_rss_reset": backend.reset_peak_rss()}
     try:
         # Warm up outside the clock on a throwaway copy of the model: library start-up, first-call
         # allocations, kernel compilation. The timed model starts fresh, so both sides train from
@@ -560,7 +537,7 @@ def _run_side(side_factory, recipe, dataset, epochs):
             result["quality"] = quality(dataset, side.predict(dataset.x_test))
     except Exception as error:  # noqa: BLE001 - one failing side must not hide the others' numbers
         result["error"] = f"{type(error).__name__}: {error}"
-    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_rss_mb"] = backend.peak_rss_mb()
     return result
 
 

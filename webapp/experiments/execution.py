@@ -400,6 +400,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
     try:
         run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
         device = _use_device(run.queue)
+        from trainer import backend as tbackend
+
+        rss_reset = tbackend.reset_memory_peaks()  # from here on, what this process holds is this run's
         Run.objects.filter(pk=run_id).update(device=device, code_version=code_version(),
                                              library_versions=library_versions())
         spec = dict(run.spec)
@@ -444,6 +447,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
             results["cuda_graphs"] = model.step_graphs
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
             results["data_feed"] = model.data_feed
+        results["memory"] = dict(tbackend.memory_peaks(), whole_process=not rss_reset)
         if model.class_weights is not None:  # what each class weighed in the training loss, by name
             names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]
             results["class_weights"] = {"setting": fit_section["class_weight"] if isinstance(

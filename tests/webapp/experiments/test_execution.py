@@ -35,6 +35,8 @@ def test_a_run_on_iris_trains_to_a_real_accuracy(people, iris):
     assert checkpoints.weights_path(run).exists()
     assert checkpoints.epochs_saved(run)[-1] == 30
     assert run.code_version and run.library_versions["numpy"]
+    memory = run.results["memory"]
+    assert 20 < memory["peak_rss_mb"] < 100_000 and memory["gpu_pool_mb"] is None  # a CPU run
 
 
 def affairs_spec(epochs: int, batch_size: int = 64) -> dict:
@@ -198,6 +200,7 @@ def test_a_run_with_balanced_class_weights_records_what_each_class_weighed_and_s
     client.force_login(people.viewer)
     page = client.get(run.get_absolute_url()).content.decode()
     assert "balanced (each class weighs inversely to its share of the training rows)" in page
+    assert f"{run.results['memory']['peak_rss_mb']:.0f} MB at most in the worker process" in page
     assert f"rare {recorded['weights']['rare']:.3f}" in page
     rare = next(c for c in run.results["per_class"] if c["name"] == "rare")
     assert f"<td>rare</td><td class=\"num\">{rare['precision']:.3f}</td><td class=\"num\">{rare['recall']:.3f}</td>" in page
