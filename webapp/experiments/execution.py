@@ -553,6 +553,9 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
                 scores[f"{name} (standardized)"] = scores.pop(name)
         for name in ("mae", "rmse", "r2"):
             scores[name] = _finite(tmetrics.compute(name, y_true, y_pred))
+        truth = np.asarray(y_true, dtype=np.float64).reshape(len(y_pred), -1)[:, 0]
+        if len(truth) and np.all(np.abs(truth) > 0):  # a percentage of the true value; undefined where it is 0
+            scores["mape (%)"] = _finite(float(np.mean(np.abs(y_pred - truth) / np.abs(truth)) * 100))
         step = max(1, len(y_true) // RESIDUAL_POINTS)
         results["residuals"] = {"true": [_finite(float(v)) for v in y_true[::step]],
                                 "predicted": [_finite(float(v)) for v in y_pred[::step]]}

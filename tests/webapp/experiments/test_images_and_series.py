@@ -179,6 +179,7 @@ def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client
     assert test["rmse"] == pytest.approx(rmse, rel=1e-4)
     assert test["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)
     assert test["mae"] == pytest.approx(np.mean(np.abs(predicted - truth)), rel=1e-4)
+    assert test["mape (%)"] == pytest.approx(100 * np.mean(np.abs(predicted - truth) / truth), rel=1e-4)
     # The test weeks lie above every training week (CO2 only rises), so a tanh LSTM must
     # extrapolate; 10 epochs reach R² ≈ 0.83, the template's 30 more.
     assert test["r2"] > 0.7 and test["rmse"] < truth.std()
