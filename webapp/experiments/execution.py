@@ -554,7 +554,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
         for name in ("mae", "rmse", "r2"):
             scores[name] = _finite(tmetrics.compute(name, y_true, y_pred))
         truth = np.asarray(y_true, dtype=np.float64).reshape(len(y_pred), -1)[:, 0]
-        if len(truth) and np.all(np.abs(truth) > 0):  # a percentage of the true value; undefined where it is 0
+        # A percentage of the true value: undefined where that is 0 (as decoded, 0 may come back as 1e-16).
+        if len(truth) and np.all(np.abs(truth) > 1e-6 * np.abs(truth).max()):
             scores["mape (%)"] = _finite(float(np.mean(np.abs(y_pred - truth) / np.abs(truth)) * 100))
         step = max(1, len(y_true) // RESIDUAL_POINTS)
         results["residuals"] = {"true": [_finite(float(v)) for v in y_true[::step]],
