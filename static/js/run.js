@@ -115,7 +115,9 @@
       Plotly.newPlot("chart-confusion", [{ type: "heatmap", z: results.confusion_matrix, x: names, y: names, colorscale: [[0, "#f8fafc"], [1, "#4f46e5"]],
         text: results.confusion_matrix, texttemplate: "%{text}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>" }],
         Object.assign({}, layoutBase, { title: { text: "Confusion matrix (test)" }, margin: { l: 110, r: 20, t: 40, b: 70 },
-          xaxis: { title: { text: "predicted" } }, yaxis: { title: { text: "true", standoff: 12 }, autorange: "reversed", automargin: true } }), plotConfig);
+          // Class names as categories: digits' "0".."9" would otherwise read as numbers and lose every other label.
+          xaxis: { title: { text: "predicted" }, type: "category", automargin: true },
+          yaxis: { title: { text: "true", standoff: 12 }, type: "category", autorange: "reversed", automargin: true } }), plotConfig);
     }
     if (results.residuals && document.getElementById("chart-residuals")) {
       const t = results.residuals.true, p = results.residuals.predicted;
