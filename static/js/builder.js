@@ -329,6 +329,11 @@
   // ---------------------------------------------------------------- submit
   function tags() { return ($("run-tags").value || "").split(",").map((s) => s.trim()).filter(Boolean); }
   async function submit(url, body, button) {
+    const marked = root.querySelector(".layer.has-error .shape");
+    if (marked) {  // the live check found a layer that cannot train (a shape, an output the data does not fit)
+      $("submit-error").textContent = "Fix the layer marked in red first: " + marked.textContent;
+      return;
+    }
     button.disabled = true;
     $("submit-error").textContent = "";
     try {

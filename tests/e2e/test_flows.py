@@ -345,6 +345,10 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_function("document.querySelector('[data-shape-for=\"1\"]').textContent.includes("
                            "'the model outputs (12, 1) but the target has 1 value per row: it needs (1)')")
     owner.shot(page, "builder-bidirectional")
+    page.click("[data-testid=train]")  # refused in the page: nothing is queued that cannot train
+    page.wait_for_function("document.getElementById('submit-error').textContent.startsWith("
+                           "'Fix the layer marked in red first: layers[1]: the model outputs (12, 1)')")
+    assert "/runs/new/" in page.url
     page.click("[data-start=template]")  # and back, to build the CNN by hand from the palette
     page.wait_for_function(f"{layers} === 'LSTM,Dense'")
     page.get_by_role("button", name="Remove layer 0").click()
