@@ -31,6 +31,25 @@ class ArgumentError(ValueError):
         self.subpath = subpath
 
 
+class MissingArgument(ArgumentError):
+    """A required argument is absent (its name is the subpath)."""
+
+
+def check_args(args, values):
+    """``values`` checked against ``args`` (name -> Arg), defaults filled: name -> normalised value.
+    Raises ArgumentError whose subpath starts with the argument's name (MissingArgument when absent)."""
+    checked = {}
+    for key, arg in args.items():
+        value = values.get(key, arg.default)
+        if value is REQUIRED:
+            raise MissingArgument("is required", subpath=key)
+        try:
+            checked[key] = arg.check(value)
+        except ArgumentError as error:
+            raise ArgumentError(error.message, subpath=f"{key}.{error.subpath}" if error.subpath else key) from None
+    return checked
+
+
 class ShapeError(ValueError):
     """A layer cannot take an input of the given shape."""
 
@@ -164,18 +183,10 @@ class Arg:
         if not isinstance(value, dict) or value.get("type") not in RECURRENT:
             raise ArgumentError(f"must be a recurrent layer's config, an object with a type of {kinds}")
         cls = LAYERS[value["type"]]
-        values = {k: v for k, v in value.items() if k != "type"}
-        for key in values:
-            if key not in cls.args and key != "name":
+        for key in value:
+            if key not in (*cls.args, "type", "name"):
                 raise ArgumentError(f"unknown key for {value['type']}", subpath=str(key))
-        for key, arg in cls.args.items():
-            if key not in values and arg.required:
-                raise ArgumentError("is required", subpath=key)
-            if key in values:
-                try:
-                    arg.check(values[key])
-                except ArgumentError as error:
-                    raise ArgumentError(error.message, subpath=f"{key}.{error.subpath}" if error.subpath else key) from None
+        check_args(cls.args, value)  # its messages keep the wrapped argument's name as their subpath
         return cls.from_config(value).get_config()
 
     def _check_shape(self, value):
@@ -210,15 +221,14 @@ class Layer:
 
     def __init__(self, name=None, **values):
         cls = type(self).__name__
-        for key, arg in self.args.items():
-            value = values.get(key, arg.default)
-            if value is REQUIRED:
-                raise TypeError(f"{cls}: missing required argument {key!r}")
-            try:
-                value = arg.check(value)
-            except ArgumentError as error:
-                where = f"{key}.{error.subpath}" if error.subpath else key
-                raise ValueError(f"{cls}: {where} {error.message}. Received: {key}={values.get(key)!r}") from None
+        try:
+            checked = check_args(self.args, values)
+        except MissingArgument as error:
+            raise TypeError(f"{cls}: missing required argument {error.subpath!r}") from None
+        except ArgumentError as error:
+            key = error.subpath.split(".", 1)[0]
+            raise ValueError(f"{cls}: {error.subpath} {error.message}. Received: {key}={values.get(key)!r}") from None
+        for key, value in checked.items():
             setattr(self, key, value)
         if name is not None and not isinstance(name, str):
             raise ValueError(f"{cls}: name must be a string. Received: name={name!r}")
