@@ -67,6 +67,12 @@ def _plot_points(page, chart_id: str) -> int:
     }""", chart_id)
 
 
+def _open_builder(page, base: str, ws: str) -> None:
+    """The New run page, once its first summary has come back from the server."""
+    page.goto(f"{base}/w/{ws}/runs/new/")
+    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+
+
 def _wait_for_layer_shapes(page) -> None:
     """Each layer row shows its output shape once the server has checked the edited spec (300 ms after the last edit)."""
     page.wait_for_function("Array.from(document.querySelectorAll('[data-shape-for]'))"
@@ -75,8 +81,7 @@ def _wait_for_layer_shapes(page) -> None:
 
 def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
                                    expect_layer: str, augment: str | None = None, class_weight: str = "") -> str:
-    page.goto(f"{base}/w/{ws}/runs/new/")
-    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    _open_builder(page, base, ws)
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
     assert not page.locator("[data-start=conv1d]").is_visible()  # the 1-D CNN template is for series
@@ -270,8 +275,7 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     ws = _sign_up_and_create_workspace(owner, page, base, "lin", "Sweep lab")
     _upload(owner, page, base, ws, FIXTURES / "iris.csv", "Iris")
 
-    page.goto(f"{base}/w/{ws}/runs/new/")
-    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    _open_builder(page, base, ws)
     page.fill("#epochs", "100000")  # long enough to be cancelled on any machine
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
     page.locator("summary", has_text="Sweep instead").click()
@@ -322,8 +326,7 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     _upload(owner, page, base, ws, FIXTURES / "co2_weekly.csv", "CO2", kind="series")
     owner.shot(page, "dataset")
 
-    page.goto(f"{base}/w/{ws}/runs/new/")
-    page.wait_for_function("document.getElementById('total-params').textContent.trim() !== '—'", timeout=30_000)
+    _open_builder(page, base, ws)
     layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
     assert page.evaluate(layers) == "LSTM,Dense"
     assert not page.locator("#class-weight").is_visible()  # a forecast has no classes to weigh
