@@ -46,7 +46,7 @@ def check_args(args, values):
         try:
             checked[key] = arg.check(value)
         except ArgumentError as error:
-            raise ArgumentError(error.message, subpath=f"{key}.{error.subpath}" if error.subpath else key) from None
+            raise type(error)(error.message, subpath=f"{key}.{error.subpath}" if error.subpath else key) from None
     return checked
 
 

@@ -14,7 +14,7 @@ but SpecError, whatever JSON-like value it is given.
 import math
 
 from trainer import callbacks, layers, losses, optimizers, schedules
-from trainer.layers import REQUIRED, Arg, ArgumentError, ShapeError, show
+from trainer.layers import REQUIRED, Arg, ArgumentError, MissingArgument, ShapeError, show
 
 MAX_LAYERS = 200
 MAX_PARAMS = 200_000_000
@@ -83,7 +83,8 @@ class _Checker:
         except ArgumentError as error:
             where = f"{path}.{error.subpath}" if error.subpath else path
             shown = value.get(error.subpath) if error.subpath and isinstance(value, dict) else value
-            suffix = "" if error.message.startswith("unknown key") else f", got {show(shown)}"
+            missing = isinstance(error, MissingArgument) or error.message.startswith("unknown key")
+            suffix = "" if missing else f", got {show(shown)}"
             self.error(where, error.message + suffix)
             return REQUIRED
 

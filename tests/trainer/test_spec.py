@@ -127,6 +127,11 @@ def test_it_rejects_bad_specs_with_named_errors(bad, path, message):
     assert error.message.startswith(message), error.message
 
 
+def test_a_missing_argument_of_a_wrapped_layer_is_said_to_be_required_without_a_value():
+    error = errors_of({"input_shape": [5, 2], "layers": [{"type": "Bidirectional", "layer": {"type": "LSTM"}}]})
+    assert (error.path, error.message) == ("layers[0].layer.units", "is required")
+
+
 @pytest.mark.parametrize("value", [None, 1, "spec", [], [1, 2], 1.5, True])
 def test_it_rejects_a_spec_that_is_not_an_object(value):
     assert errors_of(value).message.startswith("a spec must be an object")

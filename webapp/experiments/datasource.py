@@ -53,7 +53,7 @@ def describe(version, data_config: dict | None = None) -> dict:
         "kind": dataset_kind(version),
         "task": prepared.task,
         "input_shape": prepared.input_shape,
-        "outputs": prepared.output_units if prepared.task == "regression" else len(prepared.class_names),
+        "outputs": prepared.output_units,
         "class_names": [str(c) for c in prepared.class_names][:100],
         "feature_names": [str(c) for c in prepared.feature_names][:200],
         "target": prepared.preprocessing.get("target") or config["target"] or "",

@@ -357,19 +357,6 @@ def build_model(spec: dict):
     return trainer.Sequential.from_spec(spec)
 
 
-def _check_outputs(spec: dict, prepared: preparation.Prepared, loss: str) -> None:
-    layers = spec.get("layers") or []
-    units = next((layer.get("units") for layer in reversed(layers) if "units" in layer), None)
-    if units is None:
-        return
-    if prepared.task == "classification" and loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
-        classes = len(prepared.class_names)
-        if units != classes:
-            raise preparation.DataError(
-                f"layers[{len(layers) - 1}].units: the last layer has {units} units but the target has {classes} "
-                f"classes", f"layers[{len(layers) - 1}].units")
-
-
 def _resume_point(model, run: Run, attempt: int) -> int:
     """Load the newest checkpoint of this run, or the parent's fork point; return the epochs already done."""
     if attempt == 1:  # a first attempt has no checkpoints of its own; anything there is stale
@@ -401,6 +388,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
         device = _use_device(run.queue)
         from trainer import backend as tbackend
+        from trainer import spec as tspec
 
         rss_reset = tbackend.reset_memory_peaks()  # from here on, what this process holds is this run's
         Run.objects.filter(pk=run_id).update(device=device, code_version=code_version(),
@@ -411,7 +399,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         batch_size = fit["batch_size"]
         prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
         spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
-        _check_outputs(spec, prepared, loss)
+        mismatch = specs.output_mismatch(spec, prepared.task, prepared.output_units)
+        if mismatch:
+            raise preparation.DataError(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
         Run.objects.filter(pk=run_id).update(preprocessing={
             **prepared.preprocessing, "input_shape": prepared.input_shape,
             "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],
@@ -433,13 +423,12 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
                                                 preprocessing=prepared.preprocessing, loss=loss)
         # The spec's callbacks first: the reporter's checkpoint of an epoch then holds their state after
         # that epoch (early stopping's count, the plateau cut), so a resumed run goes on as one that never stopped.
-        fit_section = _fit_section(spec)
-        callbacks = [*_spec_callbacks(fit_section), reporter, cancel_watch]
+        callbacks = [*tspec.fit_callbacks(fit), reporter, cancel_watch]
         if initial_epoch < fit["epochs"]:
             model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
                       validation_data=(prepared.x_val, prepared.y_val) if prepared.x_val is not None else None,
                       callbacks=callbacks, initial_epoch=initial_epoch, shuffle=fit["shuffle"], seed=run.seed,
-                      verbose=0, class_weight=fit_section["class_weight"])
+                      verbose=0, class_weight=fit["class_weight"])
         if monitor.lost.is_set():
             return "lost"
         results = evaluate(model, prepared, spec, batch_size)
@@ -450,8 +439,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         results["memory"] = dict(tbackend.memory_peaks(), whole_process=not rss_reset)
         if model.class_weights is not None:  # what each class weighed in the training loss, by name
             names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]
-            results["class_weights"] = {"setting": fit_section["class_weight"] if isinstance(
-                fit_section["class_weight"], str) else "given", "weights": dict(zip(names, model.class_weights))}
+            results["class_weights"] = {"setting": fit["class_weight"] if isinstance(
+                fit["class_weight"], str) else "given", "weights": dict(zip(names, model.class_weights))}
         checkpoints.save_atomically(model.save_weights, checkpoints.weights_path(run_id))
         cancelled = monitor.cancel.is_set()
         _finish(run_id, attempt, status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, results=results)
@@ -470,20 +459,6 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         monitor.stop()
     _notify_finished(run_id)
     return outcome
-
-
-def _fit_section(spec: dict) -> dict:
-    """The spec's "fit" section with its defaults (it was validated when the run was made)."""
-    from trainer import spec as tspec
-
-    return tspec.check_fit(spec.get("fit"))
-
-
-def _spec_callbacks(fit_section: dict) -> list:
-    """EarlyStopping and ReduceLROnPlateau, as the fit section asks."""
-    from trainer import spec as tspec
-
-    return tspec.fit_callbacks(fit_section)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -68,6 +68,21 @@ def _check_columns(dataset_version, config: dict) -> None:
                                f"data_config.{name}")
 
 
+def _check_model_fits(dataset_version, spec: dict, config: dict) -> None:
+    """The model over the data's own input shape, and its output against the target: the builder's live
+    check, made again here for whatever creates the run (the API, a sweep), so a mismatch is refused at once
+    rather than failing in a worker."""
+    from webapp.experiments import datasource
+
+    try:
+        data = datasource.describe(dataset_version, config)
+    except Exception:  # noqa: BLE001 - data the worker cannot prepare fails the run there, with its reason
+        return
+    mismatch = specs.output_mismatch(dict(spec, input_shape=data["input_shape"]), data["task"], data["outputs"])
+    if mismatch:
+        raise InvalidInput(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
+
+
 # ----------------------------------------------------------------------------- queueing
 
 
@@ -141,6 +156,7 @@ def run_create(*, workspace, user, dataset_version, spec, data_config=None, name
     spec = specs.validate_spec(spec)
     config = preparation.normalise_config(data_config)
     _check_columns(dataset_version, config)
+    _check_model_fits(dataset_version, spec, config)
     seed = _seed_of(spec, seed)
     spec.setdefault("fit", {})["seed"] = seed
     run = Run.objects.create(

@@ -101,9 +101,19 @@ def loss_name(spec: dict) -> str:
 
 
 def fit_settings(spec: dict) -> dict:
-    fit = dict(spec.get("fit") or {})
-    return {"epochs": int(fit.get("epochs", 10)), "batch_size": int(fit.get("batch_size", 32)),
-            "shuffle": fit.get("shuffle", True), "seed": fit.get("seed")}
+    """The spec's "fit" section as the engine trains it, every default filled (Keras' own: a spec that
+    says nothing trains one epoch); raises SpecInvalid naming the field."""
+    module = _spec_module()
+    try:
+        return module.check_fit(spec.get("fit"))
+    except module.SpecError as error:
+        raise _invalid(error) from None
+
+
+def output_mismatch(spec: dict, task: str, outputs: int) -> dict | None:
+    """``output_error`` for a whole spec (summarised over its own input shape) against the data's task
+    and output count: what the worker checks before it trains."""
+    return output_error(summarize(spec), {"task": task, "outputs": outputs}, loss_name(spec))
 
 
 # ----------------------------------------------------------------------------- templates

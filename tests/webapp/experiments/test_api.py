@@ -49,6 +49,18 @@ def test_an_invalid_spec_gives_400_naming_the_field(client, people, iris, change
 
 
 @pytest.mark.django_db
+def test_a_model_whose_output_does_not_fit_the_target_gives_400_naming_its_last_layer(client, people, iris):
+    spec = iris_spec()
+    spec["layers"][-1]["units"] = 4  # iris has three species
+    response = _create(_client(client, people.owner), people, iris, spec=spec)
+    assert response.status_code == 400
+    last = len(spec["layers"]) - 1
+    assert response.json()["field"] == f"layers[{last}]"
+    assert "the model outputs (4) but the target has 3 classes: it needs (3)" in response.json()["detail"]
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_bad_data_config_gives_400_naming_the_field(client, people, iris):
     body = {"dataset_version": iris.pk, "spec": iris_spec(), "data_config": {"test_fraction": 2}}
     response = _client(client, people.owner).post(f"/api/v1/workspaces/{people.workspace.slug}/runs", body,

@@ -39,6 +39,19 @@ def test_a_run_on_iris_trains_to_a_real_accuracy(people, iris):
     assert 20 < memory["peak_rss_mb"] < 100_000 and memory["gpu_pool_mb"] is None  # a CPU run
 
 
+@pytest.mark.django_db
+def test_the_worker_refuses_a_model_whose_output_does_not_fit_the_target_before_it_trains(people, iris):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                              spec=iris_spec(epochs=3), data_config={"target": "species"})
+    spec = dict(run.spec, layers=run.spec["layers"][:-1])  # as if the spec had changed since: a hidden layer last
+    Run.objects.filter(pk=run.pk).update(spec=spec)
+    assert execution.run_execute(run.pk, hostname="test") == "failed"
+    run.refresh_from_db()
+    assert run.status == "failed" and run.epochs_done == 0 and not MetricRow.objects.filter(run=run).exists()
+    assert f"layers[{len(spec['layers']) - 1}]: the model outputs" in run.reason
+    assert "but the target has 3 classes: it needs (3)" in run.reason
+
+
 def affairs_spec(epochs: int, batch_size: int = 64) -> dict:
     return {
         "input_shape": [8],
