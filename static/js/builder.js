@@ -356,7 +356,8 @@
     });
     submit(B.sweep_url, { dataset_version: Number(version().id), spec: spec, data_config: configForServer(), space: space,
       method: $("sweep-method").value, count: parseInt($("sweep-count").value, 10) || 6, name: $("run-name").value,
-      device: $("device").value }, $("sweep"));
+      device: $("device").value, stopping: $("sweep-stopping").value === "median"
+        ? { rule: "median", grace_epochs: parseInt($("sweep-grace").value, 10) || 3 } : null }, $("sweep"));
   });
 
   // ---------------------------------------------------------------- wiring

@@ -280,9 +280,13 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
     page.locator("summary", has_text="Sweep instead").click()
     page.fill("[data-sweep=learning_rate]", "0.001, 0.01, 0.1")
+    page.select_option("#sweep-stopping", "median")
+    page.fill("#sweep-grace", "5")
     page.click("#sweep")
     page.wait_for_url(re.compile(r"/sweeps/\d+/$"), timeout=30_000)
     sweep_url = page.url
+    assert page.locator("[data-testid=sweep-stopping]").text_content().startswith("median stopping: from epoch 5, ")
+    assert "median of at least 2 other runs" in page.locator("[data-testid=sweep-stopping]").text_content()
     rows = page.locator("[data-testid=sweep-runs] tbody tr")
     assert rows.count() == 3
     page.wait_for_selector("[data-testid=sweep-runs] .badge.running", timeout=60_000)  # the page refreshes itself

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 from django.http import HttpResponse, JsonResponse
 from ninja import Body, Router, Schema, Status
@@ -104,6 +105,7 @@ class SweepIn(Schema):
     count: int = 10
     name: str = ""
     device: str = "auto"
+    stopping: Any = None  # "median", or {"rule": "median", "grace_epochs": 3, "min_runs": 3}; checked by the service
 
 
 @router.post("/workspaces/{ws}/runs", response={201: dict})
@@ -254,7 +256,8 @@ def create_sweep(request, ws: str, payload: SweepIn):
         raise services.InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
     sweep = services.sweep_create(workspace=workspace, user=request.user, dataset_version=version, spec=payload.spec,
                                   data_config=payload.data_config, method=payload.method, space=payload.space,
-                                  count=payload.count, name=payload.name, device=payload.device)
+                                  count=payload.count, name=payload.name, device=payload.device,
+                                  stopping=payload.stopping)
     return Status(201, {"id": sweep.pk, "name": sweep.name,
                        "runs": list(sweep.runs.values_list("pk", flat=True)),
                        "url": sweep.get_absolute_url()})

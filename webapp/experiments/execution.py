@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.accounts import activity
-from webapp.experiments import checkpoints, datasource, preparation, specs
+from webapp.experiments import checkpoints, datasource, preparation, pruning, specs
 from webapp.experiments.models import MetricRow, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ ROWS_EVERY = 0.25  # seconds between writes of an epoch's metric rows and progre
 
 
 def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: str, greater: bool,
-                   best: float | None, best_epoch: int | None, preprocessing: dict | None = None, loss: str = ""):
+                   best: float | None, best_epoch: int | None, preprocessing: dict | None = None, loss: str = "",
+                   stopping=None):
     Callback = _callback_base()
 
     class DatabaseReporter(Callback):
@@ -177,6 +178,10 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
         heartbeat in one transaction, at most every ``ROWS_EVERY`` seconds (the first epoch's at
         once, and always before a checkpoint), so epochs of a few milliseconds are not each a
         transaction; the run page polls every two seconds.
+
+        In a sweep that stops its poor runs (``stopping``, a pruning.MedianStopping), the reporter asks
+        after each epoch whether this run is worse than the others so far; if so it stops training and
+        keeps the verdict in ``stopped_early`` for the run's results.
 
         An epoch's checkpoint is written when ``checkpoints.prune`` would keep it (the best epoch, a
         round one) or when the last write is ``checkpoints.WRITE_EVERY`` seconds old. Otherwise it
@@ -189,6 +194,7 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
             self.best, self.best_epoch = best, best_epoch
             self.written_at, self.pending = time.monotonic(), None
             self.rows, self.progress, self.reported_at = [], {}, -math.inf
+            self.stopped_early = None
 
         def _report(self) -> bool:
             """Write the rows and progress held back; False once another worker owns the run."""
@@ -233,6 +239,11 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
             if value is not None and (self.best is None or (value > self.best if greater else value < self.best)):
                 self.best, self.best_epoch = value, number
                 self.progress.update(best_metric=value, best_epoch=number, best_metric_name=metric)
+            if stopping is not None and not self.model.stop_training:
+                self.stopped_early = stopping.verdict(number, self.best)
+                if self.stopped_early:
+                    log.info("run %s: stopped after epoch %s by its sweep's median rule", run_id, number)
+                    self.model.stop_training = True
             now = time.monotonic()
             checkpoint_now = (self.best_epoch == number or checkpoints.is_round(number)
                               or now - self.written_at >= checkpoints.WRITE_EVERY)
@@ -385,7 +396,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
     monitor.start()
     batch_size, device, reporter = 32, "", None
     try:
-        run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
+        run = Run.objects.select_related("dataset_version__dataset", "sweep").get(pk=run_id)
         device = _use_device(run.queue)
         from trainer import backend as tbackend
         from trainer import spec as tspec
@@ -420,7 +431,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
                                        best_metric_name=metric)
         reporter, cancel_watch = make_callbacks(run_id, attempt, monitor, metric=metric, greater=greater,
                                                 best=best_value, best_epoch=best_epoch,
-                                                preprocessing=prepared.preprocessing, loss=loss)
+                                                preprocessing=prepared.preprocessing, loss=loss,
+                                                stopping=pruning.for_run(run, metric=metric, greater=greater,
+                                                                         epochs=fit["epochs"]))
         # The spec's callbacks first: the reporter's checkpoint of an epoch then holds their state after
         # that epoch (early stopping's count, the plateau cut), so a resumed run goes on as one that never stopped.
         callbacks = [*tspec.fit_callbacks(fit), reporter, cancel_watch]
@@ -437,6 +450,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
             results["data_feed"] = model.data_feed
         results["memory"] = dict(tbackend.memory_peaks(), whole_process=not rss_reset)
+        if reporter.stopped_early:  # the sweep's median rule ended it before its last epoch
+            results["stopped_early"] = reporter.stopped_early
         if model.class_weights is not None:  # what each class weighed in the training loss, by name
             names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]
             results["class_weights"] = {"setting": fit["class_weight"] if isinstance(

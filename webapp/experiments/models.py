@@ -32,6 +32,8 @@ class Sweep(models.Model):
     space = models.JSONField(default=dict)  # {"learning_rate": [..], "batch_size": [..], ...}
     base_spec = models.JSONField(default=dict)
     data_config = models.JSONField(default=dict)
+    # {} (every run trains all its epochs) or {"rule": "median", "grace_epochs": n, "min_runs": m}: see pruning.py
+    stopping = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

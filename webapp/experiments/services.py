@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from webapp.accounts import activity
 from webapp.accounts.models import ShareLink, ShareTarget
-from webapp.experiments import checkpoints, preparation, specs
+from webapp.experiments import checkpoints, preparation, pruning, specs
 from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus, Sweep
 
 log = logging.getLogger(__name__)
@@ -397,19 +397,52 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
     return grid
 
 
+def check_stopping(stopping, runs: int) -> dict:
+    """A sweep's early stopping, normalised: {} (none) or the median rule with its grace epochs and the
+    number of other runs it needs to compare with (see pruning.py), at most the ``runs - 1`` there are."""
+    if stopping in (None, {}, "", "none"):
+        return {}
+    if isinstance(stopping, str):
+        stopping = {"rule": stopping}
+    if not isinstance(stopping, dict):
+        raise InvalidInput('stopping: must be "none", "median" or an object with a "rule"', "stopping")
+    unknown = sorted(set(stopping) - {"rule", *pruning.DEFAULTS})
+    if unknown:
+        raise InvalidInput(f"stopping.{unknown[0]}: unknown key (expected: rule, {', '.join(pruning.DEFAULTS)})",
+                           f"stopping.{unknown[0]}")
+    if stopping.get("rule") not in pruning.RULES:
+        raise InvalidInput(f"stopping.rule: must be one of {', '.join(pruning.RULES)}, got {stopping.get('rule')!r}",
+                           "stopping.rule")
+    if runs < 2:
+        raise InvalidInput("stopping: a sweep of one run has no other run to compare it with", "stopping")
+    checked = {"rule": stopping["rule"]}
+    defaults = dict(pruning.DEFAULTS, min_runs=min(pruning.DEFAULTS["min_runs"], runs - 1))
+    for key, default in defaults.items():
+        value = stopping.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10000:
+            raise InvalidInput(f"stopping.{key}: must be an integer from 1 to 10000, got {value!r}", f"stopping.{key}")
+        checked[key] = value
+    if checked["min_runs"] > runs - 1:
+        raise InvalidInput(f"stopping.min_runs: a sweep of {runs} runs has only {runs - 1} others to compare each "
+                           f"run with, not {checked['min_runs']}", "stopping.min_runs")
+    return checked
+
+
 @transaction.atomic
 def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, method: str = "grid",
-                 space: dict, count: int = 10, name: str = "", device: str = "auto") -> Sweep:
+                 space: dict, count: int = 10, name: str = "", device: str = "auto", stopping=None) -> Sweep:
     _check_version(workspace, dataset_version)
     _check_text(name, "name")
     points = sweep_points(method, space, count)
+    stopping = check_stopping(stopping, len(points))
     _check_columns(dataset_version, preparation.normalise_config(data_config))
     base = specs.validate_spec(spec)
     for point in points:  # refuse the whole sweep if one point is invalid
         specs.validate_spec(apply_params(base, point))
     sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
                                  name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
-                                 base_spec=base, data_config=preparation.normalise_config(data_config))
+                                 base_spec=base, data_config=preparation.normalise_config(data_config),
+                                 stopping=stopping)
     for i, point in enumerate(points, start=1):
         label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
         run_create(workspace=workspace, user=user, dataset_version=dataset_version, spec=apply_params(base, point),

@@ -482,7 +482,8 @@ def sweep_detail(request, ws, pk):
     sweep, membership = _sweep_in(request, ws, pk)
     runs = list(sweep.runs.order_by("pk"))
     params = sorted(sweep.space)
-    table = [{"run": run, "params": [run.sweep_params.get(p) for p in params]} for run in runs]
+    table = [{"run": run, "params": [run.sweep_params.get(p) for p in params],
+              "stopped": (run.results or {}).get("stopped_early")} for run in runs]
     chart = {"params": params, "runs": [{"id": run.pk, "name": run.display_name, "status": run.status,
                                          "params": run.sweep_params, "metric": run.best_metric,
                                          "metric_name": run.best_metric_name} for run in runs]}
@@ -490,6 +491,7 @@ def sweep_detail(request, ws, pk):
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
+        "stopped": sum(1 for row in table if row["stopped"]),
         "can_cancel": membership.can_write and any(run.is_active and not run.cancel_requested for run in runs),
         "can_delete": not active and services.may_delete_sweep(sweep, membership)
         and all(services.may_delete(run, membership) for run in runs)})

@@ -1,0 +1,105 @@
+"""A sweep's median rule: a run worse than the others so far stops, and says why; the rest train on."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.webapp.experiments.conftest import iris_spec
+from webapp.experiments import execution, pruning, services
+from webapp.experiments.models import MetricRow, Run
+
+
+@pytest.mark.parametrize("own, others, greater, min_runs, median", [
+    (0.9, [0.5, 0.6, 0.7], False, 3, 0.6),  # a loss above the median: stop
+    (0.55, [0.5, 0.6, 0.7], False, 3, None),  # below it: go on
+    (0.6, [0.5, 0.6, 0.7], False, 3, None),  # at the median is not worse
+    (0.4, [0.5, 0.6, 0.7, 0.9], True, 3, 0.65),  # an accuracy under the median of four
+    (0.9, [0.5, 0.6], False, 3, None),  # too few runs to compare with
+    (None, [0.5, 0.6, 0.7], False, 3, None),  # no value of its own yet
+])
+def test_the_median_rule(own, others, greater, min_runs, median):
+    assert pruning.median_verdict(own, others, greater=greater, min_runs=min_runs) == pytest.approx(median)
+
+
+@pytest.fixture
+def sweep(people, iris):
+    return services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                 spec=iris_spec(epochs=4), data_config={"target": "species"},
+                                 space={"learning_rate": [0.01, 0.02, 0.03, 0.04]}, stopping="median")
+
+
+@pytest.mark.django_db
+def test_the_others_best_counts_only_runs_that_reached_the_epoch_and_only_epochs_up_to_it(sweep):
+    runs = list(sweep.runs.order_by("pk"))
+    rows = {runs[0]: [0.9, 0.5, 0.7], runs[1]: [0.8, None, 0.6, 0.1], runs[2]: [0.3]}  # runs[2] is behind
+    MetricRow.objects.bulk_create([MetricRow(run=run, epoch=epoch, values={"val_loss": value, "loss": 0.0})
+                                   for run, values in rows.items() for epoch, value in enumerate(values, start=1)])
+    MetricRow.objects.create(run=runs[3], epoch=1, values={"val_loss": 0.0})  # the asking run itself
+    best = pruning.others_best(sweep.pk, runs[3].pk, 3, "val_loss", greater=False)
+    assert sorted(best) == [0.5, 0.6]  # runs[1]'s 0.1 came after epoch 3; its null is not a value
+    assert sorted(pruning.others_best(sweep.pk, runs[3].pk, 3, "val_loss", greater=True)) == [0.8, 0.9]
+    assert sorted(pruning.others_best(sweep.pk, runs[3].pk, 1, "val_loss", greater=False)) == [0.3, 0.8, 0.9]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stopping, field", [
+    ("sometimes", "stopping.rule"),
+    ({"rule": "mean"}, "stopping.rule"),
+    ({"rule": "median", "grace_epochs": 0}, "stopping.grace_epochs"),
+    ({"rule": "median", "min_runs": True}, "stopping.min_runs"),
+    ({"rule": "median", "patience": 2}, "stopping.patience"),
+    ({"rule": "median", "min_runs": 2}, "stopping.min_runs"),  # two runs: one other to compare with
+    (["median"], "stopping"),
+])
+def test_a_bad_stopping_setting_is_refused_naming_its_field(client, people, iris, stopping, field):
+    client.force_login(people.editor)
+    body = {"dataset_version": iris.pk, "spec": iris_spec(epochs=2), "data_config": {"target": "species"},
+            "space": {"learning_rate": [0.01, 0.1]}, "stopping": stopping}
+    response = client.post(f"/api/v1/workspaces/{people.workspace.slug}/sweeps", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field, response.json()
+    assert not Run.objects.exists()
+
+
+def test_the_median_rule_compares_with_at_most_the_other_runs_there_are():
+    assert services.check_stopping("median", 10) == {"rule": "median", "grace_epochs": 3, "min_runs": 3}
+    assert services.check_stopping("median", 3) == {"rule": "median", "grace_epochs": 3, "min_runs": 2}
+    assert services.check_stopping(None, 3) == services.check_stopping("none", 3) == {}
+    with pytest.raises(services.InvalidInput, match="a sweep of one run has no other run"):
+        services.check_stopping("median", 1)
+
+
+def _lossy_spec(epochs: int) -> dict:
+    spec = iris_spec(epochs=epochs)
+    spec["compile"]["metrics"] = []  # the runs are compared on val_loss
+    return spec
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stopping", [{"rule": "median", "grace_epochs": 2, "min_runs": 2}, None])
+def test_a_sweeps_run_worse_than_the_median_stops_after_its_grace_epochs_and_says_why(client, people, iris, stopping):
+    # Two runs that learn, then one whose rate is too small to learn anything in six epochs.
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=_lossy_spec(6), data_config={"target": "species", "validation_fraction": 0.2},
+                                  space={"learning_rate": [0.05, 0.04, 1e-7]}, stopping=stopping)
+    good, better, hopeless = sorted(sweep.runs.all(), key=lambda run: -run.sweep_params["learning_rate"])
+    for run in (good, better, hopeless):
+        assert execution.run_execute(run.pk, hostname="test") == "succeeded"
+        run.refresh_from_db()
+    assert good.epochs_done == better.epochs_done == 6 and "stopped_early" not in good.results
+    if stopping is None:
+        assert hopeless.epochs_done == 6 and "stopped_early" not in hopeless.results
+        return
+    verdict = hopeless.results["stopped_early"]
+    assert hopeless.epochs_done == 2 and MetricRow.objects.filter(run=hopeless).count() == 2
+    assert verdict["epoch"] == 2 and verdict["epochs"] == 6 and verdict["metric"] == "val_loss"
+    assert verdict["runs"] == 2 and verdict["value"] == hopeless.best_metric
+    bests = [min(row.values["val_loss"] for row in run.metric_rows.filter(epoch__lte=2)) for run in (good, better)]
+    assert verdict["median"] == pytest.approx(sum(bests) / 2) and verdict["value"] > verdict["median"]
+    assert hopeless.results["test"]["loss"] > 0  # a finished run: scored on the test split, with its weights
+    client.force_login(people.viewer)
+    page = client.get(hopeless.get_absolute_url()).content.decode()
+    assert "after epoch 2 of 6, by its sweep&#x27;s median rule" in page or "after epoch 2 of 6, by its sweep's median rule" in page
+    sweep_page = client.get(sweep.get_absolute_url()).content.decode()
+    assert "stopped at epoch 2" in sweep_page and "(1 stopped so far)" in sweep_page
+    assert client.get(f"/api/v1/runs/{hopeless.pk}").json()["results"]["stopped_early"]["epoch"] == 2
