@@ -73,6 +73,38 @@ def test_it_counts_parameters_of_the_cnn_and_lstm_by_hand():
     assert bench.count_parameters(lstm, (10, 1)) == 4 * 32 * (1 + 32 + 1) + 33
 
 
+def test_it_counts_parameters_of_the_1d_cnn_and_the_bidirectional_lstm_by_hand():
+    cnn = bench.RECIPES["conv1d_co2"].architecture
+    # 10 steps -> same conv 10 -> pool 5 -> same conv 5: 5*32 = 160 flattened.
+    assert bench.count_parameters(cnn, (10, 1)) == (3 * 1 * 32 + 32) + (3 * 32 * 32 + 32) + (160 + 1)
+    bilstm = bench.RECIPES["bilstm_co2"].architecture
+    assert bench.count_parameters(bilstm, (10, 1)) == 2 * 4 * 32 * (1 + 32 + 1) + (64 + 1)
+
+
+@pytest.mark.parametrize("name", ["conv1d_co2", "bilstm_co2"])
+def test_both_sides_build_the_series_recipes_with_the_same_parameters(name):
+    torch = pytest.importorskip("torch")
+    from trainer import Sequential, layers
+
+    architecture = bench.RECIPES[name].architecture
+    model = bench.build_torch_model(architecture, (10, 1), "mse")
+    ours = Sequential([bench._cupola_layer(layers, spec) for spec in architecture])
+    ours.compile(optimizer="adam", loss="mse")
+    assert ours.predict(np.zeros((4, 10, 1), np.float32)).shape == (4, 1)
+    counted = bench.count_parameters(architecture, (10, 1))
+    # PyTorch's LSTM has a second bias per gate (bias_hh, zero here) that Keras' has not.
+    assert ours.count_params() == counted == sum(p.numel() for n, p in model.named_parameters() if "bias_hh" not in n)
+    x = np.zeros((4, 10, 1), np.float32)
+    side = bench.TorchSide(bench.RECIPES[name], bench.Dataset(x, np.zeros((4, 1), np.float32), x, x[:, 0], "regression",
+                                                              "zeros"), seed=0, device="cpu")
+    assert tuple(side.predict(x).shape) == (4, 1)  # the series arrive channels first under a 1-D convolution
+    if name == "bilstm_co2":
+        lstm = model[0].lstm
+        assert lstm.bidirectional and torch.all(lstm.bias_ih_l0_reverse[32:64] == 1)
+        recurrent = lstm.weight_hh_l0_reverse.detach().numpy()
+        assert np.allclose(recurrent.T @ recurrent, np.eye(32), atol=1e-4)
+
+
 def test_it_upsamples_digits_to_28_pixels_keeping_the_range():
     images = np.zeros((2, 8, 8), dtype=np.uint8)
     images[0, 2:6, 3:5] = 255
