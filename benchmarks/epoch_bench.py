@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 MODES = ("bare fit", "every epoch written", "worker default")
 
 
-def _django(data_dir: Path):
+def django_setup(data_dir: Path):
     os.environ["CUPOLA_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
     os.environ.pop("DATABASE_URL", None)
@@ -43,7 +43,8 @@ def _django(data_dir: Path):
     call_command("migrate", verbosity=0)
 
 
-def _iris_version():
+def table_version(filename: str = "iris.csv", target: str = "species", name: str = "Iris"):
+    """A workspace, its owner and a ready version of one of the test tables, ingested in-process."""
     from django.contrib.auth import get_user_model
 
     from webapp.accounts.services import workspace_create
@@ -53,10 +54,10 @@ def _iris_version():
     workspace = workspace_create(name="Bench", owner=user)
     with mock.patch("webapp.datasets.services._enqueue"):
         version = datasets.dataset_create_from_file(
-            workspace=workspace, user=user, name="Iris", uploaded_file_path=ROOT / "tests/fixtures/data/iris.csv",
-            original_filename="iris.csv")
+            workspace=workspace, user=user, name=name, uploaded_file_path=ROOT / "tests/fixtures/data" / filename,
+            original_filename=filename)
     version = datasets.ingest_version(version.pk)
-    version.dataset.target_column = "species"
+    version.dataset.target_column = target
     version.dataset.save(update_fields=["target_column"])
     return workspace, user, version
 
@@ -114,11 +115,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cupola-epoch-bench-") as folder:
-        _django(Path(folder))
+        django_setup(Path(folder))
         from trainer import backend
 
         backend.set_blas_threads(1)
-        workspace, user, version = _iris_version()
+        workspace, user, version = table_version()
         worker_run(workspace, user, version, 3, every_epoch=False)  # warm up: imports, first queries
         times = {mode: [] for mode in MODES}
         files = {}

@@ -12,6 +12,7 @@ Steps, each in its own process, each one's command written beside its numbers:
 - a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
 - load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``;
 - what the worker adds to each epoch (rows, progress, checkpoints) over the bare fit: ``benchmarks/epoch_bench.py``;
+- what a sweep's median stopping rule saves, against the same sweep without it: ``benchmarks/sweep_bench.py``;
 - training from a memory-mapped set, batches read ahead vs on demand: ``benchmarks/feed_bench.py``
   (``--feed-json PATH`` adds a report measured elsewhere, e.g. ``feed-gpu.json`` of ``gpu_check.sh``).
 
@@ -285,6 +286,33 @@ def _epoch_section(step: Step | None, report: dict | None) -> str:
     return "\n".join(out)
 
 
+def _sweep_section(step: Step | None, report: dict | None) -> str:
+    out, ended = _section_start("A sweep's median stopping rule", step, report)
+    if ended:
+        return ended
+    rule = report["stopping"]
+    full = report["results"]["every run to the end"]
+    out += [
+        (f"A random search of {full['runs']} runs ({', '.join(report['space'])}) over the 8×8 digits, "
+         f"{report['epochs']} epochs each, run one after another by the worker's `run_execute` as one worker takes "
+         f"them from its queue; the same sweep with every run trained to the end and with the median rule (from "
+         f"epoch {rule['grace_epochs']}, at least {rule['min_runs']} other runs to compare with).\n"),
+        "| sweep | epochs trained | seconds | runs stopped | best run | its best val_accuracy | its test accuracy |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for mode, r in report["results"].items():
+        best = r["best"]
+        params = ", ".join(f"{k} {v}" for k, v in best["params"].items())
+        out.append(f"| {mode} | {r['epochs_trained']} of {r['epochs_asked']} | {r['seconds']:.2f} | {r['stopped']} "
+                   f"| {params} | {best['value']:.4f} | {best['test_accuracy']:.4f} |")
+    median = report["results"]["median rule"]
+    out += ["", (f"The rule trained {report['epochs_ratio']:.2f}× the epochs in {report['time_ratio']:.2f}× the time "
+                 f"(each run's preparation and test evaluation stay); it found "
+                 f"{'the same best run' if report['same_best'] else '**a different best run**'}. Each of its "
+                 f"{median['verdicts']} verdicts (one aggregate query) took {median['verdict_ms']:.2f} ms.\n")]
+    return "\n".join(out)
+
+
 def _feed_table(report: dict) -> list[str]:
     out = [(f"{report['rows']:,} digits upsampled to 28×28×1 uint8 ({report['file_mib']} MiB, "
             f"`np.load(mmap_mode=\"r\")`), {report['epochs']} epoch(s) per fit, batch 128, {report['pairs']} rounds "
@@ -333,7 +361,7 @@ def write_readme(meta: dict, sections: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and write benchmarks/README.md.")
     parser.add_argument("--quick", action="store_true", help="small versions of each benchmark (minutes, not more)")
-    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load", "epoch", "feed"))
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load", "epoch", "sweep", "feed"))
     parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
     parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
                         help="an engine_report.py --json report measured elsewhere, added as its own section")
@@ -410,6 +438,8 @@ def main(argv=None) -> int:
     epoch, epoch_report = json_step("epoch", "benchmarks/epoch_bench.py",
                                     ["--epochs", "100", "--rounds", "1"] if args.quick else [], 600)
     sections.append(_epoch_section(epoch, epoch_report))
+    sweep, sweep_report = json_step("sweep", "benchmarks/sweep_bench.py", ["--epochs", "10"] if args.quick else [], 600)
+    sections.append(_sweep_section(sweep, sweep_report))
     feed, feed_report = json_step("feed", "benchmarks/feed_bench.py",
                                   ["--rows", "20000", "--pairs", "2"] if args.quick else [], 900)
     elsewhere = [{**json.loads(Path(path).read_text()), "source": Path(path).name} for path in args.feed_json]
