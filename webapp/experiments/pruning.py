@@ -15,17 +15,17 @@ from django.db.models import FloatField, Max, Min
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from webapp.experiments.models import MetricRow
+from webapp.experiments.models import MetricRow, Run
 
 RULES = ("median",)
 DEFAULTS = {"grace_epochs": 3, "min_runs": 3}
 
 
-def others_best(sweep_id: int, run_id: int, epoch: int, metric: str, greater: bool) -> list[float]:
-    """The best ``metric`` up to ``epoch`` of each other run of the sweep that has a row for that epoch
-    (one aggregate query: a run of many epochs does not read every row of every run each epoch)."""
+def others_best(run_ids: list[int], epoch: int, metric: str, greater: bool) -> list[float]:
+    """The best ``metric`` up to ``epoch`` of each of these runs that has a row for that epoch (one
+    aggregate query on the rows' index: a run of many epochs does not read every row of every run each epoch)."""
     value = Cast(KeyTextTransform(metric, "values"), FloatField())
-    rows = (MetricRow.objects.filter(run__sweep_id=sweep_id, epoch__lte=epoch).exclude(run_id=run_id)
+    rows = (MetricRow.objects.filter(run_id__in=run_ids, epoch__lte=epoch)
             .exclude(**{f"values__{metric}": None})  # a JSON null is no value (SQLite would cast it to 0)
             .order_by().values("run_id").annotate(reached=Max("epoch"), best=(Max if greater else Min)(value)))
     return [row["best"] for row in rows if row["reached"] == epoch and row["best"] is not None]
@@ -42,16 +42,16 @@ def median_verdict(own_best: float | None, others: list[float], *, greater: bool
 class MedianStopping:
     """What the worker's reporter asks after each epoch of a sweep's run."""
 
-    def __init__(self, *, sweep_id: int, run_id: int, metric: str, greater: bool, epochs: int,
-                 grace_epochs: int, min_runs: int):
-        self.sweep_id, self.run_id, self.metric, self.greater = sweep_id, run_id, metric, greater
+    def __init__(self, *, others: list[int], metric: str, greater: bool, epochs: int, grace_epochs: int,
+                 min_runs: int):
+        self.others, self.metric, self.greater = others, metric, greater
         self.epochs, self.grace_epochs, self.min_runs = epochs, grace_epochs, min_runs
 
     def verdict(self, epoch: int, best: float | None) -> dict | None:
         """Why the run should stop after ``epoch`` (its best so far being ``best``), or None."""
         if epoch < self.grace_epochs or epoch >= self.epochs:
             return None
-        others = others_best(self.sweep_id, self.run_id, epoch, self.metric, self.greater)
+        others = others_best(self.others, epoch, self.metric, self.greater)
         median = median_verdict(best, others, greater=self.greater, min_runs=self.min_runs)
         if median is None:
             return None
@@ -64,5 +64,6 @@ def for_run(run, *, metric: str, greater: bool, epochs: int) -> MedianStopping |
     stopping = run.sweep.stopping if run.sweep_id else None
     if not stopping or stopping.get("rule") not in RULES:
         return None
-    return MedianStopping(sweep_id=run.sweep_id, run_id=run.pk, metric=metric, greater=greater, epochs=epochs,
+    others = list(Run.objects.filter(sweep_id=run.sweep_id).exclude(pk=run.pk).values_list("pk", flat=True))
+    return MedianStopping(others=others, metric=metric, greater=greater, epochs=epochs,
                           grace_epochs=stopping["grace_epochs"], min_runs=stopping["min_runs"])

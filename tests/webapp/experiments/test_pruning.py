@@ -35,10 +35,12 @@ def test_the_others_best_counts_only_runs_that_reached_the_epoch_and_only_epochs
     MetricRow.objects.bulk_create([MetricRow(run=run, epoch=epoch, values={"val_loss": value, "loss": 0.0})
                                    for run, values in rows.items() for epoch, value in enumerate(values, start=1)])
     MetricRow.objects.create(run=runs[3], epoch=1, values={"val_loss": 0.0})  # the asking run itself
-    best = pruning.others_best(sweep.pk, runs[3].pk, 3, "val_loss", greater=False)
+    stopping = pruning.for_run(runs[3], metric="val_loss", greater=False, epochs=4)
+    assert sorted(stopping.others) == sorted(run.pk for run in runs[:3])
+    best = pruning.others_best(stopping.others, 3, "val_loss", greater=False)
     assert sorted(best) == [0.5, 0.6]  # runs[1]'s 0.1 came after epoch 3; its null is not a value
-    assert sorted(pruning.others_best(sweep.pk, runs[3].pk, 3, "val_loss", greater=True)) == [0.8, 0.9]
-    assert sorted(pruning.others_best(sweep.pk, runs[3].pk, 1, "val_loss", greater=False)) == [0.3, 0.8, 0.9]
+    assert sorted(pruning.others_best(stopping.others, 3, "val_loss", greater=True)) == [0.8, 0.9]
+    assert sorted(pruning.others_best(stopping.others, 1, "val_loss", greater=False)) == [0.3, 0.8, 0.9]
 
 
 @pytest.mark.django_db
