@@ -62,6 +62,18 @@ def serialize_run(run, *, full: bool = True) -> dict:
     return data
 
 
+def serialize_sweep(sweep) -> dict:
+    runs = list(sweep.runs.select_related("workspace").order_by("pk"))
+    best = selectors.sweep_best(runs)
+    return {
+        "id": sweep.pk, "name": sweep.name, "workspace": sweep.workspace.slug, "dataset_version": sweep.dataset_version_id,
+        "method": sweep.method, "space": sweep.space, "stopping": sweep.stopping, "created_at": sweep.created_at,
+        "url": sweep.get_absolute_url(), "best_run": best.pk if best else None,
+        "runs": [dict(serialize_run(run, full=False), params=run.sweep_params,
+                      stopped_early=(run.results or {}).get("stopped_early")) for run in runs],
+    }
+
+
 class RunIn(Schema):
     dataset_version: int
     spec: dict
@@ -261,6 +273,24 @@ def create_sweep(request, ws: str, payload: SweepIn):
     return Status(201, {"id": sweep.pk, "name": sweep.name,
                        "runs": list(sweep.runs.values_list("pk", flat=True)),
                        "url": sweep.get_absolute_url()})
+
+
+@router.get("/workspaces/{ws}/sweeps")
+def list_sweeps(request, ws: str, limit: int = 100):
+    """The workspace's sweeps, newest first, without their runs."""
+    workspace, _ = get_workspace_for_user(request.user, ws)
+    sweeps = workspace.sweeps.order_by("-created_at", "-id")[: max(1, min(limit, 1000))]
+    return {"sweeps": [{"id": s.pk, "name": s.name, "method": s.method, "space": s.space, "stopping": s.stopping,
+                        "dataset_version": s.dataset_version_id, "created_at": s.created_at,
+                        "url": s.get_absolute_url()} for s in sweeps]}
+
+
+@router.get("/sweeps/{sweep_id}")
+def get_sweep(request, sweep_id: int):
+    """A sweep with its runs (each one's hyper-parameters, state, best metric and whether the rule stopped it)."""
+    sweep, _ = selectors.get_sweep_for_user(request.user, sweep_id)
+    watchdog.check_runs_now_and_then()
+    return serialize_sweep(sweep)
 
 
 @router.post("/sweeps/{sweep_id}/cancel")

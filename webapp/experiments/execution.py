@@ -140,17 +140,19 @@ def clean_logs(logs: dict | None) -> dict:
     return values
 
 
-def monitored_metric(spec: dict, has_validation: bool) -> tuple[str, bool]:
-    """The metric that decides the best epoch, and whether higher is better."""
+def greater_is_better(metric: str) -> bool:
+    """Whether a higher value of this logged metric (``val_`` or not) is the better one."""
     from trainer.metrics import GREATER_IS_BETTER
 
+    name = metric.removeprefix("val_")
+    return name == "acc" or (name != "loss" and bool(GREATER_IS_BETTER.get(name, False)))
+
+
+def monitored_metric(spec: dict, has_validation: bool) -> tuple[str, bool]:
+    """The metric that decides the best epoch, and whether higher is better."""
     metrics = [m if isinstance(m, str) else str(m.get("type", "")) for m in (spec.get("compile") or {}).get("metrics", [])]
-    name = metrics[0] if metrics else "loss"
-    prefix = "val_" if has_validation else ""
-    greater = bool(GREATER_IS_BETTER.get(name, False)) if name != "loss" else False
-    if name in ("acc",):
-        greater = True
-    return prefix + name, greater
+    name = ("val_" if has_validation else "") + (metrics[0] if metrics else "loss")
+    return name, greater_is_better(name)
 
 
 def _check_loss(loss, epoch: int) -> None:

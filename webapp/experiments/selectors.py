@@ -20,6 +20,17 @@ def get_sweep_for_user(user, pk, *, write: bool = False):
     return get_object_in_workspace(Sweep, user, pk, write=write)
 
 
+def sweep_best(runs):
+    """The run of a sweep with the best value of the metric they monitor, or None before any reports one."""
+    from webapp.experiments.execution import greater_is_better
+
+    measured = [run for run in runs if run.best_metric is not None]
+    if not measured:
+        return None
+    greater = greater_is_better(measured[0].best_metric_name or "loss")
+    return (max if greater else min)(measured, key=lambda run: run.best_metric)
+
+
 # What a list of runs never shows: each run's large JSON (spec, results, fitted preprocessing) and its
 # data set version's schema and statistics, which would otherwise be read and parsed once per row.
 LIST_DEFERRED = ("spec", "data_config", "results", "preprocessing", "library_versions", "sweep_params",

@@ -491,7 +491,7 @@ def sweep_detail(request, ws, pk):
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
-        "stopped": sum(1 for row in table if row["stopped"]),
+        "stopped": sum(1 for row in table if row["stopped"]), "best": selectors.sweep_best(runs),
         "can_cancel": membership.can_write and any(run.is_active and not run.cancel_requested for run in runs),
         "can_delete": not active and services.may_delete_sweep(sweep, membership)
         and all(services.may_delete(run, membership) for run in runs)})

@@ -105,3 +105,27 @@ def test_a_sweeps_run_worse_than_the_median_stops_after_its_grace_epochs_and_say
     sweep_page = client.get(sweep.get_absolute_url()).content.decode()
     assert "stopped at epoch 2" in sweep_page and "(1 stopped so far)" in sweep_page
     assert client.get(f"/api/v1/runs/{hopeless.pk}").json()["results"]["stopped_early"]["epoch"] == 2
+
+
+@pytest.mark.django_db
+def test_the_api_reads_a_sweep_with_its_runs_best_run_and_stopping_and_lists_them(client, people, iris):
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=iris_spec(epochs=2), data_config={"target": "species"},
+                                  space={"learning_rate": [0.01, 0.1, 0.02]}, stopping={"rule": "median", "min_runs": 2})
+    runs = list(sweep.runs.order_by("pk"))
+    for run, best in zip(runs[:2], (0.7, 0.9), strict=True):  # accuracy: the higher is the better
+        Run.objects.filter(pk=run.pk).update(best_metric=best, best_metric_name="val_accuracy", best_epoch=2)
+    client.force_login(people.viewer)
+    answer = client.get(f"/api/v1/sweeps/{sweep.pk}").json()
+    assert answer["best_run"] == runs[1].pk and answer["stopping"] == {"rule": "median", "grace_epochs": 3, "min_runs": 2}
+    assert [r["id"] for r in answer["runs"]] == [r.pk for r in runs]
+    assert [r["params"] for r in answer["runs"]] == [{"learning_rate": v} for v in (0.01, 0.1, 0.02)]
+    assert all(r["stopped_early"] is None for r in answer["runs"])
+    listed = client.get(f"/api/v1/workspaces/{people.workspace.slug}/sweeps").json()["sweeps"]
+    assert [s["id"] for s in listed] == [sweep.pk] and "runs" not in listed[0]
+    page = client.get(sweep.get_absolute_url()).content.decode()
+    assert f'Best so far: <a href="{runs[1].get_absolute_url()}">#{runs[1].pk}</a> (learning_rate 0.1)' in page
+    # Another workspace's member sees neither.
+    client.force_login(people.outsider)
+    assert client.get(f"/api/v1/sweeps/{sweep.pk}").status_code == 404
+    assert client.get(f"/api/v1/workspaces/{people.workspace.slug}/sweeps").status_code in (403, 404)
