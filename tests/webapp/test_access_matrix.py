@@ -256,6 +256,8 @@ RULES = [
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
     Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
     Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
+    Rule("api:list_sweeps", "GET", "401 404 200 200 200"),
+    Rule("api:get_sweep", "GET", "401 404 200 200 200", kwargs={"sweep_id": make_sweep}),
     Rule("api:cancel_sweep", "POST", "401 404 403 200 200", kwargs={"sweep_id": make_sweep}),
     Rule("api:delete_sweep", "DELETE", "401 404 403 403 204", kwargs={"sweep_id": make_sweep}),
     # datasets: pages
