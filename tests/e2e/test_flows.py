@@ -279,7 +279,9 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.fill("#epochs", "100000")  # long enough to be cancelled on any machine
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
     page.locator("summary", has_text="Sweep instead").click()
-    page.fill("[data-sweep=learning_rate]", "0.001, 0.01, 0.1")
+    page.fill("[data-sweep=learning_rate]", "0.001..0.1")  # a range: drawn log-uniformly by a random search
+    page.select_option("#sweep-method", "random")
+    page.fill("#sweep-count", "3")
     page.select_option("#sweep-stopping", "median")
     page.fill("#sweep-grace", "5")
     page.click("#sweep")
@@ -287,6 +289,9 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     sweep_url = page.url
     assert page.locator("[data-testid=sweep-stopping]").text_content().startswith("median stopping: from epoch 5, ")
     assert "median of at least 2 other runs" in page.locator("[data-testid=sweep-stopping]").text_content()
+    assert "learning_rate from 0.001 to 0.1, log-uniform" in page.locator("main").text_content()
+    rates = [float(cell) for cell in page.locator("[data-testid=sweep-runs] tbody td:nth-child(2)").all_text_contents()]
+    assert len(rates) == 3 and all(0.001 <= rate <= 0.1 for rate in rates)
     rows = page.locator("[data-testid=sweep-runs] tbody tr")
     assert rows.count() == 3
     page.wait_for_selector("[data-testid=sweep-runs] .badge.running", timeout=60_000)  # the page refreshes itself

@@ -67,7 +67,8 @@ def serialize_sweep(sweep) -> dict:
     best = selectors.sweep_best(runs)
     return {
         "id": sweep.pk, "name": sweep.name, "workspace": sweep.workspace.slug, "dataset_version": sweep.dataset_version_id,
-        "method": sweep.method, "space": sweep.space, "stopping": sweep.stopping, "created_at": sweep.created_at,
+        "method": sweep.method, "space": sweep.space, "seed": sweep.seed, "stopping": sweep.stopping,
+        "created_at": sweep.created_at,
         "url": sweep.get_absolute_url(), "best_run": best.pk if best else None,
         "runs": [dict(serialize_run(run, full=False), params=run.sweep_params,
                       stopped_early=(run.results or {}).get("stopped_early")) for run in runs],
@@ -118,6 +119,7 @@ class SweepIn(Schema):
     name: str = ""
     device: str = "auto"
     stopping: Any = None  # "median", or {"rule": "median", "grace_epochs": 3, "min_runs": 3}; checked by the service
+    seed: int | None = None  # a random search's draw (chosen and recorded when left out)
 
 
 @router.post("/workspaces/{ws}/runs", response={201: dict})
@@ -269,7 +271,7 @@ def create_sweep(request, ws: str, payload: SweepIn):
     sweep = services.sweep_create(workspace=workspace, user=request.user, dataset_version=version, spec=payload.spec,
                                   data_config=payload.data_config, method=payload.method, space=payload.space,
                                   count=payload.count, name=payload.name, device=payload.device,
-                                  stopping=payload.stopping)
+                                  stopping=payload.stopping, seed=payload.seed)
     return Status(201, {"id": sweep.pk, "name": sweep.name,
                        "runs": list(sweep.runs.values_list("pk", flat=True)),
                        "url": sweep.get_absolute_url()})

@@ -34,6 +34,7 @@ class Sweep(models.Model):
     data_config = models.JSONField(default=dict)
     # {} (every run trains all its epochs) or {"rule": "median", "grace_epochs": n, "min_runs": m}: see pruning.py
     stopping = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)  # what a random search drew its points with
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

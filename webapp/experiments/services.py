@@ -7,8 +7,8 @@ spec's and data config's own errors, which carry a ``field`` too) for anything a
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
+import math
 import random
 
 from django.core.exceptions import PermissionDenied
@@ -372,29 +372,83 @@ def apply_params(spec: dict, params: dict) -> dict:
     return spec
 
 
+INTEGER_PARAMETERS = ("batch_size", "epochs", "units", "filters")
+
+
+def _check_range(key: str, values: dict) -> dict:
+    """A random search's range for one hyper-parameter: {"low", "high", "log"} checked and filled."""
+    unknown = sorted(set(values) - {"low", "high", "log"})
+    if unknown:
+        raise InvalidInput(f"space.{key}.{unknown[0]}: unknown key (expected: low, high, log)", f"space.{key}")
+    low, high = values.get("low"), values.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)) \
+            or not low < high:
+        raise InvalidInput(f"space.{key}: a range needs numbers low < high, got {low!r} and {high!r}", f"space.{key}")
+    log = values.get("log", key == "learning_rate")
+    if not isinstance(log, bool):
+        raise InvalidInput(f"space.{key}.log: must be true or false", f"space.{key}")
+    if log and low <= 0:
+        raise InvalidInput(f"space.{key}: a log-uniform range needs low > 0, got {low!r}", f"space.{key}")
+    if key in INTEGER_PARAMETERS and (low != int(low) or high != int(high)):
+        raise InvalidInput(f"space.{key}: {key} takes whole numbers, so its range does too", f"space.{key}")
+    return {"low": low, "high": high, "log": log}
+
+
+def _draw(key: str, values, rng: random.Random):
+    """One value of a hyper-parameter: from its list, or from its range (log-uniform where asked; whole
+    numbers for the integer parameters; other values to three significant digits, to read in run names)."""
+    if isinstance(values, list):
+        return rng.choice(values)
+    low, high = values["low"], values["high"]
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if values["log"] else rng.uniform(low, high)
+    if key in INTEGER_PARAMETERS:
+        return min(int(high), max(int(low), round(value)))
+    return float(f"{value:.3g}")
+
+
 def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[dict]:
+    """The sweep's points: every combination of the listed values (grid), or ``count`` of them drawn
+    without repeats (random); a random search may also give ranges ({"low", "high", "log"}), and each
+    point then draws every hyper-parameter afresh."""
     if method not in ("grid", "random"):
         raise InvalidInput("method: must be grid or random", "method")
     if not isinstance(space, dict) or not space:
         raise InvalidInput("space: choose at least one hyper-parameter with values", "space")
+    ranges = {}
     for key, values in space.items():
         if key not in SWEEP_PARAMETERS:
             raise InvalidInput(f"space.{key}: unknown hyper-parameter; choose from {', '.join(SWEEP_PARAMETERS)}",
                                f"space.{key}")
-        if not isinstance(values, list) or not values or not all(
+        if isinstance(values, dict):
+            if method != "random":
+                raise InvalidInput(f"space.{key}: a range needs random search; a grid takes a list of values",
+                                   f"space.{key}")
+            ranges[key] = _check_range(key, values)
+        elif not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise InvalidInput(f"space.{key}: must be a non-empty list of numbers", f"space.{key}")
+            raise InvalidInput(f"space.{key}: must be a non-empty list of numbers"
+                               + (" or a range {\"low\": …, \"high\": …}" if method == "random" else ""),
+                               f"space.{key}")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SWEEP_RUNS:
         raise InvalidInput(f"count: must be an integer from 1 to {MAX_SWEEP_RUNS}", "count")
     keys = sorted(space)
-    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
-    if method == "random":
-        rng = random.Random(seed)
-        grid = rng.sample(grid, count) if count < len(grid) else grid
-    if len(grid) > MAX_SWEEP_RUNS:
-        raise InvalidInput(f"space: {len(grid)} runs is more than {MAX_SWEEP_RUNS}; use random search with a count",
+    rng = random.Random(seed)
+    if ranges:
+        return [{key: _draw(key, ranges.get(key, space[key]), rng) for key in keys} for _ in range(count)]
+    sizes = [len(space[key]) for key in keys]
+    total = math.prod(sizes)  # counted, never built: a few long lists multiply past any memory
+    if method == "grid" and total > MAX_SWEEP_RUNS:
+        raise InvalidInput(f"space: {total} runs is more than {MAX_SWEEP_RUNS}; use random search with a count",
                            "space")
-    return grid
+    chosen = rng.sample(range(total), count) if method == "random" and count < total else range(total)
+    points = []
+    for index in chosen:  # the index-th combination, the last key varying fastest
+        point = {}
+        for key, size in zip(reversed(keys), reversed(sizes), strict=True):
+            index, position = divmod(index, size)
+            point[key] = space[key][position]
+        points.append({key: point[key] for key in keys})
+    return points
 
 
 def check_stopping(stopping, runs: int) -> dict:
@@ -430,10 +484,16 @@ def check_stopping(stopping, runs: int) -> dict:
 
 @transaction.atomic
 def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, method: str = "grid",
-                 space: dict, count: int = 10, name: str = "", device: str = "auto", stopping=None) -> Sweep:
+                 space: dict, count: int = 10, name: str = "", device: str = "auto", stopping=None,
+                 seed: int | None = None) -> Sweep:
     _check_version(workspace, dataset_version)
     _check_text(name, "name")
-    points = sweep_points(method, space, count)
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise InvalidInput("seed: must be a non-negative integer", "seed")
+    points = sweep_points(method, space, count, seed)
+    space = {key: _check_range(key, values) if isinstance(values, dict) else values for key, values in space.items()}
     stopping = check_stopping(stopping, len(points))
     _check_columns(dataset_version, preparation.normalise_config(data_config))
     base = specs.validate_spec(spec)
@@ -442,7 +502,7 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
     sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
                                  name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
                                  base_spec=base, data_config=preparation.normalise_config(data_config),
-                                 stopping=stopping)
+                                 stopping=stopping, seed=seed)
     for i, point in enumerate(points, start=1):
         label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
         run_create(workspace=workspace, user=user, dataset_version=dataset_version, spec=apply_params(base, point),

@@ -1,0 +1,88 @@
+"""A sweep's points: grids, random samples of them, and random draws from ranges."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+
+import pytest
+
+from tests.webapp.experiments.conftest import iris_spec
+from webapp.experiments import services
+from webapp.experiments.models import Run
+
+
+def test_a_grid_is_every_combination_in_order_and_a_random_search_samples_it_without_repeats():
+    space = {"units": [8, 16, 32], "learning_rate": [0.1, 0.01]}
+    grid = services.sweep_points("grid", space, 10)
+    expected = [dict(zip(["learning_rate", "units"], combo, strict=True))
+                for combo in itertools.product([0.1, 0.01], [8, 16, 32])]
+    assert grid == expected
+    sample = services.sweep_points("random", space, 4, seed=7)
+    assert sample == random.Random(7).sample(expected, 4)  # what sampling the built grid gives
+    assert len({tuple(p.items()) for p in sample}) == 4
+    assert services.sweep_points("random", space, 4, seed=7) == sample != services.sweep_points("random", space, 4, 8)
+
+
+def test_a_huge_space_is_counted_not_built():
+    space = {key: list(range(1, 1001)) for key in ("units", "filters", "batch_size", "epochs")}  # 10^12 points
+    started = time.perf_counter()
+    with pytest.raises(services.InvalidInput, match="1000000000000 runs is more than 50"):
+        services.sweep_points("grid", space, 10)
+    points = services.sweep_points("random", space, 5, seed=1)
+    assert time.perf_counter() - started < 1.0
+    assert len(points) == 5 and all(set(p) == set(space) and all(1 <= v <= 1000 for v in p.values()) for p in points)
+
+
+def test_a_random_search_draws_from_ranges_log_uniformly_for_the_learning_rate_and_whole_numbers_for_sizes():
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-1}, "units": {"low": 8, "high": 256},
+             "dropout": [0.0, 0.2]}
+    points = services.sweep_points("random", space, 50, seed=3)
+    rates = [p["learning_rate"] for p in points]
+    assert all(1e-4 <= r <= 1e-1 for r in rates) and rates == [float(f"{r:.3g}") for r in rates]
+    # Log-uniform: about as many draws in each decade (a uniform draw would put ~90 % in the last one).
+    decades = [sum(1 for r in rates if 10 ** (k - 4) <= r < 10 ** (k - 3)) for k in range(3)]
+    assert all(8 <= d <= 26 for d in decades), decades
+    units = [p["units"] for p in points]
+    assert all(isinstance(u, int) and 8 <= u <= 256 for u in units) and len(set(units)) > 20
+    assert {p["dropout"] for p in points} == {0.0, 0.2}
+    linear = services.sweep_points("random", {"dropout": {"low": 0.0, "high": 0.5}}, 50, seed=3)
+    assert sum(p["dropout"] > 0.25 for p in linear) > 15  # not log-uniform unless asked
+
+
+@pytest.mark.parametrize("method, values, message", [
+    ("grid", {"low": 0.001, "high": 0.1}, "a range needs random search"),
+    ("random", {"low": 0.1, "high": 0.001}, "a range needs numbers low < high"),
+    ("random", {"low": 0, "high": 0.1}, "a log-uniform range needs low > 0"),
+    ("random", {"low": 0.001, "high": 0.1, "step": 2}, "unknown key"),
+    ("random", {"low": 0.001, "high": float("inf")}, "a range needs numbers low < high"),
+])
+def test_a_bad_range_is_refused_naming_the_parameter(method, values, message):
+    with pytest.raises(services.InvalidInput, match=message) as raised:
+        services.sweep_points(method, {"learning_rate": values}, 5)
+    assert raised.value.field == "space.learning_rate"
+    with pytest.raises(services.InvalidInput, match="takes whole numbers"):
+        services.sweep_points("random", {"units": {"low": 8.5, "high": 64}}, 5)
+
+
+@pytest.mark.django_db
+def test_a_random_sweep_records_its_seed_and_ranges_and_shows_them(client, people, iris):
+    client.force_login(people.editor)
+    body = {"dataset_version": iris.pk, "spec": iris_spec(epochs=2), "data_config": {"target": "species"},
+            "method": "random", "count": 4, "space": {"learning_rate": {"low": 0.001, "high": 0.1}}}
+    answer = client.post(f"/api/v1/workspaces/{people.workspace.slug}/sweeps", body, content_type="application/json")
+    assert answer.status_code == 201, answer.content
+    sweep = client.get(f"/api/v1/sweeps/{answer.json()['id']}").json()
+    assert isinstance(sweep["seed"], int)
+    drawn = [run["params"] for run in sweep["runs"]]
+    assert drawn == services.sweep_points("random", body["space"], 4, sweep["seed"])  # reproducible from the record
+    runs = Run.objects.filter(sweep_id=sweep["id"]).order_by("pk")
+    assert [r.spec["compile"]["optimizer"]["learning_rate"] for r in runs] == [p["learning_rate"] for p in drawn]
+    page = client.get(sweep["url"]).content.decode()
+    assert f"random search (seed {sweep['seed']})" in page and "learning_rate from 0.001 to 0.1, log-uniform" in page
+    again = client.post(f"/api/v1/workspaces/{people.workspace.slug}/sweeps", dict(body, seed=sweep["seed"]),
+                        content_type="application/json").json()
+    assert [r["params"] for r in client.get(f"/api/v1/sweeps/{again['id']}").json()["runs"]] == drawn
+    assert not math.isnan(drawn[0]["learning_rate"])
