@@ -28,6 +28,7 @@ from epoch_bench import django_setup, table_version
 
 SPACE = {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "units": [8, 32, 128]}
 COUNT = 12  # a random search: 12 of the 18 points, in the sampled order
+SEED = 0  # the same 12 points, in the same order, for both sweeps
 STOPPING = {"rule": "median", "grace_epochs": 3, "min_runs": 3}
 MODES = {"every run to the end": None, "median rule": STOPPING}
 
@@ -47,7 +48,7 @@ def run_sweep(workspace, user, version, epochs: int, stopping) -> dict:
     with mock.patch.object(services, "dispatch"):
         sweep = services.sweep_create(workspace=workspace, user=user, dataset_version=version, spec=_spec(epochs),
                                       data_config={}, space=SPACE, method="random", count=COUNT,
-                                      stopping=stopping)
+                                      stopping=stopping, seed=SEED)
     asked = []  # seconds in each of the rule's verdicts (its query)
     verdict = pruning.MedianStopping.verdict
 
@@ -66,7 +67,7 @@ def run_sweep(workspace, user, version, epochs: int, stopping) -> dict:
     seconds = time.perf_counter() - started
     runs = list(sweep.runs.order_by("pk"))
     best = max(runs, key=lambda run: run.best_metric)
-    return {"seconds": seconds, "runs": len(runs), "epochs_trained": sum(run.epochs_done for run in runs),
+    return {"seconds": seconds, "runs": len(runs), "points": [run.sweep_params for run in runs], "epochs_trained": sum(run.epochs_done for run in runs),
             "epochs_asked": sum(run.epochs_total for run in runs),
             "stopped": sum(1 for run in runs if "stopped_early" in run.results),
             "verdicts": len(asked), "verdict_ms": 1000 * sum(asked) / len(asked) if asked else None,
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         run_sweep(workspace, user, version, 2, None)  # warm up: imports, first queries, the data's preparation
         results = {mode: run_sweep(workspace, user, version, args.epochs, stopping) for mode, stopping in MODES.items()}
     full, median = results["every run to the end"], results["median rule"]
-    report = {"epochs": args.epochs, "space": SPACE, "stopping": STOPPING, "results": results,
+    report = {"epochs": args.epochs, "space": SPACE, "seed": SEED, "stopping": STOPPING, "results": results,
               "epochs_ratio": median["epochs_trained"] / full["epochs_trained"],
               "time_ratio": median["seconds"] / full["seconds"],
               "same_best": median["best"]["params"] == full["best"]["params"]}

@@ -33,3 +33,4 @@ def test_the_sweep_benchmark_runs_the_sweep_both_ways_and_the_rule_trains_fewer_
     assert median["stopped"] >= 1 and median["epochs_trained"] < full["epochs_trained"]
     assert median["verdicts"] >= median["stopped"] and full["verdicts"] == 0
     assert 0 < full["best"]["value"] <= 1 and "same best run" in done.stdout
+    assert full["points"] == median["points"] and len(full["points"]) == 12  # the same sweep both ways
