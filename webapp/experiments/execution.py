@@ -438,7 +438,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
                                                                          epochs=fit["epochs"]))
         # The spec's callbacks first: the reporter's checkpoint of an epoch then holds their state after
         # that epoch (early stopping's count, the plateau cut), so a resumed run goes on as one that never stopped.
-        callbacks = [*tspec.fit_callbacks(fit), reporter, cancel_watch]
+        spec_callbacks = tspec.fit_callbacks(fit)
+        callbacks = [*spec_callbacks, reporter, cancel_watch]
         if initial_epoch < fit["epochs"]:
             model.fit(prepared.x_train, prepared.y_train, epochs=fit["epochs"], batch_size=batch_size,
                       validation_data=(prepared.x_val, prepared.y_val) if prepared.x_val is not None else None,
@@ -452,8 +453,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
             results["data_feed"] = model.data_feed
         results["memory"] = dict(tbackend.memory_peaks(), whole_process=not rss_reset)
-        if reporter.stopped_early:  # the sweep's median rule ended it before its last epoch
-            results["stopped_early"] = reporter.stopped_early
+        stopped = reporter.stopped_early or _early_stopped(spec_callbacks, fit["epochs"])
+        if stopped:  # the sweep's median rule or the spec's early stopping ended it before its last epoch
+            results["stopped_early"] = stopped
         if model.class_weights is not None:  # what each class weighed in the training loss, by name
             names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]
             results["class_weights"] = {"setting": fit["class_weight"] if isinstance(
@@ -476,6 +478,20 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         monitor.stop()
     _notify_finished(run_id)
     return outcome
+
+
+def _early_stopped(spec_callbacks, epochs: int) -> dict | None:
+    """What the spec's EarlyStopping did, if it ended the fit: the epoch, the metric, the patience and the
+    best epoch (whose weights the model holds when restore_best_weights asked for them)."""
+    from trainer.callbacks import EarlyStopping
+
+    for callback in spec_callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch is not None:
+            best = None if callback.best_epoch is None else callback.best_epoch + 1
+            return {"rule": "early_stopping", "epoch": callback.stopped_epoch + 1, "epochs": epochs,
+                    "metric": callback.monitor, "patience": callback.patience, "best_epoch": best,
+                    "restored": bool(callback.restore_best_weights and callback.best_weights is not None)}
+    return None
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -223,3 +223,26 @@ def test_a_run_with_balanced_class_weights_records_what_each_class_weighed_and_s
     with pytest.raises(specs.SpecInvalid, match="fit.class_weight: needs a classification loss"):
         services.run_create(workspace=people.workspace, user=people.owner, dataset_version=version, spec=regression,
                             data_config={"target": "kind"})
+
+
+@pytest.mark.django_db
+def test_a_run_that_early_stopping_ended_says_when_and_why(client, people, iris):
+    spec = iris_spec(epochs=20)
+    spec["fit"]["early_stopping"] = {"monitor": "loss", "patience": 1, "min_delta": 100.0, "restore_best_weights": True}
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk, hostname="test") == "succeeded"
+    run.refresh_from_db()
+    assert run.epochs_done == 2  # the first epoch improves on nothing; the second not by 100
+    assert run.results["stopped_early"] == {"rule": "early_stopping", "epoch": 2, "epochs": 20, "metric": "loss",
+                                            "patience": 1, "best_epoch": 1, "restored": True}
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert ("after epoch 2 of 20, by early stopping: loss had not improved for 1 epoch since epoch 1, whose weights "
+            "the model keeps") in page
+    assert 'data-testid="stopped-note">stopped early</small>' in page
+    plain = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                spec=iris_spec(epochs=2), data_config={"target": "species"})
+    execution.run_execute(plain.pk, hostname="test")
+    plain.refresh_from_db()
+    assert "stopped_early" not in plain.results and "stopped-note" not in client.get(plain.get_absolute_url()).content.decode()
