@@ -33,6 +33,7 @@ MODES = ("bare fit", "every epoch written", "worker default")
 
 
 def django_setup(data_dir: Path):
+    """Django on a fresh data folder (SQLite in WAL mode, migrated), and BLAS on one thread as a worker has it."""
     os.environ["CUPOLA_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
     os.environ.pop("DATABASE_URL", None)
@@ -41,6 +42,9 @@ def django_setup(data_dir: Path):
 
     django.setup()
     call_command("migrate", verbosity=0)
+    from trainer import backend
+
+    backend.set_blas_threads(1)
 
 
 def table_version(filename: str = "iris.csv", target: str = "species", name: str = "Iris"):
@@ -116,9 +120,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cupola-epoch-bench-") as folder:
         django_setup(Path(folder))
-        from trainer import backend
-
-        backend.set_blas_threads(1)
         workspace, user, version = table_version()
         worker_run(workspace, user, version, 3, every_epoch=False)  # warm up: imports, first queries
         times = {mode: [] for mode in MODES}

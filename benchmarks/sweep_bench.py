@@ -82,9 +82,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cupola-sweep-bench-") as folder:
         django_setup(Path(folder))
-        from trainer import backend
-
-        backend.set_blas_threads(1)
         workspace, user, version = table_version("digits8x8.zip", "", "Digits")
         run_sweep(workspace, user, version, 2, None)  # warm up: imports, first queries, the data's preparation
         results = {mode: run_sweep(workspace, user, version, args.epochs, stopping) for mode, stopping in MODES.items()}
