@@ -353,11 +353,12 @@
     root.querySelectorAll("[data-sweep]").forEach((input) => {
       const text = input.value.trim();
       const range = text.match(/^([^,]+?)\s*\.\.\s*([^,]+)$/);  // "0.0001 .. 0.1": a range, for random search
-      if (range) {
+      if (range && !("sweepNames" in input.dataset)) {
         space[input.dataset.sweep] = { low: Number(range[1]), high: Number(range[2]) };
         return;
       }
-      const values = text.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+      const names = text.split(",").map((s) => s.trim()).filter(Boolean);
+      const values = "sweepNames" in input.dataset ? names : names.map(Number);
       if (values.length) space[input.dataset.sweep] = values;
     });
     submit(B.sweep_url, { dataset_version: Number(version().id), spec: spec, data_config: configForServer(), space: space,

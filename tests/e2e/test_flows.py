@@ -280,6 +280,7 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
     page.locator("summary", has_text="Sweep instead").click()
     page.fill("[data-sweep=learning_rate]", "0.001..0.1")  # a range: drawn log-uniformly by a random search
+    page.fill("[data-sweep=optimizer]", "adam, rmsprop")
     page.select_option("#sweep-method", "random")
     page.fill("#sweep-count", "3")
     page.select_option("#sweep-stopping", "median")
@@ -292,6 +293,8 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     assert "learning_rate from 0.001 to 0.1, log-uniform" in page.locator("main").text_content()
     rates = [float(cell) for cell in page.locator("[data-testid=sweep-runs] tbody td:nth-child(2)").all_text_contents()]
     assert len(rates) == 3 and all(0.001 <= rate <= 0.1 for rate in rates)
+    names = page.locator("[data-testid=sweep-runs] tbody td:nth-child(3)").all_text_contents()
+    assert set(names) <= {"adam", "rmsprop"} and len(names) == 3
     rows = page.locator("[data-testid=sweep-runs] tbody tr")
     assert rows.count() == 3
     page.wait_for_selector("[data-testid=sweep-runs] .badge.running", timeout=60_000)  # the page refreshes itself

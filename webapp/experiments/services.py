@@ -24,7 +24,8 @@ from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus
 log = logging.getLogger(__name__)
 
 MAX_SWEEP_RUNS = 50
-SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout")
+SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout", "optimizer")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # trainer.optimizers.NAMES: the names a sweep may try
 RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -344,12 +345,16 @@ def run_update(*, run: Run, notes: str | None = None, starred: bool | None = Non
 def apply_params(spec: dict, params: dict) -> dict:
     """A copy of ``spec`` with the sweep's hyper-parameters set."""
     spec = copy.deepcopy(spec)
-    for key, value in params.items():
+    for key, value in sorted(params.items(), key=lambda item: item[0] != "optimizer"):  # the optimizer first
         if key == "learning_rate":
             optimizer = spec.setdefault("compile", {}).setdefault("optimizer", {"type": "adam"})
             if isinstance(optimizer, str):
                 optimizer = spec["compile"]["optimizer"] = {"type": optimizer}
             optimizer["learning_rate"] = value
+        elif key == "optimizer":  # its own defaults but the learning rate (another's betas would not fit it)
+            current = spec.setdefault("compile", {}).get("optimizer") or "adam"
+            rate = current.get("learning_rate") if isinstance(current, dict) else None
+            spec["compile"]["optimizer"] = {"type": value, **({} if rate is None else {"learning_rate": rate})}
         elif key in ("batch_size", "epochs"):
             spec.setdefault("fit", {})[key] = value
         elif key == "units":  # every hidden Dense and recurrent layer; the output layer keeps its size
@@ -419,7 +424,11 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
         if key not in SWEEP_PARAMETERS:
             raise InvalidInput(f"space.{key}: unknown hyper-parameter; choose from {', '.join(SWEEP_PARAMETERS)}",
                                f"space.{key}")
-        if isinstance(values, dict):
+        if key == "optimizer":
+            if not isinstance(values, list) or not values or not all(v in OPTIMIZERS for v in values):
+                raise InvalidInput(f"space.optimizer: must be a non-empty list of optimizer names ({', '.join(OPTIMIZERS)})",
+                                   "space.optimizer")
+        elif isinstance(values, dict):
             if method != "random":
                 raise InvalidInput(f"space.{key}: a range needs random search; a grid takes a list of values",
                                    f"space.{key}")

@@ -86,3 +86,32 @@ def test_a_random_sweep_records_its_seed_and_ranges_and_shows_them(client, peopl
                         content_type="application/json").json()
     assert [r["params"] for r in client.get(f"/api/v1/sweeps/{again['id']}").json()["runs"]] == drawn
     assert not math.isnan(drawn[0]["learning_rate"])
+
+
+def test_the_optimizers_a_sweep_may_try_are_the_engines():
+    from trainer import optimizers
+
+    assert services.OPTIMIZERS == optimizers.NAMES
+
+
+@pytest.mark.django_db
+def test_a_sweep_over_optimizers_gives_each_its_own_defaults_and_keeps_the_learning_rate(people, iris):
+    spec = iris_spec(epochs=2)
+    spec["compile"]["optimizer"] = {"type": "adam", "learning_rate": 0.02, "beta_1": 0.8}
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                                  data_config={"target": "species"},
+                                  space={"optimizer": ["sgd", "rmsprop"], "learning_rate": [0.05]})
+    runs = list(sweep.runs.order_by("pk"))
+    assert [r.sweep_params for r in runs] == [{"learning_rate": 0.05, "optimizer": o} for o in ("sgd", "rmsprop")]
+    for run, name in zip(runs, ("sgd", "rmsprop"), strict=True):
+        optimizer = run.spec["compile"]["optimizer"]
+        assert optimizer["type"] == name and optimizer["learning_rate"] == 0.05 and "beta_1" not in optimizer
+    kept = services.apply_params(spec, {"optimizer": "sgd"})["compile"]["optimizer"]
+    assert kept == {"type": "sgd", "learning_rate": 0.02}
+
+
+@pytest.mark.parametrize("values", [["adam", "nadam"], [], "adam", [1, 2], {"low": 1, "high": 2}])
+def test_an_unknown_optimizer_is_refused_naming_the_names(values):
+    with pytest.raises(services.InvalidInput, match="optimizer names \\(sgd, adam, adamw, rmsprop, adagrad\\)") as raised:
+        services.sweep_points("random", {"optimizer": values}, 3)
+    assert raised.value.field == "space.optimizer"
