@@ -24,8 +24,10 @@ from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus
 log = logging.getLogger(__name__)
 
 MAX_SWEEP_RUNS = 50
-SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout", "optimizer")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # trainer.optimizers.NAMES: the names a sweep may try
+SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout", "optimizer",
+                    "class_weight")
+CHOICES = {"optimizer": OPTIMIZERS, "class_weight": ("none", "balanced")}  # the hyper-parameters that take names
 RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -357,6 +359,8 @@ def apply_params(spec: dict, params: dict) -> dict:
             spec["compile"]["optimizer"] = {"type": value, **({} if rate is None else {"learning_rate": rate})}
         elif key in ("batch_size", "epochs"):
             spec.setdefault("fit", {})[key] = value
+        elif key == "class_weight":  # "balanced", or "none": every class weighs the same
+            spec.setdefault("fit", {})["class_weight"] = None if value == "none" else value
         elif key == "units":  # every hidden Dense and recurrent layer; the output layer keeps its size
             dense = [layer for layer in spec.get("layers", []) if layer.get("type") == "Dense"]
             for layer in dense[:-1]:
@@ -424,10 +428,11 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
         if key not in SWEEP_PARAMETERS:
             raise InvalidInput(f"space.{key}: unknown hyper-parameter; choose from {', '.join(SWEEP_PARAMETERS)}",
                                f"space.{key}")
-        if key == "optimizer":
-            if not isinstance(values, list) or not values or not all(v in OPTIMIZERS for v in values):
-                raise InvalidInput(f"space.optimizer: must be a non-empty list of optimizer names ({', '.join(OPTIMIZERS)})",
-                                   "space.optimizer")
+        if key in CHOICES:
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(v, str) and v in CHOICES[key] for v in values):
+                raise InvalidInput(f"space.{key}: must be a non-empty list of names from {', '.join(CHOICES[key])}",
+                                   f"space.{key}")
         elif isinstance(values, dict):
             if method != "random":
                 raise InvalidInput(f"space.{key}: a range needs random search; a grid takes a list of values",

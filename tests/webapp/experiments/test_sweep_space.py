@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.webapp.experiments.conftest import iris_spec
-from webapp.experiments import services
+from webapp.experiments import services, specs
 from webapp.experiments.models import Run
 
 
@@ -112,6 +112,22 @@ def test_a_sweep_over_optimizers_gives_each_its_own_defaults_and_keeps_the_learn
 
 @pytest.mark.parametrize("values", [["adam", "nadam"], [], "adam", [1, 2], {"low": 1, "high": 2}])
 def test_an_unknown_optimizer_is_refused_naming_the_names(values):
-    with pytest.raises(services.InvalidInput, match="optimizer names \\(sgd, adam, adamw, rmsprop, adagrad\\)") as raised:
+    with pytest.raises(services.InvalidInput, match="list of names from sgd, adam, adamw, rmsprop, adagrad") as raised:
         services.sweep_points("random", {"optimizer": values}, 3)
     assert raised.value.field == "space.optimizer"
+
+
+@pytest.mark.django_db
+def test_a_sweep_over_class_weights_sets_them_and_a_regression_refuses_them(people, iris):
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=iris_spec(epochs=2), data_config={"target": "species"},
+                                  space={"class_weight": ["none", "balanced"]})
+    assert [r.spec["fit"]["class_weight"] for r in sweep.runs.order_by("pk")] == [None, "balanced"]
+    spec = iris_spec(epochs=2)
+    spec["compile"].update(loss="mse", metrics=[])
+    with pytest.raises(specs.SpecInvalid) as raised:
+        services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "petal width (cm)"}, space={"class_weight": ["balanced"]})
+    assert raised.value.field == "fit.class_weight" and "needs a classification loss" in str(raised.value)
+    with pytest.raises(services.InvalidInput, match="list of names from none, balanced"):
+        services.sweep_points("grid", {"class_weight": ["heavy"]}, 3)
