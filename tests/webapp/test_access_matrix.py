@@ -239,6 +239,7 @@ RULES = [
     Rule("sweep-list", "GET", "302 404 200 200 200"),
     Rule("sweep-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_sweep}),
     Rule("sweep-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}),
+    Rule("sweep-extend", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}, data={"count": 1}),
     Rule("sweep-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_sweep}),  # the owner's sweep
     # experiments API
     Rule("api:create_run", "POST", "401 404 403 201 201", data=run_body),
@@ -258,6 +259,8 @@ RULES = [
     Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
     Rule("api:list_sweeps", "GET", "401 404 200 200 200"),
     Rule("api:get_sweep", "GET", "401 404 200 200 200", kwargs={"sweep_id": make_sweep}),
+    Rule("api:extend_sweep", "POST", "401 404 403 400 400", kwargs={"sweep_id": make_sweep},
+         data={"count": 1}),  # the matrix sweep is a grid: it has every point already
     Rule("api:cancel_sweep", "POST", "401 404 403 200 200", kwargs={"sweep_id": make_sweep}),
     Rule("api:delete_sweep", "DELETE", "401 404 403 403 204", kwargs={"sweep_id": make_sweep}),
     # datasets: pages

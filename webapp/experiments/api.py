@@ -295,6 +295,19 @@ def get_sweep(request, sweep_id: int):
     return serialize_sweep(sweep)
 
 
+class ExtendIn(Schema):
+    count: int
+
+
+@router.post("/sweeps/{sweep_id}/extend", response={201: dict})
+@answers_input_errors
+def extend_sweep(request, sweep_id: int, payload: ExtendIn):
+    """``count`` more runs of a random search, at points it has not tried."""
+    sweep, _ = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
+    added = services.sweep_extend(sweep=sweep, user=request.user, count=payload.count)
+    return Status(201, dict(serialize_sweep(sweep), added=[run.pk for run in added]))
+
+
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep(request, sweep_id: int):
     """Cancel every run of the sweep still queued or running."""

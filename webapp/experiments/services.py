@@ -448,21 +448,57 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
     keys = sorted(space)
     rng = random.Random(seed)
     if ranges:
-        return [{key: _draw(key, ranges.get(key, space[key]), rng) for key in keys} for _ in range(count)]
+        return _draws(space, ranges, count, rng)
     sizes = [len(space[key]) for key in keys]
     total = math.prod(sizes)  # counted, never built: a few long lists multiply past any memory
     if method == "grid" and total > MAX_SWEEP_RUNS:
         raise InvalidInput(f"space: {total} runs is more than {MAX_SWEEP_RUNS}; use random search with a count",
                            "space")
     chosen = rng.sample(range(total), count) if method == "random" and count < total else range(total)
-    points = []
-    for index in chosen:  # the index-th combination, the last key varying fastest
-        point = {}
-        for key, size in zip(reversed(keys), reversed(sizes), strict=True):
-            index, position = divmod(index, size)
-            point[key] = space[key][position]
-        points.append({key: point[key] for key in keys})
-    return points
+    return [_combination(space, keys, sizes, index) for index in chosen]
+
+
+def _draws(space: dict, ranges: dict, count: int, rng: random.Random) -> list[dict]:
+    """``count`` points drawn one after another, each hyper-parameter from its range or its list."""
+    return [{key: _draw(key, ranges.get(key, space[key]), rng) for key in sorted(space)} for _ in range(count)]
+
+
+def _combination(space: dict, keys: list, sizes: list, index: int) -> dict:
+    """The index-th combination of the listed values, the last key varying fastest."""
+    point = {}
+    for key, size in zip(reversed(keys), reversed(sizes), strict=True):
+        index, position = divmod(index, size)
+        point[key] = space[key][position]
+    return {key: point[key] for key in keys}
+
+
+def _untried_points(space: dict, tried: list[dict], count: int, seed: int) -> list[dict]:
+    """``count`` points of the space that are not among ``tried``: the next draws of the sweep's own
+    stream where it has ranges, else a sample of the combinations not tried yet."""
+    seen = {tuple(sorted(point.items())) for point in tried}
+    keys = sorted(space)
+    fresh = []
+    ranges = {key: values for key, values in space.items() if isinstance(values, dict)}  # stored checked
+    if ranges:
+        # The sweep's first draws are the points it has; going on with the same stream gives new ones.
+        for point in _draws(space, ranges, len(tried) + 2 * count, random.Random(seed))[len(tried):]:
+            if tuple(sorted(point.items())) not in seen and len(fresh) < count:
+                seen.add(tuple(sorted(point.items())))
+                fresh.append(point)
+        return fresh
+    sizes = [len(space[key]) for key in keys]
+    total = math.prod(sizes)
+    rng = random.Random(f"{seed}:{len(tried)}")
+    if total <= 100_000:
+        untried = [index for index in range(total)
+                   if tuple(sorted(_combination(space, keys, sizes, index).items())) not in seen]
+        return [_combination(space, keys, sizes, index) for index in rng.sample(untried, min(count, len(untried)))]
+    while len(fresh) < count:  # a huge space: a draw is almost never one tried before
+        point = _combination(space, keys, sizes, rng.randrange(total))
+        if tuple(sorted(point.items())) not in seen:
+            seen.add(tuple(sorted(point.items())))
+            fresh.append(point)
+    return fresh
 
 
 def check_stopping(stopping, runs: int) -> dict:
@@ -517,12 +553,42 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
                                  name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
                                  base_spec=base, data_config=preparation.normalise_config(data_config),
                                  stopping=stopping, seed=seed)
-    for i, point in enumerate(points, start=1):
-        label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
-        run_create(workspace=workspace, user=user, dataset_version=dataset_version, spec=apply_params(base, point),
-                   data_config=sweep.data_config, name=f"{sweep.name} #{i} ({label})"[:120], device=device,
-                   sweep=sweep, sweep_params=point)
+    _sweep_runs(sweep, user, points, first=1, device=device)
     return sweep
+
+
+def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: str) -> list[Run]:
+    runs = []
+    for i, point in enumerate(points, start=first):
+        label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+        runs.append(run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version,
+                               spec=apply_params(sweep.base_spec, point), data_config=sweep.data_config,
+                               name=f"{sweep.name} #{i} ({label})"[:120], device=device, sweep=sweep,
+                               sweep_params=point))
+    return runs
+
+
+@transaction.atomic
+def sweep_extend(*, sweep: Sweep, user, count) -> list[Run]:
+    """``count`` more runs of a random search, at points it has not tried (see ``_untried_points``)."""
+    if sweep.method != "random":
+        raise InvalidInput("count: a grid sweep already has a run for every point of its space", "count")
+    tried = list(sweep.runs.order_by("pk"))
+    room = MAX_SWEEP_RUNS - len(tried)
+    if room <= 0:
+        raise InvalidInput(f"count: this sweep has its {MAX_SWEEP_RUNS} runs, the most a sweep may have", "count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= room:
+        raise InvalidInput(f"count: must be an integer from 1 to {room} (a sweep has at most {MAX_SWEEP_RUNS} runs, "
+                           f"this one {len(tried)})", "count")
+    _check_version(sweep.workspace, sweep.dataset_version)
+    points = _untried_points(sweep.space, [run.sweep_params for run in tried], count, sweep.seed or 0)
+    if len(points) < count:
+        raise InvalidInput(f"count: only {len(points)} point{'s' if len(points) != 1 else ''} of this sweep's space "
+                           f"{'are' if len(points) != 1 else 'is'} still untried", "count")
+    for point in points:  # refuse them all if one point is invalid
+        specs.validate_spec(apply_params(sweep.base_spec, point))
+    device = tried[0].device_preference if tried else "auto"
+    return _sweep_runs(sweep, user, points, first=len(tried) + 1, device=device)
 
 
 def sweep_cancel(*, sweep: Sweep, user) -> int:

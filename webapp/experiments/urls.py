@@ -23,5 +23,6 @@ urlpatterns = [
     path("w/<slug:ws>/sweeps/", views.sweep_list, name="sweep-list"),
     path("w/<slug:ws>/sweeps/<int:pk>/", views.sweep_detail, name="sweep-detail"),
     path("w/<slug:ws>/sweeps/<int:pk>/cancel/", views.sweep_cancel, name="sweep-cancel"),
+    path("w/<slug:ws>/sweeps/<int:pk>/extend/", views.sweep_extend, name="sweep-extend"),
     path("w/<slug:ws>/sweeps/<int:pk>/delete/", views.sweep_delete, name="sweep-delete"),
 ]

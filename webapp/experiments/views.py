@@ -492,9 +492,25 @@ def sweep_detail(request, ws, pk):
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
         "stopped": sum(1 for row in table if row["stopped"]), "best": selectors.sweep_best(runs),
+        "can_extend": membership.can_write and sweep.method == "random" and len(runs) < services.MAX_SWEEP_RUNS,
+        "extend_room": services.MAX_SWEEP_RUNS - len(runs),
+        "extend_default": min(5, services.MAX_SWEEP_RUNS - len(runs)),
         "can_cancel": membership.can_write and any(run.is_active and not run.cancel_requested for run in runs),
         "can_delete": not active and services.may_delete_sweep(sweep, membership)
         and all(services.may_delete(run, membership) for run in runs)})
+
+
+@login_required
+@require_POST
+def sweep_extend(request, ws, pk):
+    sweep, _ = _sweep_in(request, ws, pk, write=True)
+    try:
+        added = services.sweep_extend(sweep=sweep, user=request.user, count=int(request.POST.get("count", "")))
+    except ValueError as error:
+        messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "count: a whole number of runs")
+    else:
+        messages.success(request, f"Added {_count_runs(len(added))} to the sweep.")
+    return redirect(sweep.get_absolute_url())
 
 
 @login_required

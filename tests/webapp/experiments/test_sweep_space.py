@@ -131,3 +131,62 @@ def test_a_sweep_over_class_weights_sets_them_and_a_regression_refuses_them(peop
     assert raised.value.field == "fit.class_weight" and "needs a classification loss" in str(raised.value)
     with pytest.raises(services.InvalidInput, match="list of names from none, balanced"):
         services.sweep_points("grid", {"class_weight": ["heavy"]}, 3)
+
+
+def _random_sweep(people, iris, space, count, **extra):
+    return services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                 spec=iris_spec(epochs=2), data_config={"target": "species"}, method="random",
+                                 space=space, count=count, **extra)
+
+
+@pytest.mark.django_db
+def test_more_runs_of_a_random_search_over_ranges_go_on_with_its_stream(client, people, iris):
+    space = {"learning_rate": {"low": 0.001, "high": 0.1}}
+    sweep = _random_sweep(people, iris, space, 3, seed=11)
+    client.force_login(people.editor)
+    answer = client.post(f"/api/v1/sweeps/{sweep.pk}/extend", {"count": 2}, content_type="application/json")
+    assert answer.status_code == 201, answer.content
+    runs = list(sweep.runs.order_by("pk"))
+    assert [r.pk for r in runs[3:]] == answer.json()["added"] and len(runs) == 5
+    # The five are what one sweep of five would have drawn with the same seed.
+    assert [r.sweep_params for r in runs] == services.sweep_points("random", sweep.space, 5, 11)
+    assert runs[4].name.startswith(f"{sweep.name} #5 (")
+    assert all(r.status == "queued" and r.created_by == people.editor for r in runs[3:])
+
+
+@pytest.mark.django_db
+def test_more_runs_of_a_sampled_grid_take_only_untried_points_and_stop_when_none_are_left(client, people, iris):
+    sweep = _random_sweep(people, iris, {"learning_rate": [0.01, 0.02, 0.05], "units": [8, 16]}, 2)
+    added = services.sweep_extend(sweep=sweep, user=people.owner, count=3)
+    points = [tuple(sorted(r.sweep_params.items())) for r in sweep.runs.all()]
+    assert len(added) == 3 and len(set(points)) == 5
+    with pytest.raises(services.InvalidInput, match="only 1 point of this sweep's space is still untried"):
+        services.sweep_extend(sweep=sweep, user=people.owner, count=2)
+    client.force_login(people.owner)
+    page = client.post(reverse_extend(people, sweep), {"count": "1"}, follow=True).content.decode()
+    assert "Added 1 run to the sweep." in page and sweep.runs.count() == 6
+    assert "all 6 points" not in page and 'data-testid="extend-sweep"' in page
+    page = client.post(reverse_extend(people, sweep), {"count": "1"}, follow=True).content.decode()
+    assert "only 0 points of this sweep&#x27;s space are still untried" in page and sweep.runs.count() == 6
+
+
+def reverse_extend(people, sweep):
+    return f"/w/{people.workspace.slug}/sweeps/{sweep.pk}/extend/"
+
+
+@pytest.mark.django_db
+def test_a_grid_and_a_full_sweep_cannot_grow_and_a_viewer_may_not_add_runs(client, people, iris):
+    grid = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                 spec=iris_spec(epochs=2), data_config={"target": "species"},
+                                 space={"learning_rate": [0.01, 0.02]})
+    with pytest.raises(services.InvalidInput, match="a grid sweep already has a run for every point"):
+        services.sweep_extend(sweep=grid, user=people.owner, count=1)
+    full = _random_sweep(people, iris, {"learning_rate": {"low": 0.001, "high": 0.1}}, services.MAX_SWEEP_RUNS - 1)
+    with pytest.raises(services.InvalidInput, match="must be an integer from 1 to 1 \\(a sweep has at most 50 runs"):
+        services.sweep_extend(sweep=full, user=people.owner, count=2)
+    services.sweep_extend(sweep=full, user=people.owner, count=1)
+    with pytest.raises(services.InvalidInput, match="this sweep has its 50 runs"):
+        services.sweep_extend(sweep=full, user=people.owner, count=1)
+    client.force_login(people.viewer)
+    assert client.post(f"/api/v1/sweeps/{full.pk}/extend", {"count": 1}, content_type="application/json").status_code == 403
+    assert 'data-testid="extend-sweep"' not in client.get(full.get_absolute_url()).content.decode()
