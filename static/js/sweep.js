@@ -8,13 +8,6 @@
   const chart = document.getElementById("sweep-chart");
   if (!node || !chart || !window.Plotly) return;
   const data = JSON.parse(node.textContent);
-  if (data.refresh) {
-    // Reload while runs are queued or running, but not under someone typing a number of runs to add.
-    window.setInterval(() => {
-      const typing = document.activeElement && document.activeElement.matches("input, select, textarea");
-      if (!typing) window.location.reload();
-    }, 5000);
-  }
   const runs = data.runs.filter((r) => typeof r.metric === "number" && Number.isFinite(r.metric));
   if (!runs.length) {
     chart.classList.add("empty");

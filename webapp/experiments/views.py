@@ -488,7 +488,6 @@ def sweep_detail(request, ws, pk):
                                          "params": run.sweep_params, "metric": run.best_metric,
                                          "metric_name": run.best_metric_name} for run in runs]}
     active = any(run.is_active for run in runs)
-    chart["refresh"] = active  # sweep.js reloads the page every 5 s while runs are queued or running
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,

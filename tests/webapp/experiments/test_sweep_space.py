@@ -190,3 +190,14 @@ def test_a_grid_and_a_full_sweep_cannot_grow_and_a_viewer_may_not_add_runs(clien
     client.force_login(people.viewer)
     assert client.post(f"/api/v1/sweeps/{full.pk}/extend", {"count": 1}, content_type="application/json").status_code == 403
     assert 'data-testid="extend-sweep"' not in client.get(full.get_absolute_url()).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_queue_and_an_active_sweep_reload_themselves_by_script_not_by_meta_refresh(client, people, iris):
+    sweep = _random_sweep(people, iris, {"learning_rate": [0.01, 0.02]}, 2)
+    client.force_login(people.viewer)
+    queue = client.get(f"/w/{people.workspace.slug}/queue/").content.decode()
+    assert 'js/autoreload.js" data-seconds="10"' in queue and "http-equiv" not in queue
+    assert 'js/autoreload.js" data-seconds="5"' in client.get(sweep.get_absolute_url()).content.decode()
+    Run.objects.filter(sweep=sweep).update(status="succeeded")
+    assert "autoreload.js" not in client.get(sweep.get_absolute_url()).content.decode()  # nothing left to watch
