@@ -62,17 +62,18 @@ def serialize_run(run, *, full: bool = True) -> dict:
     return data
 
 
-def serialize_sweep(sweep) -> dict:
-    runs = list(sweep.runs.select_related("workspace").order_by("pk"))
-    best = selectors.sweep_best(runs)
-    return {
-        "id": sweep.pk, "name": sweep.name, "workspace": sweep.workspace.slug, "dataset_version": sweep.dataset_version_id,
-        "method": sweep.method, "space": sweep.space, "seed": sweep.seed, "stopping": sweep.stopping,
-        "created_at": sweep.created_at,
-        "url": sweep.get_absolute_url(), "best_run": best.pk if best else None,
-        "runs": [dict(serialize_run(run, full=False), params=run.sweep_params,
-                      stopped_early=(run.results or {}).get("stopped_early")) for run in runs],
-    }
+def serialize_sweep(sweep, *, with_runs: bool = True) -> dict:
+    data = {"id": sweep.pk, "name": sweep.name, "workspace": sweep.workspace.slug,
+            "dataset_version": sweep.dataset_version_id, "method": sweep.method, "space": sweep.space,
+            "seed": sweep.seed, "stopping": sweep.stopping, "created_at": sweep.created_at,
+            "url": sweep.get_absolute_url()}
+    if with_runs:
+        runs = list(sweep.runs.select_related("workspace").order_by("pk"))
+        best = selectors.sweep_best(runs)
+        data.update(best_run=best.pk if best else None, runs=[
+            dict(serialize_run(run, full=False), params=run.sweep_params,
+                 stopped_early=(run.results or {}).get("stopped_early")) for run in runs])
+    return data
 
 
 class RunIn(Schema):
@@ -281,10 +282,8 @@ def create_sweep(request, ws: str, payload: SweepIn):
 def list_sweeps(request, ws: str, limit: int = 100):
     """The workspace's sweeps, newest first, without their runs."""
     workspace, _ = get_workspace_for_user(request.user, ws)
-    sweeps = workspace.sweeps.order_by("-created_at", "-id")[: max(1, min(limit, 1000))]
-    return {"sweeps": [{"id": s.pk, "name": s.name, "method": s.method, "space": s.space, "stopping": s.stopping,
-                        "dataset_version": s.dataset_version_id, "created_at": s.created_at,
-                        "url": s.get_absolute_url()} for s in sweeps]}
+    sweeps = workspace.sweeps.select_related("workspace").order_by("-created_at", "-id")[: max(1, min(limit, 1000))]
+    return {"sweeps": [serialize_sweep(sweep, with_runs=False) for sweep in sweeps]}
 
 
 @router.get("/sweeps/{sweep_id}")
