@@ -412,9 +412,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         batch_size = fit["batch_size"]
         prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
         spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
-        mismatch = specs.output_mismatch(spec, prepared.task, prepared.output_units)
-        if mismatch:
-            raise preparation.DataError(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
+        specs.check_output(spec, prepared.task, prepared.output_units)
         Run.objects.filter(pk=run_id).update(preprocessing={
             **prepared.preprocessing, "input_shape": prepared.input_shape,
             "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],

@@ -81,9 +81,7 @@ def _check_model_fits(dataset_version, spec: dict, config: dict) -> None:
         data = datasource.describe(dataset_version, config)
     except Exception:  # noqa: BLE001 - data the worker cannot prepare fails the run there, with its reason
         return
-    mismatch = specs.output_mismatch(dict(spec, input_shape=data["input_shape"]), data["task"], data["outputs"])
-    if mismatch:
-        raise InvalidInput(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
+    specs.check_output(dict(spec, input_shape=data["input_shape"]), data["task"], data["outputs"])
 
 
 # ----------------------------------------------------------------------------- queueing

@@ -110,10 +110,12 @@ def fit_settings(spec: dict) -> dict:
         raise _invalid(error) from None
 
 
-def output_mismatch(spec: dict, task: str, outputs: int) -> dict | None:
+def check_output(spec: dict, task: str, outputs: int) -> None:
     """``output_error`` for a whole spec (summarised over its own input shape) against the data's task
-    and output count: what the worker checks before it trains."""
-    return output_error(summarize(spec), {"task": task, "outputs": outputs}, loss_name(spec))
+    and output count, raised as SpecInvalid naming the last layer: what run creation and the worker check."""
+    mismatch = output_error(summarize(spec), {"task": task, "outputs": outputs}, loss_name(spec))
+    if mismatch:
+        raise SpecInvalid(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
 
 
 # ----------------------------------------------------------------------------- templates
