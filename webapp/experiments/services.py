@@ -7,6 +7,7 @@ spec's and data config's own errors, which carry a ``field`` too) for anything a
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import random
@@ -473,30 +474,35 @@ def _combination(space: dict, keys: list, sizes: list, index: int) -> dict:
 def _untried_points(space: dict, tried: list[dict], count: int, seed: int) -> list[dict]:
     """``count`` points of the space that are not among ``tried``: the next draws of the sweep's own
     stream where it has ranges, else a sample of the combinations not tried yet."""
-    seen = {tuple(sorted(point.items())) for point in tried}
-    keys = sorted(space)
+    def point_key(point: dict) -> tuple:
+        return tuple(sorted(point.items()))
+
+    seen = {point_key(point) for point in tried}
     fresh = []
+
+    def take(candidates) -> list[dict]:  # the first ``count`` candidates not seen, each once
+        for point in candidates:
+            if len(fresh) == count:
+                break
+            if point_key(point) not in seen:
+                seen.add(point_key(point))
+                fresh.append(point)
+        return fresh
+
     ranges = {key: values for key, values in space.items() if isinstance(values, dict)}  # stored checked
     if ranges:
         # The sweep's first draws are the points it has; going on with the same stream gives new ones.
-        for point in _draws(space, ranges, len(tried) + 2 * count, random.Random(seed))[len(tried):]:
-            if tuple(sorted(point.items())) not in seen and len(fresh) < count:
-                seen.add(tuple(sorted(point.items())))
-                fresh.append(point)
-        return fresh
+        return take(_draws(space, ranges, len(tried) + 2 * count, random.Random(seed))[len(tried):])
+    keys = sorted(space)
     sizes = [len(space[key]) for key in keys]
     total = math.prod(sizes)
     rng = random.Random(f"{seed}:{len(tried)}")
     if total <= 100_000:
-        untried = [index for index in range(total)
-                   if tuple(sorted(_combination(space, keys, sizes, index).items())) not in seen]
-        return [_combination(space, keys, sizes, index) for index in rng.sample(untried, min(count, len(untried)))]
-    while len(fresh) < count:  # a huge space: a draw is almost never one tried before
-        point = _combination(space, keys, sizes, rng.randrange(total))
-        if tuple(sorted(point.items())) not in seen:
-            seen.add(tuple(sorted(point.items())))
-            fresh.append(point)
-    return fresh
+        untried = [point for point in (_combination(space, keys, sizes, index) for index in range(total))
+                   if point_key(point) not in seen]
+        return rng.sample(untried, min(count, len(untried)))
+    # A huge space: a draw is almost never one tried before.
+    return take(_combination(space, keys, sizes, rng.randrange(total)) for _ in itertools.count())
 
 
 def check_stopping(stopping, runs: int) -> dict:

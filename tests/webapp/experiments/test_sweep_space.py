@@ -201,3 +201,13 @@ def test_the_queue_and_an_active_sweep_reload_themselves_by_script_not_by_meta_r
     assert 'js/autoreload.js" data-seconds="5"' in client.get(sweep.get_absolute_url()).content.decode()
     Run.objects.filter(sweep=sweep).update(status="succeeded")
     assert "autoreload.js" not in client.get(sweep.get_absolute_url()).content.decode()  # nothing left to watch
+
+
+@pytest.mark.django_db
+def test_more_runs_of_a_sample_of_a_huge_grid_are_new_points(people, iris):
+    space = {"units": list(range(8, 1008)), "batch_size": list(range(8, 1008))}  # 10^6 points: drawn, not listed
+    sweep = _random_sweep(people, iris, space, 2)
+    added = services.sweep_extend(sweep=sweep, user=people.owner, count=3)
+    points = {tuple(sorted(r.sweep_params.items())) for r in sweep.runs.all()}
+    assert len(added) == 3 and len(points) == 5
+    assert all(8 <= r.sweep_params["units"] < 1008 for r in added)
