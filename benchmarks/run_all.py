@@ -12,7 +12,7 @@ Steps, each in its own process, each one's command written beside its numbers:
 - a 1 GB upload through the web server and the web processes' memory: ``benchmarks/upload_bench.py``;
 - load (dashboard and live metrics latency, queue-to-start): ``benchmarks/load_bench.py``;
 - what the worker adds to each epoch (rows, progress, checkpoints) over the bare fit: ``benchmarks/epoch_bench.py``;
-- what a sweep's median stopping rule saves, against the same sweep without it: ``benchmarks/sweep_bench.py``;
+- what a sweep's stopping rules save, against the same sweep without them: ``benchmarks/sweep_bench.py``;
 - training from a memory-mapped set, batches read ahead vs on demand: ``benchmarks/feed_bench.py``
   (``--feed-json PATH`` adds a report measured elsewhere, e.g. ``feed-gpu.json`` of ``gpu_check.sh``).
 
@@ -287,16 +287,18 @@ def _epoch_section(step: Step | None, report: dict | None) -> str:
 
 
 def _sweep_section(step: Step | None, report: dict | None) -> str:
-    out, ended = _section_start("A sweep's median stopping rule", step, report)
+    out, ended = _section_start("A sweep's stopping rules", step, report)
     if ended:
         return ended
-    rule = report["stopping"]
+    median, halving = report["stopping"]["median rule"], report["stopping"]["successive halving"]
     full = report["results"]["every run to the end"]
     out += [
         (f"A random search of {full['runs']} runs ({', '.join(report['space'])}) over the 8×8 digits, "
          f"{report['epochs']} epochs each, run one after another by the worker's `run_execute` as one worker takes "
-         f"them from its queue; the same sweep with every run trained to the end and with the median rule (from "
-         f"epoch {rule['grace_epochs']}, at least {rule['min_runs']} other runs to compare with).\n"),
+         f"them from its queue; the same sweep with every run trained to the end, with the median rule (from "
+         f"epoch {median['grace_epochs']}, at least {median['min_runs']} other runs to compare with) and with "
+         f"successive halving (the best 1 in {halving['reduction_factor']} go on at epochs "
+         f"{', '.join(map(str, report['rungs']))}, once {halving['min_runs']} others got there).\n"),
         "| sweep | epochs trained | seconds | runs stopped | best run | its best val_accuracy | its test accuracy |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
@@ -305,11 +307,15 @@ def _sweep_section(step: Step | None, report: dict | None) -> str:
         params = ", ".join(f"{k} {v}" for k, v in best["params"].items())
         out.append(f"| {mode} | {r['epochs_trained']} of {r['epochs_asked']} | {r['seconds']:.2f} | {r['stopped']} "
                    f"| {params} | {best['value']:.4f} | {best['test_accuracy']:.4f} |")
-    median = report["results"]["median rule"]
-    out += ["", (f"The rule trained {report['epochs_ratio']:.2f}× the epochs in {report['time_ratio']:.2f}× the time "
-                 f"(each run's preparation and test evaluation stay); it found "
-                 f"{'the same best run' if report['same_best'] else '**a different best run**'}. Each of its "
-                 f"{median['verdicts']} verdicts (one aggregate query) took {median['verdict_ms']:.2f} ms.\n")]
+    out.append("")
+    for mode, ratios in report["rules"].items():
+        r = report["results"][mode]
+        found = ("the same best run" if ratios["same_best"] else
+                 f"**a different best run** (it stopped the best one at epoch {ratios['best_stopped_at']})")
+        out.append(f"- {mode.capitalize()} trained {ratios['epochs_ratio']:.2f}× the epochs in {ratios['time_ratio']:.2f}× "
+                   f"the time and found {found}; each of its {r['queries']} verdicts (one aggregate query at each epoch "
+                   f"it judges) took {r['query_ms']:.2f} ms.")
+    out.append("\nEach run's data preparation and test evaluation stay whatever a rule stops.\n")
     return "\n".join(out)
 
 

@@ -22,15 +22,22 @@ def test_the_epoch_benchmark_trains_the_three_ways_and_counts_their_checkpoints(
     assert "worker default / every epoch written (time)" in done.stdout
 
 
-def test_the_sweep_benchmark_runs_the_sweep_both_ways_and_the_rule_trains_fewer_epochs(tmp_path):
+def test_the_sweep_benchmark_runs_the_sweep_each_way_and_the_rules_train_fewer_epochs(tmp_path):
     out = tmp_path / "sweep.json"
     done = subprocess.run([sys.executable, "benchmarks/sweep_bench.py", "--epochs", "8", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    full, median = report["results"]["every run to the end"], report["results"]["median rule"]
-    assert full["epochs_trained"] == full["epochs_asked"] == 12 * 8 and full["stopped"] == 0
-    assert median["stopped"] >= 1 and median["epochs_trained"] < full["epochs_trained"]
-    assert median["verdicts"] >= median["stopped"] and full["verdicts"] == 0
+    full = report["results"]["every run to the end"]
+    assert full["epochs_trained"] == full["epochs_asked"] == 12 * 8 and full["stopped"] == 0 and full["queries"] == 0
     assert 0 < full["best"]["value"] <= 1 and "same best run" in done.stdout
-    assert full["points"] == median["points"] and len(full["points"]) == 12  # the same sweep both ways
+    for mode in ("median rule", "successive halving"):
+        stopped = report["results"][mode]
+        assert stopped["stopped"] >= 1 and stopped["epochs_trained"] < full["epochs_trained"], mode
+        assert stopped["queries"] >= stopped["stopped"], mode
+        assert full["points"] == stopped["points"] and len(full["points"]) == 12  # the same sweep each way
+    # With 8 epochs, halving judges at epoch 3 only: each of its stopped runs trained 3 epochs, and
+    # it asked once for each run that had at least 3 others before it there (the 4th run on).
+    halving = report["results"]["successive halving"]
+    assert report["rungs"] == [3] and halving["epochs_trained"] == 12 * 8 - 5 * halving["stopped"]
+    assert halving["queries"] == 12 and report["results"]["median rule"]["queries"] >= 12

@@ -348,6 +348,13 @@
   $("train").addEventListener("click", () => submit(B.create_url, {
     dataset_version: Number(version().id), spec: spec, data_config: configForServer(), name: $("run-name").value,
     device: $("device").value, tags: tags() }, $("train")));
+  function stopping() {  // the sweep's rule for stopping poor runs early, or null
+    const rule = $("sweep-stopping").value;
+    if (rule === "none") return null;
+    const chosen = { rule: rule, grace_epochs: parseInt($("sweep-grace").value, 10) || 3 };
+    if (rule === "asha") chosen.reduction_factor = parseInt($("sweep-factor").value, 10) || 3;
+    return chosen;
+  }
   $("sweep").addEventListener("click", () => {
     const space = {};
     root.querySelectorAll("[data-sweep]").forEach((input) => {
@@ -363,8 +370,7 @@
     });
     submit(B.sweep_url, { dataset_version: Number(version().id), spec: spec, data_config: configForServer(), space: space,
       method: $("sweep-method").value, count: parseInt($("sweep-count").value, 10) || 6, name: $("run-name").value,
-      device: $("device").value, stopping: $("sweep-stopping").value === "median"
-        ? { rule: "median", grace_epochs: parseInt($("sweep-grace").value, 10) || 3 } : null }, $("sweep"));
+      device: $("device").value, stopping: stopping() }, $("sweep"));
   });
 
   // ---------------------------------------------------------------- wiring

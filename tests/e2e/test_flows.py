@@ -283,13 +283,15 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.fill("[data-sweep=optimizer]", "adam, rmsprop")
     page.select_option("#sweep-method", "random")
     page.fill("#sweep-count", "3")
-    page.select_option("#sweep-stopping", "median")
+    page.select_option("#sweep-stopping", "asha")
     page.fill("#sweep-grace", "5")
+    page.fill("#sweep-factor", "2")
     page.click("#sweep")
     page.wait_for_url(re.compile(r"/sweeps/\d+/$"), timeout=30_000)
     sweep_url = page.url
-    assert page.locator("[data-testid=sweep-stopping]").text_content().startswith("median stopping: from epoch 5, ")
-    assert "median of at least 2 other runs" in page.locator("[data-testid=sweep-stopping]").text_content()
+    stopping = page.locator("[data-testid=sweep-stopping]").text_content()
+    assert stopping.startswith("successive halving (ASHA): at epochs 5, 10, 20, 40, 80, 160, …, a run goes on ")
+    assert "among the best 1 in 2 of the runs that reached that epoch, once at least 2 others have" in stopping
     assert "learning_rate from 0.001 to 0.1, log-uniform" in page.locator("main").text_content()
     rates = [float(cell) for cell in page.locator("[data-testid=sweep-runs] tbody td:nth-child(2)").all_text_contents()]
     assert len(rates) == 3 and all(0.001 <= rate <= 0.1 for rate in rates)

@@ -119,7 +119,7 @@ class SweepIn(Schema):
     count: int = 10
     name: str = ""
     device: str = "auto"
-    stopping: Any = None  # "median", or {"rule": "median", "grace_epochs": 3, "min_runs": 3}; checked by the service
+    stopping: Any = None  # "median", "asha" or e.g. {"rule": "asha", "grace_epochs": 3, "reduction_factor": 3}; see pruning.py
     seed: int | None = None  # a random search's draw (chosen and recorded when left out)
 
 

@@ -181,7 +181,7 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
         once, and always before a checkpoint), so epochs of a few milliseconds are not each a
         transaction; the run page polls every two seconds.
 
-        In a sweep that stops its poor runs (``stopping``, a pruning.MedianStopping), the reporter asks
+        In a sweep that stops its poor runs (``stopping``, a pruning.Stopping), the reporter asks
         after each epoch whether this run is worse than the others so far; if so it stops training and
         keeps the verdict in ``stopped_early`` for the run's results.
 
@@ -244,7 +244,7 @@ def make_callbacks(run_id: int, attempt: int, monitor: RunMonitor, *, metric: st
             if stopping is not None and not self.model.stop_training:
                 self.stopped_early = stopping.verdict(number, self.best)
                 if self.stopped_early:
-                    log.info("run %s: stopped after epoch %s by its sweep's median rule", run_id, number)
+                    log.info("run %s: stopped after epoch %s by its sweep's %s rule", run_id, number, stopping.rule)
                     self.model.stop_training = True
             now = time.monotonic()
             checkpoint_now = (self.best_epoch == number or checkpoints.is_round(number)
@@ -452,7 +452,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
             results["data_feed"] = model.data_feed
         results["memory"] = dict(tbackend.memory_peaks(), whole_process=not rss_reset)
         stopped = reporter.stopped_early or _early_stopped(spec_callbacks, fit["epochs"])
-        if stopped:  # the sweep's median rule or the spec's early stopping ended it before its last epoch
+        if stopped:  # the sweep's stopping rule or the spec's early stopping ended it before its last epoch
             results["stopped_early"] = stopped
         if model.class_weights is not None:  # what each class weighed in the training loss, by name
             names = [str(name) for name in prepared.class_names] or [str(i) for i in range(len(model.class_weights))]

@@ -506,29 +506,32 @@ def _untried_points(space: dict, tried: list[dict], count: int, seed: int) -> li
 
 
 def check_stopping(stopping, runs: int) -> dict:
-    """A sweep's early stopping, normalised: {} (none) or the median rule with its grace epochs and the
-    number of other runs it needs to compare with (see pruning.py), at most the ``runs - 1`` there are."""
+    """A sweep's early stopping, normalised: {} (none) or a rule of pruning.RULES with each of its
+    settings (see pruning.py), comparing each run with at most the ``runs - 1`` others there are."""
     if stopping in (None, {}, "", "none"):
         return {}
     if isinstance(stopping, str):
         stopping = {"rule": stopping}
     if not isinstance(stopping, dict):
-        raise InvalidInput('stopping: must be "none", "median" or an object with a "rule"', "stopping")
-    unknown = sorted(set(stopping) - {"rule", *pruning.DEFAULTS})
-    if unknown:
-        raise InvalidInput(f"stopping.{unknown[0]}: unknown key (expected: rule, {', '.join(pruning.DEFAULTS)})",
-                           f"stopping.{unknown[0]}")
-    if stopping.get("rule") not in pruning.RULES:
+        names = ", ".join(f'"{name}"' for name in pruning.RULES)
+        raise InvalidInput(f'stopping: must be "none", {names} or an object with a "rule"', "stopping")
+    rule = pruning.RULES.get(stopping.get("rule")) if isinstance(stopping.get("rule"), str) else None
+    if rule is None:
         raise InvalidInput(f"stopping.rule: must be one of {', '.join(pruning.RULES)}, got {stopping.get('rule')!r}",
                            "stopping.rule")
+    unknown = sorted(set(stopping) - {"rule", *rule.defaults})
+    if unknown:
+        raise InvalidInput(f"stopping.{unknown[0]}: unknown key for the {rule.rule} rule (expected: rule, "
+                           f"{', '.join(rule.defaults)})", f"stopping.{unknown[0]}")
     if runs < 2:
         raise InvalidInput("stopping: a sweep of one run has no other run to compare it with", "stopping")
-    checked = {"rule": stopping["rule"]}
-    defaults = dict(pruning.DEFAULTS, min_runs=min(pruning.DEFAULTS["min_runs"], runs - 1))
+    checked = {"rule": rule.rule}
+    defaults = dict(rule.defaults, min_runs=min(rule.defaults["min_runs"], runs - 1))
     for key, default in defaults.items():
-        value = stopping.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10000:
-            raise InvalidInput(f"stopping.{key}: must be an integer from 1 to 10000, got {value!r}", f"stopping.{key}")
+        value, lowest = stopping.get(key, default), pruning.LOWEST.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= 10000:
+            raise InvalidInput(f"stopping.{key}: must be an integer from {lowest} to 10000, got {value!r}",
+                               f"stopping.{key}")
         checked[key] = value
     if checked["min_runs"] > runs - 1:
         raise InvalidInput(f"stopping.min_runs: a sweep of {runs} runs has only {runs - 1} others to compare each "

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import checkpoints, exports, prediction, selectors, services, specs, watchdog
+from webapp.experiments import checkpoints, exports, prediction, pruning, selectors, services, specs, watchdog
 from webapp.experiments.api import INPUT_ERRORS
 from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 
@@ -488,10 +488,15 @@ def sweep_detail(request, ws, pk):
                                          "params": run.sweep_params, "metric": run.best_metric,
                                          "metric_name": run.best_metric_name} for run in runs]}
     active = any(run.is_active for run in runs)
+    stopping = sweep.stopping or {}
+    halving_at = (pruning.rungs(stopping["grace_epochs"], stopping["reduction_factor"], max(run.epochs_total for run in runs))
+                  if stopping.get("rule") == "asha" and runs else [])
+    rungs = ", ".join(map(str, halving_at[:6])) + (", …" if len(halving_at) > 6 else "")
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
         "stopped": sum(1 for row in table if row["stopped"]), "best": selectors.sweep_best(runs),
+        "rungs": rungs, "rung_count": len(halving_at),
         "can_extend": membership.can_write and sweep.method == "random" and len(runs) < services.MAX_SWEEP_RUNS,
         "extend_room": services.MAX_SWEEP_RUNS - len(runs),
         "extend_default": min(5, services.MAX_SWEEP_RUNS - len(runs)),
