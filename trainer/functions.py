@@ -1028,6 +1028,48 @@ def global_avg_pool2d(x):
     return GlobalAvgPool2D()(x)
 
 
+# --------------------------------------------------------------------------- attention
+
+class Attention(Function):
+    """Scaled dot-product attention over heads: q, k, v shaped (N, H, T, D) give
+    ``dropout(softmax(q kᵀ / √D)) v``, with the dropout's (already scaled) ``mask`` on the
+    weights (N, H, T, T) when one is given. One node with its own backward: the weights are
+    kept, never recomputed."""
+
+    def __init__(self, mask=None):
+        self.mask = mask
+
+    def forward(self, q, k, v):
+        xp = _xp(q)
+        scores = q @ k.swapaxes(-1, -2)
+        scores *= scores.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+        scores -= scores.max(axis=-1, keepdims=True)
+        xp.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        self.weights = scores
+        self.dropped = scores if self.mask is None else scores * self.mask
+        return self.dropped @ v
+
+    def backward(self, gy):
+        q, k, v = (var.data for var in self.inputs)
+        gv = self.dropped.swapaxes(-1, -2) @ gy
+        gw = gy @ v.swapaxes(-1, -2)
+        if self.mask is not None:
+            gw *= self.mask
+        w = self.weights
+        gs = w * (gw - (gw * w).sum(axis=-1, keepdims=True))
+        gs *= gs.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+        return gs @ k, gs.swapaxes(-1, -2) @ q, gv
+
+
+def attention(q, k, v, rate=0.0, rng=None):
+    """Scaled dot-product attention (see Attention); ``rate`` > 0 drops weights, masks drawn from ``rng``."""
+    if not rate:
+        return Attention()(q, k, v)
+    dtype = (q.data if isinstance(q, Variable) else q).dtype
+    return Attention(dropout_mask((*q.shape[:-1], k.shape[-2]), dtype, rate, rng))(q, k, v)
+
+
 # --------------------------------------------------------------------------- normalisation, dropout, embedding
 
 class BatchNorm(Function):
@@ -1144,13 +1186,16 @@ def layer_norm(x, gamma, beta, epsilon=1e-3):
     return LayerNorm(epsilon)(x, gamma, beta)
 
 
+def dropout_mask(shape, dtype, rate, rng):
+    """Inverted dropout's mask: 0 where dropped, 1 / (1 - rate) where kept, drawn from ``rng``."""
+    keep = 1.0 - rate
+    return (rng.random(shape, dtype=np.float32) < keep).astype(dtype) * dtype.type(1.0 / keep)
+
+
 def dropout(x, rate, rng):
     """Inverted dropout with masks drawn from ``rng`` (a backend random Generator)."""
     data = x.data if isinstance(x, Variable) else x
-    keep = 1.0 - rate
-    mask = rng.random(data.shape, dtype=np.float32) < keep
-    mask = mask.astype(data.dtype) * data.dtype.type(1.0 / keep)
-    return Dropout(mask)(x)
+    return Dropout(dropout_mask(data.shape, data.dtype, rate, rng))(x)
 
 
 class Flip(Function):

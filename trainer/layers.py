@@ -800,6 +800,139 @@ class Embedding(Layer):
         return F.embedding(indices, self.params["embeddings"])
 
 
+class PositionEmbedding(Layer):
+    """A learned vector per step added to a sequence (N, T, features), so that the layers after
+    it (attention, which is blind to order) know where each step is. Keras Hub's
+    ``PositionEmbedding`` returns the vectors for the caller to add; in a stack of layers this one
+    adds them. ``sequence_length`` (the input's steps when null) may be longer than the input:
+    its first T vectors are used."""
+
+    args: ClassVar[dict] = {
+        "sequence_length": Arg("int", None, low=1, high=MAX_UNITS, nullable=True),
+        "initializer": initializer_arg("glorot_uniform"),
+    }
+
+    def __init__(self, sequence_length=None, initializer="glorot_uniform", name=None):
+        super().__init__(name, sequence_length=sequence_length, initializer=initializer)
+
+    def _check(self, input_shape):
+        if len(input_shape) != 2:
+            raise _rank_error(self, "2 (timesteps, features)", input_shape)
+        if self.sequence_length is not None and input_shape[0] > self.sequence_length:
+            raise ShapeError(f"PositionEmbedding: the input has {input_shape[0]} steps, more than its "
+                             f"sequence_length {self.sequence_length}")
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return tuple(input_shape)
+
+    def weight_shapes(self, input_shape):
+        self._check(input_shape)
+        return {"embeddings": (self.sequence_length or input_shape[0], input_shape[1])}
+
+    def initial_value(self, key, shape, rng, dtype):
+        return initializers.get(self.initializer)(shape, rng, dtype)
+
+    def call(self, x, logits=False):
+        embeddings = self.params["embeddings"]
+        steps = x.shape[1]
+        return x + (embeddings if embeddings.shape[0] == steps else F.get_item(embeddings, slice(0, steps)))
+
+
+class TransformerEncoder(Layer):
+    """One Transformer encoder block over a sequence (N, T, features), Keras Hub's
+    ``TransformerEncoder`` (and PyTorch's ``TransformerEncoderLayer``): multi-head self-attention
+    with ``num_heads`` heads of ``features / num_heads`` each, then a feed-forward network of
+    ``intermediate_dim`` units; each part added to its input and layer-normalised, after it
+    (``normalize_first`` false, the original Transformer) or before it. ``dropout`` drops
+    attention weights and each part's output while training."""
+
+    args: ClassVar[dict] = {
+        "intermediate_dim": Arg("int", low=1, high=MAX_UNITS),
+        "num_heads": Arg("int", low=1, high=1024),
+        "dropout": Arg("float", 0.0, low=0.0, high=1.0, high_open=True),
+        "activation": Arg("choice", "relu", choices=("relu", "gelu", "tanh", "sigmoid", "elu", "linear")),
+        "layer_norm_epsilon": Arg("float", 1e-5, low=0.0, low_open=True, high=1.0),
+        "normalize_first": Arg("bool", False),
+    }
+    PROJECTIONS = ("query", "key", "value", "output")
+
+    def __init__(self, intermediate_dim, num_heads, dropout=0.0, activation="relu", layer_norm_epsilon=1e-5,
+                 normalize_first=False, name=None):
+        super().__init__(name, intermediate_dim=intermediate_dim, num_heads=num_heads, dropout=dropout,
+                         activation=activation, layer_norm_epsilon=layer_norm_epsilon, normalize_first=normalize_first)
+
+    def _check(self, input_shape):
+        if len(input_shape) != 2:
+            raise _rank_error(self, "2 (timesteps, features)", input_shape)
+        if input_shape[1] % self.num_heads:
+            raise ShapeError(f"TransformerEncoder: the input's {input_shape[1]} features do not split into "
+                             f"num_heads={self.num_heads} heads of equal size")
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return tuple(input_shape)
+
+    def weight_shapes(self, input_shape):
+        self._check(input_shape)
+        d, inner = input_shape[1], self.intermediate_dim
+        shapes = {}
+        for part in self.PROJECTIONS:
+            shapes[f"{part}_kernel"], shapes[f"{part}_bias"] = (d, d), (d,)
+        shapes.update(attention_norm_gamma=(d,), attention_norm_beta=(d,),
+                      intermediate_kernel=(d, inner), intermediate_bias=(inner,),
+                      feedforward_kernel=(inner, d), feedforward_bias=(d,),
+                      feedforward_norm_gamma=(d,), feedforward_norm_beta=(d,))
+        return shapes
+
+    def count_flops(self, input_shape):
+        self._check(input_shape)
+        t, d = input_shape
+        return 2 * t * d * (4 * d + 2 * self.intermediate_dim) + 4 * t * t * d
+
+    def initial_value(self, key, shape, rng, dtype):
+        if key.endswith("_kernel"):
+            return initializers.glorot_uniform(shape, rng, dtype)
+        return (initializers.ones if key.endswith("_gamma") else initializers.zeros)(shape, rng, dtype)
+
+    def _drop(self, x):
+        return F.dropout(x, self.dropout, self._random()) if Config.train and self.dropout else x
+
+    def _norm(self, x, part):
+        p = self.params
+        return F.layer_norm(x, p[f"{part}_norm_gamma"], p[f"{part}_norm_beta"], self.layer_norm_epsilon)
+
+    def _attend(self, x):
+        p = self.params
+        n, t, d = x.shape
+        heads, size = self.num_heads, d // self.num_heads
+
+        def split(part):  # (N, T, d) -> (N, heads, T, size)
+            y = F.linear(x, p[f"{part}_kernel"], p[f"{part}_bias"])
+            return F.transpose(F.reshape(y, (n, t, heads, size)), (0, 2, 1, 3))
+
+        rate = self.dropout if Config.train else 0.0
+        y = F.attention(split("query"), split("key"), split("value"), rate, self._random() if rate else None)
+        y = F.reshape(F.transpose(y, (0, 2, 1, 3)), (n, t, d))
+        return self._drop(F.linear(y, p["output_kernel"], p["output_bias"]))
+
+    def _feed_forward(self, x):
+        p = self.params
+        name = activations.canonical(self.activation)
+        fused = name if name in F.FUSABLE_ACTIVATIONS else "linear"
+        y = F.linear(x, p["intermediate_kernel"], p["intermediate_bias"], fused)
+        if fused != name:
+            y = activations.apply(name, y)
+        return self._drop(F.linear(y, p["feedforward_kernel"], p["feedforward_bias"]))
+
+    def call(self, x, logits=False):
+        if self.normalize_first:
+            x = x + self._attend(self._norm(x, "attention"))
+            return x + self._feed_forward(self._norm(x, "feedforward"))
+        x = self._norm(x + self._attend(x), "attention")
+        return self._norm(x + self._feed_forward(x), "feedforward")
+
+
 class _RNN(Layer):
     gates = 1
 
@@ -939,8 +1072,8 @@ class Bidirectional(Layer):
 LAYERS = {cls.__name__: cls for cls in (
     Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Conv1D,
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, Dropout,
-    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Activation, RandomFlip,
-    RandomTranslation)}
+    BatchNormalization, LayerNormalization, Embedding, PositionEmbedding, TransformerEncoder, SimpleRNN, LSTM, GRU,
+    Bidirectional, Activation, RandomFlip, RandomTranslation)}
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D", "AveragePool2D": "AveragePooling2D",
            "GlobalAvgPool2D": "GlobalAveragePooling2D", "Convolution1D": "Conv1D", "MaxPool1D": "MaxPooling1D",

@@ -378,3 +378,45 @@ def test_every_classification_loss_weighs_its_samples_as_torch_does(case):
     theirs.backward()
     close(ours.data, theirs)
     close(pv.grad, tp.grad)
+
+
+def torch_transformer_encoder(layer, width):
+    """PyTorch's TransformerEncoderLayer (float64, no dropout) holding ``layer``'s weights."""
+    w = {key: torch.tensor(np.asarray(p.data)) for key, p in layer.params.items()}
+    block = torch.nn.TransformerEncoderLayer(width, layer.num_heads, layer.intermediate_dim, dropout=0.0,
+                                             activation=layer.activation, layer_norm_eps=layer.layer_norm_epsilon,
+                                             batch_first=True, norm_first=layer.normalize_first, dtype=torch.float64)
+    with torch.no_grad():
+        block.self_attn.in_proj_weight.copy_(torch.cat([w[f"{part}_kernel"].T for part in ("query", "key", "value")]))
+        block.self_attn.in_proj_bias.copy_(torch.cat([w[f"{part}_bias"] for part in ("query", "key", "value")]))
+        block.self_attn.out_proj.weight.copy_(w["output_kernel"].T)
+        block.self_attn.out_proj.bias.copy_(w["output_bias"])
+        for ours, theirs in (("intermediate", block.linear1), ("feedforward", block.linear2)):
+            theirs.weight.copy_(w[f"{ours}_kernel"].T)
+            theirs.bias.copy_(w[f"{ours}_bias"])
+        for ours, theirs in (("attention_norm", block.norm1), ("feedforward_norm", block.norm2)):
+            theirs.weight.copy_(w[f"{ours}_gamma"])
+            theirs.bias.copy_(w[f"{ours}_beta"])
+    return block
+
+
+@pytest.mark.parametrize("normalize_first, activation", [(False, "relu"), (True, "gelu")])
+def test_transformer_encoder_matches_torch(normalize_first, activation):
+    x = rand(3, 5, 8)
+    layer = layers.TransformerEncoder(12, 2, activation=activation, normalize_first=normalize_first)
+    y, g, gx, grads = run_layer(layer, x)
+    block = torch_transformer_encoder(layer, 8).train()  # training mode: the plain path, not the fused one
+    tx = t(x)
+    ty = block(tx)
+    torch_backward(ty, g)
+    close(y, ty, atol=1e-7)  # GELU's erf is a 1e-7 approximation
+    close(gx, tx.grad, atol=1e-7)
+    in_proj = block.self_attn.in_proj_weight.grad.numpy()
+    for index, part in enumerate(("query", "key", "value")):
+        close(grads[f"{part}_kernel"], in_proj[index * 8:(index + 1) * 8].T, atol=1e-7)
+        close(grads[f"{part}_bias"], block.self_attn.in_proj_bias.grad[index * 8:(index + 1) * 8], atol=1e-7)
+    close(grads["output_kernel"], block.self_attn.out_proj.weight.grad.T, atol=1e-7)
+    close(grads["intermediate_kernel"], block.linear1.weight.grad.T, atol=1e-7)
+    close(grads["feedforward_bias"], block.linear2.bias.grad, atol=1e-7)
+    close(grads["attention_norm_gamma"], block.norm1.weight.grad, atol=1e-7)
+    close(grads["feedforward_norm_beta"], block.norm2.bias.grad, atol=1e-7)

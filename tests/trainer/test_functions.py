@@ -221,6 +221,23 @@ def test_it_differentiates_dropout_with_a_fixed_mask(xp, check_gradients):
     check_gradients(lambda v: F.Dropout(mask_fn)(v), x)
 
 
+@pytest.mark.parametrize("dropped", [False, True])
+def test_it_differentiates_attention_with_and_without_dropped_weights(xp, dropped, check_gradients):
+    q, k, v = rand(xp, 2, 3, 4, 5, seed=1), rand(xp, 2, 3, 6, 5, seed=2), rand(xp, 2, 3, 6, 2, seed=3)
+    mask = F.attention(Variable(q), Variable(k), Variable(v), 0.4, backend.random_generator(0)).creator.mask
+    assert mask.shape == (2, 3, 4, 6) and set(np.unique(backend.to_host(mask))) <= {0.0, 1 / 0.6}
+    check_gradients(lambda *qkv: F.Attention(mask if dropped else None)(*qkv), q, k, v)
+
+
+def test_its_attention_is_softmax_of_scaled_scores_times_values(xp):
+    q, k, v = rand(xp, 1, 2, 3, 4, seed=1), rand(xp, 1, 2, 5, 4, seed=2), rand(xp, 1, 2, 5, 3, seed=3)
+    y = backend.to_host(F.attention(Variable(q), Variable(k), Variable(v)).data)
+    q, k, v = (backend.to_host(a) for a in (q, k, v))
+    scores = np.einsum("nhtd,nhsd->nhts", q, k) / 2.0  # √4
+    weights = np.exp(scores) / np.exp(scores).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(y, np.einsum("nhts,nhsd->nhtd", weights, v), rtol=1e-12)
+
+
 @pytest.mark.parametrize("axes", ["rows", "columns", "both"])
 def test_it_differentiates_flips_with_fixed_masks(xp, axes, check_gradients):
     rows = backend.to_device(np.array([True, False, True])) if axes != "columns" else None
