@@ -210,6 +210,7 @@ def random_classification(n, width, classes, seed):
 #   ("flatten",) ("lstm", units)
 #   ("conv1d", filters, kernel, activation) (padding "same") ("maxpool1d", size)
 #   ("bilstm", units) (Bidirectional LSTM, its two last states concatenated)
+#   ("position",) (a learned vector per step, added) ("transformer", intermediate, heads, normalize_first)
 
 
 @dataclass
@@ -256,6 +257,10 @@ RECIPES = {
         Recipe("bilstm_co2", "Bidirectional(LSTM(32))-Dense(1) on a univariate series",
                [("bilstm", 32), ("dense", 1, None)], "mse", co2_windows, epochs=30, quick_epochs=1, batch_size=32,
                report_seeds=8),
+        Recipe("transformer_co2", "Dense(32)-PositionEmbedding-TransformerEncoder(64, 4 heads, pre-norm)-Dense(1) on "
+               "a univariate series", [("dense", 32, None), ("position",), ("transformer", 64, 4, True), ("flatten",),
+                                               ("dense", 1, None)], "mse", co2_windows, epochs=30, quick_epochs=1,
+               batch_size=32, report_seeds=8),
     ]
 }
 THROUGHPUT = "mlp_throughput"
@@ -307,6 +312,11 @@ def count_parameters(architecture, input_shape):
             shape = (shape[0], filters)  # "same" padding
         elif kind == "maxpool1d":
             shape = (shape[0] // layer[1], shape[1])
+        elif kind == "position":
+            total += math.prod(shape)
+        elif kind == "transformer":
+            width, inner = shape[-1], layer[1]
+            total += 4 * (width * width + width) + 2 * (width * inner) + inner + width + 4 * width
     return total
 
 
@@ -348,6 +358,10 @@ def _cupola_layer(layers, spec):
         return layers.MaxPooling1D(spec[1])
     if kind == "bilstm":
         return layers.Bidirectional(layers.LSTM(spec[1]))
+    if kind == "position":
+        return layers.PositionEmbedding()
+    if kind == "transformer":
+        return layers.TransformerEncoder(spec[1], spec[2], normalize_first=spec[3])
     raise ValueError(f"bench: unknown layer kind {kind!r}")
 
 
@@ -426,6 +440,27 @@ def build_torch_model(architecture, input_shape, loss):
             _, (hidden, _) = self.lstm(x)
             return torch.cat([hidden[0], hidden[1]], dim=1)
 
+    class Positions(nn.Module):  # PositionEmbedding: a learned vector per step, added
+        def __init__(self, steps, width):
+            super().__init__()
+            self.embeddings = nn.Parameter(nn.init.xavier_uniform_(torch.empty(steps, width)))
+
+        def forward(self, x):
+            return x + self.embeddings
+
+    def keras_transformer(width, inner, heads, normalize_first):
+        """TransformerEncoderLayer initialised as Cupola's TransformerEncoder: Glorot-uniform on each
+        of the query, key and value kernels (not on the three stacked), zero biases."""
+        block = nn.TransformerEncoderLayer(width, heads, inner, dropout=0.0, batch_first=True, norm_first=normalize_first)
+        with torch.no_grad():
+            for part in block.self_attn.in_proj_weight.view(3, width, width):
+                nn.init.xavier_uniform_(part)
+            block.self_attn.in_proj_bias.zero_()
+            for linear in (block.self_attn.out_proj, block.linear1, block.linear2):
+                nn.init.xavier_uniform_(linear.weight)
+                linear.bias.zero_()
+        return block
+
     def keras_lstm(inputs, units, bidirectional=False):
         lstm = nn.LSTM(inputs, units, batch_first=True, bidirectional=bidirectional)
         with torch.no_grad():
@@ -450,7 +485,7 @@ def build_torch_model(architecture, input_shape, loss):
             nn.init.xavier_uniform_(linear.weight)
             nn.init.zeros_(linear.bias)
             modules.append(linear)
-            shape = (spec[1],)
+            shape = (*shape[:-1], spec[1])  # on a sequence, every step
             activation = spec[2]
         elif kind == "conv2d":
             conv = nn.Conv2d(shape[0], spec[1], spec[2])
@@ -485,6 +520,12 @@ def build_torch_model(architecture, input_shape, loss):
         elif kind == "maxpool1d":
             modules.append(nn.MaxPool1d(spec[1]))
             shape = (shape[0], shape[1] // spec[1])
+            activation = None
+        elif kind == "position":
+            modules.append(Positions(*shape))
+            activation = None
+        elif kind == "transformer":
+            modules.append(keras_transformer(shape[-1], *spec[1:]))
             activation = None
         else:
             raise ValueError(f"bench: unknown layer kind {kind!r}")

@@ -254,6 +254,46 @@ def _export_embedding(graph, layer, x, shape):
     return graph.node("Gather", [graph.constant("embeddings", w["embeddings"]), indices], axis=0)
 
 
+def _export_position_embedding(graph, layer, x, shape):
+    steps = shape[0]
+    return graph.node("Add", [x, graph.constant("positions", _weights(layer)["embeddings"][:steps])])
+
+
+def _export_transformer_encoder(graph, layer, x, shape):
+    w = _weights(layer)
+    steps, width = shape
+    heads, size = layer.num_heads, width // layer.num_heads
+
+    def dense(y, part):
+        y = graph.node("MatMul", [y, graph.constant(f"{part}_kernel", w[f"{part}_kernel"])])
+        return graph.node("Add", [y, graph.constant(f"{part}_bias", w[f"{part}_bias"])])
+
+    def norm(y, part):
+        scale, shift = graph.constant("gamma", w[f"{part}_norm_gamma"]), graph.constant("beta", w[f"{part}_norm_beta"])
+        return graph.node("LayerNormalization", [y, scale, shift], axis=-1, epsilon=float(layer.layer_norm_epsilon))
+
+    def split(y, part):  # (N, T, width) -> (N, heads, T, size); a 0 in Reshape's shape keeps the batch axis
+        y = graph.node("Reshape", [dense(y, part), graph.constant("heads", np.array([0, steps, heads, size], dtype=np.int64))])
+        return graph.node("Transpose", [y], perm=[0, 2, 1, 3])
+
+    def attend(y):
+        keys = graph.node("Transpose", [split(y, "key")], perm=[0, 1, 3, 2])
+        scores = graph.node("MatMul", [split(y, "query"), keys])
+        scores = graph.node("Mul", [scores, graph.constant("scale", np.float32(1 / math.sqrt(size)))])
+        y = graph.node("MatMul", [graph.node("Softmax", [scores], axis=-1), split(y, "value")])
+        y = graph.node("Transpose", [y], perm=[0, 2, 1, 3])
+        return dense(graph.node("Reshape", [y, graph.constant("merged", np.array([0, steps, width], dtype=np.int64))]), "output")
+
+    def feed_forward(y):
+        return dense(_activation(graph, dense(y, "intermediate"), layer.activation, 3), "feedforward")
+
+    if layer.normalize_first:
+        x = graph.node("Add", [x, attend(norm(x, "attention"))])
+        return graph.node("Add", [x, feed_forward(norm(x, "feedforward"))])
+    x = norm(graph.node("Add", [x, attend(x)]), "attention")
+    return norm(graph.node("Add", [x, feed_forward(x)]), "feedforward")
+
+
 def _gate_blocks(matrix, units, order):
     """The gate blocks on the last axis of a Keras weight, put in ONNX's gate order."""
     blocks = [matrix[..., k * units:(k + 1) * units] for k in order]
@@ -356,6 +396,8 @@ EXPORTERS = {
     "BatchNormalization": _export_batch_normalization,
     "LayerNormalization": _export_layer_normalization,
     "Embedding": _export_embedding,
+    "PositionEmbedding": _export_position_embedding,
+    "TransformerEncoder": _export_transformer_encoder,
     **{name: _export_recurrent(*spec) for name, spec in RECURRENT_OPS.items()},
     "Bidirectional": _export_bidirectional,
 }

@@ -378,7 +378,7 @@
   $("add-layer").addEventListener("click", () => {
     const type = $("add-type").value;
     const layer = { type: type };
-    (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "recurrent_layer" ? { type: "LSTM", units: 32 } : (a.kind === "pair" || a.name === "kernel_size" ? 3 : (a.kind === "float" ? 0.1 : 32)); });
+    (catalog.layers[type] || []).forEach((a) => { if (a.required) layer[a.name] = a.kind === "recurrent_layer" ? { type: "LSTM", units: 32 } : (a.kind === "pair" || a.name === "kernel_size" ? 3 : (a.kind === "float" ? 0.1 : (a.name === "num_heads" ? 2 : 32))); });
     spec.layers = spec.layers || [];
     const last = spec.layers.length ? spec.layers.length - 1 : 0;
     // Augmentation (RandomFlip, RandomTranslation) changes the input images: first; others before the output layer.

@@ -79,9 +79,12 @@ def test_it_counts_parameters_of_the_1d_cnn_and_the_bidirectional_lstm_by_hand()
     assert bench.count_parameters(cnn, (10, 1)) == (3 * 1 * 32 + 32) + (3 * 32 * 32 + 32) + (160 + 1)
     bilstm = bench.RECIPES["bilstm_co2"].architecture
     assert bench.count_parameters(bilstm, (10, 1)) == 2 * 4 * 32 * (1 + 32 + 1) + (64 + 1)
+    transformer = bench.RECIPES["transformer_co2"].architecture
+    attention, feed_forward = 4 * (32 * 32 + 32) + 2 * 32, (32 * 64 + 64) + (64 * 32 + 32) + 2 * 32
+    assert bench.count_parameters(transformer, (10, 1)) == (32 + 32) + 10 * 32 + attention + feed_forward + (320 + 1)
 
 
-@pytest.mark.parametrize("name", ["conv1d_co2", "bilstm_co2"])
+@pytest.mark.parametrize("name", ["conv1d_co2", "bilstm_co2", "transformer_co2"])
 def test_both_sides_build_the_series_recipes_with_the_same_parameters(name):
     torch = pytest.importorskip("torch")
     from trainer import Sequential, layers
@@ -103,6 +106,11 @@ def test_both_sides_build_the_series_recipes_with_the_same_parameters(name):
         assert lstm.bidirectional and torch.all(lstm.bias_ih_l0_reverse[32:64] == 1)
         recurrent = lstm.weight_hh_l0_reverse.detach().numpy()
         assert np.allclose(recurrent.T @ recurrent, np.eye(32), atol=1e-4)
+    if name == "transformer_co2":  # pre-norm, without dropout, each projection initialised on its own
+        block = model[2]
+        assert block.norm_first and block.dropout.p == 0 and not block.self_attn.in_proj_bias.any()
+        limit = np.sqrt(6 / (32 + 32))
+        assert 0.8 * limit < block.self_attn.in_proj_weight.abs().max().item() <= limit
 
 
 def test_it_upsamples_digits_to_28_pixels_keeping_the_range():

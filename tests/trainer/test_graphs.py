@@ -220,6 +220,27 @@ def test_a_second_fit_continues_the_first_and_resumes_the_same_graphed():
     assert_same_weights(runs["0"], runs["emulate"])
 
 
+def test_a_transformer_with_dropout_trains_the_same_graphed_drawing_new_masks(monkeypatch):
+    rng = np.random.default_rng(5)
+    series = rng.normal(size=(48, 6, 2)).astype(np.float32)
+    target = series[:, -1, :1] - series[:, 0, :1]
+
+    def build(rate):
+        return lambda: Sequential([layers.Dense(8), layers.PositionEmbedding(),
+                                   layers.TransformerEncoder(12, 2, dropout=rate), layers.GlobalAveragePooling1D(),
+                                   layers.Dense(1)], seed=3).compile(loss="mse", optimizer=optimizers.Adam(0.01))
+
+    assert_same_training(build(0.0), series, target, batch_size=16)
+    graphed, logs = fit(build(0.2), series, target, "emulate")
+    assert graphed.step_graphs["captured"] == [16] and graphed.step_graphs["launches"] > 0
+    monkeypatch.setattr(graphs.StepGraphs, "on", property(lambda self: False))
+    eager, eager_logs = fit(build(0.2), series, target, "emulate")
+    assert_same_weights(eager, graphed)
+    assert logs["loss"] == eager_logs["loss"]
+    plain, _ = fit(build(0.0), series, target, "emulate")  # the masks change what it learns
+    assert not np.array_equal(plain.get_weights()[0], graphed.get_weights()[0])
+
+
 def test_dropout_draws_new_masks_in_every_replayed_step(monkeypatch):
     x, y = labelled_table()
     build = classifier(OPTIMIZERS["adam"], extra=(layers.Dropout(0.3),))

@@ -12,9 +12,10 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 def randomize_batch_norm(model, rng):
-    """Move BatchNormalization off its identity initialisation so the export is really tested."""
+    """Move BatchNormalization (and the Transformer's zero biases and unit norms) off their identity
+    initialisation so the export is really tested."""
     for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
+        if isinstance(layer, (layers.BatchNormalization, layers.TransformerEncoder)):
             for value in layer.state.values():
                 value[...] = rng.uniform(0.5, 1.5, value.shape)
             for parameter in layer.params.values():
@@ -53,6 +54,12 @@ CASES = {
                  layers.Conv1D(4, 4, strides=2, activation="elu"), layers.AveragePooling1D(3, strides=2, padding="same"),
                  layers.Flatten(), layers.Dense(2, activation="softmax")],
         (17, 3),
+    ),
+    "transformer_on_a_series": (
+        lambda: [layers.Dense(8), layers.PositionEmbedding(sequence_length=12), layers.TransformerEncoder(16, 2),
+                 layers.TransformerEncoder(6, 4, activation="gelu", normalize_first=True),
+                 layers.GlobalAveragePooling1D(), layers.Dense(1)],
+        (10, 3),
     ),
     "conv1d_into_lstm_and_global_pool": (
         lambda: [layers.Conv1D(5, 2, use_bias=False), layers.BatchNormalization(), layers.LSTM(4, return_sequences=True),

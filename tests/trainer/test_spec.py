@@ -150,6 +150,24 @@ def test_it_finds_shape_errors_when_the_input_shape_is_known():
     assert error.path == "layers[0]" and "expects an input of rank 2 (steps, channels)" in error.message
 
 
+def test_it_summarises_a_transformer_on_a_series_window_and_names_its_shape_errors():
+    stack = [{"type": "Dense", "units": 8}, {"type": "PositionEmbedding"},
+             {"type": "TransformerEncoder", "intermediate_dim": 16, "num_heads": 2},
+             {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 1}]
+    summary = spec.summarize({"layers": stack}, (12, 2))
+    assert [layer["output_shape"] for layer in summary["layers"]] == [[12, 8], [12, 8], [12, 8], [8], [1]]
+    attention = 4 * (8 * 8 + 8) + 2 * 8  # query, key, value, output; a layer norm
+    feed_forward = (8 * 16 + 16) + (16 * 8 + 8) + 2 * 8
+    assert summary["total_params"] == (2 * 8 + 8) + 12 * 8 + attention + feed_forward + (8 + 1)
+    uneven = {"input_shape": [12, 2], "layers": [dict(stack[2], num_heads=3), {"type": "Flatten"}]}
+    error = errors_of(uneven)
+    assert error.path == "layers[0]" and "2 features do not split into num_heads=3 heads" in error.message
+    short = {"input_shape": [12, 2], "layers": [{"type": "PositionEmbedding", "sequence_length": 10}]}
+    assert "12 steps, more than its sequence_length 10" in errors_of(short).message
+    table = {"input_shape": [4], "layers": [dict(stack[2])]}
+    assert "expects an input of rank 2 (timesteps, features)" in errors_of(table).message
+
+
 def test_it_summarises_a_conv1d_model_on_a_series_window():
     summary = spec.summarize({"layers": [{"type": "Conv1D", "filters": 8, "kernel_size": 3, "padding": "same"},
                                          {"type": "MaxPooling1D"}, {"type": "Flatten"}, {"type": "Dense", "units": 1}]},

@@ -373,10 +373,12 @@ def apply_params(spec: dict, params: dict) -> dict:
             for layer in spec.get("layers", []):
                 if layer.get("type") in ("Conv1D", "Conv2D"):
                     layer["filters"] = value
-        elif key == "dropout":
+        elif key == "dropout":  # every Dropout layer's rate and every Transformer block's dropout
             for layer in spec.get("layers", []):
                 if layer.get("type") == "Dropout":
                     layer["rate"] = value
+                elif layer.get("type") == "TransformerEncoder":
+                    layer["dropout"] = value
     return spec
 
 

@@ -244,3 +244,30 @@ def test_a_series_run_trains_the_1d_cnn_template_and_exports_it_to_onnx(client, 
     path.write_bytes(b"".join(answer.streaming_content) if answer.streaming else answer.content)
     x = np.random.default_rng(0).normal(size=(5, 16, 1)).astype(np.float32)
     assert verify_onnx(trained_model(run), path, x) <= 1e-4
+
+
+@pytest.mark.django_db
+def test_a_series_run_trains_a_transformer_predicts_and_exports_it_to_onnx(client, people, co2, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from trainer.onnx_export import verify_onnx
+
+    config = {"window": 12, "horizon": 1}
+    spec = suggested_spec(client, people, co2, config)
+    spec["layers"] = [{"type": "Dense", "units": 16}, {"type": "PositionEmbedding"},
+                      {"type": "TransformerEncoder", "intermediate_dim": 32, "num_heads": 2, "dropout": 0.1,
+                       "normalize_first": True},
+                      {"type": "Flatten"}, {"type": "Dense", "units": 1}]
+    spec["fit"]["epochs"] = 4
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    losses = [row.values["loss"] for row in run.metric_rows.order_by("epoch")]
+    assert len(losses) == 4 and losses[-1] < losses[0]  # it learns
+    client.force_login(people.viewer)
+    path = tmp_path / "model.onnx"
+    answer = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/download/onnx/")
+    assert answer.status_code == 200
+    path.write_bytes(b"".join(answer.streaming_content) if answer.streaming else answer.content)
+    x = np.random.default_rng(0).normal(size=(5, 12, 1)).astype(np.float32)
+    assert verify_onnx(trained_model(run), path, x) <= 1e-4

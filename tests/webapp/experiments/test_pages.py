@@ -299,3 +299,12 @@ def test_a_sweeps_units_reach_recurrent_layers_and_its_filters_the_convolutions(
     assert swept["layers"][2]["layer"] == {"type": "GRU", "units": 64}
     assert swept["layers"][0]["filters"] == 32
     assert spec["layers"][1]["units"] == 4  # the base spec is left as it was
+
+
+def test_a_sweeps_dropout_reaches_dropout_layers_and_transformer_blocks():
+    spec = {"layers": [{"type": "Dense", "units": 8}, {"type": "TransformerEncoder", "intermediate_dim": 16,
+                                                        "num_heads": 2}, {"type": "Flatten"},
+                       {"type": "Dropout", "rate": 0.1}, {"type": "Dense", "units": 1}]}
+    swept = services.apply_params(spec, {"dropout": 0.3})
+    assert swept["layers"][1]["dropout"] == 0.3 and swept["layers"][3]["rate"] == 0.3
+    assert "dropout" not in spec["layers"][1]
