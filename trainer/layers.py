@@ -866,7 +866,8 @@ class TransformerEncoder(Layer):
         if len(input_shape) != 2:
             raise _rank_error(self, "2 (timesteps, features)", input_shape)
         if input_shape[1] % self.num_heads:
-            raise ShapeError(f"TransformerEncoder: the input's {input_shape[1]} features do not split into "
+            features = f"{input_shape[1]} feature" + ("s do" if input_shape[1] != 1 else " does")
+            raise ShapeError(f"TransformerEncoder: the input's {features} not split into "
                              f"num_heads={self.num_heads} heads of equal size")
 
     def compute_output_shape(self, input_shape):

@@ -348,6 +348,7 @@
   $("train").addEventListener("click", () => submit(B.create_url, {
     dataset_version: Number(version().id), spec: spec, data_config: configForServer(), name: $("run-name").value,
     device: $("device").value, tags: tags() }, $("train")));
+  $("sweep-stopping").addEventListener("change", () => { $("sweep-factor-field").hidden = $("sweep-stopping").value !== "asha"; });
   function stopping() {  // the sweep's rule for stopping poor runs early, or null
     const rule = $("sweep-stopping").value;
     if (rule === "none") return null;

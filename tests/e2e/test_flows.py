@@ -283,6 +283,7 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.fill("[data-sweep=optimizer]", "adam, rmsprop")
     page.select_option("#sweep-method", "random")
     page.fill("#sweep-count", "3")
+    assert not page.locator("#sweep-factor").is_visible()  # successive halving's own setting
     page.select_option("#sweep-stopping", "asha")
     page.fill("#sweep-grace", "5")
     page.fill("#sweep-factor", "2")
