@@ -154,6 +154,26 @@ def _predict_and_download(pages, page, files: list[Path], expected_rows: int, tm
     return rows
 
 
+def _register_as_a_model(pages, page, base: str, ws: str, run_url: str, name: str) -> None:
+    """From the run's page, into the registry under a new name: its first version, in production; the
+    run's page says so, and its delete button is refused while the model holds it."""
+    page.goto(run_url)
+    page.fill("#model-name", name)
+    page.fill("#model-note", "stopped by hand")
+    page.click("[data-testid=register]")
+    page.wait_for_url(re.compile(r"/models/\d+/$"))
+    assert page.locator("h1").text_content() == name  # shown as text
+    row = page.locator("[data-testid=versions] tbody tr").first
+    assert "v1" in row.text_content() and "in production" in row.text_content() and "stopped by hand" in row.text_content()
+    assert "accuracy" in row.text_content()  # its test scores
+    pages.shot(page, "model")
+    page.goto(f"{base}/w/{ws}/models/")
+    assert page.locator("[data-testid=models] tbody tr").first.text_content().count(name) == 1
+    pages.shot(page, "models")
+    page.goto(run_url)
+    assert "Version 1 of" in page.locator("[data-testid=registry]").text_content()
+
+
 def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pages_factory) -> str:
     run_id = re.search(r"/runs/(\d+)/", run_url).group(1)
     page.goto(f"{base}/w/{ws}/shares/?type=run&id={run_id}")
@@ -172,7 +192,7 @@ def _share_and_open_logged_out(pages, page, base: str, ws: str, run_url: str, pa
     assert shared.locator("[role=note]").first.text_content().startswith("Read-only")
     for control in ("[data-testid=train]", "[data-testid=cancel]", "[data-testid=new-run]", "[data-testid=star]",
                     "[data-testid=continue]", "[data-testid=predict-link]", "#upload-form", "[data-testid=share]",
-                    "[data-testid=team-link]", "textarea#notes", "input[type=file]"):
+                    "[data-testid=team-link]", "textarea#notes", "input[type=file]", "[data-testid=register]"):
         assert shared.locator(control).count() == 0, f"the shared page shows {control}"
     assert shared.get_by_role("link", name="Log in").count() == 1  # a stranger, not a member
     outsider.shot(shared, "shared-run")
@@ -263,6 +283,7 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
             target.write_bytes(archive.read(name))
             images.append(target)
     _predict_and_download(owner, page, images, expected_rows=3, tmp_path=tmp_path)
+    _register_as_a_model(owner, page, base, ws, run_url, "digits <cnn>")
 
     _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
 

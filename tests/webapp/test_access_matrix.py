@@ -112,6 +112,17 @@ def make_sweep(p):
                                 name="matrix sweep", space={"learning_rate": [0.1]}).pk
 
 
+def make_model(p):
+    """The owner's model, its one version a finished run (in production)."""
+    from webapp.experiments.models import ModelVersion, RegisteredModel, Run
+
+    model = RegisteredModel.objects.create(workspace=p.workspace, name="matrix model", created_by=p.owner)
+    version = ModelVersion.objects.create(model=model, number=1, run=Run.objects.get(pk=make_finished_run(p)),
+                                          created_by=p.owner)
+    RegisteredModel.objects.filter(pk=model.pk).update(production=version)
+    return model.pk
+
+
 def make_dataset(p):
     """A real, ingested table: pages read its schema, statistics and preview files."""
     import tempfile
@@ -141,6 +152,7 @@ FACTORIES: dict[str, Callable[[Any], Any]] = {
     "ws": lambda p: p.workspace.slug,
     "member_id": viewer_membership,
     "run_id": make_run,
+    "model_id": make_model,
     "what": lambda p: "spec",
     "dataset_id": make_dataset,
     "number": lambda p: 1,
@@ -256,6 +268,22 @@ RULES = [
     Rule("api:artifact_weights", "GET", "401 404 404 404 404"),  # not trained yet
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
     Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
+    Rule("run-register", "POST", "302 404 403 302 302", kwargs={"pk": make_finished_run}, data={"model": "new"}),
+    Rule("model-list", "GET", "302 404 200 200 200"),
+    Rule("model-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_model}),
+    Rule("model-production", "POST", "302 404 403 302 302", kwargs={"pk": make_model}, data={"version": 1}),
+    # The editor did not register the version: refused with a message on the model's page.
+    Rule("model-version-remove", "POST", "302 404 403 302 302", kwargs={"pk": make_model}),
+    Rule("model-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_model}),  # the owner's model
+    Rule("api:register_run", "POST", "401 404 403 400 400", kwargs={"run_id": make_finished_run},
+         data={"model": "new"}),  # the matrix run has no weights to register
+    Rule("api:list_models", "GET", "401 404 200 200 200"),
+    Rule("api:get_model", "GET", "401 404 200 200 200"),
+    Rule("api:set_production", "POST", "401 404 403 200 200", data={"version": 1}),
+    Rule("api:predict_with_model", "POST", "401 404 400 400 400"),  # nothing to predict on, and no weights
+    Rule("api:model_artifact", "GET", "401 404 200 200 200"),
+    Rule("api:delete_model", "DELETE", "401 404 403 403 204"),
+    Rule("api:remove_version", "DELETE", "401 404 403 403 204"),
     Rule("api:create_sweep", "POST", "401 404 403 201 201", data=sweep_body),
     Rule("api:list_sweeps", "GET", "401 404 200 200 200"),
     Rule("api:get_sweep", "GET", "401 404 200 200 200", kwargs={"sweep_id": make_sweep}),

@@ -1,4 +1,5 @@
-"""Runs over the REST API: create, read, metrics, cancel, continue, fork, predict, artifacts, sweeps.
+"""Runs over the REST API: create, read, metrics, cancel, continue, fork, predict, artifacts, sweeps,
+and the model registry.
 
 The same services and access helpers as the pages; errors are JSON naming the field.
 """
@@ -10,10 +11,11 @@ import json
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
+from django.utils.text import slugify
 from ninja import Body, Router, Schema, Status
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import exports, prediction, selectors, services, watchdog
+from webapp.experiments import exports, prediction, registry, selectors, services, watchdog
 from webapp.experiments.preparation import DataError
 from webapp.experiments.specs import SpecInvalid
 
@@ -214,6 +216,10 @@ def predict(request, run_id: int):
     """Upload ``file`` (multipart: a CSV, or images: one or more image files or a zip in the training format), or send JSON
     ``{"rows": [{"column": value, …}, …]}`` for tables; predictions use the run's stored preprocessing."""
     run, _ = selectors.get_run_for_user(request.user, run_id)
+    return _predictions(request, run, f"run-{run.pk}")
+
+
+def _predictions(request, run, stem: str):
     uploads = request.FILES.getlist("file")
     if uploads:
         result = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
@@ -232,7 +238,7 @@ def predict(request, run_id: int):
         result = prediction.predict_file(run, buffer, "rows.csv")
     if request.GET.get("format") == "csv":
         response = HttpResponse(prediction.to_csv(result), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-predictions.csv"'
+        response["Content-Disposition"] = f'attachment; filename="{stem}-predictions.csv"'
         return response
     return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
 
@@ -319,3 +325,104 @@ def delete_sweep(request, sweep_id: int):
     """Delete the sweep and its runs (409 while one of them, or a run starting from one, is active)."""
     sweep, membership = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
     return _deletion(services.sweep_delete, sweep=sweep, user=request.user, membership=membership)
+
+
+# ----------------------------------------------------------------------------- the model registry
+
+def serialize_version(version, production_id) -> dict:
+    run = version.run
+    return {"number": version.number, "run": run.pk, "run_name": run.display_name, "note": version.note,
+            "in_production": version.pk == production_id, "metric": run.best_metric_name or None,
+            "value": run.best_metric, "test": (run.results or {}).get("test"),
+            "created_by": version.created_by.username if version.created_by else None,
+            "created_at": version.created_at}
+
+
+def serialize_model(model, *, with_versions: bool = True) -> dict:
+    production = model.production
+    data = {"id": model.pk, "workspace": model.workspace.slug, "name": model.name, "description": model.description,
+            "production": None if production is None else {"number": production.number, "run": production.run_id},
+            "created_at": model.created_at, "url": model.get_absolute_url()}
+    if with_versions:
+        versions = model.versions.select_related("run", "created_by").order_by("-number")
+        data["versions"] = [serialize_version(version, model.production_id) for version in versions]
+    return data
+
+
+class RegisterIn(Schema):
+    model: Any = None  # the model's name: a new one, or one of the workspace's (compared without regard to case)
+    note: Any = ""
+
+
+class ProductionIn(Schema):
+    version: Any = None
+
+
+@router.post("/runs/{run_id}/register", response={201: dict})
+@answers_input_errors
+def register_run(request, run_id: int, payload: RegisterIn):
+    """Add a succeeded run as the next version of a model (created if new; its first version goes in production)."""
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    version = registry.register(run=run, user=request.user, name=payload.model, note=payload.note)
+    return Status(201, serialize_model(version.model))
+
+
+@router.get("/workspaces/{ws}/models")
+def list_models(request, ws: str):
+    workspace, _ = get_workspace_for_user(request.user, ws)
+    return {"models": [serialize_model(model, with_versions=False) for model in selectors.models_for_workspace(workspace)]}
+
+
+@router.get("/models/{model_id}")
+def get_model(request, model_id: int):
+    model, _ = selectors.get_model_for_user(request.user, model_id)
+    return serialize_model(model)
+
+
+@router.post("/models/{model_id}/production")
+@answers_input_errors
+def set_production(request, model_id: int, payload: ProductionIn):
+    model, _ = selectors.get_model_for_user(request.user, model_id, write=True)
+    return serialize_model(registry.set_production(model=model, number=payload.version, user=request.user))
+
+
+@router.post("/models/{model_id}/predict")
+@answers_input_errors
+def predict_with_model(request, model_id: int, version: str = ""):
+    """As ``/runs/{id}/predict``, with the model's version in production (or ``?version=N``)."""
+    model, _ = selectors.get_model_for_user(request.user, model_id)
+    chosen = registry.version_for(model, version)
+    answer = _predictions(request, chosen.run, f"{slugify(model.name) or 'model'}-v{chosen.number}")
+    if isinstance(answer, dict):
+        answer = {"model": model.name, "version": chosen.number, "run": chosen.run_id, **answer}
+    return answer
+
+
+ARTIFACTS = {"spec": exports.spec_response, "weights": exports.weights_response, "onnx": exports.onnx_response}
+
+
+@router.get("/models/{model_id}/artifacts/{what}")
+@answers_input_errors
+def model_artifact(request, model_id: int, what: str, version: str = ""):
+    """The spec, weights or ONNX file of the model's version in production (or ``?version=N``)."""
+    model, _ = selectors.get_model_for_user(request.user, model_id)
+    if what not in ARTIFACTS:
+        raise services.InvalidInput(f"what: one of {', '.join(ARTIFACTS)}", "what")
+    return ARTIFACTS[what](registry.version_for(model, version).run)
+
+
+@router.delete("/models/{model_id}", response={204: None})
+def delete_model(request, model_id: int):
+    """Delete a model and its versions (its runs stay)."""
+    model, membership = selectors.get_model_for_user(request.user, model_id, write=True)
+    registry.delete(model=model, user=request.user, membership=membership)
+    return Status(204, None)
+
+
+@router.delete("/models/{model_id}/versions/{number}", response={204: None})
+@answers_input_errors
+def remove_version(request, model_id: int, number: int):
+    """Take a version out of its model (its run stays, and may then be deleted)."""
+    model, membership = selectors.get_model_for_user(request.user, model_id, write=True)
+    registry.remove_version(version=registry.version_for(model, number), user=request.user, membership=membership)
+    return Status(204, None)

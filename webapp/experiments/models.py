@@ -32,7 +32,7 @@ class Sweep(models.Model):
     space = models.JSONField(default=dict)  # {"learning_rate": [..], "batch_size": [..], ...}
     base_spec = models.JSONField(default=dict)
     data_config = models.JSONField(default=dict)
-    # {} (every run trains all its epochs) or {"rule": "median", "grace_epochs": n, "min_runs": m}: see pruning.py
+    # {} (every run trains all its epochs) or {"rule": "median" or "asha", "grace_epochs": n, ...}: see pruning.py
     stopping = models.JSONField(default=dict, blank=True)
     seed = models.BigIntegerField(null=True, blank=True)  # what a random search drew its points with
     created_at = models.DateTimeField(default=timezone.now)
@@ -143,3 +143,45 @@ class MetricRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}@{self.epoch}"
+
+
+class RegisteredModel(models.Model):
+    """A named model of a workspace (the registry): numbered versions, each a finished run with its weights, one of
+    them in production, which predictions and downloads by the model's name use."""
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="registered_models")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    production = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="one_model_per_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("model-detail", kwargs={"ws": self.workspace.slug, "pk": self.pk})
+
+
+class ModelVersion(models.Model):
+    """Version ``number`` of a registered model: a finished run, its weights and preprocessing
+    (the run cannot be deleted while it is registered)."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="model_versions")
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="one_model_version_per_number"),
+                       models.UniqueConstraint(fields=["model", "run"], name="a_run_once_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from webapp.accounts.access import get_object_in_workspace
-from webapp.experiments.models import MetricRow, Run, Sweep
+from webapp.experiments.models import MetricRow, RegisteredModel, Run, Sweep
 
 MAX_POINTS = 2000
 LIVE_POINTS = 500  # the most epochs one poll of a training run's page brings (static/js/run.js thins the rest)
@@ -18,6 +18,17 @@ def get_run_for_user(user, pk, *, write: bool = False):
 
 def get_sweep_for_user(user, pk, *, write: bool = False):
     return get_object_in_workspace(Sweep, user, pk, write=write)
+
+
+def get_model_for_user(user, pk, *, write: bool = False):
+    return get_object_in_workspace(RegisteredModel, user, pk, write=write)
+
+
+def models_for_workspace(workspace):
+    """The workspace's registered models, each with its version in production (and that run) and
+    ``version_count``, in one query."""
+    return (RegisteredModel.objects.filter(workspace=workspace).select_related("production__run", "created_by")
+            .annotate(version_count=Count("versions")).order_by("name", "pk"))
 
 
 def sweep_best(runs):

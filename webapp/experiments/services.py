@@ -259,6 +259,10 @@ def run_delete(*, run: Run, user, membership) -> None:
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.is_active:
             raise RunInUse(f"{run.display_name} is {run.status}: cancel it first, then delete it", "run")
+        held = run.model_versions.select_related("model").order_by("pk").first()
+        if held is not None:
+            raise RunInUse(f"{run.display_name} is version {held.number} of the model {held.model.name}: remove it "
+                           f"from the model first, then delete the run", "run")
         waiting = list(run.children.filter(status__in=ACTIVE_STATUSES).order_by("pk"))
         if waiting:
             names = ", ".join(child.display_name for child in waiting[:3]) + (" …" if len(waiting) > 3 else "")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.experiments import views
+from webapp.experiments import registry_views, views
 
 urlpatterns = [
     path("w/<slug:ws>/", views.dashboard, name="workspace-dashboard"),
@@ -25,4 +25,11 @@ urlpatterns = [
     path("w/<slug:ws>/sweeps/<int:pk>/cancel/", views.sweep_cancel, name="sweep-cancel"),
     path("w/<slug:ws>/sweeps/<int:pk>/extend/", views.sweep_extend, name="sweep-extend"),
     path("w/<slug:ws>/sweeps/<int:pk>/delete/", views.sweep_delete, name="sweep-delete"),
+    path("w/<slug:ws>/runs/<int:pk>/register/", registry_views.run_register, name="run-register"),
+    path("w/<slug:ws>/models/", registry_views.model_list, name="model-list"),
+    path("w/<slug:ws>/models/<int:pk>/", registry_views.model_detail, name="model-detail"),
+    path("w/<slug:ws>/models/<int:pk>/production/", registry_views.model_production, name="model-production"),
+    path("w/<slug:ws>/models/<int:pk>/versions/<int:number>/remove/", registry_views.model_version_remove,
+         name="model-version-remove"),
+    path("w/<slug:ws>/models/<int:pk>/delete/", registry_views.model_delete, name="model-delete"),
 ]
