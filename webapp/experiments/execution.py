@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from webapp.accounts import activity
+from webapp.accounts import activity, webhooks
 from webapp.experiments import checkpoints, datasource, preparation, pruning, specs
 from webapp.experiments.models import MetricRow, Run, RunStatus
 
@@ -347,16 +347,25 @@ def _finish(run_id: int, attempt: int, **fields) -> bool:
     return bool(_owned(run_id, attempt).update(**fields))
 
 
-def _notify_finished(run_id: int) -> None:
+def notify_finished(run_id: int) -> None:
+    """Tell the run's creator (a notification) and the workspace's webhooks (``run.succeeded``,
+    ``run.failed`` or ``run.cancelled``) that it ended; neither may ever fail the run."""
     run = Run.objects.select_related("workspace", "created_by").filter(pk=run_id).first()
-    if run is None or run.created_by is None:
+    if run is None:
         return
     detail = run.reason if run.status == RunStatus.FAILED else (
         f"{run.best_metric_name} {run.best_metric:.4g}" if run.best_metric is not None else "")
     message = f"{run.display_name} {run.status}" + (f": {detail}" if detail else "")
     try:
-        activity.notify(user=run.created_by, workspace=run.workspace, message=message, link=run.get_absolute_url(),
-                        level="error" if run.status == RunStatus.FAILED else "info")
+        if run.created_by is not None:
+            activity.notify(user=run.created_by, workspace=run.workspace, message=message,
+                            link=run.get_absolute_url(), level="error" if run.status == RunStatus.FAILED else "info")
+        webhooks.dispatch(run.workspace, f"run.{run.status}", {
+            "run": run.pk, "name": run.display_name, "status": run.status, "path": run.get_absolute_url(),
+            "metric": run.best_metric_name or None, "value": run.best_metric, "best_epoch": run.best_epoch,
+            "epochs": run.epochs_done, "test": (run.results or {}).get("test"), "reason": run.reason or None,
+            "sweep": run.sweep_id, "started_by": run.created_by.username if run.created_by else None,
+        }, text=f"[{run.workspace.name}] {message}")
     except Exception as error:  # noqa: BLE001 - a notification must never fail the run
         log.warning("run %s: could not notify: %s", run_id, error)
 
@@ -474,7 +483,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         outcome = "failed"
     finally:
         monitor.stop()
-    _notify_finished(run_id)
+    notify_finished(run_id)
     return outcome
 
 

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from webapp.accounts import activity
+from webapp.accounts import activity, webhooks
 from webapp.experiments import checkpoints
 from webapp.experiments.models import ModelVersion, RegisteredModel, Run, RunStatus
 from webapp.experiments.services import InvalidInput, _check_text
@@ -67,7 +67,18 @@ def register(*, run: Run, user, name, note: str = "") -> ModelVersion:
         raise InvalidInput(f"model: {name} was changed by someone else just now; try again", "model") from None
     activity.record(workspace=run.workspace, actor=user, verb="registered", target_type="model", target_id=model.pk,
                     target_label=f"{model.name} v{number} ({run.display_name})")
+    _announce(model, "model.registered", version, user, f"{run.display_name} is now version {number} of {model.name}")
     return version
+
+
+def _announce(model: RegisteredModel, event: str, version: ModelVersion, user, message: str) -> None:
+    """The workspace's webhooks hear of a new version or a new version in production."""
+    production = model.production_id == version.pk
+    webhooks.dispatch(model.workspace, event, {
+        "model": model.pk, "name": model.name, "version": version.number, "run": version.run_id,
+        "in_production": production, "path": model.get_absolute_url(),
+        "by": getattr(user, "username", None)}, text=f"[{model.workspace.name}] {message}"
+                                                      + (" (in production)" if production else ""))
 
 
 def set_production(*, model: RegisteredModel, number, user) -> RegisteredModel:
@@ -81,6 +92,7 @@ def set_production(*, model: RegisteredModel, number, user) -> RegisteredModel:
     model.production = version
     activity.record(workspace=model.workspace, actor=user, verb="put in production", target_type="model",
                     target_id=model.pk, target_label=f"{model.name} v{number}")
+    _announce(model, "model.production", version, user, f"{model.name}: version {number}")
     return model
 
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.experiments import services
-from webapp.experiments.execution import heartbeat_fresh
+from webapp.experiments.execution import heartbeat_fresh, notify_finished
 from webapp.experiments.models import Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ def check_runs() -> dict:
         outcome = _recover(run_id)
         if outcome:
             report[outcome].append(run_id)
+        if outcome in ("failed", "cancelled"):  # it ended here, not on a worker: say so as a worker would
+            notify_finished(run_id)
     undelivered = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True,
                                      queued_at__lt=now - REDISPATCH_AFTER).values_list("pk", flat=True)
     for run_id in list(undelivered):
