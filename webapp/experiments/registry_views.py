@@ -39,6 +39,7 @@ def model_detail(request, ws, pk):
         "workspace": model.workspace, "membership": membership, "section": "models",
         "current_workspace": model.workspace, "model": model, "rows": rows, "predict_url": api, "onnx_url": onnx,
         "can_delete": registry.may_delete(model, membership),
+        "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
         "can_remove": {row["number"] for row in rows if membership.is_owner or (
             membership.can_write and row["version"].created_by_id == membership.user_id)}})
 

@@ -97,10 +97,10 @@ def run_detail(request, ws, pk):
     context = _run_context(run, can_write=membership.can_write)
     context.update({"membership": membership, "section": "runs", "current_workspace": run.workspace,
                     "live_url": reverse("run-live", kwargs={"ws": ws, "pk": run.pk}),
-                    "can_delete": run.is_finished and services.may_delete(run, membership),
                     "model_versions": list(run.model_versions.select_related("model").order_by("model__name")),
                     "can_register": membership.can_write and context["has_weights"] and run.is_finished,
                     "model_names": list(run.workspace.registered_models.values_list("name", flat=True))})
+    context["can_delete"] = run.is_finished and services.may_delete(run, membership) and not context["model_versions"]
     return render(request, "experiments/run_detail.html", context)
 
 

@@ -94,6 +94,9 @@ def test_a_registered_run_is_kept_until_its_version_is_removed(client, people, r
     model = registry.register(run=first, user=people.owner, name="iris").model
     registry.register(run=second, user=people.editor, name="iris")
     client.force_login(people.owner)
+    page = client.get(first.get_absolute_url()).content.decode()
+    assert 'data-testid="delete"' not in page and "remove its version there to delete it" in page
+    assert 'data-testid="compare-versions"' in client.get(model.get_absolute_url()).content.decode()
     refused = client.delete(f"/api/v1/runs/{first.pk}")
     assert refused.status_code == 409
     assert "version 1 of the model iris: remove it from the model first" in refused.json()["detail"]
