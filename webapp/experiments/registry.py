@@ -20,6 +20,7 @@ from webapp.experiments.models import ModelVersion, RegisteredModel, Run, RunSta
 from webapp.experiments.services import InvalidInput, _check_text
 
 MAX_NAME = 100
+MAX_NOTE = 2000
 KEEPS_WEIGHTS = (RunStatus.SUCCEEDED, RunStatus.CANCELLED)  # a cancelled run keeps what it had learned
 
 
@@ -41,8 +42,8 @@ def register(*, run: Run, user, name, note: str = "") -> ModelVersion:
     """Add ``run`` as the next version of the workspace's model ``name`` (created if new, its name
     compared without regard to case); the first version is put in production."""
     name = _check_name(name)
-    if not isinstance(note, str):
-        raise InvalidInput("note: must be text", "note")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise InvalidInput(f"note: text of at most {MAX_NOTE} characters", "note")
     _check_text(note, "note")
     if not has_final_weights(run):
         state = run.status if run.status not in KEEPS_WEIGHTS else f"{run.status} without final weights"

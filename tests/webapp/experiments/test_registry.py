@@ -122,10 +122,13 @@ def test_a_registered_run_is_kept_until_its_version_is_removed(client, people, r
     ("x" * 101, "model", "at most 100 characters"),
     ("bad\x00name", "model", "control characters"),
     (["iris"], "model", "a model needs a name"),
+    ({"model": "iris", "note": "n" * 2001}, "note", "at most 2000 characters"),
+    ({"model": "iris", "note": 7}, "note", "text of at most"),
 ])
-def test_a_bad_name_is_refused_naming_the_field(client, people, runs, name, field, message):
+def test_a_bad_name_or_note_is_refused_naming_the_field(client, people, runs, name, field, message):
     client.force_login(people.editor)
-    answer = client.post(f"/api/v1/runs/{runs[0].pk}/register", {"model": name}, content_type="application/json")
+    body = name if isinstance(name, dict) else {"model": name}
+    answer = client.post(f"/api/v1/runs/{runs[0].pk}/register", body, content_type="application/json")
     assert answer.status_code == 400 and answer.json()["field"] == field and message in answer.json()["detail"]
     assert not RegisteredModel.objects.exists()
 
