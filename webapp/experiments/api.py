@@ -379,6 +379,17 @@ def get_model(request, model_id: int):
     return serialize_model(model)
 
 
+class ModelUpdateIn(Schema):
+    description: Any = None
+
+
+@router.patch("/models/{model_id}")
+@answers_input_errors
+def update_model(request, model_id: int, payload: ModelUpdateIn):
+    model, _ = selectors.get_model_for_user(request.user, model_id, write=True)
+    return serialize_model(registry.describe(model=model, description=payload.description, user=request.user))
+
+
 @router.post("/models/{model_id}/production")
 @answers_input_errors
 def set_production(request, model_id: int, payload: ProductionIn):

@@ -97,6 +97,18 @@ def set_production(*, model: RegisteredModel, number, user) -> RegisteredModel:
     return model
 
 
+def describe(*, model: RegisteredModel, description, user) -> RegisteredModel:
+    """Set what the model is for (shown on its page and in the API)."""
+    if not isinstance(description, str) or len(description) > MAX_NOTE:
+        raise InvalidInput(f"description: text of at most {MAX_NOTE} characters", "description")
+    _check_text(description, "description")
+    model.description = description.strip()
+    model.save(update_fields=["description"])
+    activity.record(workspace=model.workspace, actor=user, verb="described", target_type="model", target_id=model.pk,
+                    target_label=model.name)
+    return model
+
+
 def version_for(model: RegisteredModel, number=None) -> ModelVersion:
     """The version asked for (by number), or the one in production."""
     if number in (None, ""):

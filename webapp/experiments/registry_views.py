@@ -74,6 +74,17 @@ def model_production(request, ws, pk):
 
 @login_required
 @require_POST
+def model_describe(request, ws, pk):
+    model, _ = _model_in(request, ws, pk, write=True)
+    try:
+        registry.describe(model=model, description=request.POST.get("description", ""), user=request.user)
+    except InvalidInput as error:
+        messages.error(request, str(error))
+    return redirect(model.get_absolute_url())
+
+
+@login_required
+@require_POST
 def model_version_remove(request, ws, pk, number):
     model, membership = _model_in(request, ws, pk, write=True)
     try:

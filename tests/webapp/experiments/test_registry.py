@@ -152,6 +152,23 @@ def test_only_a_run_with_final_weights_is_registered_and_only_once_per_model(cli
     assert "is already version 1 of iris" in page.content.decode()
 
 
+def test_an_editor_describes_a_model_which_its_page_and_the_api_show(client, people, runs):
+    from webapp.experiments import registry
+
+    model = registry.register(run=runs[0], user=people.owner, name="iris").model
+    client.force_login(people.editor)
+    answer = client.patch(f"/api/v1/models/{model.pk}", {"description": "  Flowers by their petals <b>.  "},
+                          content_type="application/json")
+    assert answer.status_code == 200 and answer.json()["description"] == "Flowers by their petals <b>."
+    page = client.get(model.get_absolute_url()).content.decode()
+    assert "Flowers by their petals &lt;b&gt;." in page
+    refused = client.post(f"/w/{people.workspace.slug}/models/{model.pk}/describe/", {"description": "x" * 2001},
+                          follow=True)
+    assert "description: text of at most 2000 characters" in refused.content.decode()
+    model.refresh_from_db()
+    assert model.description == "Flowers by their petals <b>."
+
+
 def test_a_model_name_with_markup_is_shown_as_text(client, people, runs):
     from webapp.experiments import registry
 
