@@ -317,6 +317,8 @@ def image_thumbnail(image, scaling: str) -> str:
 
 
 def series_columns(frame, config: dict, *, target: str, ignored=()) -> list[str]:
+    """The columns a series' windows hold, the target first (the windows' targets, the scaling of the
+    predictions and the errors in the target's units all read column 0)."""
     numeric = [str(c) for c in frame.columns if frame[c].dtype.kind in "iuf"]
     if config["features"] is not None:
         columns = list(config["features"])
@@ -325,9 +327,7 @@ def series_columns(frame, config: dict, *, target: str, ignored=()) -> list[str]
                 raise DataError(f"data_config.features: {column!r} is not a numeric column", "data_config.features")
     else:
         columns = [c for c in numeric if c not in set(ignored or ())]
-    if target not in columns:
-        columns = [target] + columns
-    return columns
+    return [target] + [column for column in columns if column != target]
 
 
 def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = "") -> Prepared:

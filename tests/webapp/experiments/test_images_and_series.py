@@ -271,3 +271,22 @@ def test_a_series_run_trains_a_transformer_predicts_and_exports_it_to_onnx(clien
     path.write_bytes(b"".join(answer.streaming_content) if answer.streaming else answer.content)
     x = np.random.default_rng(0).normal(size=(5, 12, 1)).astype(np.float32)
     assert verify_onnx(trained_model(run), path, x) <= 1e-4
+
+
+@pytest.mark.parametrize("features", [None, ["temperature", "co2"]])
+def test_a_series_target_after_another_column_is_still_what_the_windows_forecast(features):
+    import pandas as pd
+
+    from webapp.experiments import preparation
+
+    steps = np.arange(60, dtype=np.float64)
+    frame = pd.DataFrame({"temperature": steps * 10.0, "co2": np.sin(steps)})
+    config = preparation.normalise_config({"window": 4, "horizon": 1, "features": features})
+    prepared = preparation.prepare_series(frame, config, target="co2")
+    pre = prepared.preprocessing
+    assert pre["columns"] == ["co2", "temperature"]  # the target first, whichever order the file has
+    # Each window's target is the next step of co2, standardised with co2's own statistics.
+    next_co2 = prepared.y_train.ravel() * pre["scale"][0] + pre["mean"][0]
+    np.testing.assert_allclose(next_co2, np.sin(steps[4:4 + len(next_co2)]), atol=1e-5)
+    windows = preparation.transform_series(frame, pre)
+    np.testing.assert_allclose(windows[0, :, 1] * pre["scale"][1] + pre["mean"][1], steps[:4] * 10.0, atol=1e-4)
