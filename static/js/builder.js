@@ -11,7 +11,7 @@
   const HIDDEN_ARGS = /initializer|regularizer/;
   let spec = null;
   let dataConfig = Object.assign({ test_fraction: 0.2, validation_fraction: 0.1, split_seed: 0, window: 12, horizon: 1,
-                                   scaling: "standardize", missing: "mean", task: "auto", image_scaling: "unit" },
+                                   forecast: "change", scaling: "standardize", missing: "mean", task: "auto", image_scaling: "unit" },
                                  B.start.data_config || {});
   let dataInfo = null;
   let summaryTimer = null;
@@ -40,7 +40,7 @@
   function configForServer() {
     const config = Object.assign({}, dataConfig);
     const kind = version().kind;
-    if (kind !== "series") { delete config.window; delete config.horizon; }
+    if (kind !== "series") { delete config.window; delete config.horizon; delete config.forecast; }
     if (kind !== "images") delete config.image_scaling;
     const features = ($("dc-features").value || "").split(",").map((s) => s.trim()).filter(Boolean);
     config.features = features.length ? features : null;

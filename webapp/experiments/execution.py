@@ -558,8 +558,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
                 wrong.append(entry)
         results["samples"], results["misclassified"] = samples, wrong
     else:
-        y_true = preparation.decode_targets(prepared.y_test, pre)
-        y_pred = np.asarray(preparation.decode_predictions(outputs, pre)["values"], dtype=np.float64)
+        y_true = preparation.decode_targets(prepared.y_test, pre, prepared.x_test)
+        y_pred = np.asarray(preparation.decode_predictions(outputs, pre, prepared.x_test)["values"], dtype=np.float64)
         y_pred = y_pred.reshape(len(y_pred), -1)[:, 0]
         # The model learns standardized targets; people read errors in the target's own units.
         scores["loss (standardized)"] = scores.pop("loss", None)

@@ -84,7 +84,15 @@ model.load_weights("run-{run.pk}-weights.npz")
 # Inputs must be preprocessed like the training data (see the run's data config),
 # or let the server do it: POST a CSV to {base_url}/api/v1/runs/{run.pk}/predict
 outputs = model.predict(x)
-'''
+{_series_note(run)}'''
+
+
+def _series_note(run) -> str:
+    pre = run.preprocessing or {}
+    if pre.get("kind") != "series" or pre.get("forecast") != "change":
+        return ""
+    return ("# This model forecasts the change from each window's last value (standardized):\n"
+            "values = (outputs + x[:, -1, :1]) * scale + mean  # scale, mean: the run's preprocessing, column 0\n")
 
 
 def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:

@@ -32,8 +32,14 @@ DATA_CONFIG_DEFAULTS = {
     "split_seed": 0,
     "window": 12,  # series only
     "horizon": 1,  # series only
+    # series only: "change" trains the model on each step's change from the window's last value and adds
+    # that value back to its outputs (it extrapolates a trend); "level" on the values themselves
+    "forecast": "change",
     "image_scaling": "unit",  # images only: "unit" ([0, 1]) or "none"
 }
+
+
+FORECASTS = ("change", "level")
 
 
 class DataError(ValueError):
@@ -89,7 +95,7 @@ def normalise_config(config: dict | None) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise DataError(f"data_config.{name}: must be an integer ≥ {low}, got {value!r}", f"data_config.{name}")
     choices = {"scaling": SCALINGS, "missing": MISSING, "task": ("auto", CLASSIFICATION, REGRESSION),
-               "image_scaling": ("unit", "none")}
+               "image_scaling": ("unit", "none"), "forecast": FORECASTS}
     for name, allowed in choices.items():
         if merged[name] not in allowed:
             raise DataError(f"data_config.{name}: must be one of {', '.join(allowed)}, got {merged[name]!r}",
@@ -355,9 +361,11 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
     mean, scale = seen.mean(axis=0), seen.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     pre = {"kind": "series", "task": REGRESSION, "target": target, "columns": columns, "window": window,
-           "horizon": horizon, "mean": mean.tolist(), "scale": scale.tolist(), "loss": loss}
+           "horizon": horizon, "mean": mean.tolist(), "scale": scale.tolist(), "loss": loss,
+           "forecast": config["forecast"]}
     x, y = tdata.sliding_windows((values - mean) / scale, window, horizon, target_column=0, missing="interpolate")
-    y = y.reshape(len(y), -1).astype(np.float32)
+    y = y.reshape(len(y), -1) - series_offsets(x, pre)
+    y = y.astype(np.float32)
 
     def part(index):
         return (x[index], y[index]) if len(index) else (None, None)
@@ -367,6 +375,14 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
     x_test, y_test = part(test)
     return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, REGRESSION, pre, [], columns,
                     [int(i) for i in test])
+
+
+def series_offsets(x, pre: dict):
+    """What a series model's outputs are measured from, per window (N, 1), in its standardized
+    units: the window's last target value when it forecasts the change, else 0."""
+    if pre.get("kind") != "series" or pre.get("forecast", "level") != "change":
+        return 0.0
+    return np.asarray(x[:, -1, :1], dtype=np.float64)
 
 
 def transform_series(frame, pre: dict) -> np.ndarray:
@@ -385,8 +401,9 @@ def transform_series(frame, pre: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------- outputs
 
 
-def decode_predictions(outputs, pre: dict) -> dict:
-    """Model outputs in the data's own terms: labels with probabilities, or values in original units."""
+def decode_predictions(outputs, pre: dict, x=None) -> dict:
+    """Model outputs in the data's own terms: labels with probabilities, or values in original units
+    (a series model that forecasts the change needs its windows ``x`` to add their last values back)."""
     outputs = np.asarray(outputs, dtype=np.float64)
     if pre["task"] == CLASSIFICATION:
         classes = list(pre["labels"]["classes"])
@@ -406,8 +423,7 @@ def decode_predictions(outputs, pre: dict) -> dict:
         return {"labels": [classes[i] for i in codes], "codes": codes.tolist(), "classes": classes,
                 "probabilities": probabilities.tolist()}
     if pre["kind"] == "series":
-        target_index = 0
-        values = outputs * pre["scale"][target_index] + pre["mean"][target_index]
+        values = (outputs.reshape(len(outputs), -1) + _offsets(x, pre)) * pre["scale"][0] + pre["mean"][0]
     else:
         scaler = tdata.TargetScaler.from_dict(pre["target_scaler"])
         values = scaler.inverse_transform(outputs)
@@ -445,14 +461,22 @@ def logs_in_target_units(values: dict, pre: dict, loss: str = "") -> dict:
     return converted
 
 
-def decode_targets(y, pre: dict) -> np.ndarray:
-    """Test targets back in original units (regression) or as class codes (classification)."""
+def _offsets(x, pre: dict):
+    if x is None and pre.get("forecast", "level") == "change":
+        raise ValueError("decoding a series model that forecasts the change needs its windows")
+    return 0.0 if x is None else series_offsets(x, pre)
+
+
+def decode_targets(y, pre: dict, x=None) -> np.ndarray:
+    """Test targets back in original units (regression) or as class codes (classification); a
+    series' windows ``x`` as for decode_predictions."""
     y = np.asarray(y)
     if pre["task"] == CLASSIFICATION:
         if y.ndim == 2 and y.shape[1] > 1:
             return y.argmax(axis=1)
         return y.reshape(-1).astype(np.int64)
     if pre["kind"] == "series":
-        return (y.astype(np.float64) * pre["scale"][0] + pre["mean"][0]).reshape(len(y), -1)[:, 0]
+        y = y.astype(np.float64).reshape(len(y), -1) + _offsets(x, pre)
+        return (y * pre["scale"][0] + pre["mean"][0])[:, 0]
     scaler = tdata.TargetScaler.from_dict(pre["target_scaler"])
     return np.asarray(scaler.inverse_transform(y.astype(np.float64))).reshape(len(y), -1)[:, 0]

@@ -156,8 +156,9 @@ def hand_windows(values: np.ndarray, window: int, mean: float, scale: float) -> 
 
 
 @pytest.mark.django_db
-def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client, people, co2):
-    config = {"window": 12, "horizon": 1}
+@pytest.mark.parametrize("forecast", ["change", "level"])
+def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client, people, co2, forecast):
+    config = {"window": 12, "horizon": 1, "forecast": forecast}
     spec = suggested_spec(client, people, co2, config)
     assert spec["layers"][0]["type"] == "LSTM" and spec["input_shape"] == [12, 1]
     spec["fit"]["epochs"] = 10
@@ -166,23 +167,28 @@ def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client
     assert execution.run_execute(run.pk) == "succeeded"
     run.refresh_from_db()
     test = run.results["test"]
-    print(f"co2: test RMSE {test['rmse']:.3f} ppm, MAE {test['mae']:.3f} ppm, R² {test['r2']:.3f} after 10 epochs")
+    print(f"co2 ({forecast}): test RMSE {test['rmse']:.3f} ppm, MAE {test['mae']:.3f} ppm, R² {test['r2']:.3f} "
+          f"after 10 epochs")
     # The same scores by hand, from the raw CSV: interpolate the gaps, window, predict, unscale.
     pre = run.preprocessing
     co2_ppm = pd.read_csv(FIXTURES / "co2_weekly.csv")["co2"].interpolate(limit_direction="both").to_numpy()
     test_ids = np.asarray(datasource.prepare(co2, config).sample_ids)
     x = hand_windows(co2_ppm, 12, pre["mean"][0], pre["scale"][0])[test_ids]
     truth = co2_ppm[test_ids + 12]  # horizon 1: the step after each window
-    predicted = trained_model(run).predict(x).reshape(-1) * pre["scale"][0] + pre["mean"][0]
+    outputs = trained_model(run).predict(x).reshape(-1)
+    last = x[:, -1, 0] if forecast == "change" else 0.0  # the change from each window's last value
+    predicted = (outputs + last) * pre["scale"][0] + pre["mean"][0]
     rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
     r2 = 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2)
     assert test["rmse"] == pytest.approx(rmse, rel=1e-4)
     assert test["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)
     assert test["mae"] == pytest.approx(np.mean(np.abs(predicted - truth)), rel=1e-4)
     assert test["mape (%)"] == pytest.approx(100 * np.mean(np.abs(predicted - truth) / truth), rel=1e-4)
-    # The test weeks lie above every training week (CO2 only rises), so a tanh LSTM must
-    # extrapolate; 10 epochs reach R² ≈ 0.83, the template's 30 more.
-    assert test["r2"] > 0.7 and test["rmse"] < truth.std()
+    # The test weeks lie above every training week (CO2 only rises): forecasting the level, a tanh
+    # LSTM must extrapolate (10 epochs reach R² ≈ 0.83, the template's 30 more); forecasting the
+    # change from the last week it follows the trend (R² ≈ 0.99 after 10).
+    assert pre["forecast"] == forecast
+    assert test["r2"] > (0.95 if forecast == "change" else 0.7) and test["rmse"] < truth.std()
     assert run.results["residuals"]["true"][:5] == pytest.approx(truth[:5].tolist())
 
 
@@ -198,14 +204,18 @@ def test_predicting_a_series_gives_what_trainer_gives(client, people, co2):
     recent = pd.read_csv(FIXTURES / "co2_weekly.csv").tail(60)  # gaps are filled as training filled them
     pre = run.preprocessing
     ppm = recent["co2"].interpolate(limit_direction="both").to_numpy()
-    expected = trained_model(run).predict(hand_windows(ppm, 8, pre["mean"][0], pre["scale"][0]))
+    windows = hand_windows(ppm, 8, pre["mean"][0], pre["scale"][0])
+    expected = trained_model(run).predict(windows)
     client.force_login(people.viewer)
     answer = client.post(f"/api/v1/runs/{run.pk}/predict",
                          {"file": io.BytesIO(recent.to_csv(index=False).encode())}, format="multipart").json()
     assert len(answer["rows"]) == 60 - 8 + 1
     np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, rtol=RTOL, atol=ATOL)
     values = [row[1] for row in answer["rows"]]
-    np.testing.assert_allclose(values, expected.reshape(-1) * pre["scale"][0] + pre["mean"][0], rtol=1e-6)
+    # The model forecasts the change from each window's last week (the default): that week comes back.
+    assert pre["forecast"] == "change"
+    np.testing.assert_allclose(values, (expected.reshape(-1) + windows[:, -1, 0]) * pre["scale"][0] + pre["mean"][0],
+                               rtol=1e-6)
 
 
 def test_thumbnails_of_large_colour_images_stay_small():
@@ -281,7 +291,7 @@ def test_a_series_target_after_another_column_is_still_what_the_windows_forecast
 
     steps = np.arange(60, dtype=np.float64)
     frame = pd.DataFrame({"temperature": steps * 10.0, "co2": np.sin(steps)})
-    config = preparation.normalise_config({"window": 4, "horizon": 1, "features": features})
+    config = preparation.normalise_config({"window": 4, "horizon": 1, "features": features, "forecast": "level"})
     prepared = preparation.prepare_series(frame, config, target="co2")
     pre = prepared.preprocessing
     assert pre["columns"] == ["co2", "temperature"]  # the target first, whichever order the file has
@@ -290,3 +300,32 @@ def test_a_series_target_after_another_column_is_still_what_the_windows_forecast
     np.testing.assert_allclose(next_co2, np.sin(steps[4:4 + len(next_co2)]), atol=1e-5)
     windows = preparation.transform_series(frame, pre)
     np.testing.assert_allclose(windows[0, :, 1] * pre["scale"][1] + pre["mean"][1], steps[:4] * 10.0, atol=1e-4)
+
+
+def test_a_series_forecasting_the_change_learns_the_step_from_the_last_value_and_decodes_back():
+    import pandas as pd
+
+    from webapp.experiments import preparation
+
+    steps = np.arange(60, dtype=np.float64)
+    frame = pd.DataFrame({"co2": 300 + 0.5 * steps + np.sin(steps)})
+    config = preparation.normalise_config({"window": 5, "horizon": 2})
+    assert config["forecast"] == "change"  # the default
+    prepared = preparation.prepare_series(frame, config, target="co2")
+    pre = prepared.preprocessing
+    scale, mean = pre["scale"][0], pre["mean"][0]
+    last = prepared.x_train[:, -1, 0] * scale + mean
+    # Targets: how far each of the next two steps lies from the window's last one, in standardized units.
+    np.testing.assert_allclose(prepared.y_train[:, 0] * scale, frame["co2"].to_numpy()[5:5 + len(last)] - last,
+                               atol=1e-4)
+    np.testing.assert_allclose(prepared.y_train[:, 1] * scale, frame["co2"].to_numpy()[6:6 + len(last)] - last,
+                               atol=1e-4)
+    # Decoding adds the last value back: targets and a perfect model's outputs give the series itself.
+    truth = frame["co2"].to_numpy()[prepared.sample_ids[0] + 5:][:len(prepared.y_test)]
+    np.testing.assert_allclose(preparation.decode_targets(prepared.y_test, pre, prepared.x_test), truth, atol=1e-4)
+    decoded = preparation.decode_predictions(prepared.y_test, pre, prepared.x_test)["values"]
+    np.testing.assert_allclose(np.asarray(decoded)[:, 0], truth, atol=1e-4)
+    with pytest.raises(ValueError, match="needs its windows"):
+        preparation.decode_predictions(prepared.y_test, pre)
+    with pytest.raises(preparation.DataError, match="data_config.forecast: must be one of change, level, got 'delta'"):
+        preparation.normalise_config({"forecast": "delta"})
