@@ -85,6 +85,7 @@ def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: i
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
     assert not page.locator("[data-start=conv1d]").is_visible()  # the 1-D CNN template is for series
+    assert not page.locator("[data-start=transformer]").is_visible()
     assert page.locator("#class-weight").is_visible()  # both flows classify
     if class_weight:
         page.select_option("#class-weight", class_weight)
@@ -368,6 +369,10 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     assert not page.locator("#class-weight").is_visible()  # a forecast has no classes to weigh
     page.click("[data-start=conv1d]")  # the series-only template: a 1-D CNN
     page.wait_for_function(f"{layers} === 'Conv1D,MaxPooling1D,Conv1D,Flatten,Dense'")
+    page.click("[data-start=transformer]")  # the other series-only template
+    page.wait_for_function(f"{layers} === 'Dense,PositionEmbedding,TransformerEncoder,Flatten,Dense'")
+    _wait_for_layer_shapes(page)
+    assert page.locator("[data-shape-for=\"2\"]").text_content().startswith("→ (12, 32)")
     page.click("[data-start=template]")  # back to the LSTM
     page.wait_for_function(f"{layers} === 'LSTM,Dense'")
     # A Bidirectional wrapper from the palette lands after the LSTM, whose output has no steps left: the row says so.
