@@ -142,3 +142,29 @@ def test_html_in_a_column_name_is_escaped_in_the_builder_and_the_template_json(w
     assert_no_trace(builder)
     assert builder.status_code == 200
     assert SCRIPT not in builder.content.decode()
+
+
+@pytest.mark.parametrize("text", [p[1] for p in PAYLOADS], ids=[p[0] for p in PAYLOADS])
+def test_a_model_name_description_and_version_note_are_shown_escaped(world, text):
+    from webapp.experiments import checkpoints
+    from webapp.experiments.models import RegisteredModel, Run
+
+    run = world.run
+    Run.objects.filter(pk=run.pk).update(status="succeeded")
+    weights = checkpoints.weights_path(run)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"")  # registering reads no weights, it only needs them to be there
+    answer = world.api.post(f"/api/v1/runs/{run.pk}/register", {"model": text[:100], "note": text},
+                            content_type="application/json")
+    assert answer.status_code == 201, answer.content[:300]
+    model = RegisteredModel.objects.get()
+    assert world.api.patch(f"/api/v1/models/{model.pk}", {"description": text},
+                           content_type="application/json").status_code == 200
+    page = world.page.get(f"/w/{world.ws}/models/{model.pk}/")
+    _assert_shown_escaped(page, " ".join(text[:100].split()))
+    assert text.strip() in page_text(page)  # the description and the note, as typed
+    _assert_shown_escaped(world.page.get(f"/w/{world.ws}/models/"), " ".join(text[:100].split()))
+    _assert_shown_escaped(world.page.get(f"/w/{world.ws}/runs/{run.pk}/"), " ".join(text[:100].split()))
+    model.delete()
+    Run.objects.filter(pk=run.pk).update(status="queued")
+    weights.unlink()
