@@ -167,8 +167,13 @@ def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
         rows = [[ident, str(label), max(probs)] + list(probs)
                 for ident, label, probs in zip(ids, decoded["labels"], decoded["probabilities"])]
     else:
-        columns = [id_name, "prediction"]
-        rows = [[ident, value] for ident, value in zip(ids, decoded["values"])]
+        values = decoded["values"]
+        if values and isinstance(values[0], list):  # a forecast of several steps: a column per step ahead
+            columns = [id_name] + [f"prediction (t+{step})" for step in range(1, len(values[0]) + 1)]
+            rows = [[ident, *steps] for ident, steps in zip(ids, values)]
+        else:
+            columns = [id_name, "prediction"]
+            rows = [[ident, value] for ident, value in zip(ids, values)]
     return {"columns": columns, "rows": rows, "outputs": outputs.tolist()}
 
 

@@ -277,7 +277,8 @@ def run_predict(request, ws, pk):
             return response
     shown = None
     if result is not None:
-        shown = {"columns": result["columns"], "rows": result["rows"][:500], "total": len(result["rows"])}
+        shown = {"columns": result["columns"], "rows": result["rows"][:500], "total": len(result["rows"]),
+                 "task": (run.preprocessing or {}).get("task")}
     return render(request, "experiments/predict.html", {
         "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "result": shown,
         "error": error, "current_workspace": run.workspace, "kind": (run.preprocessing or {}).get("kind", ""),

@@ -348,3 +348,25 @@ def test_the_transformer_template_forecasts_the_co2_series(client, people, co2):
     # same block forecasting the level reaches R² 0.3-0.7 on this split; the LSTM template 0.99).
     assert spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
     assert test["r2"] > 0.8
+
+
+@pytest.mark.django_db
+def test_a_forecast_of_several_steps_has_a_column_per_step_in_the_page_the_api_and_the_csv(client, people, co2):
+    config = {"window": 8, "horizon": 3}
+    spec = suggested_spec(client, people, co2, config)
+    spec["fit"]["epochs"] = 1
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    recent = pd.read_csv(FIXTURES / "co2_weekly.csv").tail(20).to_csv(index=False).encode()
+    client.force_login(people.viewer)
+    answer = client.post(f"/api/v1/runs/{run.pk}/predict", {"file": io.BytesIO(recent)}, format="multipart").json()
+    assert answer["columns"] == ["last_step", "prediction (t+1)", "prediction (t+2)", "prediction (t+3)"]
+    assert len(answer["rows"]) == 20 - 8 + 1 and all(len(row) == 4 for row in answer["rows"])
+    assert all(300 < value < 500 for row in answer["rows"] for value in row[1:])  # ppm, not standardized units
+    csv_text = client.post(f"/api/v1/runs/{run.pk}/predict?format=csv", {"file": io.BytesIO(recent)},
+                           format="multipart").content.decode()
+    assert csv_text.splitlines()[0] == "last_step,prediction (t+1),prediction (t+2),prediction (t+3)"
+    page = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict/",
+                       {"file": io.BytesIO(recent)}, format="multipart").content.decode()
+    assert "prediction (t+3)" in page and "[" not in page.split("prediction (t+3)")[1].split("</table>")[0]
