@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 MAX_SWEEP_RUNS = 50
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # trainer.optimizers.NAMES: the names a sweep may try
 SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout", "optimizer",
-                    "class_weight")
-CHOICES = {"optimizer": OPTIMIZERS, "class_weight": ("none", "balanced")}  # the hyper-parameters that take names
+                    "class_weight", "window", "forecast")
+# the hyper-parameters that take names
+CHOICES = {"optimizer": OPTIMIZERS, "class_weight": ("none", "balanced"), "forecast": preparation.FORECASTS}
+DATA_PARAMETERS = ("window", "forecast")  # set in each run's data config (series only), not in its spec
 RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -377,6 +379,10 @@ def apply_params(spec: dict, params: dict) -> dict:
             for layer in spec.get("layers", []):
                 if layer.get("type") in ("Conv1D", "Conv2D"):
                     layer["filters"] = value
+        elif key == "window":  # the series' window, which is also the model's number of input steps
+            shape = spec.get("input_shape")
+            if isinstance(shape, list) and shape:
+                shape[0] = value
         elif key == "dropout":  # every Dropout layer's rate and every Transformer block's dropout
             for layer in spec.get("layers", []):
                 if layer.get("type") == "Dropout":
@@ -386,7 +392,14 @@ def apply_params(spec: dict, params: dict) -> dict:
     return spec
 
 
-INTEGER_PARAMETERS = ("batch_size", "epochs", "units", "filters")
+def apply_data_params(config: dict | None, params: dict) -> dict:
+    """A copy of a sweep's data config with the point's data hyper-parameters (window, forecast) set."""
+    config = dict(config or {})
+    config.update({key: value for key, value in params.items() if key in DATA_PARAMETERS})
+    return config
+
+
+INTEGER_PARAMETERS = ("batch_size", "epochs", "units", "filters", "window")
 
 
 def _check_range(key: str, values: dict) -> dict:
@@ -559,8 +572,19 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
     space = {key: _check_range(key, values) if isinstance(values, dict) else values for key, values in space.items()}
     stopping = check_stopping(stopping, len(points))
     _check_columns(dataset_version, preparation.normalise_config(data_config))
+    data_keys = sorted(set(space) & set(DATA_PARAMETERS))
+    if data_keys and dataset_version.dataset.kind != "series":
+        raise InvalidInput(f"space.{data_keys[0]}: only a series has a window and a forecast to sweep over",
+                           f"space.{data_keys[0]}")
     base = specs.validate_spec(spec)
     for point in points:  # refuse the whole sweep if one point is invalid
+        try:
+            preparation.normalise_config(apply_data_params(data_config, point))
+        except preparation.DataError as error:
+            key = error.field.removeprefix("data_config.")
+            if key not in point:
+                raise
+            raise InvalidInput(f"space.{key}: {error}".replace(f"data_config.{key}: ", ""), f"space.{key}") from None
         specs.validate_spec(apply_params(base, point))
     sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
                                  name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
@@ -575,7 +599,8 @@ def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: s
     for i, point in enumerate(points, start=first):
         label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
         runs.append(run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version,
-                               spec=apply_params(sweep.base_spec, point), data_config=sweep.data_config,
+                               spec=apply_params(sweep.base_spec, point),
+                               data_config=apply_data_params(sweep.data_config, point),
                                name=f"{sweep.name} #{i} ({label})"[:120], device=device, sweep=sweep,
                                sweep_params=point))
     return runs

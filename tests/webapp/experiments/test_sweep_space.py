@@ -211,3 +211,53 @@ def test_more_runs_of_a_sample_of_a_huge_grid_are_new_points(people, iris):
     points = {tuple(sorted(r.sweep_params.items())) for r in sweep.runs.all()}
     assert len(added) == 3 and len(points) == 5
     assert all(8 <= r.sweep_params["units"] < 1008 for r in added)
+
+
+@pytest.fixture
+def co2(people):
+    from tests.webapp.experiments.conftest import make_version
+
+    return make_version(people.workspace, people.owner, "co2_weekly.csv", name="CO2", kind="series", target="co2")
+
+
+@pytest.mark.django_db
+def test_a_series_sweep_over_windows_and_forecasts_sets_each_runs_data_and_input_steps(client, people, co2):
+    from webapp.experiments import execution
+
+    spec = specs.suggest("series", "regression", [12, 1], 1)
+    spec["fit"]["epochs"] = 1
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                                  data_config={"window": 12}, space={"window": [6, 24], "forecast": ["change", "level"]})
+    runs = list(sweep.runs.order_by("pk"))
+    assert [(r.sweep_params["forecast"], r.sweep_params["window"]) for r in runs] == [
+        ("change", 6), ("change", 24), ("level", 6), ("level", 24)]
+    for run in runs:
+        assert run.data_config["window"] == run.sweep_params["window"] == run.spec["input_shape"][0]
+        assert run.data_config["forecast"] == run.sweep_params["forecast"]
+    assert sweep.data_config["window"] == 12  # the sweep's own config stays
+    assert execution.run_execute(runs[3].pk) == "succeeded", runs[3].reason
+    runs[3].refresh_from_db()
+    assert runs[3].preprocessing["window"] == 24 and runs[3].preprocessing["forecast"] == "level"
+    assert runs[3].results["test"]["rmse"] > 0
+    client.force_login(people.viewer)
+    page = client.get(sweep.get_absolute_url()).content.decode()
+    assert '<th class="num">window</th>' in page and '<th class="num">forecast</th>' in page
+
+
+@pytest.mark.django_db
+def test_a_table_refuses_a_sweep_over_windows_and_a_bad_window_names_itself(client, people, iris, co2):
+    client.force_login(people.editor)
+    url = f"/api/v1/workspaces/{people.workspace.slug}/sweeps"
+    body = {"dataset_version": iris.pk, "spec": iris_spec(epochs=1), "data_config": {"target": "species"},
+            "space": {"window": [4, 8]}}
+    answer = client.post(url, body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["field"] == "space.window"
+    assert "only a series has a window and a forecast" in answer.json()["detail"]
+    series = dict(body, dataset_version=co2.pk, data_config={}, spec=specs.suggest("series", "regression", [12, 1], 1),
+                  space={"window": [0, 8]})
+    answer = client.post(url, series, content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["field"] == "space.window", answer.json()
+    assert answer.json()["detail"] == "space.window: must be an integer ≥ 1, got 0"
+    answer = client.post(url, dict(series, space={"forecast": ["change", "delta"]}), content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["field"] == "space.forecast"
+    assert not Run.objects.exists()
