@@ -193,7 +193,7 @@ def run_continue(*, run: Run, user, epochs: int) -> Run:
     spec = copy.deepcopy(run.spec)
     spec.setdefault("fit", {})["epochs"] = run.epochs_done + epochs
     return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
-                      data_config=run.data_config, name=f"{run.display_name} +{epochs}", device=run.device_preference,
+                      data_config=preparation.stored_config(run.data_config), name=f"{run.display_name} +{epochs}", device=run.device_preference,
                       seed=run.seed, tags=run.tags, parent=run, from_epoch=run.epochs_done)
 
 
@@ -210,7 +210,7 @@ def run_fork(*, run: Run, user, from_epoch: int, spec: dict | None = None, name:
     if epochs <= from_epoch:
         raise InvalidInput(f"fit.epochs: must be more than {from_epoch} to train after the fork", "fit.epochs")
     return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
-                      data_config=run.data_config, name=name or f"{run.display_name} fork@{from_epoch}",
+                      data_config=preparation.stored_config(run.data_config), name=name or f"{run.display_name} fork@{from_epoch}",
                       device=run.device_preference, seed=run.seed, tags=run.tags, parent=run, from_epoch=from_epoch)
 
 

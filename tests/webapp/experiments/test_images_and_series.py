@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.webapp.experiments.conftest import FIXTURES, make_version
-from webapp.experiments import checkpoints, datasource, execution, services
-from webapp.experiments.models import MetricRow
+from webapp.experiments import checkpoints, datasource, execution, services, specs
+from webapp.experiments.models import MetricRow, Run
 
 # Predictions go through the same engine on the same machine; only the order of float32 sums
 # may differ between a batch of 256 and the whole array.
@@ -371,3 +371,18 @@ def test_a_forecast_of_several_steps_has_a_column_per_step_in_the_page_the_api_a
     page = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict/",
                        {"file": io.BytesIO(recent)}, format="multipart").content.decode()
     assert "prediction (t+3)" in page and "[" not in page.split("prediction (t+3)")[1].split("</table>")[0]
+
+
+@pytest.mark.django_db
+def test_a_series_run_stored_before_the_forecast_setting_trains_and_continues_forecasting_the_level(people, co2):
+    config = {"window": 8, "horizon": 1}
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2,
+                              spec=specs.suggest("series", "regression", [8, 1], 1), data_config=config)
+    assert run.data_config["forecast"] == "change"  # new runs store the setting
+    legacy = {key: value for key, value in run.data_config.items() if key != "forecast"}
+    Run.objects.filter(pk=run.pk).update(data_config=legacy, spec=dict(run.spec, fit=dict(run.spec["fit"], epochs=1)))
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    assert run.preprocessing["forecast"] == "level"
+    child = services.run_continue(run=run, user=people.owner, epochs=1)
+    assert child.data_config["forecast"] == "level"  # its weights learnt the level
