@@ -600,7 +600,7 @@ def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: s
         label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
         runs.append(run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version,
                                spec=apply_params(sweep.base_spec, point),
-                               data_config=apply_data_params(sweep.data_config, point),
+                               data_config=apply_data_params(preparation.stored_config(sweep.data_config), point),
                                name=f"{sweep.name} #{i} ({label})"[:120], device=device, sweep=sweep,
                                sweep_params=point))
     return runs
