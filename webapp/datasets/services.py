@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Max, ProtectedError
+from django.db.models import Max, RestrictedError
 from django.utils import timezone
 
 from webapp.accounts import activity
@@ -257,8 +257,8 @@ def dataset_delete(*, dataset: Dataset, user) -> None:
             dataset.delete()
             activity.record(workspace=workspace, actor=user, verb="deleted", target_type="dataset",
                             target_id=pk, target_label=name)
-    except ProtectedError as error:
-        count = sum(1 for obj in error.protected_objects if obj._meta.model_name == "run")
+    except RestrictedError as error:
+        count = sum(1 for obj in error.restricted_objects if obj._meta.model_name == "run")
         raise DatasetError(f"“{name}” is used by {count} run{'s' if count != 1 else ''}, so it cannot be deleted; "
                            f"delete those runs first (the dashboard's data set filter lists them).") from None
     shutil.rmtree(folder, ignore_errors=True)

@@ -49,7 +49,8 @@ class Sweep(models.Model):
 
 class Run(models.Model):
     workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="runs")
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="runs")
+    # RESTRICT: a data set used by runs cannot be deleted, but a whole workspace (admin) goes with them
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.RESTRICT, related_name="runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs")
     name = models.CharField(max_length=120, blank=True)
     spec = models.JSONField(default=dict)
@@ -169,11 +170,11 @@ class RegisteredModel(models.Model):
 
 class ModelVersion(models.Model):
     """Version ``number`` of a registered model: a finished run, its weights and preprocessing
-    (the run cannot be deleted while it is registered)."""
+    (the run cannot be deleted on its own while it is registered; with its whole workspace it can)."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="model_versions")
+    run = models.ForeignKey(Run, on_delete=models.RESTRICT, related_name="model_versions")
     note = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

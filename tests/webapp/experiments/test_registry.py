@@ -177,3 +177,15 @@ def test_a_model_name_with_markup_is_shown_as_text(client, people, runs):
     for url in (model.get_absolute_url(), f"/w/{people.workspace.slug}/models/", runs[0].get_absolute_url()):
         page = client.get(url).content.decode()
         assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
+
+
+def test_a_registered_run_goes_only_with_its_whole_workspace(people, runs):
+    from django.db.models import RestrictedError
+
+    from webapp.experiments import registry
+
+    registry.register(run=runs[0], user=people.owner, name="iris")
+    with pytest.raises(RestrictedError):
+        Run.objects.filter(pk=runs[0].pk).delete()  # not on its own, even past the service's check
+    people.workspace.delete()
+    assert not RegisteredModel.objects.exists() and not Run.objects.filter(pk=runs[0].pk).exists()

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('note', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='model_versions', to='experiments.run')),
+                ('run', models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='model_versions', to='experiments.run')),
             ],
             options={
                 'ordering': ['model', '-number'],
