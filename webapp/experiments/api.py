@@ -361,7 +361,8 @@ class ProductionIn(Schema):
 @router.post("/runs/{run_id}/register", response={201: dict})
 @answers_input_errors
 def register_run(request, run_id: int, payload: RegisterIn):
-    """Add a succeeded run as the next version of a model (created if new; its first version goes in production)."""
+    """Add a run that finished with its weights (succeeded, or cancelled after training) as the next version of a
+    model (created if new; its first version goes in production)."""
     run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
     version = registry.register(run=run, user=request.user, name=payload.model, note=payload.note)
     return Status(201, serialize_model(version.model))
