@@ -214,7 +214,8 @@ def test_predicting_a_series_gives_what_trainer_gives(client, people, co2):
     values = [row[1] for row in answer["rows"]]
     # The model forecasts the change from each window's last week (the default): that week comes back.
     assert pre["forecast"] == "change"
-    assert 'data-testid="forecast-note"' in client.get(run.get_absolute_url()).content.decode()
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'data-testid="forecast-note"' in page and 'data-testid="change-note"' in page
     np.testing.assert_allclose(values, (expected.reshape(-1) + windows[:, -1, 0]) * pre["scale"][0] + pre["mean"][0],
                                rtol=1e-6)
 
