@@ -17,7 +17,7 @@ from django.db.models import Max
 from webapp.accounts import activity, webhooks
 from webapp.experiments import checkpoints
 from webapp.experiments.models import ModelVersion, RegisteredModel, Run, RunStatus
-from webapp.experiments.services import InvalidInput, _check_text
+from webapp.experiments.services import InvalidInput, _check_text, may_delete
 
 MAX_NAME = 100
 MAX_NOTE = 2000
@@ -125,11 +125,6 @@ def version_for(model: RegisteredModel, number=None) -> ModelVersion:
     return version
 
 
-def may_delete(model: RegisteredModel, membership) -> bool:
-    """Owners may delete any model of their workspace, editors the models they created."""
-    return membership.is_owner or (membership.can_write and model.created_by_id == membership.user_id)
-
-
 def delete(*, model: RegisteredModel, user, membership) -> None:
     """Delete the model and its versions; the runs stay."""
     if not may_delete(model, membership):
@@ -146,7 +141,7 @@ def remove_version(*, version: ModelVersion, user, membership) -> None:
     """Take a version out of its model (the run stays, and may then be deleted). The version in
     production goes only when it is the last: otherwise another one is put there first."""
     model = version.model
-    if not (membership.is_owner or (membership.can_write and version.created_by_id == membership.user_id)):
+    if not may_delete(version, membership):
         raise PermissionDenied(f"{model.name} v{version.number}: only the person who registered it or a workspace "
                                f"owner may remove it")
     with transaction.atomic():

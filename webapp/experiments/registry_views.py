@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from webapp.accounts.access import get_workspace_for_user
 from webapp.experiments import registry, selectors
 from webapp.experiments.api import serialize_version
-from webapp.experiments.services import InvalidInput
+from webapp.experiments.services import InvalidInput, may_delete
 from webapp.experiments.views import _in_workspace, _run_in
 
 
@@ -38,10 +38,9 @@ def model_detail(request, ws, pk):
     return render(request, "experiments/model_detail.html", {
         "workspace": model.workspace, "membership": membership, "section": "models",
         "current_workspace": model.workspace, "model": model, "rows": rows, "predict_url": api, "onnx_url": onnx,
-        "can_delete": registry.may_delete(model, membership),
+        "can_delete": may_delete(model, membership),
         "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
-        "can_remove": {row["number"] for row in rows if membership.is_owner or (
-            membership.can_write and row["version"].created_by_id == membership.user_id)}})
+        "can_remove": {row["number"] for row in rows if may_delete(row["version"], membership)}})
 
 
 @login_required

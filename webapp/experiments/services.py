@@ -242,9 +242,10 @@ class RunInUse(InvalidInput):
     """A run that cannot be deleted now: it is still active, or an active run starts from it."""
 
 
-def may_delete(run: Run, membership) -> bool:
-    """Owners may delete any run of their workspace, editors the runs they started."""
-    return membership.is_owner or (membership.can_write and run.created_by_id == membership.user_id)
+def may_delete(obj, membership) -> bool:
+    """Owners may delete any run, sweep, model or model version of their workspace; editors the ones
+    they started, created or registered (``obj.created_by``)."""
+    return membership.is_owner or (membership.can_write and obj.created_by_id == membership.user_id)
 
 
 def run_delete(*, run: Run, user, membership) -> None:
@@ -637,16 +638,11 @@ def sweep_cancel(*, sweep: Sweep, user) -> int:
     return len(active)
 
 
-def may_delete_sweep(sweep: Sweep, membership) -> bool:
-    """Owners may delete any sweep, editors the sweeps they started (and with them its runs)."""
-    return membership.is_owner or (membership.can_write and sweep.created_by_id == membership.user_id)
-
-
 def sweep_delete(*, sweep: Sweep, user, membership) -> int:
     """Delete the sweep and all its runs, or nothing: refused (``RunInUse``, ``PermissionDenied``)
-    unless ``may_delete_sweep``, and as ``run_delete`` refuses any one of its runs. Returns how
+    unless ``may_delete``, and as ``run_delete`` refuses any one of its runs. Returns how
     many runs went."""
-    if not may_delete_sweep(sweep, membership):
+    if not may_delete(sweep, membership):
         raise PermissionDenied("only the person who started the sweep or a workspace owner may delete it")
     with transaction.atomic():
         runs = list(sweep.runs.order_by("pk"))

@@ -505,7 +505,7 @@ def sweep_detail(request, ws, pk):
         "extend_room": services.MAX_SWEEP_RUNS - len(runs),
         "extend_default": min(5, services.MAX_SWEEP_RUNS - len(runs)),
         "can_cancel": membership.can_write and any(run.is_active and not run.cancel_requested for run in runs),
-        "can_delete": not active and services.may_delete_sweep(sweep, membership)
+        "can_delete": not active and services.may_delete(sweep, membership)
         and all(services.may_delete(run, membership) for run in runs)})
 
 
