@@ -434,15 +434,14 @@ def _draw(key: str, values, rng: random.Random):
     return float(f"{value:.3g}")
 
 
-def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[dict]:
-    """The sweep's points: every combination of the listed values (grid), or ``count`` of them drawn
-    without repeats (random); a random search may also give ranges ({"low", "high", "log"}), and each
-    point then draws every hyper-parameter afresh."""
+def check_space(method: str, space) -> dict:
+    """The search space checked: known hyper-parameters, each a list of numbers (or of names, for
+    those in CHOICES) or, for a random search, a range, returned filled (see ``_check_range``)."""
     if method not in ("grid", "random"):
         raise InvalidInput("method: must be grid or random", "method")
     if not isinstance(space, dict) or not space:
         raise InvalidInput("space: choose at least one hyper-parameter with values", "space")
-    ranges = {}
+    checked = {}
     for key, values in space.items():
         if key not in SWEEP_PARAMETERS:
             raise InvalidInput(f"space.{key}: unknown hyper-parameter; choose from {', '.join(SWEEP_PARAMETERS)}",
@@ -456,16 +455,30 @@ def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[di
             if method != "random":
                 raise InvalidInput(f"space.{key}: a range needs random search; a grid takes a list of values",
                                    f"space.{key}")
-            ranges[key] = _check_range(key, values)
+            values = _check_range(key, values)
         elif not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise InvalidInput(f"space.{key}: must be a non-empty list of numbers"
                                + (" or a range {\"low\": …, \"high\": …}" if method == "random" else ""),
                                f"space.{key}")
+        checked[key] = values
+    return checked
+
+
+def sweep_points(method: str, space: dict, count: int, seed: int = 0) -> list[dict]:
+    """The sweep's points: every combination of the listed values (grid), or ``count`` of them drawn
+    without repeats (random); a random search may also give ranges ({"low", "high", "log"}), and each
+    point then draws every hyper-parameter afresh."""
+    return _points(method, check_space(method, space), count, seed)
+
+
+def _points(method: str, space: dict, count: int, seed: int) -> list[dict]:
+    """``sweep_points`` over a space ``check_space`` has checked."""
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SWEEP_RUNS:
         raise InvalidInput(f"count: must be an integer from 1 to {MAX_SWEEP_RUNS}", "count")
     keys = sorted(space)
     rng = random.Random(seed)
+    ranges = {key: values for key, values in space.items() if isinstance(values, dict)}
     if ranges:
         return _draws(space, ranges, count, rng)
     sizes = [len(space[key]) for key in keys]
@@ -569,16 +582,28 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
         seed = random.SystemRandom().randrange(2**31)
     elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise InvalidInput("seed: must be a non-negative integer", "seed")
-    points = sweep_points(method, space, count, seed)
-    space = {key: _check_range(key, values) if isinstance(values, dict) else values for key, values in space.items()}
+    space = check_space(method, space)
+    points = _points(method, space, count, seed)
     stopping = check_stopping(stopping, len(points))
-    _check_columns(dataset_version, preparation.normalise_config(data_config))
+    config = preparation.normalise_config(data_config)
+    _check_columns(dataset_version, config)
     data_keys = sorted(set(space) & set(DATA_PARAMETERS))
     if data_keys and dataset_version.dataset.kind != "series":
         raise InvalidInput(f"space.{data_keys[0]}: only a series has a window and a forecast to sweep over",
                            f"space.{data_keys[0]}")
     base = specs.validate_spec(spec)
-    for point in points:  # refuse the whole sweep if one point is invalid
+    _check_points(base, config, points)
+    sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
+                                 name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
+                                 base_spec=base, data_config=config, stopping=stopping, seed=seed)
+    _sweep_runs(sweep, user, points, first=1, device=device)
+    return sweep
+
+
+def _check_points(base_spec: dict, data_config: dict, points: list[dict]) -> None:
+    """Refuse the whole set of points if one is invalid: its data config (a bad window is named as
+    ``space.window``) or its spec."""
+    for point in points:
         try:
             preparation.normalise_config(apply_data_params(data_config, point))
         except preparation.DataError as error:
@@ -586,13 +611,7 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
             if key not in point:
                 raise
             raise InvalidInput(f"space.{key}: {error}".replace(f"data_config.{key}: ", ""), f"space.{key}") from None
-        specs.validate_spec(apply_params(base, point))
-    sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
-                                 name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
-                                 base_spec=base, data_config=preparation.normalise_config(data_config),
-                                 stopping=stopping, seed=seed)
-    _sweep_runs(sweep, user, points, first=1, device=device)
-    return sweep
+        specs.validate_spec(apply_params(base_spec, point))
 
 
 def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: str) -> list[Run]:
@@ -624,8 +643,7 @@ def sweep_extend(*, sweep: Sweep, user, count) -> list[Run]:
     if len(points) < count:
         raise InvalidInput(f"count: only {len(points)} point{'s' if len(points) != 1 else ''} of this sweep's space "
                            f"{'are' if len(points) != 1 else 'is'} still untried", "count")
-    for point in points:  # refuse them all if one point is invalid
-        specs.validate_spec(apply_params(sweep.base_spec, point))
+    _check_points(sweep.base_spec, sweep.data_config, points)
     device = tried[0].device_preference if tried else "auto"
     return _sweep_runs(sweep, user, points, first=len(tried) + 1, device=device)
 
