@@ -419,7 +419,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         loss = specs.loss_name(spec)
         fit = specs.fit_settings(spec)
         batch_size = fit["batch_size"]
-        prepared = datasource.prepare(run.dataset_version, preparation.stored_config(run.data_config), loss=loss)
+        prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
         spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
         specs.check_output(spec, prepared.task, prepared.output_units)
         Run.objects.filter(pk=run_id).update(preprocessing={

@@ -109,12 +109,6 @@ def normalise_config(config: dict | None) -> dict:
     return merged
 
 
-def stored_config(config: dict | None) -> dict:
-    """A run's stored data config as it trains: one stored before the forecast setting existed (a
-    normalised config without ``forecast``) forecast the level, and so do its continuations."""
-    return {"forecast": "level", **(config or {})}
-
-
 def infer_task(values, requested: str = "auto") -> str:
     if requested != "auto":
         return requested

@@ -193,7 +193,7 @@ def run_continue(*, run: Run, user, epochs: int) -> Run:
     spec = copy.deepcopy(run.spec)
     spec.setdefault("fit", {})["epochs"] = run.epochs_done + epochs
     return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
-                      data_config=preparation.stored_config(run.data_config), name=f"{run.display_name} +{epochs}", device=run.device_preference,
+                      data_config=run.data_config, name=f"{run.display_name} +{epochs}", device=run.device_preference,
                       seed=run.seed, tags=run.tags, parent=run, from_epoch=run.epochs_done)
 
 
@@ -210,7 +210,7 @@ def run_fork(*, run: Run, user, from_epoch: int, spec: dict | None = None, name:
     if epochs <= from_epoch:
         raise InvalidInput(f"fit.epochs: must be more than {from_epoch} to train after the fork", "fit.epochs")
     return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
-                      data_config=preparation.stored_config(run.data_config), name=name or f"{run.display_name} fork@{from_epoch}",
+                      data_config=run.data_config, name=name or f"{run.display_name} fork@{from_epoch}",
                       device=run.device_preference, seed=run.seed, tags=run.tags, parent=run, from_epoch=from_epoch)
 
 
@@ -620,7 +620,7 @@ def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: s
         label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
         runs.append(run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version,
                                spec=apply_params(sweep.base_spec, point),
-                               data_config=apply_data_params(preparation.stored_config(sweep.data_config), point),
+                               data_config=apply_data_params(sweep.data_config, point),
                                name=f"{sweep.name} #{i} ({label})"[:120], device=device, sweep=sweep,
                                sweep_params=point))
     return runs

@@ -5,6 +5,7 @@ API gives what ``trainer`` gives for the same inputs."""
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import json
 import zipfile
@@ -12,6 +13,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from django.apps import apps as django_apps
 from PIL import Image
 
 from tests.webapp.experiments.conftest import FIXTURES, make_version
@@ -382,6 +384,8 @@ def test_a_series_run_stored_before_the_forecast_setting_trains_and_continues_fo
     assert run.data_config["forecast"] == "change"  # new runs store the setting
     legacy = {key: value for key, value in run.data_config.items() if key != "forecast"}
     Run.objects.filter(pk=run.pk).update(data_config=legacy, spec=dict(run.spec, fit=dict(run.spec["fit"], epochs=1)))
+    migration = importlib.import_module("webapp.experiments.migrations.0006_stored_configs_forecast_the_level")
+    migration.forecast_the_level(django_apps, None)  # what upgrading does to the runs it finds
     assert execution.run_execute(run.pk) == "succeeded", run.reason
     run.refresh_from_db()
     assert run.preprocessing["forecast"] == "level"
