@@ -160,7 +160,7 @@ def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
 
     pre = run.preprocessing
     outputs = predict_outputs(load_model(run), x)
-    decoded = preparation.decode_predictions(outputs, pre, x if pre.get("kind") == "series" else None)
+    decoded = preparation.decode_predictions(outputs, pre, x)
     if pre["task"] == "classification":
         classes = [str(c) for c in decoded["classes"]]
         columns = [id_name, "prediction", "confidence"] + [f"p({c})" for c in classes]

@@ -64,7 +64,7 @@ def model_production(request, ws, pk):
     model, _ = _model_in(request, ws, pk, write=True)
     try:
         registry.set_production(model=model, number=int(request.POST.get("version", "")), user=request.user)
-    except (InvalidInput, ValueError) as error:
+    except ValueError as error:  # an InvalidInput, or int() of what is not a number
         messages.error(request, str(error) if isinstance(error, InvalidInput) else "version: a version number")
     else:
         messages.success(request, f"Version {model.production.number} of {model.name} is in production.")
