@@ -361,6 +361,18 @@ class TablePreprocessor:
             names.extend(f"{column}={category}" for category in self.categories[column])
         return names
 
+    def feature_groups(self):
+        """{source column: [its output columns]}: one for a numeric column, one per category for a
+        categorical one, in feature_names' order."""
+        if not self.is_fitted:
+            raise RuntimeError("TablePreprocessor: call fit() before reading feature_groups")
+        sizes = [(c, 1) for c in self.numeric_columns] + [(c, len(self.categories[c])) for c in self.categorical_columns]
+        groups, start = {}, 0
+        for column, size in sizes:
+            groups[column] = list(range(start, start + size))
+            start += size
+        return groups
+
     # -- serialisation
 
     def to_dict(self):

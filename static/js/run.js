@@ -9,6 +9,8 @@
   const SPECIAL = ["epoch", "loss", "val_loss", "learning_rate", "epoch_time", "samples_per_second"];
   let series = initial.series || { epoch: [] };
   let state = initial.state;
+  // Plotly renders a subset of HTML in tick labels and hover text; class and column names must stay text.
+  const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const layoutBase = { margin: { l: 50, r: 20, t: 40, b: 70 }, legend: { orientation: "h", y: -0.32 },
                        xaxis: { title: { text: "epoch" } }, font: { size: 12 } };
   const plotConfig = { displaylogo: false, responsive: true };
@@ -111,7 +113,7 @@
   function drawResults() {
     if (!window.Plotly) return;
     if (results.confusion_matrix && document.getElementById("chart-confusion")) {
-      const names = results.class_names;
+      const names = results.class_names.map(plain);
       Plotly.newPlot("chart-confusion", [{ type: "heatmap", z: results.confusion_matrix, x: names, y: names, colorscale: [[0, "#f8fafc"], [1, "#4f46e5"]],
         text: results.confusion_matrix, texttemplate: "%{text}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>" }],
         Object.assign({}, layoutBase, { title: { text: "Confusion matrix (test)" }, margin: { l: 110, r: 20, t: 40, b: 70 },
@@ -126,6 +128,16 @@
         { x: t, y: p, mode: "markers", type: "scatter", name: "test rows", marker: { size: 5, opacity: 0.7 } },
         { x: [lo, hi], y: [lo, hi], mode: "lines", name: "perfect", line: { dash: "dot", color: "#9ca3af" } }],
         Object.assign({}, layoutBase, { title: { text: "Predicted vs true (test)" }, xaxis: { title: { text: "true" } }, yaxis: { title: { text: "predicted" } } }), plotConfig);
+    }
+    const importance = results.importance;
+    if (importance && importance.columns && document.getElementById("chart-importance")) {
+      const shown = importance.columns.slice(0, 20).reverse();  // the largest at the top
+      const score = importance.metric === "r2" ? "R²" : "accuracy";
+      Plotly.newPlot("chart-importance", [{ type: "bar", orientation: "h", y: shown.map((c) => plain(c.name)), x: shown.map((c) => c.mean),
+        error_x: { type: "data", array: shown.map((c) => c.std), color: "#6b7280" }, marker: { color: "#4f46e5" },
+        hovertemplate: "%{y}<br>" + score + " drop %{x:.4f}<extra></extra>" }],
+        Object.assign({}, layoutBase, { title: { text: "Which columns matter (test)" }, margin: { l: 20, r: 20, t: 40, b: 50 },
+          xaxis: { title: { text: score + " drop when shuffled" }, zeroline: true }, yaxis: { type: "category", automargin: true } }), plotConfig);
     }
   }
 

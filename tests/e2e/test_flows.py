@@ -241,6 +241,9 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
                                              expect_layer="Dense", class_weight="balanced")
     _watch_training(owner, page, cancel=True)
     assert page.locator("[data-testid=class-weights]").text_content().startswith("balanced")
+    page.wait_for_selector("#chart-importance .main-svg")  # which of the four measurements the model relies on
+    bars = page.evaluate("document.getElementById('chart-importance').data[0].y")
+    assert sorted(bars) == ["petal length (cm)", "petal width (cm)", "sepal length (cm)", "sepal width (cm)"], bars
 
     new_rows = tmp_path / "new-flowers.csv"
     with open(FIXTURES / "iris.csv") as source, open(new_rows, "w", newline="") as out:

@@ -111,6 +111,17 @@ def test_it_one_hot_encodes_categories_and_zeroes_an_unseen_one():
     assert out.tolist() == [[1, 0], [0, 0], [0, 1]]
 
 
+def test_it_groups_each_source_columns_features_in_feature_names_order():
+    pre = TablePreprocessor(["x", "y"], ["color", "size"], scaling="none").fit(
+        {"x": np.array([1.0, 2.0]), "y": np.array([3.0, 4.0]), "color": np.array(["red", "blue"]),
+         "size": np.array(["s", "m"])})
+    groups = pre.feature_groups()
+    assert groups == {"x": [0], "y": [1], "color": [2, 3], "size": [4, 5]}
+    assert [pre.feature_names[i] for i in groups["color"]] == ["color=blue", "color=red"]
+    with pytest.raises(RuntimeError, match="call fit"):
+        TablePreprocessor(["x"], []).feature_groups()
+
+
 def test_it_fills_missing_values_with_the_training_mean_and_most_frequent_category():
     frame = {"x": np.array([1.0, np.nan, 5.0]), "c": np.array(["a", None, "a"], dtype=object)}
     pre = TablePreprocessor(["x"], ["c"], scaling="none", missing="mean").fit(frame)

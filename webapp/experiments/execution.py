@@ -33,6 +33,8 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeats (the timeout is RUN_HEARTBEA
 CANCEL_POLL = 0.5  # seconds between looks at cancel_requested
 SAMPLE_PREDICTIONS = 25
 RESIDUAL_POINTS = 1000
+IMPORTANCE_ROWS = 2000  # test rows the permutation importance shuffles (a seeded sample of larger splits)
+IMPORTANCE_SHUFFLES = 500  # predictions it may make in all: 5 shuffles per column up to 100 columns, fewer beyond
 
 
 def heartbeat_fresh(run: Run, now=None) -> bool:
@@ -579,4 +581,35 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
              "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}
             for i in range(min(SAMPLE_PREDICTIONS, len(y_true)))]
+    if pre.get("kind") == "table":
+        try:
+            results["importance"] = column_importance(model, prepared, loss, batch_size)
+        except Exception as error:  # the run trained and was scored: this extra must not fail it
+            log.exception("permutation importance failed")
+            results["importance"] = {"error": f"{type(error).__name__}: {error}"[:500]}
     return results
+
+
+def column_importance(model, prepared: preparation.Prepared, loss: str, batch_size: int) -> dict:
+    """How much the test score drops when each source column is shuffled among the test rows
+    (its one-hot features together): accuracy for classifiers, R² for regressors."""
+    from trainer import metrics as tmetrics
+    from trainer.data import TablePreprocessor
+    from trainer.inspection import permutation_importance
+
+    metric = "accuracy" if prepared.task == "classification" else "r2"
+    groups = TablePreprocessor.from_dict(prepared.preprocessing["features"]).feature_groups()
+    x, y = prepared.x_test, prepared.y_test
+    if len(x) > IMPORTANCE_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(len(x), IMPORTANCE_ROWS, replace=False))
+        x, y = x[rows], y[rows]
+    repeats = max(1, min(5, IMPORTANCE_SHUFFLES // len(groups)))
+    # R² is unchanged by the standardisation of the target, so the model's own outputs score it.
+    found = permutation_importance(model, x, y, groups=groups, n_repeats=repeats, seed=0,
+                                   batch_size=max(batch_size, 256),
+                                   score=lambda truth, out: tmetrics.compute(metric, truth, out, loss=loss))
+    columns = [{"name": name, "mean": _finite(found["importances_mean"][name]),
+                "std": _finite(found["importances_std"][name])} for name in groups]
+    columns.sort(key=lambda c: -(c["mean"] if c["mean"] is not None else -math.inf))
+    return {"metric": metric, "baseline": _finite(found["baseline"]), "rows": len(x), "repeats": repeats,
+            "columns": columns}

@@ -246,3 +246,59 @@ def test_a_run_that_early_stopping_ended_says_when_and_why(client, people, iris)
     execution.run_execute(plain.pk, hostname="test")
     plain.refresh_from_db()
     assert "stopped_early" not in plain.results and "stopped-note" not in client.get(plain.get_absolute_url()).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_table_runs_column_importance_finds_the_columns_that_carry_the_target_and_shows_them(
+        client, people, tmp_path):
+    rng = np.random.default_rng(3)
+    n = 800
+    signal, noise = rng.normal(size=n), rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    shift = np.select([colour == "red", colour == "green"], [2.0, -2.0], 0.0)
+    target = 3 * signal + shift + 0.1 * rng.normal(size=n)  # noise plays no part
+    rows = ["signal,noise,colour,target"] + [f"{a:.4f},{b:.4f},{c},{t:.4f}"
+                                             for a, b, c, t in zip(signal, noise, colour, target)]
+    (tmp_path / "planted.csv").write_text("\n".join(rows) + "\n")
+    version = make_version(people.workspace, people.owner, str(tmp_path / "planted.csv"), name="Planted",
+                           target="target")
+    spec = affairs_spec(epochs=40, batch_size=32)
+    spec["input_shape"] = [5]
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=version, spec=spec,
+                              data_config={"target": "target"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    importance = run.results["importance"]
+    assert importance["metric"] == "r2" and importance["repeats"] == 5
+    assert importance["rows"] == run.results["test_rows"]
+    assert importance["baseline"] == pytest.approx(run.results["test"]["r2"], abs=1e-6)
+    by_name = {c["name"]: c for c in importance["columns"]}
+    assert [c["name"] for c in importance["columns"]] == ["signal", "colour", "noise"]  # one entry per source column
+    assert by_name["signal"]["mean"] > 1.0  # shuffling it loses about twice its share of the variance
+    assert by_name["colour"]["mean"] > 0.1
+    assert abs(by_name["noise"]["mean"]) < 0.02
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'data-testid="importance"' in page and f"drops when one column's values are shuffled among {run.results['test_rows']} test rows" in page
+
+
+def test_column_importance_samples_a_large_test_split_and_shuffles_fewer_times_for_wide_tables(monkeypatch):
+    from trainer.data import TablePreprocessor
+
+    columns = [f"c{i}" for i in range(250)]
+    frame = {c: np.arange(3000, dtype=np.float64) for c in columns}
+    pre = TablePreprocessor(columns, []).fit(frame)
+    x = pre.transform(frame)
+    prepared = SimpleNamespace(task="regression", x_test=x, y_test=np.zeros((3000, 1), np.float32),
+                               preprocessing={"features": pre.to_dict()})
+    seen = []
+
+    class Model:
+        def predict(self, features, batch_size=256):
+            seen.append(len(features))
+            return features[:, :1]
+
+    found = execution.column_importance(Model(), prepared, "mse", 32)
+    assert found["rows"] == execution.IMPORTANCE_ROWS and set(seen) == {execution.IMPORTANCE_ROWS}
+    assert found["repeats"] == 2 and len(seen) == 1 + 250 * 2
+    assert len(found["columns"]) == 250
