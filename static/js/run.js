@@ -132,7 +132,7 @@
     const importance = results.importance;
     if (importance && importance.columns && document.getElementById("chart-importance")) {
       const shown = importance.columns.slice(0, 20).reverse();  // the largest at the top
-      const score = importance.metric === "r2" ? "R²" : "accuracy";
+      const score = importance.scored || (importance.metric === "r2" ? "R²" : "accuracy");
       Plotly.newPlot("chart-importance", [{ type: "bar", orientation: "h", y: shown.map((c) => plain(c.name)), x: shown.map((c) => c.mean),
         error_x: { type: "data", array: shown.map((c) => c.std), color: "#6b7280" }, marker: { color: "#4f46e5" },
         hovertemplate: "%{y}<br>" + score + " drop %{x:.4f}<extra></extra>" }],

@@ -581,7 +581,7 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
              "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}
             for i in range(min(SAMPLE_PREDICTIONS, len(y_true)))]
-    if pre.get("kind") == "table":
+    if pre.get("kind") == "table" or (pre.get("kind") == "series" and len(pre.get("columns", ())) > 1):
         try:
             results["importance"] = column_importance(model, prepared, loss, batch_size)
         except Exception as error:  # the run trained and was scored: this extra must not fail it
@@ -591,25 +591,33 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
 
 
 def column_importance(model, prepared: preparation.Prepared, loss: str, batch_size: int) -> dict:
-    """How much the test score drops when each source column is shuffled among the test rows
-    (its one-hot features together): accuracy for classifiers, R² for regressors."""
+    """How much the test score drops when each source column is shuffled among the test rows (a
+    table's one-hot features together, a series' column at every step of the window): accuracy for
+    classifiers, R² for regressors."""
     from trainer import metrics as tmetrics
     from trainer.data import TablePreprocessor
     from trainer.inspection import permutation_importance
 
+    pre = prepared.preprocessing
     metric = "accuracy" if prepared.task == "classification" else "r2"
-    groups = TablePreprocessor.from_dict(prepared.preprocessing["features"]).feature_groups()
+    if pre["kind"] == "series":
+        groups = {column: [i] for i, column in enumerate(pre["columns"])}
+    else:
+        groups = TablePreprocessor.from_dict(pre["features"]).feature_groups()
     x, y = prepared.x_test, prepared.y_test
     if len(x) > IMPORTANCE_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(len(x), IMPORTANCE_ROWS, replace=False))
         x, y = x[rows], y[rows]
     repeats = max(1, min(5, IMPORTANCE_SHUFFLES // len(groups)))
-    # R² is unchanged by the standardisation of the target, so the model's own outputs score it.
+    # R² is unchanged by the standardisation of the target, so the model's own outputs score it; a series
+    # forecasting the change is scored on the change it predicts (its level would hide what shuffling cost).
     found = permutation_importance(model, x, y, groups=groups, n_repeats=repeats, seed=0,
                                    batch_size=max(batch_size, 256),
                                    score=lambda truth, out: tmetrics.compute(metric, truth, out, loss=loss))
     columns = [{"name": name, "mean": _finite(found["importances_mean"][name]),
                 "std": _finite(found["importances_std"][name])} for name in groups]
     columns.sort(key=lambda c: -(c["mean"] if c["mean"] is not None else -math.inf))
-    return {"metric": metric, "baseline": _finite(found["baseline"]), "rows": len(x), "repeats": repeats,
-            "columns": columns}
+    scored = "accuracy" if metric == "accuracy" else (
+        "R² of the predicted change" if pre["kind"] == "series" and pre.get("forecast") == "change" else "R²")
+    return {"metric": metric, "scored": scored, "baseline": _finite(found["baseline"]), "rows": len(x),
+            "repeats": repeats, "columns": columns}

@@ -269,7 +269,7 @@ def test_a_table_runs_column_importance_finds_the_columns_that_carry_the_target_
     assert execution.run_execute(run.pk) == "succeeded"
     run.refresh_from_db()
     importance = run.results["importance"]
-    assert importance["metric"] == "r2" and importance["repeats"] == 5
+    assert importance["metric"] == "r2" and importance["scored"] == "R²" and importance["repeats"] == 5
     assert importance["rows"] == run.results["test_rows"]
     assert importance["baseline"] == pytest.approx(run.results["test"]["r2"], abs=1e-6)
     by_name = {c["name"]: c for c in importance["columns"]}
@@ -290,7 +290,7 @@ def test_column_importance_samples_a_large_test_split_and_shuffles_fewer_times_f
     pre = TablePreprocessor(columns, []).fit(frame)
     x = pre.transform(frame)
     prepared = SimpleNamespace(task="regression", x_test=x, y_test=np.zeros((3000, 1), np.float32),
-                               preprocessing={"features": pre.to_dict()})
+                               preprocessing={"kind": "table", "features": pre.to_dict()})
     seen = []
 
     class Model:

@@ -391,3 +391,24 @@ def test_a_series_run_stored_before_the_forecast_setting_trains_and_continues_fo
     assert run.preprocessing["forecast"] == "level"
     child = services.run_continue(run=run, user=people.owner, epochs=1)
     assert child.data_config["forecast"] == "level"  # its weights learnt the level
+
+
+@pytest.mark.parametrize("forecast, scored", [("level", "R²"), ("change", "R² of the predicted change")])
+def test_a_series_columns_importance_finds_the_column_that_drives_the_target(forecast, scored):
+    from trainer import Sequential
+    from webapp.experiments import preparation
+
+    rng = np.random.default_rng(0)
+    driver = rng.normal(size=600)
+    frame = pd.DataFrame({"target": np.r_[0.0, 2.0 * driver[:-1]] + 0.05 * rng.normal(size=600),
+                          "driver": driver, "noise": rng.normal(size=600)})  # the next target is twice the driver now
+    config = preparation.normalise_config({"window": 3, "horizon": 1, "forecast": forecast})
+    prepared = preparation.prepare_series(frame, config, target="target")
+    model = Sequential.from_spec({"input_shape": prepared.input_shape, "layers": [
+        {"type": "Flatten"}, {"type": "Dense", "units": 1}], "compile": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.02}}})
+    model.fit(prepared.x_train, prepared.y_train, epochs=60, batch_size=32, verbose=0, seed=0)
+    found = execution.column_importance(model, prepared, "mse", 32)
+    assert found["scored"] == scored and found["rows"] == len(prepared.x_test)
+    by_name = {c["name"]: c["mean"] for c in found["columns"]}
+    assert found["columns"][0]["name"] == "driver" and by_name["driver"] > 0.5
+    assert found["baseline"] > 0.99 and abs(by_name["noise"]) < 0.01
