@@ -176,6 +176,7 @@
     $("learning_rate").value = scheduled ? (lr.initial_learning_rate ?? "") : (lr ?? "");
     options($("schedule"), [["", "constant"]].concat(Object.keys(catalog.schedules)), scheduled ? lr.type : "");
     renderScheduleArgs();
+    renderOptimizerArgs();
     $("epochs").value = f.epochs ?? "";
     $("batch_size").value = f.batch_size ?? "";
     $("seed").value = f.seed ?? "";
@@ -212,12 +213,34 @@
       return el("label", {}, [a.name.replace(/_/g, " "), input]);
     }));
   }
+  function renderOptimizerArgs() {
+    const opt = optimizerOf();
+    const args = (catalog.optimizers[opt.type] || []).filter((a) => a.name !== "learning_rate");
+    const summary = () => {
+      const set = args.filter((a) => opt[a.name] !== undefined && opt[a.name] !== null).map((a) => a.name.replace(/_/g, " ") + " " + opt[a.name]);
+      $("optimizer-options-summary").textContent = set.length ? "· " + set.join(", ") : "· " + opt.type + "'s defaults";
+      return set.length;
+    };
+    $("optimizer-args").replaceChildren(...args.map((a) => {
+      const label = argInput(opt, "optimizer", a);
+      label.appendChild(el("span", { class: "field-error", "data-error-for": "compile.optimizer." + a.name }));
+      label.querySelector("input, select").addEventListener("input", summary);
+      label.querySelector("input, select").addEventListener("change", summary);
+      return label;
+    }));
+    if (summary()) $("optimizer-options").open = true;
+  }
   function readTraining() {
     const c = spec.compile = spec.compile || {};
     const f = spec.fit = spec.fit || {};
     c.loss = $("loss").value;
     const opt = optimizerOf();
-    opt.type = $("optimizer").value;
+    if (opt.type !== $("optimizer").value) {  // another optimizer: keep only the options it takes too
+      opt.type = $("optimizer").value;
+      const known = new Set((catalog.optimizers[opt.type] || []).map((a) => a.name));
+      Object.keys(opt).forEach((k) => { if (k !== "type" && !known.has(k)) delete opt[k]; });
+      renderOptimizerArgs();
+    }
     const rate = parseFloat($("learning_rate").value);
     const scheduleType = $("schedule").value;
     if (scheduleType) {
@@ -253,6 +276,7 @@
   function renderJson() { $("spec-json").value = JSON.stringify(spec, null, 2); $("json-error").textContent = ""; }
   function showErrors(errors) {
     root.querySelectorAll("[data-error-for]").forEach((n) => { if (n.id !== "json-error") n.textContent = ""; });
+    $("submit-error").textContent = "";  // what the last check or Train said: this check answers for the spec as it is now
     root.querySelectorAll(".layer.has-error").forEach((n) => n.classList.remove("has-error"));
     (errors || []).forEach((e) => {
       const field = e.field || "spec";
@@ -274,6 +298,8 @@
       }
       if (!target && field.startsWith("data_config")) target = root.querySelector('[data-error-for="data_config"]');
       (target || $("submit-error")).textContent = (target ? "" : field + ": ") + e.message;
+      const folded = target && target.closest("details");
+      if (folded) folded.open = true;  // an error inside folded options shows itself
     });
   }
   function showSummary(summary) {

@@ -403,12 +403,28 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
         page.select_option("#add-type", palette)
         page.click("#add-layer")
     page.wait_for_function(f"{layers} === 'Conv1D,GlobalAveragePooling1D,Dense'")
+    page.wait_for_function("document.getElementById('submit-error').textContent === ''")  # fixed: the refusal goes
     page.select_option("#layer-0-activation", "relu")
     page.select_option("#lr-monitor", "val_loss")  # halve the rate after 3 epochs without a better val_loss
     page.wait_for_function("(() => { const f = JSON.parse(document.getElementById('spec-json').value).fit;"
                            " return f.reduce_lr_on_plateau && f.reduce_lr_on_plateau.monitor === 'val_loss'"
                            " && f.reduce_lr_on_plateau.factor === 0.5 && f.reduce_lr_on_plateau.patience === 3"
                            " && f.reduce_lr_on_plateau.min_lr === 0.000005; })()")  # a thousandth of the rate
+    # The optimizer's own options, folded under the training settings: clip the gradients, then move to SGD
+    # with momentum, whose range the server checks as the field is typed.
+    optimizer = "JSON.parse(document.getElementById('spec-json').value).compile.optimizer"
+    page.click("#optimizer-options summary")
+    page.fill("#layer-optimizer-clipnorm", "1")
+    page.wait_for_function(f"{optimizer}.clipnorm === 1")
+    assert not page.locator("#layer-optimizer-momentum").count()  # Adam has no momentum
+    page.select_option("#optimizer", "sgd")
+    page.fill("#layer-optimizer-momentum", "5")
+    page.wait_for_function("document.querySelector('[data-error-for=\"compile.optimizer.momentum\"]')"
+                           ".textContent.includes('must be a number in [0, 1], got 5')")
+    page.fill("#layer-optimizer-momentum", "0.9")
+    page.wait_for_function(f"(() => {{ const o = {optimizer}; return o.type === 'sgd' && o.momentum === 0.9"
+                           " && o.clipnorm === 1 && o.beta_1 === undefined; })()")
+    assert page.text_content("#optimizer-options-summary") == "· clipnorm 1, momentum 0.9"
     page.fill("#epochs", "100000")
     page.fill("#run-name", "e2e Conv1D")
     page.wait_for_function("document.getElementById('spec-json').value.includes('\"activation\": \"relu\"')")
@@ -418,6 +434,7 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
     _watch_training(owner, page, cancel=True, results="residuals")
     assert "Conv1D" in page.locator("[data-testid=spec]").text_content()
+    assert '"momentum": 0.9' in page.locator("[data-testid=spec]").text_content()
     rates = page.evaluate("document.getElementById('chart-lr').data[0].y")
     assert rates[0] == 0.005 and min(rates) < 0.005, rates[:20]  # the plateau cut the rate as it trained
     assert min(rates) >= 0.000005 * 0.999, min(rates)  # and never below its floor
