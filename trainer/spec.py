@@ -13,7 +13,7 @@ but SpecError, whatever JSON-like value it is given.
 """
 import math
 
-from trainer import callbacks, layers, losses, optimizers, schedules
+from trainer import callbacks, layers, losses, optimizers, schedules, tuning
 from trainer.layers import REQUIRED, Arg, ArgumentError, MissingArgument, ShapeError, show
 
 MAX_LAYERS = 200
@@ -48,7 +48,14 @@ REDUCE_LR_ARGS = {  # ReduceLROnPlateau, Keras' defaults
     "min_lr": Arg("float", 0.0, low=0.0),
     "mode": Arg("choice", "auto", choices=("auto", "min", "max")),
 }
-FIT_CALLBACKS = {"early_stopping": EARLY_STOPPING_ARGS, "reduce_lr_on_plateau": REDUCE_LR_ARGS}
+FIND_LR_ARGS = {  # the range test before training (trainer.tuning.lr_find)
+    "start": Arg("float", 1e-7, low=0.0, low_open=True, high=10.0),
+    "end": Arg("float", 1.0, low=0.0, low_open=True, high=10.0),
+    "steps": Arg("int", 100, low=10, high=10_000),
+}
+# The objects inside "fit": null (off) or their settings.
+FIT_SECTIONS = {"early_stopping": EARLY_STOPPING_ARGS, "reduce_lr_on_plateau": REDUCE_LR_ARGS,
+                "find_learning_rate": FIND_LR_ARGS}
 LOSS_OPTION_ARGS = {"from_logits": Arg("bool", False), "delta": Arg("float", 1.0, low=0.0, low_open=True)}
 
 
@@ -259,15 +266,18 @@ def _check_compile(checker, value):
 
 
 def _check_fit(checker, value):
-    if not checker.obj("fit", value, (*FIT_ARGS, *FIT_CALLBACKS), "fit"):
+    if not checker.obj("fit", value, (*FIT_ARGS, *FIT_SECTIONS), "fit"):
         return None
     result = checker.args("fit", FIT_ARGS, value)
-    for key, schema in FIT_CALLBACKS.items():
+    for key, schema in FIT_SECTIONS.items():
         settings = value.get(key)
         if settings is None:
             result[key] = None
         elif checker.obj(f"fit.{key}", settings, tuple(schema), key):
             result[key] = checker.args(f"fit.{key}", schema, settings)
+    found = result.get("find_learning_rate")
+    if found and found["end"] <= found["start"]:
+        checker.error("fit.find_learning_rate.end", f"must be larger than start ({found['start']}), got {found['end']}")
     return result
 
 
@@ -427,7 +437,9 @@ def fit_callbacks(fit):
 def fit(spec, x, y, *, validation_data=None, callbacks=(), checkpoint_path=None, resume=False, verbose=0):
     """Build, compile and train a model from a spec in one call (what a worker runs).
 
-    ``callbacks`` follow the spec's early stopping; ``checkpoint_path`` saves a checkpoint after
+    ``fit.find_learning_rate`` runs the range test first and trains at its suggestion (kept in
+    ``model.lr_find``; the spec's own rate when it suggests none). ``callbacks`` follow the spec's
+    early stopping; ``checkpoint_path`` saves a checkpoint after
     every epoch (written atomically); with ``resume=True`` and an existing checkpoint there,
     training continues after its last completed epoch and ends exactly where an uninterrupted
     run would have. Returns (model, history).
@@ -440,9 +452,16 @@ def fit(spec, x, y, *, validation_data=None, callbacks=(), checkpoint_path=None,
     if model.loss is None:
         raise SpecError(("compile", "is required to train a model"))
     kwargs = fit_kwargs(spec, callbacks)
+    resuming = checkpoint_path is not None and resume and os.path.exists(checkpoint_path)
+    finder = (validate(spec).get("fit") or {}).get("find_learning_rate")
+    if finder and not resuming:  # the range test first; the model then trains from its initial weights
+        found = tuning.lr_find(model, x, y, batch_size=kwargs["batch_size"], seed=kwargs["seed"] or 0, **finder)
+        if found["suggestion"] is not None:
+            model = build_model(tuning.with_learning_rate(spec, found["suggestion"]))
+        model.lr_find = found
     initial_epoch = 0
     if checkpoint_path is not None:
-        if resume and os.path.exists(checkpoint_path):
+        if resuming:
             initial_epoch = model.load_checkpoint(checkpoint_path)
         kwargs["callbacks"].append(ModelCheckpoint(checkpoint_path, monitor="loss"))
     if validation_data is not None:
@@ -486,5 +505,6 @@ def catalog():
         "fit": describe(FIT_ARGS),
         "early_stopping": describe(EARLY_STOPPING_ARGS),
         "reduce_lr_on_plateau": describe(REDUCE_LR_ARGS),
+        "find_learning_rate": describe(FIND_LR_ARGS),
         "limits": {"max_layers": MAX_LAYERS, "max_params": MAX_PARAMS, "max_input_dim": MAX_INPUT_DIM},
     }

@@ -180,6 +180,7 @@
     $("epochs").value = f.epochs ?? "";
     $("batch_size").value = f.batch_size ?? "";
     $("seed").value = f.seed ?? "";
+    $("find-lr").checked = !!f.find_learning_rate;
     const metrics = c.metrics || [];
     $("metrics").replaceChildren(el("span", { class: "muted", text: "Metrics:" }), ...catalog.metrics.map((m) => {
       const box = el("input", { type: "checkbox", value: m });
@@ -256,6 +257,7 @@
     f.epochs = intOf("epochs");
     f.batch_size = intOf("batch_size");
     f.seed = intOf("seed");
+    f.find_learning_rate = $("find-lr").checked ? (f.find_learning_rate || {}) : null;
     Object.keys(f).forEach((k) => f[k] === undefined && delete f[k]);
     const monitor = $("es-monitor").value;
     f.early_stopping = monitor ? { monitor: monitor, patience: intOf("es-patience") ?? 5, restore_best_weights: true } : null;
@@ -413,7 +415,7 @@
     renderLayers(); renderJson(); scheduleSummary();
   });
   ["loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size", "seed", "es-monitor", "es-patience",
-   "lr-monitor", "lr-factor", "lr-patience", "class-weight"].forEach((id) =>
+   "lr-monitor", "lr-factor", "lr-patience", "class-weight", "find-lr"].forEach((id) =>
     $(id).addEventListener($(id).tagName === "SELECT" ? "change" : "input", readTraining));
   root.querySelectorAll("[data-config]").forEach((input) => input.addEventListener("change", () => {
     const key = input.dataset.config;

@@ -129,6 +129,17 @@
         { x: [lo, hi], y: [lo, hi], mode: "lines", name: "perfect", line: { dash: "dot", color: "#9ca3af" } }],
         Object.assign({}, layoutBase, { title: { text: "Predicted vs true (test)" }, xaxis: { title: { text: "true" } }, yaxis: { title: { text: "predicted" } } }), plotConfig);
     }
+    const found = results.lr_find;
+    if (found && document.getElementById("chart-lr-find")) {
+      const traces = [{ x: found.learning_rates, y: found.losses, mode: "lines", name: "smoothed loss", line: { color: "#4f46e5" } }];
+      if (found.suggestion !== null) {
+        const at = found.learning_rates.reduce((best, r, i) => Math.abs(Math.log(r / found.suggestion)) < Math.abs(Math.log(found.learning_rates[best] / found.suggestion)) ? i : best, 0);
+        traces.push({ x: [found.suggestion], y: [found.losses[at]], mode: "markers", name: "chosen " + found.suggestion.toPrecision(3),
+                      marker: { size: 11, color: "#dc2626" } });
+      }
+      Plotly.newPlot("chart-lr-find", traces, Object.assign({}, layoutBase, { title: { text: "Learning-rate range test" },
+        xaxis: { title: { text: "learning rate" }, type: "log" }, yaxis: { title: { text: "training loss" } } }), plotConfig);
+    }
     const importance = results.importance;
     if (importance && importance.columns && document.getElementById("chart-importance")) {
       const shown = importance.columns.slice(0, 20).reverse();  // the largest at the top

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 import urllib.error
@@ -80,7 +81,8 @@ def _wait_for_layer_shapes(page) -> None:
 
 
 def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: int, batch_size: int,
-                                   expect_layer: str, augment: str | None = None, class_weight: str = "") -> str:
+                                   expect_layer: str, augment: str | None = None, class_weight: str = "",
+                                   find_lr: bool = False) -> str:
     _open_builder(page, base, ws)
     spec_text = page.input_value("[data-testid=spec-json]")
     assert expect_layer in spec_text, f"the suggested template has no {expect_layer}: {spec_text[:400]}"
@@ -94,6 +96,10 @@ def _build_from_template_and_train(pages, page, base: str, ws: str, *, epochs: i
         page.select_option("#add-type", augment)
         page.click("#add-layer")
         page.wait_for_function(f"JSON.parse(document.getElementById('spec-json').value).layers[0].type === '{augment}'")
+    if find_lr:
+        page.check("#find-lr")
+        page.wait_for_function("JSON.stringify(JSON.parse(document.getElementById('spec-json').value)"
+                               ".fit.find_learning_rate) === '{}'")
     page.fill("#epochs", str(epochs))
     page.fill("#batch_size", str(batch_size))
     page.fill("#run-name", f"e2e {expect_layer}")
@@ -238,8 +244,13 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     owner.shot(page, "dataset")
 
     run_url = _build_from_template_and_train(owner, page, base, ws, epochs=100_000, batch_size=4,
-                                             expect_layer="Dense", class_weight="balanced")
+                                             expect_layer="Dense", class_weight="balanced", find_lr=True)
     _watch_training(owner, page, cancel=True)
+    # The range test ran before the first epoch: its curve, and the rate the run trained at.
+    page.wait_for_selector("#chart-lr-find .main-svg")
+    chosen = float(page.text_content("[data-testid=lr-find] strong"))
+    stored = json.loads(page.locator("[data-testid=spec]").text_content())  # the spec trains at it
+    assert chosen > 0 and stored["compile"]["optimizer"]["learning_rate"] == pytest.approx(chosen, rel=5e-3)
     assert page.locator("[data-testid=class-weights]").text_content().startswith("balanced")
     page.wait_for_selector("#chart-importance .main-svg")  # which of the four measurements the model relies on
     bars = page.evaluate("document.getElementById('chart-importance').data[0].y")

@@ -8,6 +8,7 @@ this one stopped beating), this one's late writes change nothing and it stops.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -430,6 +431,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
             "feature_names": prepared.feature_names[:500]})
         model = build_model(spec)
         initial_epoch = _resume_point(model, run, attempt)
+        if fit["find_learning_rate"] and initial_epoch == 0:
+            spec, model = _find_learning_rate(run, attempt, spec, model, prepared, fit)
         MetricRow.objects.filter(run_id=run_id, epoch__gt=initial_epoch).delete()  # from an attempt that died
         metric, greater = monitored_metric(spec, prepared.x_val is not None)
         best = MetricRow.objects.filter(run_id=run_id).values_list("epoch", "values")
@@ -457,6 +460,9 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         if monitor.lost.is_set():
             return "lost"
         results = evaluate(model, prepared, spec, batch_size)
+        found = (Run.objects.values_list("results", flat=True).get(pk=run_id) or {}).get("lr_find")
+        if found:  # the range test's curve, recorded before training
+            results["lr_find"] = found
         if model.step_graphs is not None:  # on a GPU: what the fit did with CUDA graphs, for the record
             results["cuda_graphs"] = model.step_graphs
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
@@ -487,6 +493,31 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         monitor.stop()
     notify_finished(run_id)
     return outcome
+
+
+def _find_learning_rate(run: Run, attempt: int, spec: dict, model, prepared: preparation.Prepared, fit: dict):
+    """The range test on the training split, before the first epoch. The run's stored spec then says
+    the rate it trains at and no longer asks for the test (a resumed attempt, a continue or a fork
+    train at that rate); its results keep the curve. Returns the spec and model to train."""
+    from trainer import tuning
+
+    settings = fit["find_learning_rate"]
+    found = tuning.lr_find(model, prepared.x_train, prepared.y_train, batch_size=fit["batch_size"],
+                           seed=run.seed or 0, **settings)
+    optimizer = (run.spec.get("compile") or {}).get("optimizer")
+    given = optimizer.get("learning_rate") if isinstance(optimizer, dict) else None  # None: the optimizer's default
+    rate = found["suggestion"]
+    stored = tuning.with_learning_rate(run.spec, rate) if rate is not None else copy.deepcopy(run.spec)
+    stored["fit"] = dict(stored.get("fit") or {}, find_learning_rate=None)
+    step = max(1, len(found["learning_rates"]) // 200)
+    record = {"settings": settings, "suggestion": rate, "minimum": found["minimum"], "given": given,
+              "stopped": found["stopped"], "learning_rates": found["learning_rates"][::step],
+              "losses": [_finite(v) for v in found["losses"][::step]]}
+    _owned(run.pk, attempt).update(spec=stored, results={"lr_find": record})
+    if rate is None:
+        return spec, model
+    spec = tuning.with_learning_rate(spec, rate)
+    return spec, build_model(spec)
 
 
 def _early_stopped(spec_callbacks, epochs: int) -> dict | None:

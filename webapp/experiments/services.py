@@ -592,6 +592,9 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
         raise InvalidInput(f"space.{data_keys[0]}: only a series has a window and a forecast to sweep over",
                            f"space.{data_keys[0]}")
     base = specs.validate_spec(spec)
+    if "learning_rate" in space and ((base.get("fit") or {}).get("find_learning_rate")):
+        raise InvalidInput("space.learning_rate: the spec finds its learning rate by a range test "
+                           "(fit.find_learning_rate); sweep over the rate or find it, not both", "space.learning_rate")
     _check_points(base, config, points)
     sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
                                  name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,

@@ -302,3 +302,35 @@ def test_column_importance_samples_a_large_test_split_and_shuffles_fewer_times_f
     assert found["rows"] == execution.IMPORTANCE_ROWS and set(seen) == {execution.IMPORTANCE_ROWS}
     assert found["repeats"] == 2 and len(seen) == 1 + 250 * 2
     assert len(found["columns"]) == 250
+
+
+@pytest.mark.django_db
+def test_a_run_that_asks_for_the_range_test_trains_at_the_rate_it_found_and_says_so(client, people, iris):
+    spec = iris_spec(epochs=3, learning_rate=1e-6)
+    spec["fit"]["find_learning_rate"] = {"start": 1e-6, "end": 10.0, "steps": 60}
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    found = run.results["lr_find"]
+    rate = found["suggestion"]
+    assert 1e-4 < rate < 10.0 and found["given"] == 1e-6 and found["settings"]["steps"] == 60
+    assert len(found["learning_rates"]) == len(found["losses"]) <= 60
+    # The stored spec says what trained: the found rate, and no second range test for a continue or a fork.
+    assert run.spec["compile"]["optimizer"]["learning_rate"] == rate
+    assert run.spec["fit"]["find_learning_rate"] is None
+    rows = MetricRow.objects.filter(run=run).order_by("epoch").values_list("values", flat=True)
+    assert [r["learning_rate"] for r in rows] == [pytest.approx(rate)] * 3
+    assert run.results["test"]["accuracy"] > 0.5 and "confusion_matrix" in run.results
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert f"chose the learning rate: <strong>{rate:.3g}</strong>" in page and 'id="chart-lr-find"' in page
+
+
+@pytest.mark.django_db
+def test_a_sweep_over_the_learning_rate_refuses_a_spec_that_finds_it(people, iris):
+    spec = iris_spec()
+    spec["fit"]["find_learning_rate"] = {}
+    with pytest.raises(services.InvalidInput, match="space.learning_rate: the spec finds its learning rate"):
+        services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris, spec=spec,
+                              data_config={"target": "species"}, space={"learning_rate": [0.01, 0.1]})
