@@ -116,3 +116,17 @@ def test_a_spec_asking_for_the_range_test_trains_at_its_suggestion():
         tspec.validate(dict(spec, fit={"find_learning_rate": {"start": 0.1, "end": 0.01}}))
     with pytest.raises(tspec.SpecError, match="fit.find_learning_rate.steps"):
         tspec.validate(dict(spec, fit={"find_learning_rate": {"steps": 3}}))
+
+
+def test_the_range_test_runs_on_each_backend_and_gives_the_numpy_curve(xp):
+    # On the GPU each step is the eager fused step, its loss read once; the curve matches the CPU's.
+    x, y = regression()
+    found = lr_find(model({"type": "adam", "learning_rate": 0.01}), x, y, batch_size=64, start=1e-5, end=1.0,
+                    steps=30, seed=1)
+    from trainer import backend
+
+    backend.set_device("cpu")
+    expected = lr_find(model({"type": "adam", "learning_rate": 0.01}), x, y, batch_size=64, start=1e-5, end=1.0,
+                       steps=30, seed=1)
+    assert found["learning_rates"] == expected["learning_rates"]
+    np.testing.assert_allclose(found["losses"], expected["losses"], rtol=1e-4)
