@@ -61,16 +61,31 @@ def _rng(owner, rng):
     raise ValueError(f"{owner}: rng must be a numpy Generator or an integer seed. Received: rng={rng!r}")
 
 
-def split_indices(n, *, test_fraction=0.2, validation_fraction=0.1, seed=0, stratify=None):
+def split_indices(n, *, test_fraction=0.2, validation_fraction=0.1, seed=0, stratify=None, folds=None, fold=0):
     """Shuffle-split `n` rows into (train_idx, val_idx, test_idx), each a sorted int64 array.
 
     The test part gets round(n * test_fraction) rows and the validation part
     round(n * validation_fraction); the rest is training. With `stratify` (one label per row)
     every class is spread over the parts in proportion to its size; that needs every class to
     have at least 2 rows, otherwise the split falls back to a plain shuffle with a warning.
+
+    With `folds` (k-fold cross-validation) `test_fraction` is not used: the shuffled rows are cut
+    into `folds` parts of near-equal size (each holding the classes in proportion when
+    stratified) and part `fold` is the test part, so the k splits of one seed test every row
+    exactly once; the validation part comes from the other parts.
     """
     n = _check_count("split_indices", n)
+    if folds is not None:
+        if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= max(n, 2):
+            raise ValueError(f"split_indices: folds must be an integer from 2 to the number of rows ({n}). "
+                             f"Received: folds={folds!r}")
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
+            raise ValueError(f"split_indices: fold must be an integer from 0 to {folds - 1}. Received: fold={fold!r}")
+        test_fraction = 0.0
     _check_fractions("split_indices", test_fraction, validation_fraction)
+    if folds is not None and 1 / folds + validation_fraction >= 1:
+        raise ValueError(f"split_indices: a fold (1/{folds}) and validation_fraction={validation_fraction!r} "
+                         "leave no rows for training")
     rng = np.random.default_rng(seed)
     n_test = round(n * test_fraction)
     n_val = round(n * validation_fraction)
@@ -93,6 +108,11 @@ def split_indices(n, *, test_fraction=0.2, validation_fraction=0.1, seed=0, stra
             )
     if order is None:
         order = rng.permutation(n)
+    if folds is not None:  # the fold's part first, then the others in their order: the cut below is the same
+        bounds = np.linspace(0, n, folds + 1).round().astype(np.int64)
+        part = np.zeros(n, dtype=bool)
+        part[bounds[fold]:bounds[fold + 1]] = True
+        order, n_test = np.concatenate([order[part], order[~part]]), int(part.sum())
 
     test = np.sort(order[:n_test])
     val = np.sort(order[n_test:n_test + n_val])

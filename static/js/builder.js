@@ -53,6 +53,7 @@
     const v = version();
     const show = (n, visible) => { n.style.display = visible ? "" : "none"; };
     root.querySelectorAll(".series-only").forEach((n) => show(n, v.kind === "series"));
+    root.querySelectorAll(".not-series").forEach((n) => show(n, v.kind !== "series"));  // split by time, not by folds
     root.querySelectorAll(".images-only").forEach((n) => show(n, v.kind === "images"));
     root.querySelectorAll(".table-only").forEach((n) => show(n, v.kind !== "images"));
     const columns = v.columns || [];
@@ -384,6 +385,13 @@
     if (rule === "asha") chosen.reduction_factor = parseInt($("sweep-factor").value, 10) || 3;
     return chosen;
   }
+  $("cross-validate").addEventListener("click", () => {  // a grid over the fold alone
+    const folds = parseInt($("cv-folds").value, 10);
+    const space = { fold: Number.isNaN(folds) ? [] : Array.from({ length: Math.max(folds, 0) }, (_, i) => i) };
+    submit(B.sweep_url, { dataset_version: Number(version().id), spec: spec, method: "grid", space: space,
+      data_config: Object.assign(configForServer(), { folds: Number.isNaN(folds) ? null : folds }),
+      name: $("run-name").value, device: $("device").value, stopping: null }, $("cross-validate"));
+  });
   $("sweep").addEventListener("click", () => {
     const space = {};
     root.querySelectorAll("[data-sweep]").forEach((input) => {

@@ -365,6 +365,23 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     page.goto(f"{base}/w/{ws}/")
     assert "No runs yet" in page.locator("[data-testid=runs]").text_content()
 
+    # A 3-fold cross-validation of a short model: one run per fold on the worker, then each score's mean ± spread.
+    _open_builder(page, base, ws)
+    page.fill("#epochs", "20")
+    page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 20')")
+    page.locator("summary", has_text="Cross-validate instead").click()
+    page.fill("#cv-folds", "3")
+    page.click("[data-testid=cross-validate]")
+    page.wait_for_url(re.compile(r"/sweeps/\d+/$"), timeout=30_000)
+    assert page.locator("h1").text_content() == "3-fold cross-validation"
+    page.wait_for_function("document.querySelector('[data-testid=cross-validation] tbody td')"
+                           ".textContent.trim() === '3 / 3'", timeout=120_000)  # the page refreshes itself
+    accuracy = page.locator("[data-testid=cross-validation] thead th").all_text_contents().index("Test accuracy")
+    cell = page.locator("[data-testid=cross-validation] tbody td").nth(accuracy).text_content()
+    mean, spread = (float(part) for part in cell.split(" ± "))
+    assert 0 < mean <= 1 and 0 <= spread < 0.5, cell
+    owner.shot(page, "cross-validation")
+
 
 def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(live_server, stack,
                                                                                 transactional_db, pages):

@@ -432,3 +432,29 @@ def test_image_rows_read_a_large_set_a_chunk_at_a_time(monkeypatch):
 def test_image_rows_refuse_what_is_not_uint8_images(value):
     with pytest.raises(ValueError, match="ImageRows: expected uint8 images"):
         tdata.ImageRows(value)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_k_folds_test_every_row_once_and_keep_the_classes_in_proportion(stratified):
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 13)
+    tests = []
+    for fold in range(5):
+        train, val, test = split_indices(103, validation_fraction=0.1, seed=3, folds=5, fold=fold,
+                                         stratify=labels if stratified else None)
+        assert len(test) in (20, 21) and len(val) == 10 and len(train) + len(val) + len(test) == 103
+        assert not (set(train) & set(test)) and not (set(val) & set(test)) and not (set(train) & set(val))
+        if stratified:
+            share = np.array([60, 30, 13]) / 5  # each class's rows a fold should hold
+            assert np.all(np.abs(np.bincount(labels[test], minlength=3) - share) <= 1)
+        tests.append(test)
+    assert sorted(np.concatenate(tests).tolist()) == list(range(103))  # each row tested exactly once
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"folds": 1}, "folds must be an integer from 2 to the number of rows \\(50\\). Received: folds=1"),
+    ({"folds": 5, "fold": 5}, "fold must be an integer from 0 to 4. Received: fold=5"),
+    ({"folds": 2, "validation_fraction": 0.5}, "a fold \\(1/2\\) and validation_fraction=0.5 leave no rows"),
+])
+def test_it_rejects_folds_that_do_not_fit(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        split_indices(50, **kwargs)

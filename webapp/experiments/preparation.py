@@ -36,7 +36,12 @@ DATA_CONFIG_DEFAULTS = {
     # that value back to its outputs (it extrapolates a trend); "level" on the values themselves
     "forecast": "change",
     "image_scaling": "unit",  # images only: "unit" ([0, 1]) or "none"
+    # k-fold cross-validation (tables and images): None, or the number of folds; the test part is then
+    # fold number "fold" (from 0) of the shuffled rows, in place of test_fraction
+    "folds": None,
+    "fold": 0,
 }
+MAX_FOLDS = 20
 
 
 FORECASTS = ("change", "level")
@@ -87,7 +92,17 @@ def normalise_config(config: dict | None) -> dict:
         value = merged[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise DataError(f"data_config.{name}: must be a number in [0, 1), got {value!r}", f"data_config.{name}")
-    if merged["test_fraction"] + merged["validation_fraction"] >= 0.9:
+    folds, fold = merged["folds"], merged["fold"]
+    if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS):
+        raise DataError(f"data_config.folds: must be a whole number from 2 to {MAX_FOLDS}, got {folds!r}",
+                        "data_config.folds")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < (folds or 1):
+        raise DataError(f"data_config.fold: must be a whole number from 0 to {(folds or 1) - 1}"
+                        + ("" if folds else " without folds") + f", got {fold!r}", "data_config.fold")
+    if folds is not None and 1 / folds + merged["validation_fraction"] >= 0.9:
+        raise DataError(f"data_config.validation_fraction: with {folds} folds, a fold and the validation part "
+                        "together must leave 10% for training", "data_config.validation_fraction")
+    if folds is None and merged["test_fraction"] + merged["validation_fraction"] >= 0.9:
         raise DataError("data_config.test_fraction: test and validation together must leave 10% for training",
                         "data_config.test_fraction")
     for name, low in (("split_seed", 0), ("window", 1), ("horizon", 1)):
@@ -149,7 +164,8 @@ def _split(n: int, config: dict, stratify=None):
         warnings.simplefilter("ignore")
         return tdata.split_indices(n, test_fraction=config["test_fraction"],
                                    validation_fraction=config["validation_fraction"],
-                                   seed=config["split_seed"], stratify=stratify)
+                                   seed=config["split_seed"], stratify=stratify,
+                                   folds=config["folds"], fold=config["fold"])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -346,6 +362,9 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
         raise DataError(f"data_config.target: no column named {target!r}", "data_config.target")
     if frame[target].dtype.kind not in "iuf":
         raise DataError(f"column {target!r} is not numeric", "data_config.target")
+    if config["folds"] is not None:
+        raise DataError("data_config.folds: a series is split by time (its test part is its end), so it is not "
+                        "cross-validated by folds", "data_config.folds")
     columns = series_columns(frame, config, target=target, ignored=ignored)
     values = frame[columns].to_numpy(dtype=np.float64)
     window, horizon = config["window"], config["horizon"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from django.db.models import Count, Q
 
 from webapp.accounts.access import get_object_in_workspace
@@ -40,6 +42,35 @@ def sweep_best(runs):
         return None
     greater = greater_is_better(measured[0].best_metric_name or "loss")
     return (max if greater else min)(measured, key=lambda run: run.best_metric)
+
+
+def cross_validation(sweep, runs) -> dict | None:
+    """A cross-validating sweep's scores: per point of its other hyper-parameters (one group when it
+    sweeps the fold alone), each test metric's mean and spread (standard deviation, as scikit-learn's
+    cross_val_score reports) over the folds that have finished, and how many of them have.
+    {"metrics": [names], "groups": [{"params", "folds", "done", "scores": [{mean, std, values} | None]}]}."""
+    if "fold" not in (sweep.space or {}):
+        return None
+    groups = {}
+    for run in runs:
+        key = tuple(sorted((k, v) for k, v in (run.sweep_params or {}).items() if k != "fold"))
+        groups.setdefault(key, []).append(run)
+    finished = {key: [run.results["test"] for run in members
+                      if run.status == "succeeded" and (run.results or {}).get("test")]
+                for key, members in groups.items()}
+    names = []
+    for tests in finished.values():
+        names.extend(name for test in tests for name in test if name not in names)
+
+    def score(tests, name):
+        values = [float(test[name]) for test in tests if isinstance(test.get(name), (int, float))]
+        if not values or len(values) < len(tests):
+            return None
+        return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "values": values}
+
+    return {"metrics": names, "groups": [
+        {"params": dict(key), "folds": len(members), "done": len(finished[key]),
+         "scores": [score(finished[key], name) for name in names]} for key, members in groups.items()]}
 
 
 # What a list of runs never shows: each run's large JSON (spec, results, fitted preprocessing) and its

@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 MAX_SWEEP_RUNS = 50
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")  # trainer.optimizers.NAMES: the names a sweep may try
 SWEEP_PARAMETERS = ("learning_rate", "batch_size", "epochs", "units", "filters", "dropout", "optimizer",
-                    "class_weight", "window", "forecast")
+                    "class_weight", "window", "forecast", "fold")
 # the hyper-parameters that take names
 CHOICES = {"optimizer": OPTIMIZERS, "class_weight": ("none", "balanced"), "forecast": preparation.FORECASTS}
-DATA_PARAMETERS = ("window", "forecast")  # set in each run's data config (series only), not in its spec
+# set in each run's data config, not in its spec: a series' window and forecast, a cross-validation's fold
+DATA_PARAMETERS = ("window", "forecast", "fold")
+SERIES_PARAMETERS = ("window", "forecast")
 RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -394,13 +396,13 @@ def apply_params(spec: dict, params: dict) -> dict:
 
 
 def apply_data_params(config: dict | None, params: dict) -> dict:
-    """A copy of a sweep's data config with the point's data hyper-parameters (window, forecast) set."""
+    """A copy of a sweep's data config with the point's data hyper-parameters (window, forecast, fold) set."""
     config = dict(config or {})
     config.update({key: value for key, value in params.items() if key in DATA_PARAMETERS})
     return config
 
 
-INTEGER_PARAMETERS = ("batch_size", "epochs", "units", "filters", "window")
+INTEGER_PARAMETERS = ("batch_size", "epochs", "units", "filters", "window", "fold")
 
 
 def _check_range(key: str, values: dict) -> dict:
@@ -587,20 +589,33 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
     stopping = check_stopping(stopping, len(points))
     config = preparation.normalise_config(data_config)
     _check_columns(dataset_version, config)
-    data_keys = sorted(set(space) & set(DATA_PARAMETERS))
-    if data_keys and dataset_version.dataset.kind != "series":
-        raise InvalidInput(f"space.{data_keys[0]}: only a series has a window and a forecast to sweep over",
-                           f"space.{data_keys[0]}")
+    series_keys = sorted(set(space) & set(SERIES_PARAMETERS))
+    if series_keys and dataset_version.dataset.kind != "series":
+        raise InvalidInput(f"space.{series_keys[0]}: only a series has a window and a forecast to sweep over",
+                           f"space.{series_keys[0]}")
+    if "fold" in space:
+        if config["folds"] is None:
+            raise InvalidInput("space.fold: set data_config.folds (how many folds) to cross-validate", "space.fold")
+        if stopping:
+            raise InvalidInput("stopping: a cross-validation trains every fold to the end, so that their scores "
+                               "compare; leave stopping off", "stopping")
     base = specs.validate_spec(spec)
     if "learning_rate" in space and ((base.get("fit") or {}).get("find_learning_rate")):
         raise InvalidInput("space.learning_rate: the spec finds its learning rate by a range test "
                            "(fit.find_learning_rate); sweep over the rate or find it, not both", "space.learning_rate")
     _check_points(base, config, points)
     sweep = Sweep.objects.create(workspace=workspace, dataset_version=dataset_version, created_by=user,
-                                 name=name or f"Sweep over {', '.join(sorted(space))}", method=method, space=space,
+                                 name=name or _sweep_name(space, config), method=method, space=space,
                                  base_spec=base, data_config=config, stopping=stopping, seed=seed)
     _sweep_runs(sweep, user, points, first=1, device=device)
     return sweep
+
+
+def _sweep_name(space: dict, config: dict) -> str:
+    others = ", ".join(sorted(set(space) - {"fold"}))
+    if "fold" in space:
+        return f"{config['folds']}-fold cross-validation" + (f" over {others}" if others else "")
+    return f"Sweep over {others}"
 
 
 def _check_points(base_spec: dict, data_config: dict, points: list[dict]) -> None:

@@ -499,7 +499,10 @@ def sweep_detail(request, ws, pk):
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
-        "stopped": sum(1 for row in table if row["stopped"]), "best": selectors.sweep_best(runs),
+        "stopped": sum(1 for row in table if row["stopped"]),
+        "best": None if "fold" in sweep.space else selectors.sweep_best(runs),  # no fold is a "best" model
+        "cross_validation": selectors.cross_validation(sweep, runs),
+        "folds_only": set(sweep.space) == {"fold"},  # nothing for a chart of hyper-parameters to show
         "rungs": rungs, "rung_count": len(halving_at),
         "can_extend": membership.can_write and sweep.method == "random" and len(runs) < services.MAX_SWEEP_RUNS,
         "extend_room": services.MAX_SWEEP_RUNS - len(runs),

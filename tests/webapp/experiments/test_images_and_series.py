@@ -412,3 +412,12 @@ def test_a_series_columns_importance_finds_the_column_that_drives_the_target(for
     by_name = {c["name"]: c["mean"] for c in found["columns"]}
     assert found["columns"][0]["name"] == "driver" and by_name["driver"] > 0.5
     assert found["baseline"] > 0.99 and abs(by_name["noise"]) < 0.01
+
+
+def test_a_series_is_not_cross_validated_by_folds():
+    from webapp.experiments import preparation
+
+    frame = pd.DataFrame({"co2": np.arange(60, dtype=np.float64)})
+    config = preparation.normalise_config({"folds": 5, "fold": 1})
+    with pytest.raises(preparation.DataError, match="data_config.folds: a series is split by time"):
+        preparation.prepare_series(frame, config, target="co2")

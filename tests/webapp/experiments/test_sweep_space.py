@@ -261,3 +261,43 @@ def test_a_table_refuses_a_sweep_over_windows_and_a_bad_window_names_itself(clie
     answer = client.post(url, dict(series, space={"forecast": ["change", "delta"]}), content_type="application/json")
     assert answer.status_code == 400 and answer.json()["field"] == "space.forecast"
     assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_cross_validation_tests_every_row_once_and_reports_each_scores_mean_and_spread(client, people, iris):
+    import statistics
+
+    from webapp.experiments import datasource, execution
+
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=iris_spec(epochs=5), data_config={"target": "species", "folds": 3},
+                                  method="grid", space={"fold": [0, 1, 2]})
+    runs = list(sweep.runs.order_by("pk"))
+    assert sweep.name == "3-fold cross-validation" and [r.data_config["fold"] for r in runs] == [0, 1, 2]
+    tested = []
+    for run in runs:
+        prepared = datasource.prepare(iris, run.data_config)
+        assert len(prepared.x_test) == 50 and len(prepared.x_train) + len(prepared.x_val) == 100
+        tested.extend(prepared.sample_ids)
+        assert execution.run_execute(run.pk) == "succeeded"
+    assert sorted(tested) == list(range(150))  # every row is tested by exactly one fold
+    accuracies = [Run.objects.get(pk=r.pk).results["test"]["accuracy"] for r in runs]
+    client.force_login(people.viewer)
+    page = client.get(sweep.get_absolute_url()).content.decode()
+    assert 'data-testid="cross-validation"' in page and "3 / 3" in page
+    assert f"{statistics.fmean(accuracies):.4f} ± {statistics.pstdev(accuracies):.4f}" in page
+    assert 'data-testid="sweep-best"' not in page  # no fold is a "best" model
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("data_config", "extra", "message"), [
+    ({"target": "species"}, {}, "space.fold: set data_config.folds"),
+    ({"target": "species", "folds": 3}, {"stopping": "median"}, "stopping: a cross-validation trains every fold"),
+    ({"target": "species", "folds": 3}, {"space": {"fold": [0, 3]}}, "space.fold: must be a whole number from 0 to 2"),
+    ({"target": "species", "folds": 1}, {"space": {"fold": [0]}}, "data_config.folds: must be a whole number from 2 to 20"),
+])
+def test_a_cross_validation_that_cannot_run_is_refused_naming_the_field(people, iris, data_config, extra, message):
+    kwargs = {"method": "grid", "space": {"fold": [0, 1, 2]}, **extra}
+    with pytest.raises(ValueError, match=message):
+        services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                              spec=iris_spec(), data_config=data_config, **kwargs)
