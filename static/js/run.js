@@ -129,6 +129,15 @@
         { x: [lo, hi], y: [lo, hi], mode: "lines", name: "perfect", line: { dash: "dot", color: "#9ca3af" } }],
         Object.assign({}, layoutBase, { title: { text: "Predicted vs true (test)" }, xaxis: { title: { text: "true" } }, yaxis: { title: { text: "predicted" } } }), plotConfig);
     }
+    const forecast = results.forecast;
+    if (forecast && document.getElementById("chart-forecast")) {
+      const step = forecast.time_column ? plain(forecast.time_column) : "test step";
+      Plotly.newPlot("chart-forecast", [
+        { x: forecast.time, y: forecast.true, mode: "lines", name: "true", line: { color: "#111827" } },
+        { x: forecast.time, y: forecast.predicted, mode: "lines", name: "forecast", line: { color: "#4f46e5", dash: "dot" } }],
+        Object.assign({}, layoutBase, { title: { text: "Forecast over the test period" }, xaxis: { title: { text: step } },
+          yaxis: { title: { text: plain(forecast.target || "value") } } }), plotConfig);
+    }
     const found = results.lr_find;
     if (found && document.getElementById("chart-lr-find")) {
       const traces = [{ x: found.learning_rates, y: found.losses, mode: "lines", name: "smoothed loss", line: { color: "#4f46e5" } }];

@@ -463,6 +463,8 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     _watch_training(owner, page, cancel=True, results="residuals")
     assert "Conv1D" in page.locator("[data-testid=spec]").text_content()
     assert '"momentum": 0.9' in page.locator("[data-testid=spec]").text_content()
+    page.wait_for_selector("#chart-forecast .main-svg")  # the test weeks in time order, true and forecast
+    assert page.evaluate("document.getElementById('chart-forecast').data[0].x[0]").startswith("19")
     rates = page.evaluate("document.getElementById('chart-lr').data[0].y")
     assert rates[0] == 0.005 and min(rates) < 0.005, rates[:20]  # the plateau cut the rate as it trained
     assert min(rates) >= 0.000005 * 0.999, min(rates)  # and never below its floor

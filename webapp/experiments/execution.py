@@ -34,6 +34,7 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeats (the timeout is RUN_HEARTBEA
 CANCEL_POLL = 0.5  # seconds between looks at cancel_requested
 SAMPLE_PREDICTIONS = 25
 RESIDUAL_POINTS = 1000
+FORECAST_POINTS = 2000  # a series run's test period, true and forecast, at most this many steps drawn
 IMPORTANCE_ROWS = 2000  # test rows the permutation importance shuffles (a seeded sample of larger splits)
 IMPORTANCE_SHUFFLES = 500  # predictions it may make in all: 5 shuffles per column up to 100 columns, fewer beyond
 
@@ -608,6 +609,13 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
         step = max(1, len(y_true) // RESIDUAL_POINTS)
         results["residuals"] = {"true": [_finite(float(v)) for v in y_true[::step]],
                                 "predicted": [_finite(float(v)) for v in y_pred[::step]]}
+        if pre.get("kind") == "series":  # the test period in time order: each window's next step, true and forecast
+            step = max(1, len(truth) // FORECAST_POINTS)
+            results["forecast"] = {
+                "time_column": prepared.time_column, "target": pre.get("target", ""), "horizon": pre.get("horizon", 1),
+                "time": prepared.test_times[::step] if prepared.test_times else list(range(len(truth)))[::step],
+                "true": [_finite(float(v)) for v in truth[::step]],
+                "predicted": [_finite(float(v)) for v in y_pred[::step]]}
         results["samples"] = [
             {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
              "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}

@@ -68,6 +68,9 @@ class Prepared:
     class_names: list = field(default_factory=list)
     feature_names: list = field(default_factory=list)
     sample_ids: list = field(default_factory=list)  # row numbers of the test split in the data set
+    # a series with a time column: when each test window's first forecast step falls (ISO text)
+    test_times: list = field(default_factory=list)
+    time_column: str = ""
 
     @property
     def input_shape(self) -> list[int]:
@@ -392,8 +395,15 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
     x_train, y_train = part(train)
     x_val, y_val = part(val)
     x_test, y_test = part(test)
+    time_column = next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")
+    times = []
+    if time_column:  # the step each test window forecasts first: its window's end + 1
+        import pandas as pd
+
+        stamps = pd.DatetimeIndex(frame[time_column].to_numpy()[np.asarray(test, dtype=np.int64) + window])
+        times = [None if pd.isna(t) else t.isoformat() for t in stamps]
     return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, REGRESSION, pre, [], columns,
-                    [int(i) for i in test])
+                    [int(i) for i in test], times, time_column)
 
 
 def series_offsets(x, pre: dict):

@@ -192,6 +192,13 @@ def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client
     assert pre["forecast"] == forecast
     assert test["r2"] > (0.95 if forecast == "change" else 0.7) and test["rmse"] < truth.std()
     assert run.results["residuals"]["true"][:5] == pytest.approx(truth[:5].tolist())
+    # The test period drawn in time order: the week each window forecasts, its true and forecast ppm.
+    weeks = pd.to_datetime(pd.read_csv(FIXTURES / "co2_weekly.csv")["date"]).to_numpy()[test_ids + 12]
+    drawn = run.results["forecast"]
+    assert drawn["time_column"] == "date" and drawn["target"] == "co2" and len(drawn["time"]) == len(truth)
+    assert drawn["time"][:3] == [pd.Timestamp(w).isoformat() for w in weeks[:3]]
+    assert drawn["true"] == pytest.approx(truth.tolist()) and drawn["predicted"] == pytest.approx(predicted.tolist(),
+                                                                                                  rel=1e-5)
 
 
 @pytest.mark.django_db
