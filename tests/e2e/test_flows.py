@@ -475,3 +475,11 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     target = owner.shots / info.value.suggested_filename
     info.value.save_as(str(target))
     assert target.stat().st_size > 1000 and target.read_bytes()[:2] == b"\x08\x08"  # ir_version field, 8
+    # A year past the end of the data: the predict page forecasts it, each week fed back as the next input.
+    page.click("[data-testid=predict-link]")
+    page.fill("#steps", "52")
+    page.locator("[data-testid=forecast-form] button", has_text="Forecast").first.click()
+    page.wait_for_selector("#chart-ahead .main-svg")
+    assert page.locator("[data-testid=forecast] tbody tr").count() == 52
+    assert page.locator("[data-testid=forecast] tbody td").first.text_content().startswith("2002-01")
+    owner.shot(page, "forecast-ahead")

@@ -264,6 +264,7 @@ RULES = [
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet
     Rule("api:fork_run", "POST", "401 404 403 400 400", data={"from_epoch": 1}),
     Rule("api:predict", "POST", "401 404 400 400 400"),  # nothing to predict on, and no weights
+    Rule("api:forecast", "POST", "401 404 400 400 400", data={"steps": 3}),  # a table run: no series to go past
     Rule("api:artifact_spec", "GET", "401 404 200 200 200"),
     Rule("api:artifact_weights", "GET", "401 404 404 404 404"),  # not trained yet
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),

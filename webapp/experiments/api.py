@@ -98,6 +98,10 @@ class ForkIn(Schema):
     name: str = ""
 
 
+class ForecastIn(Schema):
+    steps: int
+
+
 class RunUpdateIn(Schema):
     notes: str | None = None
     starred: bool | None = None
@@ -217,6 +221,16 @@ def predict(request, run_id: int):
     ``{"rows": [{"column": value, …}, …]}`` for tables; predictions use the run's stored preprocessing."""
     run, _ = selectors.get_run_for_user(request.user, run_id)
     return _predictions(request, run, f"run-{run.pk}")
+
+
+@router.post("/runs/{run_id}/forecast")
+@answers_input_errors
+def forecast(request, run_id: int, payload: ForecastIn):
+    """A series run's forecast of the ``steps`` steps after the end of its data set, from its last window
+    (beyond the model's horizon each step is fed back; a series of one column only)."""
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    ahead = prediction.forecast_ahead(run, payload.steps)
+    return {key: ahead[key] for key in ("columns", "rows", "horizon", "recursive")}
 
 
 def _predictions(request, run, stem: str):

@@ -177,6 +177,73 @@ def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
     return {"columns": columns, "rows": rows, "outputs": outputs.tolist()}
 
 
+MAX_FORECAST_STEPS = 1000
+HISTORY_STEPS = 200  # the end of the series drawn before a forecast
+
+
+def _iso(stamps) -> list:
+    """Times as ISO text: dates alone where every one falls at midnight (daily, weekly, monthly data)."""
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(stamps)
+    dates = bool((stamps.dropna() == stamps.dropna().normalize()).all())
+    return [None if pd.isna(t) else (t.date().isoformat() if dates else t.isoformat()) for t in stamps]
+
+
+def _future_times(stamps, steps: int) -> list:
+    """ISO times for ``steps`` steps after the last of ``stamps``, at the series' usual spacing (the median
+    gap between its last steps), or None where the series has no times to go by."""
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(stamps).dropna()
+    if len(stamps) < 2:
+        return [None] * steps
+    gap = pd.Series(stamps[-50:]).diff().dropna().median()
+    return _iso([stamps[-1] + gap * k for k in range(1, steps + 1)])
+
+
+def forecast_ahead(run, steps) -> dict:
+    """The next ``steps`` steps after the end of the run's series, from its last window. Beyond the
+    model's horizon each forecast feeds the next (a series of one column only: the others' future
+    values are unknown). {"columns", "rows", "history", "time_column", "horizon", "recursive"}."""
+    from webapp.datasets import storage
+    from webapp.experiments.execution import predict_outputs
+
+    pre = run.preprocessing or {}
+    if pre.get("kind") != "series":
+        raise DataError("only a run trained on a series forecasts beyond its data", "run")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_FORECAST_STEPS:
+        raise DataError(f"steps: a whole number from 1 to {MAX_FORECAST_STEPS}, got {steps!r}", "steps")
+    horizon, columns = int(pre["horizon"]), pre["columns"]
+    if len(columns) > 1 and steps > horizon:
+        raise DataError(f"steps: this model reads {len(columns)} columns, so beyond its horizon of {horizon} "
+                        f"step{'s' if horizon > 1 else ''} it would need their future values too; ask for at most "
+                        f"{horizon}", "steps")
+    frame = storage.load_series(run.dataset_version)
+    window = preparation.transform_series(frame, pre)[-1:].copy()  # the last window, standardized
+    model = load_model(run)
+    mean, scale = float(pre["mean"][0]), float(pre["scale"][0])
+    values: list[float] = []
+    while len(values) < steps:
+        decoded = preparation.decode_predictions(predict_outputs(model, window), pre, window)["values"]
+        ahead = np.asarray(decoded[0], dtype=np.float64).reshape(-1)[:steps - len(values)]
+        values.extend(float(v) for v in ahead)
+        fed = ((ahead - mean) / scale).astype(np.float32).reshape(1, -1, 1)
+        window = np.concatenate([window, fed], axis=1)[:, -pre["window"]:, :]
+    time_column = next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")
+    target = frame[columns[0]].to_numpy(dtype=np.float64)[-HISTORY_STEPS:]
+    if time_column:
+        history_times = _iso(frame[time_column].to_numpy()[-HISTORY_STEPS:])
+        times = _future_times(frame[time_column].to_numpy(), steps)
+    else:
+        history_times = list(range(len(frame) - len(target) + 1, len(frame) + 1))
+        times = list(range(len(frame) + 1, len(frame) + steps + 1))
+    return {"columns": [time_column or "step", f"forecast ({columns[0]})"],
+            "rows": [[t, v] for t, v in zip(times, values)], "time_column": time_column, "target": columns[0],
+            "history": {"time": history_times, "values": [None if np.isnan(v) else float(v) for v in target]},
+            "horizon": horizon, "recursive": steps > horizon}
+
+
 def to_csv(result: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -263,6 +263,8 @@ def run_download(request, ws, pk, what):
 def run_predict(request, ws, pk):
     run, membership = _run_in(request, ws, pk)
     result, error = None, None
+    if request.method == "POST" and "steps" in request.POST:  # a series: forecast past the end of its data
+        return _forecast_ahead(request, run, membership)
     if request.method == "POST":
         uploads = request.FILES.getlist("file")
         try:
@@ -283,6 +285,24 @@ def run_predict(request, ws, pk):
         "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "result": shown,
         "error": error, "current_workspace": run.workspace, "kind": (run.preprocessing or {}).get("kind", ""),
         "has_weights": checkpoints.weights_path(run).exists()})
+
+
+def _forecast_ahead(request, run, membership):
+    ahead, error = None, None
+    try:
+        ahead = prediction.forecast_ahead(run, int(request.POST.get("steps", "")))
+    except INPUT_ERRORS as problem:
+        error = str(problem)
+    except ValueError:
+        error = "steps: a whole number of steps"
+    if ahead is not None and request.POST.get("download") == "csv":
+        response = HttpResponse(prediction.to_csv(ahead), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-forecast.csv"'
+        return response
+    return render(request, "experiments/predict.html", {
+        "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "ahead": ahead,
+        "ahead_error": error, "steps": request.POST.get("steps", ""), "current_workspace": run.workspace,
+        "kind": "series", "has_weights": checkpoints.weights_path(run).exists()})
 
 
 # ----------------------------------------------------------------------------- new run (the builder)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.apps import apps as django_apps
+from django.urls import reverse
 from PIL import Image
 
 from tests.webapp.experiments.conftest import FIXTURES, make_version
@@ -428,3 +429,57 @@ def test_a_series_is_not_cross_validated_by_folds():
     config = preparation.normalise_config({"folds": 5, "fold": 1})
     with pytest.raises(preparation.DataError, match="data_config.folds: a series is split by time"):
         preparation.prepare_series(frame, config, target="co2")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_a_series_run_forecasts_past_the_end_of_its_data_feeding_each_step_back(client, people, co2, horizon):
+    config = {"window": 8, "horizon": horizon}
+    spec = suggested_spec(client, people, co2, config)
+    spec["fit"]["epochs"] = 2
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    pre = run.preprocessing
+    csv_rows = pd.read_csv(FIXTURES / "co2_weekly.csv")
+    # By hand: the last 8 weeks, standardized; forecast, add the last week back, feed the forecast in, go on.
+    ppm = csv_rows["co2"].interpolate(limit_direction="both").to_numpy()
+    window = list((ppm[-8:] - pre["mean"][0]) / pre["scale"][0])
+    model, expected = trained_model(run), []
+    while len(expected) < 7:
+        out = model.predict(np.asarray(window[-8:], dtype=np.float32).reshape(1, 8, 1)).reshape(-1)
+        ahead = (out + window[-1]) * pre["scale"][0] + pre["mean"][0]  # the change from the last week
+        for value in ahead[:7 - len(expected)]:
+            expected.append(value)
+            window.append((value - pre["mean"][0]) / pre["scale"][0])
+    client.force_login(people.viewer)
+    url = reverse("run-predict", kwargs={"ws": people.workspace.slug, "pk": run.pk})
+    page = client.post(url, {"steps": "7"})
+    assert page.status_code == 200
+    ahead = page.context["ahead"]
+    np.testing.assert_allclose([v for _, v in ahead["rows"]], expected, rtol=1e-5)
+    last = pd.Timestamp(csv_rows["date"].iloc[-1])
+    assert [t for t, _ in ahead["rows"]][:2] == [(last + pd.Timedelta(days=7)).date().isoformat(),
+                                                (last + pd.Timedelta(days=14)).date().isoformat()]  # weekly, as the data
+    assert ahead["recursive"] is (horizon < 7) and ahead["history"]["values"][-1] == pytest.approx(csv_rows["co2"].iloc[-1])
+    assert 'data-testid="chart-ahead"' in page.content.decode()
+    download = client.post(url, {"steps": "7", "download": "csv"})
+    lines = download.content.decode().splitlines()
+    assert download["Content-Disposition"].endswith('forecast.csv"') and lines[0] == "date,forecast (co2)"
+    assert len(lines) == 8
+    refused = client.post(url, {"steps": "0"}).content.decode()
+    assert "steps: a whole number from 1 to 1000, got 0" in refused
+    api = client.post(f"/api/v1/runs/{run.pk}/forecast", {"steps": 7}, content_type="application/json").json()
+    assert api["rows"] == [list(row) for row in ahead["rows"]] and api["recursive"] is ahead["recursive"]
+
+
+def test_a_series_of_several_columns_forecasts_no_further_than_its_horizon():
+    from types import SimpleNamespace
+
+    from webapp.experiments import prediction
+
+    run = SimpleNamespace(preprocessing={"kind": "series", "horizon": 2, "columns": ["co2", "temperature"]})
+    with pytest.raises(prediction.DataError, match="steps: this model reads 2 columns, so beyond its horizon of 2 "
+                                                   "steps it would need their future values too; ask for at most 2"):
+        prediction.forecast_ahead(run, 3)
