@@ -359,7 +359,8 @@ def test_the_transformer_template_forecasts_the_co2_series(client, people, co2):
     # Forecasting the change from the last week, it follows the rise past the training weeks (the
     # same block forecasting the level reaches R² 0.3-0.7 on this split; the LSTM template 0.99).
     assert spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
-    assert test["r2"] > 0.8
+    assert spec["compile"]["optimizer"]["global_clipnorm"] == 1.0  # steadier from one initialisation to the next
+    assert test["r2"] > 0.9
 
 
 @pytest.mark.django_db
