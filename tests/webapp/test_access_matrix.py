@@ -284,6 +284,7 @@ RULES = [
     Rule("api:get_model", "GET", "401 404 200 200 200"),
     Rule("api:set_production", "POST", "401 404 403 200 200", data={"version": 1}),
     Rule("api:predict_with_model", "POST", "401 404 400 400 400"),  # nothing to predict on, and no weights
+    Rule("api:forecast_with_model", "POST", "401 404 400 400 400", data={"steps": 3}),  # a table model
     Rule("api:model_artifact", "GET", "401 404 200 200 200"),
     Rule("api:delete_model", "DELETE", "401 404 403 403 204"),
     Rule("api:remove_version", "DELETE", "401 404 403 403 204"),

@@ -229,7 +229,11 @@ def forecast(request, run_id: int, payload: ForecastIn):
     """A series run's forecast of the ``steps`` steps after the end of its data set, from its last window
     (beyond the model's horizon each step is fed back; a series of one column only)."""
     run, _ = selectors.get_run_for_user(request.user, run_id)
-    ahead = prediction.forecast_ahead(run, payload.steps)
+    return _forecast(run, payload.steps)
+
+
+def _forecast(run, steps: int) -> dict:
+    ahead = prediction.forecast_ahead(run, steps)
     return {key: ahead[key] for key in ("columns", "rows", "horizon", "recursive")}
 
 
@@ -422,6 +426,15 @@ def predict_with_model(request, model_id: int, version: str = ""):
     if isinstance(answer, dict):
         answer = {"model": model.name, "version": chosen.number, "run": chosen.run_id, **answer}
     return answer
+
+
+@router.post("/models/{model_id}/forecast")
+@answers_input_errors
+def forecast_with_model(request, model_id: int, payload: ForecastIn, version: str = ""):
+    """As ``/runs/{id}/forecast``, with the model's version in production (or ``?version=N``)."""
+    model, _ = selectors.get_model_for_user(request.user, model_id)
+    chosen = registry.version_for(model, version)
+    return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **_forecast(chosen.run, payload.steps)}
 
 
 ARTIFACTS = {"spec": exports.spec_response, "weights": exports.weights_response, "onnx": exports.onnx_response}

@@ -473,6 +473,13 @@ def test_a_series_run_forecasts_past_the_end_of_its_data_feeding_each_step_back(
     assert "steps: a whole number from 1 to 1000, got 0" in refused
     api = client.post(f"/api/v1/runs/{run.pk}/forecast", {"steps": 7}, content_type="application/json").json()
     assert api["rows"] == [list(row) for row in ahead["rows"]] and api["recursive"] is ahead["recursive"]
+    from webapp.experiments import registry
+
+    client.force_login(people.editor)
+    registered = registry.register(run=run, user=people.editor, name="co2 weekly")
+    by_model = client.post(f"/api/v1/models/{registered.model_id}/forecast", {"steps": 7},
+                           content_type="application/json").json()
+    assert by_model["rows"] == api["rows"] and by_model["model"] == "co2 weekly" and by_model["run"] == run.pk
 
 
 def test_a_series_of_several_columns_forecasts_no_further_than_its_horizon():
