@@ -8,6 +8,7 @@ without pickle.
 """
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = [
     "LabelEncoder",
     "TablePreprocessor",
     "TargetScaler",
+    "TextVectorizer",
     "chronological_split",
     "input_windows",
     "interpolate_missing",
@@ -442,6 +444,97 @@ def _check_kind(data, kind):
         raise ValueError(f"{kind}.from_dict: expected a dict with kind={kind!r}")
     if data.get("version") != 1:
         raise ValueError(f"{kind}.from_dict: unsupported version {data.get('version')!r}")
+
+
+# ----------------------------------------------------------------------------- text
+
+
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # runs of letters and digits (any script), "don't" kept whole
+
+
+class TextVectorizer:
+    """Text to fixed-length sequences of word indices, for an Embedding (Keras' TextVectorization
+    with output_mode="int", as a fitted preprocessor like TablePreprocessor).
+
+    Each text is lower-cased and split into words (runs of letters and digits; punctuation
+    dropped). `fit` keeps the `max_tokens - 2` most frequent words of the training texts (ties in
+    alphabetical order): index 0 pads, 1 stands for a word outside the vocabulary, the kept words
+    follow from 2. `transform` gives int32 (rows, sequence_length): the first words of each text,
+    zeros after its end. A missing text reads as no words.
+    """
+
+    PAD, OOV = 0, 1
+
+    def __init__(self, max_tokens=20_000, sequence_length=128):
+        for name, value, low, high in (("max_tokens", max_tokens, 3, 1_000_000),
+                                       ("sequence_length", sequence_length, 1, 10_000)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise ValueError(f"TextVectorizer: {name} must be an integer from {low} to {high}. "
+                                 f"Received: {name}={value!r}")
+        self.max_tokens, self.sequence_length = int(max_tokens), int(sequence_length)
+        self.vocabulary = None  # the kept words, index 2 onwards
+
+    @staticmethod
+    def tokens(text):
+        if text is None or (isinstance(text, float) and math.isnan(text)):
+            return []
+        return _TOKEN.findall(str(text).lower())
+
+    @property
+    def is_fitted(self):
+        return self.vocabulary is not None
+
+    @property
+    def vocabulary_size(self):
+        """The Embedding's input_dim: padding, out-of-vocabulary and the kept words."""
+        if not self.is_fitted:
+            raise RuntimeError("TextVectorizer: call fit() before reading vocabulary_size")
+        return len(self.vocabulary) + 2
+
+    def fit(self, texts):
+        counts = {}
+        for text in texts:
+            for token in self.tokens(text):
+                counts[token] = counts.get(token, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        self.vocabulary = [token for token, _ in ranked[: self.max_tokens - 2]]
+        self._index = {token: i + 2 for i, token in enumerate(self.vocabulary)}
+        return self
+
+    def transform(self, texts):
+        if not self.is_fitted:
+            raise RuntimeError("TextVectorizer: call fit() before transform()")
+        texts = list(texts)
+        out = np.zeros((len(texts), self.sequence_length), dtype=np.int32)
+        for row, text in enumerate(texts):
+            ids = [self._index.get(token, self.OOV) for token in self.tokens(text)[: self.sequence_length]]
+            out[row, : len(ids)] = ids
+        return out
+
+    def fit_transform(self, texts):
+        texts = list(texts)
+        return self.fit(texts).transform(texts)
+
+    def to_dict(self):
+        if not self.is_fitted:
+            raise RuntimeError("TextVectorizer: call fit() before to_dict()")
+        return {"kind": "TextVectorizer", "version": 1, "max_tokens": self.max_tokens,
+                "sequence_length": self.sequence_length, "vocabulary": list(self.vocabulary)}
+
+    @classmethod
+    def from_dict(cls, data):
+        _check_kind(data, "TextVectorizer")
+        try:
+            vectorizer = cls(data["max_tokens"], data["sequence_length"])
+            vocabulary = data["vocabulary"]
+        except KeyError as error:
+            raise ValueError(f"TextVectorizer.from_dict: missing key {error.args[0]!r}") from None
+        if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary) or \
+                len(vocabulary) > vectorizer.max_tokens - 2:
+            raise ValueError("TextVectorizer.from_dict: the vocabulary must be a list of at most max_tokens - 2 words")
+        vectorizer.vocabulary = list(vocabulary)
+        vectorizer._index = {token: i + 2 for i, token in enumerate(vectorizer.vocabulary)}
+        return vectorizer
 
 
 # ----------------------------------------------------------------------------- targets

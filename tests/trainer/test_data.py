@@ -458,3 +458,33 @@ def test_k_folds_test_every_row_once_and_keep_the_classes_in_proportion(stratifi
 def test_it_rejects_folds_that_do_not_fit(kwargs, message):
     with pytest.raises(ValueError, match=message):
         split_indices(50, **kwargs)
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def test_text_becomes_word_indices_by_frequency_padded_and_cut_to_length():
+    from trainer.data import TextVectorizer
+
+    texts = ["The cat sat.", "the dog sat, the CAT ran!", "Don't panic", None]
+    vectorizer = TextVectorizer(max_tokens=6, sequence_length=4).fit(texts)
+    # the (3), cat (2), sat (2) - ties alphabetically - then dog (1): max_tokens - 2 = 4 words kept.
+    assert vectorizer.vocabulary == ["the", "cat", "sat", "dog"] and vectorizer.vocabulary_size == 6
+    out = vectorizer.transform(["the cat sat", "The dog ate the cat", "don't", "", float("nan")])
+    assert out.dtype == np.int32 and out.tolist() == [[2, 3, 4, 0], [2, 5, 1, 2], [1, 0, 0, 0], [0] * 4, [0] * 4]
+    assert TextVectorizer.tokens("Hello, wörld_42 ça-va") == ["hello", "wörld", "42", "ça", "va"]
+    restored = TextVectorizer.from_dict(json.loads(json.dumps(vectorizer.to_dict())))
+    assert restored.transform(["dog sat"]).tolist() == vectorizer.transform(["dog sat"]).tolist()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_tokens": 2}, "max_tokens must be an integer from 3 to 1000000. Received: max_tokens=2"),
+    ({"sequence_length": 0}, "sequence_length must be an integer from 1 to 10000. Received: sequence_length=0"),
+])
+def test_a_text_vectorizer_rejects_bad_sizes_naming_them(kwargs, message):
+    from trainer.data import TextVectorizer
+
+    with pytest.raises(ValueError, match=message):
+        TextVectorizer(**kwargs)
+    with pytest.raises(ValueError, match="expected a dict with kind='TextVectorizer'"):
+        TextVectorizer.from_dict({"kind": "TablePreprocessor"})

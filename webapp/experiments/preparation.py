@@ -40,6 +40,10 @@ DATA_CONFIG_DEFAULTS = {
     # fold number "fold" (from 0) of the shuffled rows, in place of test_fraction
     "folds": None,
     "fold": 0,
+    # a table's text column as the model's input (word indices for an Embedding) in place of its other columns
+    "text": None,
+    "max_tokens": 20_000,  # text only: the vocabulary's size, padding and unknown words included
+    "sequence_length": 128,  # text only: the words read from each text
 }
 MAX_FOLDS = 20
 
@@ -122,6 +126,13 @@ def normalise_config(config: dict | None) -> dict:
         value = merged[name]
         if value is not None and (not isinstance(value, list) or not all(isinstance(c, str) for c in value)):
             raise DataError(f"data_config.{name}: must be a list of column names", f"data_config.{name}")
+    if merged["text"] is not None and (not isinstance(merged["text"], str) or not merged["text"]):
+        raise DataError("data_config.text: must be a column name", "data_config.text")
+    for name, low, high in (("max_tokens", 3, 1_000_000), ("sequence_length", 1, 10_000)):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise DataError(f"data_config.{name}: must be a whole number from {low} to {high}, got {value!r}",
+                            f"data_config.{name}")
     if merged["target"] is not None and not isinstance(merged["target"], str):
         raise DataError("data_config.target: must be a column name", "data_config.target")
     return merged
@@ -198,12 +209,44 @@ def table_columns(frame, config: dict, *, target: str, ignored=()) -> tuple[list
     return numeric, categorical
 
 
-def prepare_table(frame, config: dict, *, target: str, ignored=(), loss: str = "") -> Prepared:
+@dataclass
+class _Targets:
+    """A table's target column read for training: the rows that have one, the task, the split and the
+    fitted target encoding (shared by tables of features and by text columns)."""
+    frame: object
+    values: np.ndarray
+    task: str
+    splits: tuple
+    encoder: object
+    scaler: object
+    target: str
+    loss: str
+
+    @property
+    def class_names(self) -> list:
+        return list(self.encoder.classes_) if self.encoder is not None else []
+
+    def describe(self) -> dict:
+        return {"labels": self.encoder.to_dict()} if self.encoder is not None else \
+            {"target_scaler": self.scaler.to_dict()}
+
+    def encode(self, index, kept=None):
+        raw = self.values[index] if kept is None else self.values[index][kept]
+        if self.encoder is not None:
+            try:
+                y = self.encoder.transform(raw)
+            except ValueError as error:  # a class seen only outside the training split
+                raise DataError(f"column {self.target!r}: {error}", "data_config.target") from None
+        else:
+            y = self.scaler.transform(raw)
+        return _shape_targets(self.task, y, self.loss, len(self.class_names))
+
+
+def _read_targets(frame, config: dict, *, target: str, loss: str) -> _Targets:
     if not target:
         raise DataError("data_config.target: choose the column to predict", "data_config.target")
     if target not in frame.columns:
         raise DataError(f"data_config.target: no column named {target!r}", "data_config.target")
-    numeric, categorical = table_columns(frame, config, target=target, ignored=ignored)
     target_values = frame[target].to_numpy()
     missing_target = frame[target].isna().to_numpy()
     if missing_target.all():
@@ -218,46 +261,74 @@ def prepare_table(frame, config: dict, *, target: str, ignored=(), loss: str = "
         except (TypeError, ValueError):
             raise DataError(f"column {target!r} is not numeric, so it cannot be a regression target",
                             "data_config.task") from None
-    stratify = target_values if task == CLASSIFICATION else None
-    if stratify is not None:
-        stratify = np.asarray([str(v) for v in stratify])
+    stratify = np.asarray([str(v) for v in target_values]) if task == CLASSIFICATION else None
     train, val, test = _split(len(frame), config, stratify)
     if len(train) == 0 or len(test) == 0:
         raise DataError("data_config.test_fraction: the table has too few rows for this split",
                         "data_config.test_fraction")
+    encoder, scaler = encode_targets(task, target_values[train], loss)
+    return _Targets(frame, target_values, task, (train, val, test), encoder, scaler, target, loss)
+
+
+def prepare_table(frame, config: dict, *, target: str, ignored=(), loss: str = "") -> Prepared:
+    if config.get("text"):
+        return prepare_text(frame, config, target=target, loss=loss)
+    targets = _read_targets(frame, config, target=target, loss=loss)
+    numeric, categorical = table_columns(frame, config, target=target, ignored=ignored)
+    frame, task, (train, val, test) = targets.frame, targets.task, targets.splits
     preprocessor = tdata.TablePreprocessor(numeric, categorical, scaling=config["scaling"], missing=config["missing"])
     try:
         preprocessor.fit(frame.iloc[train])
     except ValueError as error:
         raise DataError(str(error).replace("TablePreprocessor: ", ""), _column_field(error)) from None
-    pre = {"kind": "table", "target": target, "task": task, "features": preprocessor.to_dict(), "loss": loss}
-    encoder, scaler = encode_targets(task, target_values[train], loss)
-    class_names = []
-    if encoder is not None:
-        class_names = list(encoder.classes_)
-        pre["labels"] = encoder.to_dict()
-    else:
-        pre["target_scaler"] = scaler.to_dict()
+    pre = {"kind": "table", "target": target, "task": task, "features": preprocessor.to_dict(), "loss": loss,
+           **targets.describe()}
 
     def part(index):
         if len(index) == 0:
             return None, None
         x, kept = preprocessor.transform(frame.iloc[index], return_mask=True)
-        y_raw = target_values[index][kept]
-        if encoder is not None:
-            try:
-                y = encoder.transform(y_raw)
-            except ValueError as error:  # a class seen only outside the training split
-                raise DataError(f"column {target!r}: {error}", "data_config.target") from None
-        else:
-            y = scaler.transform(y_raw)
-        return x, _shape_targets(task, y, loss, len(class_names))
+        return x, targets.encode(index, kept)
 
     x_train, y_train = part(train)
     x_val, y_val = part(val)
     x_test, y_test = part(test)
-    return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, task, pre, class_names,
+    return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, task, pre, targets.class_names,
                     preprocessor.feature_names, [int(i) for i in test])
+
+
+def prepare_text(frame, config: dict, *, target: str, loss: str = "") -> Prepared:
+    """A text column of a table as the model's one input: each text as word indices (a TextVectorizer
+    fitted on the training rows), the table's target as for any table."""
+    column = config["text"]
+    if column not in frame.columns:
+        raise DataError(f"data_config.text: no column named {column!r}", "data_config.text")
+    if column == target:
+        raise DataError("data_config.text: the text column cannot be the target too", "data_config.text")
+    targets = _read_targets(frame, config, target=target, loss=loss)
+    frame, task, (train, val, test) = targets.frame, targets.task, targets.splits
+    texts = frame[column].to_numpy(dtype=object)
+    vectorizer = tdata.TextVectorizer(config["max_tokens"], config["sequence_length"]).fit(texts[train])
+    if not vectorizer.vocabulary:
+        raise DataError(f"data_config.text: column {column!r} has no words in its training rows", "data_config.text")
+    pre = {"kind": "text", "target": target, "task": task, "text_column": column, "vectorizer": vectorizer.to_dict(),
+           "vocabulary_size": vectorizer.vocabulary_size, "loss": loss, **targets.describe()}
+
+    def part(index):
+        return (vectorizer.transform(texts[index]), targets.encode(index)) if len(index) else (None, None)
+
+    x_train, y_train = part(train)
+    x_val, y_val = part(val)
+    x_test, y_test = part(test)
+    return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, task, pre, targets.class_names, [column],
+                    [int(i) for i in test])
+
+
+def transform_text(frame, pre: dict) -> np.ndarray:
+    column = pre["text_column"]
+    if column not in frame.columns:
+        raise DataError(f"the file has no column {column!r}, which the model was trained on", "file")
+    return tdata.TextVectorizer.from_dict(pre["vectorizer"]).transform(frame[column].to_numpy(dtype=object))
 
 
 def _column_field(error) -> str:

@@ -414,7 +414,7 @@ def test_a_series_columns_importance_finds_the_column_that_drives_the_target(for
     config = preparation.normalise_config({"window": 3, "horizon": 1, "forecast": forecast})
     prepared = preparation.prepare_series(frame, config, target="target")
     model = Sequential.from_spec({"input_shape": prepared.input_shape, "layers": [
-        {"type": "Flatten"}, {"type": "Dense", "units": 1}], "compile": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.02}}})
+        {"type": "Flatten"}, {"type": "Dense", "units": 1}], "compile": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.02}}, "fit": {"seed": 0}})
     model.fit(prepared.x_train, prepared.y_train, epochs=60, batch_size=32, verbose=0, seed=0)
     found = execution.column_importance(model, prepared, "mse", 32)
     assert found["scored"] == scored and found["rows"] == len(prepared.x_test)
