@@ -42,6 +42,7 @@
     const kind = version().kind;
     if (kind !== "series") { delete config.window; delete config.horizon; delete config.forecast; }
     if (kind !== "images") delete config.image_scaling;
+    if (!config.text) { delete config.text; delete config.sequence_length; delete config.max_tokens; }
     const features = ($("dc-features").value || "").split(",").map((s) => s.trim()).filter(Boolean);
     config.features = features.length ? features : null;
     if (!config.target) delete config.target;
@@ -56,12 +57,17 @@
     root.querySelectorAll(".not-series").forEach((n) => show(n, v.kind !== "series"));  // split by time, not by folds
     root.querySelectorAll(".images-only").forEach((n) => show(n, v.kind === "images"));
     root.querySelectorAll(".table-only").forEach((n) => show(n, v.kind !== "images"));
+    const texts = v.kind === "table" ? (v.text_columns || []) : [];
+    if (dataConfig.text && !texts.includes(dataConfig.text)) delete dataConfig.text;  // another version
+    options($("dc-text"), [["", "none: the table's columns"]].concat(texts), dataConfig.text || "");
+    root.querySelectorAll(".text-capable").forEach((n) => show(n, texts.length > 0));
+    root.querySelectorAll(".text-only").forEach((n) => show(n, !!dataConfig.text));
     const columns = v.columns || [];
     options($("dc-target"), [["", "(data set default: " + (v.target || "last column") + ")"]].concat(columns), dataConfig.target || "");
     show($("dc-target").closest("label"), v.kind !== "images");
     root.querySelectorAll("[data-config]").forEach((input) => {
       const key = input.dataset.config;
-      if (key === "target") return;
+      if (key === "target" || key === "text") return;
       if (dataConfig[key] !== undefined && dataConfig[key] !== null) input.value = dataConfig[key];
     });
     $("dc-features").value = (dataConfig.features || []).join(", ");
@@ -429,6 +435,13 @@
     const key = input.dataset.config;
     dataConfig[key] = input.hasAttribute("data-number") ? (input.hasAttribute("data-int") ? parseInt(input.value, 10) : parseFloat(input.value)) : input.value;
     if (key === "target" && !input.value) delete dataConfig.target;
+    if (key === "text" || (dataConfig.text && (key === "max_tokens" || key === "sequence_length"))) {
+      // another input altogether (or another vocabulary for its Embedding): the template for it
+      if (key === "text" && !input.value) delete dataConfig.text;
+      renderDataConfig();
+      loadTemplate("template");
+      return;
+    }
     scheduleSummary();
   }));
   $("dc-features").addEventListener("change", scheduleSummary);

@@ -50,7 +50,7 @@ def describe(version, data_config: dict | None = None) -> dict:
     prepared = prepare(version, data_config)
     config = preparation.normalise_config(data_config)
     info = {
-        "kind": dataset_kind(version),
+        "kind": prepared.preprocessing.get("kind") or dataset_kind(version),  # a table's text column: "text"
         "task": prepared.task,
         "input_shape": prepared.input_shape,
         "outputs": prepared.output_units,
@@ -60,6 +60,8 @@ def describe(version, data_config: dict | None = None) -> dict:
         "rows": {"train": len(prepared.x_train), "validation": 0 if prepared.x_val is None else len(prepared.x_val),
                  "test": len(prepared.x_test)},
     }
+    if "vocabulary_size" in prepared.preprocessing:
+        info["vocabulary_size"] = prepared.preprocessing["vocabulary_size"]
     _shape_cache[key] = info
     while len(_shape_cache) > _CACHE_SIZE:
         _shape_cache.popitem(last=False)

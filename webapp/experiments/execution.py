@@ -426,6 +426,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
         spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
         specs.check_output(spec, prepared.task, prepared.output_units)
+        specs.check_vocabulary(spec, prepared.preprocessing.get("vocabulary_size"))
         Run.objects.filter(pk=run_id).update(preprocessing={
             **prepared.preprocessing, "input_shape": prepared.input_shape,
             "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],

@@ -141,6 +141,11 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
         x = preparation.transform_table(frame, pre)
         ids = list(range(1, len(frame) + 1))
         id_name = "row"
+    elif kind == "text":
+        frame = read_table_file(raw, {})
+        x = preparation.transform_text(frame, pre)
+        ids = list(range(1, len(frame) + 1))
+        id_name = "row"
     elif kind == "series":
         frame = read_table_file(raw, {})
         x = preparation.transform_series(frame, pre)

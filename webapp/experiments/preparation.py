@@ -356,6 +356,8 @@ def prepare_images(images, labels, class_names, config: dict, *, loss: str = "")
     images = images if isinstance(images, np.ndarray) else np.asarray(images)  # a memory map stays one
     if images.ndim != 4 or len(images) == 0:
         raise DataError(f"expected images shaped (N, H, W, C), got {images.shape}", "dataset_version")
+    if config["text"]:
+        raise DataError("data_config.text: a text column is a table's, not an image set's", "data_config.text")
     labels = np.asarray(labels, dtype=np.int64)
     train, val, test = _split(len(images), config, stratify=labels)
     scale = config["image_scaling"] == "unit"
@@ -436,6 +438,9 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
         raise DataError(f"data_config.target: no column named {target!r}", "data_config.target")
     if frame[target].dtype.kind not in "iuf":
         raise DataError(f"column {target!r} is not numeric", "data_config.target")
+    if config["text"]:
+        raise DataError("data_config.text: a text column is a table's; a series reads its numeric columns",
+                        "data_config.text")
     if config["folds"] is not None:
         raise DataError("data_config.folds: a series is split by time (its test part is its end), so it is not "
                         "cross-validated by folds", "data_config.folds")

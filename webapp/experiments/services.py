@@ -66,9 +66,11 @@ def _check_columns(dataset_version, config: dict) -> None:
     columns = [c.get("name") for c in schema.get("columns", []) if isinstance(c, dict)]
     if not columns:
         return  # images, or a schema without columns: the worker's preparation checks
-    target = config.get("target")
-    if target is not None and target not in columns:
-        raise InvalidInput(f"data_config.target: no column {target!r} in this data set version", "data_config.target")
+    for name in ("target", "text"):
+        column = config.get(name)
+        if column is not None and column not in columns:
+            raise InvalidInput(f"data_config.{name}: no column {column!r} in this data set version",
+                               f"data_config.{name}")
     for name in ("features", "categorical"):
         missing = [c for c in (config.get(name) or []) if c not in columns]
         if missing:
@@ -87,6 +89,7 @@ def _check_model_fits(dataset_version, spec: dict, config: dict) -> None:
     except Exception:  # noqa: BLE001 - data the worker cannot prepare fails the run there, with its reason
         return
     specs.check_output(dict(spec, input_shape=data["input_shape"]), data["task"], data["outputs"])
+    specs.check_vocabulary(spec, data.get("vocabulary_size"))
 
 
 # ----------------------------------------------------------------------------- queueing

@@ -118,6 +118,21 @@ def check_output(spec: dict, task: str, outputs: int) -> None:
         raise SpecInvalid(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
 
 
+def check_vocabulary(spec: dict, vocabulary_size: int | None) -> None:
+    """A text model's first layer must embed every index its text column gives: raised as SpecInvalid
+    naming the layer's input_dim."""
+    first = (spec.get("layers") or [{}])[0]
+    if not vocabulary_size or not isinstance(first, dict):
+        return
+    if first.get("type") != "Embedding":
+        raise SpecInvalid("layers[0]: a text column gives word indices; start the model with an Embedding "
+                          f"of input_dim {vocabulary_size}", "layers[0]")
+    if isinstance(first.get("input_dim"), int) and first["input_dim"] < vocabulary_size:
+        raise SpecInvalid(f"layers[0].input_dim: the text column's words take {vocabulary_size} indices "
+                          f"(data_config.max_tokens), more than {first['input_dim']}; set input_dim to "
+                          f"{vocabulary_size}", "layers[0].input_dim")
+
+
 # ----------------------------------------------------------------------------- templates
 
 
@@ -233,15 +248,29 @@ def transformer_forecaster(input_shape, horizon: int = 1) -> dict:
 SERIES_STARTS = {"conv1d": conv1d_forecaster, "transformer": transformer_forecaster}
 
 
+def text_model(input_shape, outputs: int, task: str, vocabulary_size: int) -> dict:
+    """Word indices → a 32-wide Embedding, averaged over the words (fastText's bag of embeddings,
+    Keras' text-classification starter), one hidden layer, the output."""
+    head = mlp_classifier if task == "classification" else mlp_regressor
+    spec = head(input_shape, outputs)
+    spec["layers"] = [{"type": "Embedding", "input_dim": int(vocabulary_size), "output_dim": 32},
+                      {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 32, "activation": "relu"},
+                      spec["layers"][-1]]
+    spec["compile"]["optimizer"]["learning_rate"] = 0.003
+    return spec
+
+
 def empty_spec(input_shape) -> dict:
     return {"input_shape": list(input_shape), "layers": [],
             "compile": _compile("mse", []), "fit": _fit(10, 32)}
 
 
-def suggest(kind: str, task: str, input_shape, outputs: int, start: str = "template") -> dict:
-    """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM, or with
-    ``start="conv1d"`` a 1-D CNN or ``start="transformer"`` a Transformer encoder (series only;
-    elsewhere the usual template)."""
+def suggest(kind: str, task: str, input_shape, outputs: int, start: str = "template", vocabulary_size: int = 0) -> dict:
+    """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM, a table's
+    text column → averaged word embeddings, or with ``start="conv1d"`` a 1-D CNN or
+    ``start="transformer"`` a Transformer encoder (series only; elsewhere the usual template)."""
+    if kind == "text":
+        return text_model(input_shape, outputs, task, vocabulary_size)
     if kind == "images":
         return small_cnn(input_shape, outputs)
     if kind == "series":

@@ -333,7 +333,9 @@ def run_new(request, ws):
         start["dataset_version"] = versions[0].pk
     choices = [{"id": v.pk, "label": f"{v.dataset.name} v{v.number}", "kind": v.dataset.kind,
                 "target": v.dataset.target_column,
-                "columns": [c.get("name") for c in (v.schema or {}).get("columns", []) if isinstance(c, dict)]}
+                "columns": [c.get("name") for c in (v.schema or {}).get("columns", []) if isinstance(c, dict)],
+                "text_columns": [c.get("name") for c in (v.schema or {}).get("columns", [])
+                                 if isinstance(c, dict) and c.get("type") == "text"]}
                for v in versions[:200]]
     return render(request, "experiments/run_new.html", {
         "workspace": workspace, "membership": membership, "section": "new-run", "current_workspace": workspace,
@@ -397,7 +399,8 @@ def run_template(request, ws):
         return JsonResponse({"errors": [{"field": "dataset_version", "message": f"cannot be read: {error}"}]})
     start = request.GET.get("start", "template")
     spec = specs.empty_spec(info["input_shape"]) if start == "empty" else specs.suggest(
-        info["kind"], info["task"], info["input_shape"], info["outputs"], start=start)
+        info["kind"], info["task"], info["input_shape"], info["outputs"], start=start,
+        vocabulary_size=info.get("vocabulary_size", 0))
     return JsonResponse({"spec": spec, "data": info, "errors": []})
 
 
