@@ -11,7 +11,8 @@
   const HIDDEN_ARGS = /initializer|regularizer/;
   let spec = null;
   let dataConfig = Object.assign({ test_fraction: 0.2, validation_fraction: 0.1, split_seed: 0, window: 12, horizon: 1,
-                                   forecast: "change", scaling: "standardize", missing: "mean", task: "auto", image_scaling: "unit" },
+                                   forecast: "change", scaling: "standardize", missing: "mean", task: "auto", image_scaling: "unit",
+                                   sequence_length: 128, max_tokens: 20000 },
                                  B.start.data_config || {});
   let dataInfo = null;
   let summaryTimer = null;
@@ -62,6 +63,8 @@
     options($("dc-text"), [["", "none: the table's columns"]].concat(texts), dataConfig.text || "");
     root.querySelectorAll(".text-capable").forEach((n) => show(n, texts.length > 0));
     root.querySelectorAll(".text-only").forEach((n) => show(n, !!dataConfig.text));
+    // The text column is the whole input: the table's feature settings do not apply.
+    root.querySelectorAll(".not-text").forEach((n) => show(n, !dataConfig.text && (!n.classList.contains("table-only") || v.kind !== "images")));
     const columns = v.columns || [];
     options($("dc-target"), [["", "(data set default: " + (v.target || "last column") + ")"]].concat(columns), dataConfig.target || "");
     show($("dc-target").closest("label"), v.kind !== "images");
@@ -445,7 +448,15 @@
     scheduleSummary();
   }));
   $("dc-features").addEventListener("change", scheduleSummary);
-  $("dataset_version").addEventListener("change", () => { dataConfig.target = undefined; renderDataConfig(); loadTemplate("template"); });
+  // A table whose only columns besides its target are free text: a text model, from its first text column.
+  function textByDefault() { const v = version(); if (v.text_only && !dataConfig.text) dataConfig.text = v.text_columns[0]; }
+  $("dataset_version").addEventListener("change", () => {
+    dataConfig.target = undefined;
+    delete dataConfig.text;
+    textByDefault();
+    renderDataConfig();
+    loadTemplate("template");
+  });
   $("spec-json").addEventListener("input", () => {
     try {
       const parsed = JSON.parse($("spec-json").value);
@@ -463,5 +474,5 @@
 
   if (B.start.dataset_version) $("dataset_version").value = String(B.start.dataset_version);
   if (B.start.spec) { spec = JSON.parse(JSON.stringify(B.start.spec)); renderAll(); }
-  else { renderDataConfig(); loadTemplate("template"); }
+  else { textByDefault(); renderDataConfig(); loadTemplate("template"); }
 })();

@@ -483,3 +483,44 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     assert page.locator("[data-testid=forecast] tbody tr").count() == 52
     assert page.locator("[data-testid=forecast] tbody td").first.text_content().startswith("2002-01")
     owner.shot(page, "forecast-ahead")
+
+
+def test_a_new_user_trains_a_text_classifier_from_a_column_of_reviews(live_server, stack, transactional_db, pages,
+                                                                       tmp_path):
+    """A table with a free-text column: the builder offers it as the model's input, suggests averaged word
+    embeddings for it, the worker trains them, and new reviews are classified from their words."""
+    import numpy as np
+
+    from tests.webapp.experiments.test_text import review
+
+    rng = np.random.default_rng(1)
+    source = tmp_path / "reviews.csv"
+    with open(source, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["review", "sentiment"])
+        for i in range(400):
+            good = bool(rng.random() < 0.5)
+            writer.writerow([f"{review(rng, good)} (#{i})", "positive" if good else "negative"])
+    base = live_server.url
+    owner = pages()
+    page = owner.new()
+    ws = _sign_up_and_create_workspace(owner, page, base, "tex", "Review lab")
+    _upload(owner, page, base, ws, source, "Reviews")
+
+    _open_builder(page, base, ws)  # the table's only column besides its target is text: it is chosen as the input
+    assert page.input_value("#dc-text") == "review"
+    layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
+    page.wait_for_function(f"{layers} === 'Embedding,GlobalAveragePooling1D,Dense,Dense'")
+    _wait_for_layer_shapes(page)
+    assert page.locator("[data-shape-for=\"0\"]").text_content().startswith("→ (128, 32)")
+    page.fill("#epochs", "100000")
+    page.wait_for_function("document.getElementById('spec-json').value.includes('\"epochs\": 100000')")
+    owner.shot(page, "builder-text")
+    page.click("[data-testid=train]")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
+    _watch_training(owner, page, cancel=True)
+
+    new_reviews = tmp_path / "new-reviews.csv"
+    new_reviews.write_text('review\nA wonderful film with superb acting!\n"Awful, boring and dreadful."\n')
+    rows = _predict_and_download(owner, page, [new_reviews], expected_rows=2, tmp_path=tmp_path)
+    assert [row[1] for row in rows[1:]] == ["positive", "negative"], rows

@@ -43,11 +43,23 @@ def load_model(run):
     return model
 
 
+DELIMITERS = ",;\t|"
+
+
+def _delimiter(raw: bytes) -> str:
+    """The file's delimiter among , ; tab and |, a comma when it cannot tell (a file of one column:
+    pandas' own sniffing would take a letter common to every line for one)."""
+    try:
+        return csv.Sniffer().sniff(raw[:65536].decode("utf-8", errors="replace"), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
 def read_table_file(raw: bytes, pre: dict):
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.BytesIO(raw), nrows=MAX_ROWS + 1, sep=None, engine="python")
+        frame = pd.read_csv(io.BytesIO(raw), nrows=MAX_ROWS + 1, sep=_delimiter(raw))
     except Exception as error:  # noqa: BLE001 - pandas raises many kinds on a malformed CSV
         raise DataError(f"the file is not a readable CSV ({type(error).__name__})", "file") from None
     if len(frame) > MAX_ROWS:

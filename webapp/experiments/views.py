@@ -308,6 +308,18 @@ def _forecast_ahead(request, run, membership):
 # ----------------------------------------------------------------------------- new run (the builder)
 
 
+def _text_columns(version) -> list[str]:
+    return [c.get("name") for c in (version.schema or {}).get("columns", [])
+            if isinstance(c, dict) and c.get("type") == "text"]
+
+
+def _text_only(version) -> bool:
+    """A table whose columns, besides its target and its dates, are all free text (reviews, tickets)."""
+    others = [c for c in (version.schema or {}).get("columns", []) if isinstance(c, dict)
+              and c.get("name") != version.dataset.target_column and c.get("type") != "datetime"]
+    return version.dataset.kind == "table" and bool(others) and all(c.get("type") == "text" for c in others)
+
+
 @login_required
 def run_new(request, ws):
     workspace, membership = get_workspace_for_user(request.user, ws, write=True)
@@ -334,8 +346,7 @@ def run_new(request, ws):
     choices = [{"id": v.pk, "label": f"{v.dataset.name} v{v.number}", "kind": v.dataset.kind,
                 "target": v.dataset.target_column,
                 "columns": [c.get("name") for c in (v.schema or {}).get("columns", []) if isinstance(c, dict)],
-                "text_columns": [c.get("name") for c in (v.schema or {}).get("columns", [])
-                                 if isinstance(c, dict) and c.get("type") == "text"]}
+                "text_columns": _text_columns(v), "text_only": _text_only(v)}
                for v in versions[:200]]
     return render(request, "experiments/run_new.html", {
         "workspace": workspace, "membership": membership, "section": "new-run", "current_workspace": workspace,

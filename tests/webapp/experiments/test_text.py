@@ -90,3 +90,15 @@ def test_an_embedding_too_small_for_the_vocabulary_is_refused_naming_its_input_d
 def test_text_settings_are_checked_naming_the_field(config, message):
     with pytest.raises(preparation.DataError, match=message):
         preparation.normalise_config(config)
+
+
+@pytest.mark.parametrize(("raw", "shape"), [
+    (b'review\nA wonderful film with superb acting!\n"Awful, boring and dreadful."\n', (2, 1)),  # one column
+    (b"a;b\n1;2\n3;4\n", (2, 2)), (b"a\tb\n1\t2\n", (1, 2)), (b"a,b\n1,2\n", (1, 2))])
+def test_a_file_to_predict_on_is_split_at_its_delimiter_never_at_a_letter(raw, shape):
+    from webapp.experiments import prediction
+
+    frame = prediction.read_table_file(raw, {})
+    assert frame.shape == shape
+    if shape == (2, 1):
+        assert list(frame.columns) == ["review"] and frame["review"][1] == "Awful, boring and dreadful."
