@@ -491,3 +491,19 @@ def test_a_series_of_several_columns_forecasts_no_further_than_its_horizon():
     with pytest.raises(prediction.DataError, match="steps: this model reads 2 columns, so beyond its horizon of 2 "
                                                    "steps it would need their future values too; ask for at most 2"):
         prediction.forecast_ahead(run, 3)
+
+
+@pytest.mark.django_db
+def test_an_image_run_finds_its_learning_rate_over_the_stored_images(people, digits):
+    from tests.webapp.experiments.conftest import small_cnn_spec
+
+    spec = small_cnn_spec(epochs=1)
+    spec["fit"]["find_learning_rate"] = {"steps": 20}
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=digits, spec=spec)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    found = run.results["lr_find"]
+    assert len(found["learning_rates"]) <= 20 and found["stopped"] in ("end", "diverged", "not finite")
+    assert run.spec["fit"]["find_learning_rate"] is None
+    expected = found["suggestion"] if found["suggestion"] is not None else 0.01  # the spec's own when none
+    assert run.spec["compile"]["optimizer"]["learning_rate"] == pytest.approx(expected)
