@@ -359,6 +359,7 @@
     const answer = await response.json();
     if (answer.errors && answer.errors.length) { showErrors(answer.errors); if (!spec) { spec = { layers: [], compile: {}, fit: {} }; renderAll(); } return; }
     spec = answer.spec;
+    $("optimizer-options").open = false;  // a new spec: folded again unless it sets options of its own
     showData(answer.data);
     renderAll();
   }

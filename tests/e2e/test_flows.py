@@ -402,6 +402,8 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     page.wait_for_function(f"{layers} === 'Conv1D,MaxPooling1D,Conv1D,Flatten,Dense'")
     page.click("[data-start=transformer]")  # the other series-only template
     page.wait_for_function(f"{layers} === 'Dense,PositionEmbedding,TransformerEncoder,Flatten,Dense'")
+    page.wait_for_function("document.getElementById('optimizer-options').open")  # it clips: its options show
+    assert page.text_content("#optimizer-options-summary") == "· global clipnorm 1"
     _wait_for_layer_shapes(page)
     assert page.locator("[data-shape-for=\"2\"]").text_content().startswith("→ (12, 32)")
     page.click("[data-start=template]")  # back to the LSTM
@@ -441,6 +443,7 @@ def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(
     # The optimizer's own options, folded under the training settings: clip the gradients, then move to SGD
     # with momentum, whose range the server checks as the field is typed.
     optimizer = "JSON.parse(document.getElementById('spec-json').value).compile.optimizer"
+    assert not page.evaluate("document.getElementById('optimizer-options').open")  # the LSTM's: folded
     page.click("#optimizer-options summary")
     page.fill("#layer-optimizer-clipnorm", "1")
     page.wait_for_function(f"{optimizer}.clipnorm === 1")
