@@ -34,6 +34,17 @@ def suggested_spec(client, people, version, data_config=None, start="template") 
     return answer["spec"]
 
 
+def trained_series_run(client, people, co2, config: dict, epochs: int):
+    """A run of the suggested series template over ``config``, trained in-process for ``epochs``."""
+    spec = suggested_spec(client, people, co2, config)
+    spec["fit"]["epochs"] = epochs
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    return run
+
+
 def trained_model(run):
     from trainer import Sequential
 
@@ -205,12 +216,7 @@ def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client
 @pytest.mark.django_db
 def test_predicting_a_series_gives_what_trainer_gives(client, people, co2):
     config = {"window": 8, "horizon": 1}
-    spec = suggested_spec(client, people, co2, config)
-    spec["fit"]["epochs"] = 1
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded"
-    run.refresh_from_db()
+    run = trained_series_run(client, people, co2, config, epochs=1)
     recent = pd.read_csv(FIXTURES / "co2_weekly.csv").tail(60)  # gaps are filled as training filled them
     pre = run.preprocessing
     ppm = recent["co2"].interpolate(limit_direction="both").to_numpy()
@@ -366,11 +372,7 @@ def test_the_transformer_template_forecasts_the_co2_series(client, people, co2):
 @pytest.mark.django_db
 def test_a_forecast_of_several_steps_has_a_column_per_step_in_the_page_the_api_and_the_csv(client, people, co2):
     config = {"window": 8, "horizon": 3}
-    spec = suggested_spec(client, people, co2, config)
-    spec["fit"]["epochs"] = 1
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run = trained_series_run(client, people, co2, config, epochs=1)
     recent = pd.read_csv(FIXTURES / "co2_weekly.csv").tail(20).to_csv(index=False).encode()
     client.force_login(people.viewer)
     answer = client.post(f"/api/v1/runs/{run.pk}/predict", {"file": io.BytesIO(recent)}, format="multipart").json()
@@ -436,12 +438,7 @@ def test_a_series_is_not_cross_validated_by_folds():
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_a_series_run_forecasts_past_the_end_of_its_data_feeding_each_step_back(client, people, co2, horizon):
     config = {"window": 8, "horizon": horizon}
-    spec = suggested_spec(client, people, co2, config)
-    spec["fit"]["epochs"] = 2
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded"
-    run.refresh_from_db()
+    run = trained_series_run(client, people, co2, config, epochs=2)
     pre = run.preprocessing
     csv_rows = pd.read_csv(FIXTURES / "co2_weekly.csv")
     # By hand: the last 8 weeks, standardized; forecast, add the last week back, feed the forecast in, go on.
