@@ -43,7 +43,8 @@ def suggest(rates, losses, skip=0.1):
     losses = np.asarray(losses, dtype=np.float64)
     lowest = int(np.argmin(losses))
     first = int(len(losses) * skip)
-    if len(losses) < 5 or lowest - first < 2 or not losses[lowest] < losses[first]:
+    # A descent worth the name: over a few points, by a tenth of the loss at least (not batch noise).
+    if len(losses) < 5 or lowest - first < 2 or not losses[lowest] < 0.9 * losses[first]:
         return None
     slopes = np.gradient(losses[first:lowest + 1], np.log(np.asarray(rates[first:lowest + 1], dtype=np.float64)))
     steepest = int(np.argmin(slopes))
@@ -53,9 +54,11 @@ def suggest(rates, losses, skip=0.1):
 def lr_find(model, x, y, *, batch_size=32, start=1e-7, end=1.0, steps=100, seed=0, smoothing=0.98,
             divergence=4.0):
     """Run the range test on ``model`` (compiled) over ``x``, ``y``; returns {"learning_rates",
-    "losses" (smoothed, bias-corrected as an Adam moment), "raw_losses", "suggestion",
+    "losses" (smoothed, bias-corrected as an Adam moment; a step's loss counts at most
+    ``divergence`` × the median of the 10 before it), "raw_losses", "suggestion",
     "minimum" (the rate at the lowest smoothed loss), "stopped" ("diverged", "not finite" or
-    "end")}. It stops early once the smoothed loss passes ``divergence`` × its lowest value."""
+    "end")}. It stops early once the smoothed loss passes ``divergence`` × its lowest value, judged
+    from the tenth of the steps (at least 5) on."""
     owner = "lr_find"
     model._require_compiled(f"{owner}()")
     _check(owner, start, end, steps, smoothing, divergence)
@@ -75,7 +78,7 @@ def lr_find(model, x, y, *, batch_size=32, start=1e-7, end=1.0, steps=100, seed=
     state, rate_setting = optimizer.get_state(), optimizer.learning_rate
     rates = start * (end / start) ** (np.arange(steps) / (steps - 1))
     found = {"learning_rates": [], "losses": [], "raw_losses": [], "stopped": "end"}
-    average, lowest = 0.0, math.inf
+    average, lowest, warm = 0.0, math.inf, max(5, steps // 10)
     train = model._batches(x, y, batch_size)
     try:
         with using_config("train", True):
@@ -97,13 +100,21 @@ def lr_find(model, x, y, *, batch_size=32, start=1e-7, end=1.0, steps=100, seed=
                             found["stopped"] = "not finite"
                             found["losses"].append(None)
                             break
-                        average = smoothing * average + (1 - smoothing) * loss
+                        # A batch far above the steps before it (a skewed target's rare large values) is
+                        # counted at `divergence` × their median: noise, not the rate blowing up, which
+                        # lifts the median too.
+                        recent = found["raw_losses"][-11:-1]
+                        counted = min(loss, divergence * float(np.median(recent))) if len(recent) >= 3 else loss
+                        average = smoothing * average + (1 - smoothing) * counted
                         smoothed = average / (1 - smoothing ** (i + 1))
                         found["losses"].append(smoothed)
-                        lowest = min(lowest, smoothed)
-                        if smoothed > divergence * lowest:
-                            found["stopped"] = "diverged"
-                            break
+                        # The first steps' average rests on a few batches, and one easy batch would set
+                        # a lowest loss that the next hard one seems to blow past: judged after them.
+                        if i >= warm:
+                            lowest = min(lowest, smoothed)
+                            if smoothed > divergence * lowest:
+                                found["stopped"] = "diverged"
+                                break
                         if i + 1 == steps:
                             break
                 epoch += 1
