@@ -268,6 +268,7 @@ RULES = [
     Rule("api:artifact_spec", "GET", "401 404 200 200 200"),
     Rule("api:artifact_weights", "GET", "401 404 404 404 404"),  # not trained yet
     Rule("api:artifact_onnx", "GET", "401 404 404 404 404"),
+    Rule("api:artifact_preprocessing", "GET", "401 404 404 404 404"),  # its data not prepared yet
     Rule("api:spec_summary", "POST", "401 404 200 200 200", data={"spec": MATRIX_SPEC}),
     Rule("run-register", "POST", "302 404 403 302 302", kwargs={"pk": make_finished_run}, data={"model": "new"}),
     Rule("model-list", "GET", "302 404 200 200 200"),

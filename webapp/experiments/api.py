@@ -273,6 +273,12 @@ def artifact_weights(request, run_id: int):
     return exports.weights_response(run)
 
 
+@router.get("/runs/{run_id}/artifacts/preprocessing")
+def artifact_preprocessing(request, run_id: int):
+    run, _ = selectors.get_run_for_user(request.user, run_id)
+    return exports.preprocessing_response(run)
+
+
 @router.get("/runs/{run_id}/artifacts/onnx")
 def artifact_onnx(request, run_id: int):
     run, _ = selectors.get_run_for_user(request.user, run_id)
@@ -437,7 +443,8 @@ def forecast_with_model(request, model_id: int, payload: ForecastIn, version: st
     return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **_forecast(chosen.run, payload.steps)}
 
 
-ARTIFACTS = {"spec": exports.spec_response, "weights": exports.weights_response, "onnx": exports.onnx_response}
+ARTIFACTS = {"spec": exports.spec_response, "weights": exports.weights_response, "onnx": exports.onnx_response,
+             "preprocessing": exports.preprocessing_response}
 
 
 @router.get("/models/{model_id}/artifacts/{what}")

@@ -32,6 +32,17 @@ def spec_response(run) -> JsonResponse:
     return response
 
 
+def preprocessing_response(run) -> JsonResponse:
+    """What the run's worker fitted on its training split to turn data into the model's inputs and its
+    outputs back into the data's terms: a table's scaling and categories, a text column's vocabulary, a
+    series' window and statistics, the class names or the target's scaling."""
+    if not run.preprocessing:
+        raise Http404("This run has not prepared its data yet")
+    response = JsonResponse(run.preprocessing, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-preprocessing.json"'
+    return response
+
+
 def weights_response(run) -> FileResponse:
     path = checkpoints.weights_path(run)
     if not path.exists():
@@ -76,23 +87,50 @@ def python_snippet(run, base_url: str = "") -> str:
     return f'''import json
 from trainer import Sequential
 
-# Downloaded from this run's page: the spec and the weights.
+# Downloaded from this run's page: the spec, the weights and the preprocessing.
 spec = json.load(open("run-{run.pk}-spec.json"))
 model = Sequential.from_spec(spec)
 model.load_weights("run-{run.pk}-weights.npz")
+pre = json.load(open("run-{run.pk}-preprocessing.json"))
 
-# Inputs must be preprocessed like the training data (see the run's data config),
-# or let the server do it: POST a CSV to {base_url}/api/v1/runs/{run.pk}/predict
-outputs = model.predict(x)
-{_series_note(run)}'''
+# Inputs are prepared as the training data was (or let the server do it:
+# POST a CSV to {base_url}/api/v1/runs/{run.pk}/predict)
+{_inputs(run)}outputs = model.predict(x)
+{_outputs(run)}'''
 
 
-def _series_note(run) -> str:
+def _inputs(run) -> str:
+    kind = (run.preprocessing or {}).get("kind")
+    if kind == "table":
+        return ("from trainer.data import TablePreprocessor\n"
+                "x = TablePreprocessor.from_dict(pre[\"features\"]).transform(frame)  # frame: a pandas DataFrame\n")
+    if kind == "text":
+        return ("from trainer.data import TextVectorizer\n"
+                f"x = TextVectorizer.from_dict(pre[\"vectorizer\"]).transform(texts)  # texts: the "
+                f"{run.preprocessing.get('text_column', 'text')!r} column\n")
+    if kind == "series":
+        return ("import numpy as np\n"
+                "values = (frame[pre[\"columns\"]].to_numpy() - pre[\"mean\"]) / pre[\"scale\"]  # oldest first\n"
+                "x = np.lib.stride_tricks.sliding_window_view(values, pre[\"window\"], axis=0)"
+                ".transpose(0, 2, 1).astype(\"float32\")\n")
+    if kind == "images":
+        return "x = images / 255.0  # (N, H, W, C) uint8, as trained with image scaling \"unit\"\n"
+    return ""
+
+
+def _outputs(run) -> str:
     pre = run.preprocessing or {}
-    if pre.get("kind") != "series" or pre.get("forecast") != "change":
-        return ""
-    return ("# This model forecasts the change from each window's last value (standardized):\n"
-            "values = (outputs + x[:, -1, :1]) * scale + mean  # scale, mean: the run's preprocessing, column 0\n")
+    if pre.get("task") == "classification":
+        return "labels = [pre[\"labels\"][\"classes\"][i] for i in outputs.argmax(axis=1)]\n"
+    if pre.get("kind") == "series":
+        offset = " + x[:, -1, :1]" if pre.get("forecast") == "change" else ""
+        note = ("# This model forecasts the change from each window's last value (standardized).\n"
+                if offset else "")
+        return f"{note}values = (outputs{offset}) * pre[\"scale\"][0] + pre[\"mean\"][0]\n"
+    if pre.get("target_scaler"):
+        return ("from trainer.data import TargetScaler\n"
+                "values = TargetScaler.from_dict(pre[\"target_scaler\"]).inverse_transform(outputs)\n")
+    return ""
 
 
 def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:

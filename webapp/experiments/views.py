@@ -256,6 +256,8 @@ def run_download(request, ws, pk, what):
         return exports.onnx_response(run)
     if what == "metrics":
         return exports.metrics_csv_response(run)
+    if what == "preprocessing":
+        return exports.preprocessing_response(run)
     raise Http404("Not found")
 
 
