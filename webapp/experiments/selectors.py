@@ -44,6 +44,47 @@ def sweep_best(runs):
     return (max if greater else min)(measured, key=lambda run: run.best_metric)
 
 
+def parameter_effects(sweep, runs) -> list[dict]:
+    """Each swept hyper-parameter's marginal effect on the metric the runs monitor: their best values
+    grouped by the parameter's value (a range's values cut into three bins of as many runs, by rank),
+    each group's mean, and the spread between the best and the worst group's mean; the largest spread
+    first. A parameter needs two groups with measured runs; the fold of a cross-validation is no
+    hyper-parameter."""
+    from webapp.experiments.execution import greater_is_better
+
+    measured = [run for run in runs if run.best_metric is not None and run.sweep_params]
+    if len(measured) < 3:
+        return []
+    greater = greater_is_better(measured[0].best_metric_name or "loss")
+    effects = []
+    for key, values in (sweep.space or {}).items():
+        pairs = sorted(((run.sweep_params[key], run.best_metric) for run in measured if key in run.sweep_params),
+                       key=lambda pair: (str(type(pair[0])), pair[0]))
+        if key == "fold" or not pairs:
+            continue
+        if isinstance(values, dict):  # a range: low, middle and high thirds of the values drawn
+            cuts = [part for part in (pairs[len(pairs) * i // 3: len(pairs) * (i + 1) // 3] for i in range(3)) if part]
+            groups = [{"label": f"{part[0][0]:.3g} – {part[-1][0]:.3g}", "scores": [m for _, m in part]}
+                      for part in cuts]
+        else:
+            order = {str(v): i for i, v in enumerate(values)}
+            by_value = {}
+            for value, metric in pairs:
+                by_value.setdefault(str(value), []).append(metric)
+            groups = [{"label": label, "scores": scores}
+                      for label, scores in sorted(by_value.items(), key=lambda item: order.get(item[0], 0))]
+        if len(groups) < 2:
+            continue
+        for group in groups:
+            group["mean"], group["runs"] = statistics.fmean(group["scores"]), len(group["scores"])
+        best = (max if greater else min)(groups, key=lambda g: g["mean"])
+        means = [g["mean"] for g in groups]
+        effects.append({"name": key, "groups": groups, "spread": max(means) - min(means), "best": best["label"],
+                        "metric": measured[0].best_metric_name})
+    effects.sort(key=lambda effect: -effect["spread"])
+    return effects
+
+
 def cross_validation(sweep, runs) -> dict | None:
     """A cross-validating sweep's scores: per point of its other hyper-parameters (one group when it
     sweeps the fold alone), each test metric's mean and spread (standard deviation, as scikit-learn's

@@ -538,6 +538,7 @@ def sweep_detail(request, ws, pk):
         "stopped": sum(1 for row in table if row["stopped"]),
         "best": None if "fold" in sweep.space else selectors.sweep_best(runs),  # no fold is a "best" model
         "cross_validation": selectors.cross_validation(sweep, runs),
+        "effects": selectors.parameter_effects(sweep, runs),
         "folds_only": set(sweep.space) == {"fold"},  # nothing for a chart of hyper-parameters to show
         "rungs": rungs, "rung_count": len(halving_at),
         "can_extend": membership.can_write and sweep.method == "random" and len(runs) < services.MAX_SWEEP_RUNS,

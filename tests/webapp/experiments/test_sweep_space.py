@@ -301,3 +301,40 @@ def test_a_cross_validation_that_cannot_run_is_refused_naming_the_field(people, 
     with pytest.raises(ValueError, match=message):
         services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
                               spec=iris_spec(), data_config=data_config, **kwargs)
+
+
+@pytest.mark.django_db
+def test_a_sweep_page_says_which_hyper_parameters_mattered_by_their_values_mean_best_metric(client, people, iris):
+    sweep = services.sweep_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                  spec=iris_spec(), data_config={"target": "species"}, method="grid",
+                                  space={"learning_rate": [0.001, 0.1], "units": [8, 16, 32]})
+    # Planted: the rate moves val_accuracy by 0.3, the units by 0.01 at most.
+    for run in sweep.runs.all():
+        p = run.sweep_params
+        value = (0.6 if p["learning_rate"] == 0.001 else 0.9) + {8: 0.0, 16: 0.01, 32: 0.005}[p["units"]]
+        Run.objects.filter(pk=run.pk).update(best_metric=value, best_metric_name="val_accuracy", status="succeeded")
+    client.force_login(people.viewer)
+    page = client.get(sweep.get_absolute_url())
+    effects = page.context["effects"]
+    assert [e["name"] for e in effects] == ["learning_rate", "units"]  # the one that mattered first
+    rate, units = effects
+    assert rate["spread"] == pytest.approx(0.3) and rate["best"] == "0.1"
+    assert [(g["label"], g["runs"]) for g in units["groups"]] == [("8", 2), ("16", 2), ("32", 2)]
+    assert units["spread"] == pytest.approx(0.01) and units["best"] == "16"
+    html = page.content.decode()
+    assert 'data-testid="parameter-effects"' in html and "0.1: 0.9050 (3)" in html
+
+
+def test_a_random_searchs_range_is_judged_in_thirds_of_its_runs():
+    from types import SimpleNamespace
+
+    from webapp.experiments import selectors
+
+    sweep = SimpleNamespace(space={"learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}})
+    rates = [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03]
+    runs = [SimpleNamespace(sweep_params={"learning_rate": r}, best_metric=m, best_metric_name="val_loss")
+            for r, m in zip(rates, [0.9, 0.8, 0.5, 0.45, 0.7, 0.75])]
+    (effect,) = selectors.parameter_effects(sweep, runs)
+    assert [g["label"] for g in effect["groups"]] == ["0.0001 – 0.0003", "0.001 – 0.003", "0.01 – 0.03"]
+    assert effect["best"] == "0.001 – 0.003"  # a loss: lower is better
+    assert effect["spread"] == pytest.approx(0.85 - 0.475)
