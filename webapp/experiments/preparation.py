@@ -174,6 +174,9 @@ def _shape_targets(task: str, codes_or_values, loss: str, num_classes: int):
 
 
 def _split(n: int, config: dict, stratify=None):
+    if config["folds"] is not None and config["folds"] > n:
+        raise DataError(f"data_config.folds: {config['folds']} folds need at least as many rows; this data has {n}",
+                        "data_config.folds")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return tdata.split_indices(n, test_fraction=config["test_fraction"],

@@ -338,3 +338,15 @@ def test_a_random_searchs_range_is_judged_in_thirds_of_its_runs():
     assert [g["label"] for g in effect["groups"]] == ["0.0001 – 0.0003", "0.001 – 0.003", "0.01 – 0.03"]
     assert effect["best"] == "0.001 – 0.003"  # a loss: lower is better
     assert effect["spread"] == pytest.approx(0.85 - 0.475)
+
+
+def test_more_folds_than_rows_are_refused_naming_the_folds():
+    import pandas as pd
+
+    from webapp.experiments import preparation
+
+    frame = pd.DataFrame({"x": range(6), "y": [0, 1] * 3})
+    config = preparation.normalise_config({"folds": 10, "fold": 0})
+    with pytest.raises(preparation.DataError, match="data_config.folds: 10 folds need at least as many rows; this "
+                                                    "data has 6"):
+        preparation.prepare_table(frame, config, target="y")
