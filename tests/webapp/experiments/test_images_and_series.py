@@ -34,9 +34,9 @@ def suggested_spec(client, people, version, data_config=None, start="template") 
     return answer["spec"]
 
 
-def trained_series_run(client, people, co2, config: dict, epochs: int):
-    """A run of the suggested series template over ``config``, trained in-process for ``epochs``."""
-    spec = suggested_spec(client, people, co2, config)
+def trained_series_run(client, people, co2, config: dict, epochs: int, start: str = "template"):
+    """A run of the suggested series template (or ``start``'s) over ``config``, trained in-process for ``epochs``."""
+    spec = suggested_spec(client, people, co2, config, start=start)
     spec["fit"]["epochs"] = epochs
     run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
                               data_config=config)
@@ -173,13 +173,8 @@ def hand_windows(values: np.ndarray, window: int, mean: float, scale: float) -> 
 @pytest.mark.parametrize("forecast", ["change", "level"])
 def test_a_series_run_trains_the_suggested_lstm_and_reports_errors_in_ppm(client, people, co2, forecast):
     config = {"window": 12, "horizon": 1, "forecast": forecast}
-    spec = suggested_spec(client, people, co2, config)
-    assert spec["layers"][0]["type"] == "LSTM" and spec["input_shape"] == [12, 1]
-    spec["fit"]["epochs"] = 10
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded"
-    run.refresh_from_db()
+    run = trained_series_run(client, people, co2, config, epochs=10)
+    assert run.spec["layers"][0]["type"] == "LSTM" and run.spec["input_shape"] == [12, 1]
     test = run.results["test"]
     print(f"co2 ({forecast}): test RMSE {test['rmse']:.3f} ppm, MAE {test['mae']:.3f} ppm, R² {test['r2']:.3f} "
           f"after 10 epochs")
@@ -253,14 +248,9 @@ def test_a_series_run_trains_the_1d_cnn_template_and_exports_it_to_onnx(client, 
     from trainer.onnx_export import verify_onnx
 
     config = {"window": 16, "horizon": 1}
-    spec = suggested_spec(client, people, co2, config, start="conv1d")
-    assert [layer["type"] for layer in spec["layers"]] == ["Conv1D", "MaxPooling1D", "Conv1D", "Flatten", "Dense"]
-    assert spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
-    spec["fit"]["epochs"] = 15
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded", run.reason
-    run.refresh_from_db()
+    run = trained_series_run(client, people, co2, config, epochs=15, start="conv1d")
+    assert [layer["type"] for layer in run.spec["layers"]] == ["Conv1D", "MaxPooling1D", "Conv1D", "Flatten", "Dense"]
+    assert run.spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
     test = run.results["test"]
     print(f"co2 1-D CNN: test RMSE {test['rmse']:.3f} ppm, R² {test['r2']:.3f} after 15 epochs")
     # The test weeks lie above every training week; the template's 40 epochs reach R² ≈ 0.99.
@@ -352,20 +342,15 @@ def test_a_series_forecasting_the_change_learns_the_step_from_the_last_value_and
 @pytest.mark.django_db
 def test_the_transformer_template_forecasts_the_co2_series(client, people, co2):
     config = {"window": 12, "horizon": 1}
-    spec = suggested_spec(client, people, co2, config, start="transformer")
-    assert [layer["type"] for layer in spec["layers"]] == ["Dense", "PositionEmbedding", "TransformerEncoder", "Flatten",
-                                                          "Dense"]
-    spec["fit"]["epochs"] = 20
-    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=co2, spec=spec,
-                              data_config=config)
-    assert execution.run_execute(run.pk) == "succeeded", run.reason
-    run.refresh_from_db()
+    run = trained_series_run(client, people, co2, config, epochs=20, start="transformer")
+    assert [layer["type"] for layer in run.spec["layers"]] == ["Dense", "PositionEmbedding", "TransformerEncoder",
+                                                              "Flatten", "Dense"]
     test = run.results["test"]
     print(f"co2 Transformer: test RMSE {test['rmse']:.3f} ppm, R² {test['r2']:.3f} after 20 epochs")
     # Forecasting the change from the last week, it follows the rise past the training weeks (the
     # same block forecasting the level reaches R² 0.3-0.7 on this split; the LSTM template 0.99).
-    assert spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
-    assert spec["compile"]["optimizer"]["global_clipnorm"] == 1.0  # steadier from one initialisation to the next
+    assert run.spec["fit"]["reduce_lr_on_plateau"]["monitor"] == "val_loss"
+    assert run.spec["compile"]["optimizer"]["global_clipnorm"] == 1.0  # steadier from one initialisation to the next
     assert test["r2"] > 0.9
 
 
