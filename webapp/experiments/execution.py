@@ -425,8 +425,8 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         batch_size = fit["batch_size"]
         prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
         spec["input_shape"] = prepared.input_shape  # the data decides, whatever the form guessed
-        specs.check_output(spec, prepared.task, prepared.output_units)
-        specs.check_vocabulary(spec, prepared.preprocessing.get("vocabulary_size"))
+        specs.check_output(spec, {"task": prepared.task, "outputs": prepared.output_units,
+                                  "vocabulary_size": prepared.preprocessing.get("vocabulary_size")})
         Run.objects.filter(pk=run_id).update(preprocessing={
             **prepared.preprocessing, "input_shape": prepared.input_shape,
             "class_names": [preparation.tdata._python_scalar(c) for c in prepared.class_names],

@@ -162,11 +162,6 @@ def summary_answer(workspace, spec, version_id, data_config) -> JsonResponse:
         summary = specs.summarize(normalised, input_shape)
     except specs.SpecInvalid as error:
         return JsonResponse({"errors": error.errors, "data": data})
-    mismatch = specs.output_error(summary, data, specs.loss_name(normalised))
-    if mismatch is None and data:
-        try:
-            specs.check_vocabulary(normalised, data.get("vocabulary_size"))
-        except specs.SpecInvalid as error:
-            mismatch = error.errors[0]
+    mismatch = specs.data_error(normalised, summary, data)
     answer = {"summary": summary, "data": data, "errors": [mismatch] if mismatch else []}
     return JsonResponse(json.loads(json.dumps(answer, default=str)))

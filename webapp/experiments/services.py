@@ -88,8 +88,7 @@ def _check_model_fits(dataset_version, spec: dict, config: dict) -> None:
         data = datasource.describe(dataset_version, config)
     except Exception:  # noqa: BLE001 - data the worker cannot prepare fails the run there, with its reason
         return
-    specs.check_output(dict(spec, input_shape=data["input_shape"]), data["task"], data["outputs"])
-    specs.check_vocabulary(spec, data.get("vocabulary_size"))
+    specs.check_output(dict(spec, input_shape=data["input_shape"]), data)
 
 
 # ----------------------------------------------------------------------------- queueing
@@ -603,7 +602,7 @@ def sweep_create(*, workspace, user, dataset_version, spec, data_config=None, me
             raise InvalidInput("stopping: a cross-validation trains every fold to the end, so that their scores "
                                "compare; leave stopping off", "stopping")
     base = specs.validate_spec(spec)
-    if "learning_rate" in space and ((base.get("fit") or {}).get("find_learning_rate")):
+    if "learning_rate" in space and (base.get("fit") or {}).get("find_learning_rate"):
         raise InvalidInput("space.learning_rate: the spec finds its learning rate by a range test "
                            "(fit.find_learning_rate); sweep over the rate or find it, not both", "space.learning_rate")
     _check_points(base, config, points)

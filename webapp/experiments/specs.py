@@ -110,27 +110,34 @@ def fit_settings(spec: dict) -> dict:
         raise _invalid(error) from None
 
 
-def check_output(spec: dict, task: str, outputs: int) -> None:
-    """``output_error`` for a whole spec (summarised over its own input shape) against the data's task
-    and output count, raised as SpecInvalid naming the last layer: what run creation and the worker check."""
-    mismatch = output_error(summarize(spec), {"task": task, "outputs": outputs}, loss_name(spec))
-    if mismatch:
-        raise SpecInvalid(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
-
-
-def check_vocabulary(spec: dict, vocabulary_size: int | None) -> None:
-    """A text model's first layer must embed every index its text column gives: raised as SpecInvalid
-    naming the layer's input_dim."""
+def vocabulary_error(spec: dict, vocabulary_size: int | None) -> dict | None:
+    """A text model's first layer must embed every index its text column gives; the builder's error
+    naming the layer (or its input_dim), or None."""
     first = (spec.get("layers") or [{}])[0]
     if not vocabulary_size or not isinstance(first, dict):
-        return
+        return None
     if first.get("type") != "Embedding":
-        raise SpecInvalid("layers[0]: a text column gives word indices; start the model with an Embedding "
-                          f"of input_dim {vocabulary_size}", "layers[0]")
+        return {"field": "layers[0]", "message": "a text column gives word indices; start the model with an "
+                                                 f"Embedding of input_dim {vocabulary_size}"}
     if isinstance(first.get("input_dim"), int) and first["input_dim"] < vocabulary_size:
-        raise SpecInvalid(f"layers[0].input_dim: the text column's words take {vocabulary_size} indices "
-                          f"(data_config.max_tokens), more than {first['input_dim']}; set input_dim to "
-                          f"{vocabulary_size}", "layers[0].input_dim")
+        return {"field": "layers[0].input_dim",
+                "message": f"the text column's words take {vocabulary_size} indices (data_config.max_tokens), "
+                           f"more than {first['input_dim']}; set input_dim to {vocabulary_size}"}
+    return None
+
+
+def data_error(spec: dict, summary: dict, data: dict | None) -> dict | None:
+    """The model against the data it will train on: its output against the target (``output_error``),
+    then its first layer against a text column's vocabulary; the builder's error, or None."""
+    return output_error(summary, data, loss_name(spec)) or vocabulary_error(spec, (data or {}).get("vocabulary_size"))
+
+
+def check_output(spec: dict, data: dict) -> None:
+    """``data_error`` for a whole spec (summarised over its own input shape) against the data's task, output
+    count and vocabulary, raised as SpecInvalid naming the layer: what run creation and the worker check."""
+    mismatch = data_error(spec, summarize(spec), data)
+    if mismatch:
+        raise SpecInvalid(f"{mismatch['field']}: {mismatch['message']}", mismatch["field"])
 
 
 # ----------------------------------------------------------------------------- templates

@@ -73,6 +73,11 @@ def test_an_embedding_too_small_for_the_vocabulary_is_refused_naming_its_input_d
     with pytest.raises(specs.SpecInvalid, match=f"layers\\[0\\].input_dim: the text column's words take {size} indices"):
         services.run_create(workspace=people.workspace, user=people.owner, dataset_version=reviews, spec=spec,
                             data_config=config)
+    summary = client.post(f"/api/v1/workspaces/{people.workspace.slug}/specs/summary",
+                          {"spec": spec, "dataset_version": reviews.pk, "data_config": config},
+                          content_type="application/json").json()  # the builder's live check says the same
+    assert summary["errors"] == [{"field": "layers[0].input_dim", "message": f"the text column's words take {size} "
+                                  f"indices (data_config.max_tokens), more than {size - 1}; set input_dim to {size}"}]
     dense_first = dict(spec, layers=[{"type": "Dense", "units": 4}, spec["layers"][-1]])  # shapes fit; indices are no features
     with pytest.raises(specs.SpecInvalid, match="layers\\[0\\]: a text column gives word indices"):
         services.run_create(workspace=people.workspace, user=people.owner, dataset_version=reviews,
