@@ -10,7 +10,7 @@ import functools
 import json
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.utils.text import slugify
 from ninja import Body, Router, Schema, Status
 
@@ -255,9 +255,7 @@ def _predictions(request, run, stem: str):
         buffer = frame.to_csv(index=False).encode()
         result = prediction.predict_file(run, buffer, "rows.csv")
     if request.GET.get("format") == "csv":
-        response = HttpResponse(prediction.to_csv(result), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{stem}-predictions.csv"'
-        return response
+        return exports.csv_attachment(result, f"{stem}-predictions.csv")
     return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
 
 

@@ -10,6 +10,7 @@ import json
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 
 from webapp.experiments import checkpoints, datasource, specs
+from webapp.experiments.prediction import to_csv
 from webapp.experiments.preparation import DataError
 
 
@@ -29,6 +30,13 @@ def spec_response(run) -> JsonResponse:
         spec["input_shape"] = run.preprocessing["input_shape"]
     response = JsonResponse(spec, json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-spec.json"'
+    return response
+
+
+def csv_attachment(result: dict, filename: str) -> HttpResponse:
+    """Predictions or a forecast ({"columns", "rows"}) as a CSV download."""
+    response = HttpResponse(to_csv(result), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

@@ -247,7 +247,7 @@ def forecast_ahead(run, steps) -> dict:
         values.extend(float(v) for v in ahead)
         fed = ((ahead - mean) / scale).astype(np.float32).reshape(1, -1, 1)
         window = np.concatenate([window, fed], axis=1)[:, -pre["window"]:, :]
-    time_column = next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")
+    time_column = preparation.series_time_column(frame)
     target = frame[columns[0]].to_numpy(dtype=np.float64)[-HISTORY_STEPS:]
     if time_column:
         history_times = _iso(frame[time_column].to_numpy()[-HISTORY_STEPS:])

@@ -474,7 +474,7 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
     x_train, y_train = part(train)
     x_val, y_val = part(val)
     x_test, y_test = part(test)
-    time_column = next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")
+    time_column = series_time_column(frame)
     times = []
     if time_column:  # the step each test window forecasts first: its window's end + 1
         import pandas as pd
@@ -483,6 +483,11 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
         times = [None if pd.isna(t) else t.isoformat() for t in stamps]
     return Prepared(x_train, y_train, x_val, y_val, x_test, y_test, REGRESSION, pre, [], columns,
                     [int(i) for i in test], times, time_column)
+
+
+def series_time_column(frame) -> str:
+    """The series' first column of times, or "" when it has none."""
+    return next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")
 
 
 def series_offsets(x, pre: dict):

@@ -7,7 +7,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -263,48 +263,35 @@ def run_download(request, ws, pk, what):
 
 @login_required
 def run_predict(request, ws, pk):
+    """Predictions on uploaded files, or for a series a forecast past the end of its data: shown, or as a CSV."""
     run, membership = _run_in(request, ws, pk)
-    result, error = None, None
+    kind = (run.preprocessing or {}).get("kind", "")
+    context = {"result": None, "error": None, "ahead": None, "ahead_error": None, "steps": ""}
+    answer, stem = None, "predictions"
     if request.method == "POST" and "steps" in request.POST:  # a series: forecast past the end of its data
-        return _forecast_ahead(request, run, membership)
-    if request.method == "POST":
+        kind, stem, context["steps"] = "series", "forecast", request.POST["steps"]
+        try:
+            answer = context["ahead"] = prediction.forecast_ahead(run, int(request.POST["steps"]))
+        except INPUT_ERRORS as problem:
+            context["ahead_error"] = str(problem)
+        except ValueError:
+            context["ahead_error"] = "steps: a whole number of steps"
+    elif request.method == "POST":
         uploads = request.FILES.getlist("file")
         try:
             if not uploads:
                 raise services.InvalidInput("file: choose a file", "file")
-            result = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
+            answer = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
         except INPUT_ERRORS as problem:
-            error = str(problem)
-        if result is not None and request.POST.get("download") == "csv":
-            response = HttpResponse(prediction.to_csv(result), content_type="text/csv")
-            response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-predictions.csv"'
-            return response
-    shown = None
-    if result is not None:
-        shown = {"columns": result["columns"], "rows": result["rows"][:500], "total": len(result["rows"]),
-                 "task": (run.preprocessing or {}).get("task")}
+            context["error"] = str(problem)
+        else:
+            context["result"] = {"columns": answer["columns"], "rows": answer["rows"][:500],
+                                 "total": len(answer["rows"]), "task": (run.preprocessing or {}).get("task")}
+    if answer is not None and request.POST.get("download") == "csv":
+        return exports.csv_attachment(answer, f"run-{run.pk}-{stem}.csv")
     return render(request, "experiments/predict.html", {
-        "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "result": shown,
-        "error": error, "current_workspace": run.workspace, "kind": (run.preprocessing or {}).get("kind", ""),
-        "has_weights": checkpoints.weights_path(run).exists()})
-
-
-def _forecast_ahead(request, run, membership):
-    ahead, error = None, None
-    try:
-        ahead = prediction.forecast_ahead(run, int(request.POST.get("steps", "")))
-    except INPUT_ERRORS as problem:
-        error = str(problem)
-    except ValueError:
-        error = "steps: a whole number of steps"
-    if ahead is not None and request.POST.get("download") == "csv":
-        response = HttpResponse(prediction.to_csv(ahead), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-forecast.csv"'
-        return response
-    return render(request, "experiments/predict.html", {
-        "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", "ahead": ahead,
-        "ahead_error": error, "steps": request.POST.get("steps", ""), "current_workspace": run.workspace,
-        "kind": "series", "has_weights": checkpoints.weights_path(run).exists()})
+        "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", **context,
+        "current_workspace": run.workspace, "kind": kind, "has_weights": checkpoints.weights_path(run).exists()})
 
 
 # ----------------------------------------------------------------------------- new run (the builder)
