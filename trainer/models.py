@@ -421,13 +421,18 @@ class Sequential:
                 if self.stop_training:
                     break
 
-    def _fit_epoch(self, epoch, train, shuffle, fused, cbs, batch_logs, graphed=None):
-        start = time.perf_counter()
-        order = np.random.default_rng([self._seed, epoch]).permutation(len(train)) if shuffle else None
-        order_device = train.device_order(order)
-        self._dropout_rng = backend.step_random(self._dropout_rng, [self._seed, epoch, 1])
+    def _epoch_order(self, train, seed, epoch, shuffle=True):
+        """An epoch's batch order (host and device) from ``seed`` and its number, and its own stream for
+        dropout and augmentation in every layer."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(train)) if shuffle else None
+        self._dropout_rng = backend.step_random(self._dropout_rng, [seed, epoch, 1])
         for layer in self.layers:
             layer.rng = self._dropout_rng
+        return order, train.device_order(order)
+
+    def _fit_epoch(self, epoch, train, shuffle, fused, cbs, batch_logs, graphed=None):
+        start = time.perf_counter()
+        order, order_device = self._epoch_order(train, self._seed, epoch, shuffle)
         if graphed is not None:
             seen, loss_total, totals, lr = graphed.epoch(order, order_device, cbs, batch_logs)
         else:

@@ -84,11 +84,7 @@ def lr_find(model, x, y, *, batch_size=32, start=1e-7, end=1.0, steps=100, seed=
         with using_config("train", True):
             epoch = 0
             while len(found["raw_losses"]) < steps and found["stopped"] == "end":
-                order = np.random.default_rng([seed, epoch]).permutation(len(train))
-                model._dropout_rng = backend.step_random(model._dropout_rng, [seed, epoch, 1])
-                for layer in model.layers:
-                    layer.rng = model._dropout_rng
-                with contextlib.closing(train.epoch(order, train.device_order(order))) as batches:
+                with contextlib.closing(train.epoch(*model._epoch_order(train, seed, epoch))) as batches:
                     for _begin, _end, xb, yb in batches:
                         i = len(found["raw_losses"])
                         optimizer.learning_rate = float(rates[i])
