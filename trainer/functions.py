@@ -1032,17 +1032,20 @@ def global_avg_pool2d(x):
 
 class Attention(Function):
     """Scaled dot-product attention over heads: q, k, v shaped (N, H, T, D) give
-    ``dropout(softmax(q kᵀ / √D)) v``, with the dropout's (already scaled) ``mask`` on the
-    weights (N, H, T, T) when one is given. One node with its own backward: the weights are
-    kept, never recomputed."""
+    ``dropout(softmax(q kᵀ / √D + key_bias)) v``, with the dropout's (already scaled) ``mask`` on
+    the weights (N, H, T, T) when one is given, and ``key_bias`` (N, 1, 1, T: a large negative
+    number at the keys left out, 0 elsewhere) added to the scores when one is given. One node
+    with its own backward: the weights are kept, never recomputed."""
 
-    def __init__(self, mask=None):
-        self.mask = mask
+    def __init__(self, mask=None, key_bias=None):
+        self.mask, self.key_bias = mask, key_bias
 
     def forward(self, q, k, v):
         xp = _xp(q)
         scores = q @ k.swapaxes(-1, -2)
         scores *= scores.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+        if self.key_bias is not None:
+            scores += self.key_bias
         scores -= scores.max(axis=-1, keepdims=True)
         xp.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
@@ -1062,12 +1065,12 @@ class Attention(Function):
         return gs @ k, gs.swapaxes(-1, -2) @ q, gv
 
 
-def attention(q, k, v, rate=0.0, rng=None):
+def attention(q, k, v, rate=0.0, rng=None, key_bias=None):
     """Scaled dot-product attention (see Attention); ``rate`` > 0 drops weights, masks drawn from ``rng``."""
     if not rate:
-        return Attention()(q, k, v)
+        return Attention(key_bias=key_bias)(q, k, v)
     dtype = (q.data if isinstance(q, Variable) else q).dtype
-    return Attention(dropout_mask((*q.shape[:-1], k.shape[-2]), dtype, rate, rng))(q, k, v)
+    return Attention(dropout_mask((*q.shape[:-1], k.shape[-2]), dtype, rate, rng), key_bias)(q, k, v)
 
 
 # --------------------------------------------------------------------------- normalisation, dropout, embedding

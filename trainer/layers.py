@@ -214,10 +214,19 @@ def _rank_error(layer, expected, input_shape):
 
 
 class Layer:
-    """Base layer: argument checking, lazy building, weights and shape arithmetic."""
+    """Base layer: argument checking, lazy building, weights and shape arithmetic.
+
+    Padding masks (Keras' ``mask_zero``): an ``Embedding(mask_zero=True)`` marks the steps whose
+    index is 0 as padding, and the mask (N, T) goes along with the steps to the layers after it.
+    ``masking`` says what a layer does with one: ``"keep"`` works step by step and passes it on,
+    ``"read"`` uses it and returns no steps (the mask ends there), ``None`` cannot take one (it
+    mixes neighbouring steps, or has none), which the model reports when it is built. A layer that
+    uses the mask (``reads_mask``) gets it as ``call(x, logits, mask=...)``."""
 
     args: ClassVar[dict] = {}
     has_activation = False
+    masking = None
+    reads_mask = False
 
     def __init__(self, name=None, **values):
         cls = type(self).__name__
@@ -319,11 +328,27 @@ class Layer:
     def describe(self):
         return self.name or type(self).__name__
 
+    # -- masks
+    def output_masked(self, masked):
+        """Whether the output carries a padding mask, given whether the input does; ShapeError
+        when the layer cannot take the input's."""
+        if masked and self.masking is None:
+            raise ShapeError(f"{type(self).__name__} cannot take the padding mask that Embedding(mask_zero=True) "
+                             f"sets: put a layer that reads it (GlobalAveragePooling1D, GlobalMaxPooling1D, "
+                             f"an LSTM, GRU or SimpleRNN) before it, or set mask_zero to false")
+        return masked and self.masking == "keep"
+
+    def output_mask(self, x, mask):
+        """The padding mask (N, T) of the output for the input ``x`` and its mask (None: no mask)."""
+        return mask if mask is not None and self.masking == "keep" else None
+
     # -- calling
-    def __call__(self, x, logits=False):
+    def __call__(self, x, logits=False, mask=None):
         x = as_variable(x)
         if not self.built:
             self.build(x.shape[1:])
+        if mask is not None and self.reads_mask:
+            return self.call(x, logits, mask=mask)
         return self.call(x, logits)
 
     def call(self, x, logits=False):
@@ -380,6 +405,7 @@ _KERNEL_ARGS = {
 
 class Dense(_KernelLayer):
     args: ClassVar[dict] = {"units": Arg("int", low=1, high=MAX_UNITS), **_KERNEL_ARGS}
+    masking = "keep"  # on steps (T, features) it applies to each step alone
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, name=None):
@@ -542,6 +568,39 @@ def _steps_output_shape(layer, input_shape, window, stride, padding, window_name
     return (out, c if channels is None else channels)
 
 
+MASKED = 1e9  # taken from masked steps before a maximum or a softmax, so that they never win
+
+
+def _xp_of(array):
+    return backend.get_array_module(array)
+
+
+def _lengths(mask):
+    """Each sequence's length under a padding mask (N, T): its steps up to the last one not
+    masked (0 when all are). The recurrent layers read those steps, zeros before the last real
+    one included (Keras would skip them); a text's padding all comes after it."""
+    xp = _xp_of(mask)
+    last = mask.shape[1] - mask[:, ::-1].argmax(axis=1)
+    return xp.where(mask.any(axis=1), last, 0)
+
+
+def _last_steps(sequence, lengths):
+    """(N, T, F) -> (N, F): each sequence's output at its last step (zeros for an empty one)."""
+    xp = _xp_of(lengths)
+    picked = F.get_item(sequence, (xp.arange(sequence.shape[0]), xp.maximum(lengths - 1, 0)))
+    return picked * (lengths > 0).astype(sequence.dtype)[:, None]
+
+
+def _reverse_within(x, lengths):
+    """Each sequence's first ``length`` steps in reverse order, the padding after them in place
+    (its own inverse)."""
+    xp = _xp_of(lengths)
+    steps = xp.arange(x.shape[1])[None, :]
+    lengths = lengths[:, None]
+    order = xp.where(steps < lengths, lengths - 1 - steps, steps)
+    return F.get_item(x, (xp.arange(x.shape[0])[:, None], order))
+
+
 def _as_rows(x):
     """(N, steps, channels) as (N, 1, steps, channels): the 1-D layers run the 2-D functions on one row."""
     return F.reshape(x, (x.shape[0], 1, *x.shape[1:]))
@@ -603,17 +662,31 @@ class AveragePooling1D(_Pooling1D):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    rank, axes = 2, "2 (steps, channels)"
+    """The mean over the steps; with a padding mask, over the steps not masked (0 when all are)."""
 
-    def call(self, x, logits=False):
-        return F.global_avg_pool2d(_as_rows(x))
+    rank, axes = 2, "2 (steps, channels)"
+    masking, reads_mask = "read", True
+
+    def call(self, x, logits=False, mask=None):
+        if mask is None:
+            return F.global_avg_pool2d(_as_rows(x))
+        kept = mask.astype(x.dtype)
+        counts = kept.sum(axis=1, keepdims=True)
+        return F.sum(x * kept[:, :, None], axis=1) * (1.0 / _xp_of(counts).maximum(counts, 1.0))
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
-    rank, axes = 2, "2 (steps, channels)"
+    """The maximum over the steps; with a padding mask, over the steps not masked (0 when all are)."""
 
-    def call(self, x, logits=False):
-        return F.global_max_pool(x)
+    rank, axes = 2, "2 (steps, channels)"
+    masking, reads_mask = "read", True
+
+    def call(self, x, logits=False, mask=None):
+        if mask is None:
+            return F.global_max_pool(x)
+        padding = (~mask).astype(x.dtype) * x.dtype.type(-MASKED)
+        pooled = F.global_max_pool(x + padding[:, :, None])
+        return pooled * mask.any(axis=1, keepdims=True).astype(x.dtype)
 
 
 class Flatten(Layer):
@@ -653,6 +726,7 @@ class Reshape(Layer):
 
 class Dropout(Layer):
     args: ClassVar[dict] = {"rate": Arg("float", low=0.0, high=1.0, high_open=True)}
+    masking = "keep"
 
     def __init__(self, rate, name=None):
         super().__init__(name, rate=rate)
@@ -707,6 +781,7 @@ class RandomTranslation(_Augmentation):
 
 class Activation(Layer):
     has_activation = True
+    masking = "keep"
     args: ClassVar[dict] = {"activation": activation_arg(REQUIRED)}
 
     def __init__(self, activation, name=None):
@@ -717,7 +792,10 @@ class Activation(Layer):
 
 
 class BatchNormalization(Layer):
-    """Normalises over the last axis with batch statistics when training, moving ones otherwise."""
+    """Normalises over the last axis with batch statistics when training, moving ones otherwise.
+    It passes a padding mask on; its statistics count the padded steps too."""
+
+    masking = "keep"
 
     args: ClassVar[dict] = {
         "momentum": Arg("float", 0.99, low=0.0, high=1.0),
@@ -756,6 +834,7 @@ class BatchNormalization(Layer):
 
 class LayerNormalization(Layer):
     args: ClassVar[dict] = {"epsilon": Arg("float", 1e-3, low=0.0, low_open=True, high=1.0)}
+    masking = "keep"
 
     def __init__(self, epsilon=0.001, name=None):
         super().__init__(name, epsilon=epsilon)
@@ -771,15 +850,24 @@ class LayerNormalization(Layer):
 
 
 class Embedding(Layer):
-    """Integer indices (N, T) -> vectors (N, T, output_dim)."""
+    """Integer indices (N, T) -> vectors (N, T, output_dim). With ``mask_zero`` the steps whose
+    index is 0 are padding (what ``TextVectorizer`` puts after a short text): the layers after it
+    leave them out (see ``Layer``)."""
 
     args: ClassVar[dict] = {
         "input_dim": Arg("int", low=1, high=10_000_000),
         "output_dim": Arg("int", low=1, high=MAX_UNITS),
+        "mask_zero": Arg("bool", False),
     }
 
-    def __init__(self, input_dim, output_dim, name=None):
-        super().__init__(name, input_dim=input_dim, output_dim=output_dim)
+    def __init__(self, input_dim, output_dim, mask_zero=False, name=None):
+        super().__init__(name, input_dim=input_dim, output_dim=output_dim, mask_zero=mask_zero)
+
+    def output_masked(self, masked):
+        return self.mask_zero
+
+    def output_mask(self, x, mask):
+        return x.data != 0 if self.mask_zero else None
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
@@ -833,6 +921,8 @@ class PositionEmbedding(Layer):
     def initial_value(self, key, shape, rng, dtype):
         return initializers.get(self.initializer)(shape, rng, dtype)
 
+    masking = "keep"
+
     def call(self, x, logits=False):
         embeddings = self.params["embeddings"]
         steps = x.shape[1]
@@ -856,6 +946,7 @@ class TransformerEncoder(Layer):
         "normalize_first": Arg("bool", False),
     }
     PROJECTIONS = ("query", "key", "value", "output")
+    masking, reads_mask = "keep", True  # padded steps are never attended to
 
     def __init__(self, intermediate_dim, num_heads, dropout=0.0, activation="relu", layer_norm_epsilon=1e-5,
                  normalize_first=False, name=None):
@@ -903,7 +994,7 @@ class TransformerEncoder(Layer):
         p = self.params
         return F.layer_norm(x, p[f"{part}_norm_gamma"], p[f"{part}_norm_beta"], self.layer_norm_epsilon)
 
-    def _attend(self, x):
+    def _attend(self, x, mask):
         p = self.params
         n, t, d = x.shape
         heads, size = self.num_heads, d // self.num_heads
@@ -913,7 +1004,9 @@ class TransformerEncoder(Layer):
             return F.transpose(F.reshape(y, (n, t, heads, size)), (0, 2, 1, 3))
 
         rate = self.dropout if Config.train else 0.0
-        y = F.attention(split("query"), split("key"), split("value"), rate, self._random() if rate else None)
+        key_bias = None if mask is None else ((~mask).astype(x.dtype) * x.dtype.type(-MASKED))[:, None, None, :]
+        y = F.attention(split("query"), split("key"), split("value"), rate, self._random() if rate else None,
+                        key_bias=key_bias)
         y = F.reshape(F.transpose(y, (0, 2, 1, 3)), (n, t, d))
         return self._drop(F.linear(y, p["output_kernel"], p["output_bias"]))
 
@@ -926,16 +1019,32 @@ class TransformerEncoder(Layer):
             y = activations.apply(name, y)
         return self._drop(F.linear(y, p["feedforward_kernel"], p["feedforward_bias"]))
 
-    def call(self, x, logits=False):
+    def call(self, x, logits=False, mask=None):
         if self.normalize_first:
-            x = x + self._attend(self._norm(x, "attention"))
+            x = x + self._attend(self._norm(x, "attention"), mask)
             return x + self._feed_forward(self._norm(x, "feedforward"))
-        x = self._norm(x + self._attend(x), "attention")
+        x = self._norm(x + self._attend(x, mask), "attention")
         return self._norm(x + self._feed_forward(x), "feedforward")
 
 
 class _RNN(Layer):
     gates = 1
+    reads_mask = True
+
+    @property
+    def masking(self):
+        return "keep" if self.return_sequences else "read"
+
+    def call(self, x, logits=False, mask=None):
+        """With a padding mask: the output at each sequence's last step, or with return_sequences
+        the outputs with zeros after it (as Keras gives them)."""
+        if mask is None:
+            return self._recur(x, self.return_sequences)
+        lengths, sequence = _lengths(mask), self._recur(x, True)
+        if not self.return_sequences:
+            return _last_steps(sequence, lengths)
+        within = _xp_of(lengths).arange(x.shape[1])[None, :] < lengths[:, None]
+        return sequence * within.astype(sequence.dtype)[:, :, None]
 
     def _check(self, input_shape):
         if len(input_shape) != 2:
@@ -981,8 +1090,8 @@ class SimpleRNN(_RNN):
     def __init__(self, units, activation="tanh", return_sequences=False, name=None):
         super().__init__(name, units=units, activation=activation, return_sequences=return_sequences)
 
-    def call(self, x, logits=False):
-        return F.simple_rnn(x, *self._weights(), activations.canonical(self.activation), self.return_sequences)
+    def _recur(self, x, return_sequences):
+        return F.simple_rnn(x, *self._weights(), activations.canonical(self.activation), return_sequences)
 
 
 class LSTM(_RNN):
@@ -998,8 +1107,8 @@ class LSTM(_RNN):
             value[self.units:2 * self.units] = 1.0
         return value
 
-    def call(self, x, logits=False):
-        return F.lstm(x, *self._weights(), self.return_sequences)
+    def _recur(self, x, return_sequences):
+        return F.lstm(x, *self._weights(), return_sequences)
 
 
 class GRU(_RNN):
@@ -1012,8 +1121,8 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units)
 
-    def call(self, x, logits=False):
-        return F.gru(x, *self._weights(), self.return_sequences)
+    def _recur(self, x, return_sequences):
+        return F.gru(x, *self._weights(), return_sequences)
 
 
 class Bidirectional(Layer):
@@ -1054,13 +1163,24 @@ class Bidirectional(Layer):
             self.params.update({f"{side}_{key}": p for key, p in layer.params.items()})
         self.built = True
 
-    def call(self, x, logits=False):
+    reads_mask = True
+
+    @property
+    def masking(self):
+        return self.forward_layer.masking
+
+    def call(self, x, logits=False, mask=None):
         for side, layer in self._sides():  # the wrapper's params are the weights (what an optimizer or a test swaps)
             layer.params = {key: self.params[f"{side}_{key}"] for key in layer.params}
-        forward = self.forward_layer.call(x)
-        backward = self.backward_layer.call(F.reverse_steps(x))
+        forward = self.forward_layer.call(x, mask=mask)
+        if mask is None:
+            reverse = F.reverse_steps
+        else:  # each text's words backwards, its padding still after them
+            lengths = _lengths(mask)
+            reverse = lambda steps: _reverse_within(steps, lengths)
+        backward = self.backward_layer.call(reverse(x), mask=mask)
         if self.backward_layer.return_sequences:
-            backward = F.reverse_steps(backward)
+            backward = reverse(backward)
         if self.merge_mode == "concat":
             return F.concat(forward, backward)
         if self.merge_mode == "sum":

@@ -60,8 +60,10 @@ class Sequential:
         rng = np.random.default_rng(seed)
         shape = tuple(int(d) for d in input_shape)
         self.input_shape = shape
+        masked = False
         for layer in self.layers:
             out = layer.compute_output_shape(shape)
+            masked = layer.output_masked(masked)
             layer.build(shape, rng, dtype=self.dtype)
             shape = out
         self.output_shape = shape
@@ -116,6 +118,7 @@ class Sequential:
     # ------------------------------------------------------------------ forward
     def __call__(self, x, logits=False):
         h = x if isinstance(x, Variable) else Variable(x, requires_grad=False)
+        mask = None  # the padding mask (N, T) of h's steps, from an Embedding(mask_zero=True)
         last = len(self.layers) - 1
         i = 0
         while i <= last:
@@ -124,7 +127,7 @@ class Sequential:
                 h = layer.call_pooled(h)  # the convolution and the max-pool after it, as one function
                 i += 2
             else:
-                h = layer(h, logits and i == last)
+                h, mask = layer(h, logits and i == last, mask), layer.output_mask(h, mask)
                 i += 1
         return h
 

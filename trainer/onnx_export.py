@@ -12,8 +12,11 @@ transposes at the boundaries, so callers never see it.
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
 GlobalMaxPooling2D, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, Flatten, Reshape, Dropout, Activation, BatchNormalization, LayerNormalization,
-Embedding, SimpleRNN, LSTM, GRU, Bidirectional, RandomFlip, RandomTranslation; activations linear, relu, sigmoid,
-tanh, softmax, leaky_relu, elu, gelu.
+Embedding (with mask_zero too), SimpleRNN, LSTM, GRU, Bidirectional, RandomFlip, RandomTranslation;
+activations linear, relu, sigmoid, tanh, softmax, leaky_relu, elu, gelu.
+An Embedding's padding mask becomes a (batch, steps) tensor in the graph: the global poolings
+average or take the maximum over the steps it keeps, attention leaves the padded keys out and the
+recurrent layers read each sequence's length (ONNX's ``sequence_lens``).
 
 `onnx` is needed to export and `onnxruntime` to verify (`verify_onnx`); both are optional
 dependencies imported only when these functions are called.
@@ -24,6 +27,7 @@ import math
 import numpy as np
 
 from trainer import backend
+from trainer.layers import MASKED
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -59,6 +63,7 @@ class _GraphBuilder:
         self.nodes, self.initializers = [], []
         self.counter = 0
         self.channels_first = False  # only ever True for 4-D tensors between conv/pool layers
+        self.mask = None             # the padding mask (N, T), 1.0 at the steps kept, after Embedding(mask_zero)
 
     def name(self, hint):
         self.counter += 1
@@ -73,6 +78,22 @@ class _GraphBuilder:
         output = self.name(hint or op.lower())
         self.nodes.append(self.helper.make_node(op, inputs, [output], name=self.name(op), **attributes))
         return output
+
+    def axes(self, *axes):
+        return self.constant("axes", np.array(axes, dtype=np.int64))
+
+    def mask_steps(self):
+        """The mask as (N, T, 1), to multiply (N, T, C) with."""
+        return self.node("Unsqueeze", [self.mask, self.axes(2)])
+
+    def mask_counts(self):
+        """How many steps each sequence keeps, (N, 1)."""
+        return self.node("ReduceSum", [self.mask, self.axes(1)], keepdims=1)
+
+    def mask_lengths(self, steps):
+        """Each sequence's length, (N,): its steps up to its last one kept (the engine's ``_lengths``)."""
+        positions = self.constant("positions", np.arange(1, steps + 1, dtype=np.float32))
+        return self.node("ReduceMax", [self.node("Mul", [self.mask, positions])], axes=[1], keepdims=0)
 
     def to_channels_first(self, x, rank):
         if rank == 4 and not self.channels_first:
@@ -211,6 +232,28 @@ def _export_reduce_steps(op):
     return export
 
 
+def _export_global_average_pooling1d(graph, layer, x, shape):
+    if graph.mask is None:
+        return _export_reduce_steps("ReduceMean")(graph, layer, x, shape)
+    total = graph.node("ReduceSum", [graph.node("Mul", [x, graph.mask_steps()]), graph.axes(1)], keepdims=0)
+    return graph.node("Div", [total, graph.node("Max", [graph.mask_counts(), graph.constant("one", np.float32(1.0))])])
+
+
+def _export_global_max_pooling1d(graph, layer, x, shape):
+    if graph.mask is None:
+        return _export_reduce_steps("ReduceMax")(graph, layer, x, shape)
+    dropped = graph.node("Sub", [graph.constant("one", np.float32(1.0)), graph.mask_steps()])
+    padding = graph.node("Mul", [dropped, graph.constant("masked", np.float32(-MASKED))])
+    pooled = graph.node("ReduceMax", [graph.node("Add", [x, padding])], axes=[1], keepdims=0)
+    return graph.node("Mul", [pooled, _any_kept(graph)])
+
+
+def _any_kept(graph):
+    """1.0 for the sequences with a step kept, 0.0 for the empty ones, (N, 1)."""
+    kept = graph.node("Greater", [graph.mask_counts(), graph.constant("zero", np.float32(0.0))])
+    return graph.node("Cast", [kept], to=graph.onnx.TensorProto.FLOAT)
+
+
 def _export_flatten(graph, layer, x, shape):
     x = graph.to_channels_last(x, len(shape) + 1)  # flatten in the engine's (H, W, C) order
     return graph.node("Flatten", [x], axis=1)
@@ -251,6 +294,9 @@ def _export_layer_normalization(graph, layer, x, shape):
 def _export_embedding(graph, layer, x, shape):
     w = _weights(layer)
     indices = graph.node("Cast", [x], to=graph.onnx.TensorProto.INT64)
+    if layer.mask_zero:
+        padded = graph.node("Equal", [indices, graph.constant("zero", np.int64(0))])
+        graph.mask = graph.node("Cast", [graph.node("Not", [padded])], to=graph.onnx.TensorProto.FLOAT)
     return graph.node("Gather", [graph.constant("embeddings", w["embeddings"]), indices], axis=0)
 
 
@@ -280,6 +326,10 @@ def _export_transformer_encoder(graph, layer, x, shape):
         keys = graph.node("Transpose", [split(y, "key")], perm=[0, 1, 3, 2])
         scores = graph.node("MatMul", [split(y, "query"), keys])
         scores = graph.node("Mul", [scores, graph.constant("scale", np.float32(1 / math.sqrt(size)))])
+        if graph.mask is not None:  # (N, T) -> (N, 1, 1, T): the padded keys left out
+            dropped = graph.node("Sub", [graph.constant("one", np.float32(1.0)), graph.mask])
+            bias = graph.node("Mul", [dropped, graph.constant("masked", np.float32(-MASKED))])
+            scores = graph.node("Add", [scores, graph.node("Unsqueeze", [bias, graph.axes(1, 2)])])
         y = graph.node("MatMul", [graph.node("Softmax", [scores], axis=-1), split(y, "value")])
         y = graph.node("Transpose", [y], perm=[0, 2, 1, 3])
         return dense(graph.node("Reshape", [y, graph.constant("merged", np.array([0, steps, width], dtype=np.int64))]), "output")
@@ -317,7 +367,8 @@ def _onnx_rnn_weights(layer, gates):
 
 def _recurrent_node(graph, op, gates, directions, x):
     """One ONNX RNN/LSTM/GRU node over (N, T, F) for one or two directions (forward, then
-    reversed); returns its Y (T, D, N, H) and Y_h (D, N, H)."""
+    reversed); returns its Y (T, D, N, H) and Y_h (D, N, H). Under a padding mask it reads each
+    sequence's length (at least 1: an empty one's output is zeroed after)."""
     layer = directions[0]
     w, r, b = (np.ascontiguousarray(np.stack(parts)) for parts in
                zip(*(_onnx_rnn_weights(d, gates) for d in directions)))
@@ -332,10 +383,12 @@ def _recurrent_node(graph, op, gates, directions, x):
             raise OnnxExportError(f"export_onnx: SimpleRNN activation {layer.activation!r} is not supported")
         attributes["activations"] = [activation] * len(directions)
     time_major = graph.node("Transpose", [x], "time_major", perm=[1, 0, 2])  # (N, T, F) -> (T, N, F)
+    inputs = [time_major, graph.constant("W", w), graph.constant("R", r), graph.constant("B", b)]
+    if graph.mask is not None:
+        lengths = graph.node("Max", [graph.mask_lengths(layer.input_shape[0]), graph.constant("one", np.float32(1.0))])
+        inputs.append(graph.node("Cast", [lengths], to=graph.onnx.TensorProto.INT32))
     names = [graph.name("Y"), graph.name("Y_h")]
-    graph.nodes.append(graph.helper.make_node(
-        op, [time_major, graph.constant("W", w), graph.constant("R", r), graph.constant("B", b)],
-        names, name=graph.name(op), **attributes))
+    graph.nodes.append(graph.helper.make_node(op, inputs, names, name=graph.name(op), **attributes))
     return names
 
 
@@ -347,7 +400,8 @@ def _direction(graph, y, y_h, index, sequences):
         sequence = graph.node("Squeeze", [picked, graph.constant("axis", np.array([1], dtype=np.int64))])
         return graph.node("Transpose", [sequence], perm=[1, 0, 2])  # (T, N, H) -> (N, T, H)
     picked = graph.node("Gather", [y_h, axis], axis=0)  # (1, N, H)
-    return graph.node("Squeeze", [picked, graph.constant("axis", np.array([0], dtype=np.int64))])
+    last = graph.node("Squeeze", [picked, graph.constant("axis", np.array([0], dtype=np.int64))])
+    return last if graph.mask is None else graph.node("Mul", [last, _any_kept(graph)])
 
 
 def _export_recurrent(op, keras_to_onnx_gates):
@@ -385,8 +439,8 @@ EXPORTERS = {
     "Conv1D": _export_conv1d,
     "MaxPooling1D": _export_pool1d("MaxPool"),
     "AveragePooling1D": _export_pool1d("AveragePool"),
-    "GlobalAveragePooling1D": _export_reduce_steps("ReduceMean"),
-    "GlobalMaxPooling1D": _export_reduce_steps("ReduceMax"),
+    "GlobalAveragePooling1D": _export_global_average_pooling1d,
+    "GlobalMaxPooling1D": _export_global_max_pooling1d,
     "Flatten": _export_flatten,
     "Reshape": _export_reshape,
     "Dropout": _export_identity,
@@ -445,6 +499,8 @@ def to_onnx_model(model, input_shape, *, opset=OPSET, name="cupola_model"):
     for layer in layers:
         x = EXPORTERS[type(layer).__name__](graph, layer, x, shape)
         shape = tuple(layer.compute_output_shape(shape))
+        if not layer.output_masked(graph.mask is not None):
+            graph.mask = None
     x = graph.to_channels_last(x, len(shape) + 1)
     graph.nodes.append(onnx.helper.make_node("Identity", [x], [OUTPUT_NAME], name="output_identity"))
 

@@ -345,10 +345,12 @@ def _infer_shapes(configs, input_shape, checker):
     rows = []
     shape = tuple(input_shape)
     total_params = total_flops = 0
+    masked = False
     for i, config in enumerate(configs):
         layer = layers.from_config(config)
         try:
             out = layer.compute_output_shape(shape)
+            masked = layer.output_masked(masked)
             params = layer.count_params(shape)
             flops = layer.count_flops(shape)
         except ShapeError as error:

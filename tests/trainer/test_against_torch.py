@@ -420,3 +420,97 @@ def test_transformer_encoder_matches_torch(normalize_first, activation):
     close(grads["feedforward_bias"], block.linear2.bias.grad, atol=1e-7)
     close(grads["attention_norm_gamma"], block.norm1.weight.grad, atol=1e-7)
     close(grads["feedforward_norm_beta"], block.norm2.bias.grad, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- padding masks
+MASK_LENGTHS = np.array([5, 2, 4])  # three sequences of 5 steps, padded after their length
+
+
+def _padding_mask():
+    return np.arange(5)[None, :] < MASK_LENGTHS[:, None]
+
+
+def run_masked(layer, x, mask, upstream_seed=9):
+    layer.build(x.shape[1:], np.random.default_rng(0), dtype=np.float64)
+    xv = Variable(x)
+    y = layer(xv, mask=mask)
+    g = rand(*y.shape, seed=upstream_seed)
+    y.backward(g)
+    return y.data, g, xv.grad
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_masked_recurrent_layers_match_torch_on_packed_sequences(cell, return_sequences):
+    x = rand(3, 5, 4)
+    layer = {"lstm": layers.LSTM, "gru": layers.GRU}[cell](6, return_sequences=return_sequences)
+    y, g, gx = run_masked(layer, x, _padding_mask())
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](4, 6, batch_first=True).double()
+    (w_ih, w_hh, _, _), order = _torch_rnn(module, layer, cell)
+    tx = t(x)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(MASK_LENGTHS), batch_first=True,
+                                                     enforce_sorted=False)
+    out, state = module(packed)
+    if return_sequences:  # zeros after each length, as Keras' return_sequences gives them
+        ty = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=5)[0]
+    else:
+        ty = (state[0] if cell == "lstm" else state)[0]
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    columns = slice(None) if order is None else np.argsort(order)
+    close(layer.params["kernel"].grad, w_ih.grad.numpy().T[:, columns])
+    close(layer.params["recurrent_kernel"].grad, w_hh.grad.numpy().T[:, columns])
+
+
+def test_a_masked_bidirectional_lstm_matches_torch_on_packed_sequences():
+    x = rand(3, 5, 4)
+    layer = layers.Bidirectional({"type": "LSTM", "units": 6})
+    y, g, gx = run_masked(layer, x, _padding_mask())
+    module = torch.nn.LSTM(4, 6, batch_first=True, bidirectional=True).double()
+    _torch_rnn(module, layer.forward_layer, "lstm")
+    (w_ih, _, _, _), _ = _torch_rnn(module, layer.backward_layer, "lstm", "_reverse")
+    tx = t(x)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(MASK_LENGTHS), batch_first=True,
+                                                     enforce_sorted=False)
+    h = module(packed)[1][0]  # (2, N, H): each direction's state after the whole sequence
+    ty = torch.cat([h[0], h[1]], dim=-1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)
+    close(layer.params["backward_kernel"].grad, w_ih.grad.numpy().T)
+
+
+def test_a_masked_transformer_encoder_matches_torch_with_a_key_padding_mask():
+    x = rand(3, 5, 8)
+    mask = _padding_mask()
+    layer = layers.TransformerEncoder(12, 2)
+    layer.build(x.shape[1:], np.random.default_rng(0), dtype=np.float64)
+    # Each side's outputs at the padded steps are its own; the kept ones and what they take from x match.
+    g = rand(3, 5, 8, seed=9) * mask[:, :, None]
+    ours = Variable(x)
+    y = layer(ours, mask=mask)
+    y.backward(g)
+    block = torch_transformer_encoder(layer, 8).train()
+    tx = t(x)
+    ty = block(tx, src_key_padding_mask=torch.tensor(~mask))
+    torch_backward(ty, g)
+    close(y.data[mask], ty.detach().numpy()[mask], atol=1e-7)
+    close(ours.grad, tx.grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("pooling", ["average", "maximum"])
+def test_masked_global_pooling_matches_torch(pooling):
+    x = rand(3, 5, 4)
+    mask = _padding_mask()
+    layer = layers.GlobalAveragePooling1D() if pooling == "average" else layers.GlobalMaxPooling1D()
+    y, g, gx = run_masked(layer, x, mask)
+    tx = t(x)
+    kept = torch.tensor(mask, dtype=torch.float64)[:, :, None]
+    if pooling == "average":
+        ty = (tx * kept).sum(1) / kept.sum(1)
+    else:
+        ty = tx.masked_fill(~torch.tensor(mask)[:, :, None], float("-inf")).amax(1)
+    torch_backward(ty, g)
+    close(y, ty)
+    close(gx, tx.grad)

@@ -257,10 +257,12 @@ SERIES_STARTS = {"conv1d": conv1d_forecaster, "transformer": transformer_forecas
 
 def text_model(input_shape, outputs: int, task: str, vocabulary_size: int) -> dict:
     """Word indices → a 32-wide Embedding, averaged over the words (fastText's bag of embeddings,
-    Keras' text-classification starter), one hidden layer, the output."""
+    Keras' text-classification starter), one hidden layer, the output. The padding after a short
+    text is masked (``mask_zero``), so that the average is over its words alone, and a recurrent
+    layer put in place of the average reads each text to its last word."""
     head = mlp_classifier if task == "classification" else mlp_regressor
     spec = head(input_shape, outputs)
-    spec["layers"] = [{"type": "Embedding", "input_dim": int(vocabulary_size), "output_dim": 32},
+    spec["layers"] = [{"type": "Embedding", "input_dim": int(vocabulary_size), "output_dim": 32, "mask_zero": True},
                       {"type": "GlobalAveragePooling1D"}, {"type": "Dense", "units": 32, "activation": "relu"},
                       spec["layers"][-1]]
     spec["compile"]["optimizer"]["learning_rate"] = 0.003
