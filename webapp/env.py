@@ -119,3 +119,22 @@ def validate_redis_url(url: str, *, name: str = "REDIS_URL") -> str:
     if scheme not in {"redis", "rediss", "redis+socket", "unix"}:
         raise ConfigError(f"{name} must start with redis://, rediss:// or redis+socket://; got {url!r}")
     return url.strip()
+
+
+def parse_base_url(url: str, *, name: str = "CUPOLA_BASE_URL") -> str:
+    """The server's public address, ``https://cupola.example.org`` (a port allowed, nothing after
+    the host): what links in e-mails, webhooks and copied text start with. "" when unset."""
+    url = url.strip().rstrip("/")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError on a malformed port
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a valid URL ({error}); got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be http:// or https:// and a host name, as https://cupola.example.org; "
+                          f"got {url!r}")
+    if parts.username or parts.password or parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be the scheme and host alone (no user, path, query or fragment); got {url!r}")
+    return url

@@ -50,6 +50,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = _read(env.env_list, "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _read(env.env_list, "CSRF_TRUSTED_ORIGINS", [])
+# The public address links start with where no request names it (webhooks) or where the request's
+# host may be a proxy's (e-mails, copied links); unset, a request's own host is used.
+BASE_URL = _read(env.parse_base_url, os.environ.get("CUPOLA_BASE_URL", ""))
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -14,6 +14,7 @@ from ninja.errors import HttpError
 
 from webapp.accounts import access, services
 from webapp.accounts.models import ApiToken, Membership, Role, ShareLink, ShareTarget
+from webapp.core.links import absolute_url
 
 router = Router(tags=["workspaces"])
 
@@ -74,7 +75,7 @@ def _member(m: Membership) -> dict:
 
 def _link(request, link: ShareLink) -> dict:
     return {"id": link.pk, "target_type": link.target_type, "target_id": link.target_id,
-            "target_label": link.target_label, "url": request.build_absolute_uri(f"/s/{link.token}/"),
+            "target_label": link.target_label, "url": absolute_url(f"/s/{link.token}/", request),
             "created_by": link.created_by.username if link.created_by else None, "created_at": link.created_at,
             "expires_at": link.expires_at, "revoked_at": link.revoked_at, "live": link.is_live}
 

@@ -18,7 +18,7 @@ urlpatterns = [
         name="password-change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(
         template_name="accounts/password_change_done.html"), name="password-change-done"),
-    path("accounts/password-reset/", auth_views.PasswordResetView.as_view(
+    path("accounts/password-reset/", views.PasswordResetView.as_view(
         template_name="accounts/password_reset.html", email_template_name="accounts/password_reset_email.txt",
         subject_template_name="accounts/password_reset_subject.txt", success_url=reverse_lazy("password-reset-done")),
         name="password-reset"),

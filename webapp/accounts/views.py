@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from webapp.accounts import services
 from webapp.accounts.forms import ResetLinkForm, SignUpForm, TokenForm, WorkspaceForm
 from webapp.accounts.models import ApiToken, Invitation, Membership, Role
+from webapp.core.links import absolute_url
 
 
 def _usable_invitation(token: str | None) -> Invitation | None:
@@ -160,6 +162,15 @@ def users(request):
     return render(request, "accounts/users.html", {"people": people, "section": "users"})
 
 
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's, with the e-mailed link under CUPOLA_BASE_URL when one is set (behind a proxy the
+    request's host may not be the address people reach)."""
+
+    @property
+    def extra_email_context(self):
+        return {"base_url": settings.BASE_URL}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def password_reset_links(request):
@@ -172,7 +183,7 @@ def password_reset_links(request):
         user = form.cleaned_data["username"]
         path = reverse("password-reset-confirm", kwargs={
             "uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)})
-        link = {"user": user, "url": request.build_absolute_uri(path)}
+        link = {"user": user, "url": absolute_url(path, request)}
     console_mail = settings.EMAIL_BACKEND.endswith(("console.EmailBackend", "locmem.EmailBackend", "dummy.EmailBackend"))
     response = render(request, "accounts/password_reset_links.html",
                       {"form": form, "link": link, "console_mail": console_mail})

@@ -15,10 +15,13 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+
+from webapp.core.links import absolute_url
 
 MAX_ATTEMPTS = 5
 MAX_URL_LENGTH = 500
@@ -54,6 +57,8 @@ def dispatch(workspace, event: str, payload: dict, *, text: str = "") -> list:
 
     ``payload`` must be JSON-serialisable (dates and decimals are fine). ``text`` is a one-line
     summary for chat tools (Slack reads the ``text`` field); a default is made from the event.
+    A payload's ``path`` (the page of the run or model) gets a full ``url`` beside it, also at the
+    end of the text, when CUPOLA_BASE_URL names the server's public address.
     """
     return queue(list(workspace.webhooks.filter(active=True)), workspace, event, payload, text=text)
 
@@ -63,9 +68,12 @@ def queue(hooks, workspace, event: str, payload: dict, *, text: str = "") -> lis
 
     if not hooks:
         return []
+    text = text or f"[{workspace.name}] {event}"
+    if payload.get("path") and settings.BASE_URL:  # a link the receiver can follow (Slack shows it)
+        payload = {**payload, "url": absolute_url(payload["path"])}
+        text = f"{text} {payload['url']}"
     body = json.loads(json.dumps({
-        "event": event, "workspace": workspace.slug, "text": text or f"[{workspace.name}] {event}",
-        "sent_at": timezone.now(), "data": payload,
+        "event": event, "workspace": workspace.slug, "text": text, "sent_at": timezone.now(), "data": payload,
     }, cls=DjangoJSONEncoder))
     deliveries = [WebhookDelivery.objects.create(webhook=hook, event=event[:60], payload=body) for hook in hooks]
     for delivery in deliveries:

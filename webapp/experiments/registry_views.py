@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from webapp.accounts.access import get_workspace_for_user
+from webapp.core.links import absolute_url
 from webapp.experiments import registry, selectors
 from webapp.experiments.api import serialize_version
 from webapp.experiments.services import InvalidInput, may_delete
@@ -33,8 +34,8 @@ def model_detail(request, ws, pk):
     model, membership = _model_in(request, ws, pk)
     versions = list(model.versions.select_related("run", "created_by").order_by("-number"))
     rows = [{"version": version, **serialize_version(version, model.production_id)} for version in versions]
-    api = request.build_absolute_uri(reverse("api:predict_with_model", kwargs={"model_id": model.pk}))
-    onnx = request.build_absolute_uri(reverse("api:model_artifact", kwargs={"model_id": model.pk, "what": "onnx"}))
+    api = absolute_url(reverse("api:predict_with_model", kwargs={"model_id": model.pk}), request)
+    onnx = absolute_url(reverse("api:model_artifact", kwargs={"model_id": model.pk, "what": "onnx"}), request)
     return render(request, "experiments/model_detail.html", {
         "workspace": model.workspace, "membership": membership, "section": "models",
         "current_workspace": model.workspace, "model": model, "rows": rows, "predict_url": api, "onnx_url": onnx,
