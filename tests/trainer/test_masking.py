@@ -177,3 +177,14 @@ def test_a_masked_fit_on_each_backend_gives_the_numpy_losses(xp, reader):
     expected, expected_predicted = losses()
     np.testing.assert_allclose(found, expected, rtol=1e-4)
     np.testing.assert_allclose(predicted, expected_predicted, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_the_onnx_export_carries_the_mask_and_predicts_padded_texts_identically(reader, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from trainer.onnx_export import export_onnx, verify_onnx
+
+    model = text_model(reader, STEPS)
+    path = export_onnx(model, tmp_path / "model.onnx", (STEPS,))
+    assert verify_onnx(model, path, padded_indices(), rtol=1e-4, atol=1e-5) <= 1e-4

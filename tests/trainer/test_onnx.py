@@ -162,25 +162,3 @@ def test_it_rejects_an_input_shape_other_than_the_one_the_model_was_built_for():
     with pytest.raises(ValueError, match="input_shape=\\(0,\\)"):
         to_onnx_model(model, (0,))
 
-
-MASKED_READERS = {
-    "average": lambda: [layers.GlobalAveragePooling1D()],
-    "maximum": lambda: [layers.Dense(6, activation="relu"), layers.GlobalMaxPooling1D()],
-    "lstm": lambda: [layers.LSTM(3)],
-    "gru_sequences": lambda: [layers.GRU(4, return_sequences=True), layers.GlobalAveragePooling1D()],
-    "simple_rnn": lambda: [layers.SimpleRNN(3)],
-    "bidirectional": lambda: [layers.Bidirectional({"type": "LSTM", "units": 3})],
-    "bidirectional_sequences": lambda: [layers.Bidirectional({"type": "GRU", "units": 3, "return_sequences": True}),
-                                        layers.GlobalMaxPooling1D()],
-    "transformer": lambda: [layers.TransformerEncoder(12, 2), layers.GlobalAveragePooling1D()],
-}
-
-
-@pytest.mark.parametrize("reader", sorted(MASKED_READERS))
-def test_it_exports_a_padding_mask_and_predicts_padded_texts_identically(reader, tmp_path):
-    model = Sequential([layers.Embedding(20, 8, mask_zero=True), *MASKED_READERS[reader](),
-                        layers.Dense(2, activation="softmax")], seed=0).build((6,))
-    x = np.random.default_rng(1).integers(1, 20, (5, 6))
-    for row, length in enumerate((6, 3, 1, 0, 4)):
-        x[row, length:] = 0
-    export_and_compare(model, (6,), x.astype(np.float32), tmp_path)
