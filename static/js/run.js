@@ -200,4 +200,6 @@
   draw();
   drawResults();
   if (ACTIVE.includes(state.status)) setTimeout(poll, 2000);
+  // A ranking of the columns asked for after training: the page comes back with it (or its error).
+  if (document.querySelector("[data-importance-pending]")) setTimeout(() => window.location.reload(), 3000);
 })();

@@ -255,6 +255,18 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     page.wait_for_selector("#chart-importance .main-svg")  # which of the four measurements the model relies on
     bars = page.evaluate("document.getElementById('chart-importance').data[0].y")
     assert sorted(bars) == ["petal length (cm)", "petal width (cm)", "sepal length (cm)", "sepal width (cm)"], bars
+    # A run from before columns were ranked: the owner asks, the worker ranks them, the page shows them.
+    from webapp.experiments.models import Run
+
+    run = Run.objects.get(pk=int(run_url.rstrip("/").rsplit("/", 1)[-1]))
+    at_training = run.results.pop("importance")
+    run.save(update_fields=["results"])
+    page.reload()
+    page.locator("[data-testid=rank-columns]").scroll_into_view_if_needed()
+    owner.shot(page, "rank-columns")
+    page.click("[data-testid=rank-columns]")
+    page.wait_for_selector("#chart-importance .main-svg", timeout=60_000)
+    assert Run.objects.get(pk=run.pk).results["importance"] == at_training
 
     new_rows = tmp_path / "new-flowers.csv"
     with open(FIXTURES / "iris.csv") as source, open(new_rows, "w", newline="") as out:

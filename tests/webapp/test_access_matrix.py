@@ -243,6 +243,7 @@ RULES = [
     Rule("run-edit", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"starred": "1"}),
     Rule("run-continue", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"epochs": "3"}),
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
+    Rule("run-rank-columns", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-priority", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"priority": "2"}),
     Rule("run-predict", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
     Rule("run-download", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),

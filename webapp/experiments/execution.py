@@ -621,13 +621,34 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
              "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}
             for i in range(min(SAMPLE_PREDICTIONS, len(y_true)))]
-    if pre.get("kind") == "table" or (pre.get("kind") == "series" and len(pre.get("columns", ())) > 1):
+    if preparation.has_columns(pre):
         try:
             results["importance"] = column_importance(model, prepared, loss, batch_size)
         except Exception as error:  # the run trained and was scored: this extra must not fail it
             log.exception("permutation importance failed")
             results["importance"] = {"error": f"{type(error).__name__}: {error}"[:500]}
     return results
+
+
+def importance_execute(run_id: int) -> dict:
+    """A finished run's column importance, worked out afterwards (for a run from before Cupola
+    ranked columns, or whose ranking failed): its data prepared again as it trained on, its final
+    model, the same shuffles as at the end of training. Recorded in its results, an error included."""
+    from webapp.experiments import prediction
+
+    run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
+    try:
+        loss = specs.loss_name(run.spec)
+        prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
+        found = column_importance(prediction.load_model(run), prepared, loss, specs.fit_settings(run.spec)["batch_size"])
+    except Exception as error:  # the page shows why, instead of waiting forever
+        log.exception("run %s: permutation importance failed", run_id)
+        found = {"error": f"{type(error).__name__}: {error}"[:500]}
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        run.results = {**(run.results or {}), "importance": found}
+        run.save(update_fields=["results"])
+    return found
 
 
 def column_importance(model, prepared: preparation.Prepared, loss: str, batch_size: int) -> dict:

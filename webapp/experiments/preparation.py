@@ -485,6 +485,12 @@ def prepare_series(frame, config: dict, *, target: str, ignored=(), loss: str = 
                     [int(i) for i in test], times, time_column)
 
 
+def has_columns(preprocessing: dict) -> bool:
+    """Whether a run's input has columns to rank: a table's, or a series' when it reads several."""
+    kind = (preprocessing or {}).get("kind")
+    return kind == "table" or (kind == "series" and len(preprocessing.get("columns", ())) > 1)
+
+
 def series_time_column(frame) -> str:
     """The series' first column of times, or "" when it has none."""
     return next((str(c) for c in frame.columns if frame[c].dtype.kind == "M"), "")

@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import random
+from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -199,6 +200,50 @@ def run_continue(*, run: Run, user, epochs: int) -> Run:
     return run_create(workspace=run.workspace, user=user, dataset_version=run.dataset_version, spec=spec,
                       data_config=run.data_config, name=f"{run.display_name} +{epochs}", device=run.device_preference,
                       seed=run.seed, tags=run.tags, parent=run, from_epoch=run.epochs_done)
+
+
+IMPORTANCE_PATIENCE = timedelta(minutes=15)  # a ranking asked for longer ago than this has been lost
+
+
+def importance_pending(run: Run) -> bool:
+    """Whether the run's column ranking has been asked for and is still being worked out."""
+    asked = ((run.results or {}).get("importance") or {}).get("pending")
+    return bool(asked) and timezone.now() - datetime.fromisoformat(asked) < IMPORTANCE_PATIENCE
+
+
+def rank_columns_refusal(run: Run) -> str:
+    """Why the run's columns cannot be ranked now ("" when they can)."""
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not (run.results or {}).get("test") \
+            or not checkpoints.weights_path(run).exists():
+        return "only a finished run with a trained, tested model can have its columns ranked"
+    if not preparation.has_columns(run.preprocessing):
+        return "its input has no columns to rank (a table's, or a series with several)"
+    if ((run.results or {}).get("importance") or {}).get("columns"):
+        return "its columns are ranked already"
+    if importance_pending(run):
+        return "its columns are being ranked; the page shows them when they are"
+    return ""
+
+
+def run_rank_columns(*, run: Run, user) -> Run:
+    """Ask a worker for a finished run's column importance (see execution.importance_execute)."""
+    refusal = rank_columns_refusal(run)
+    if refusal:
+        raise InvalidInput(f"run: {refusal}", "run")
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        locked.results = {**(locked.results or {}), "importance": {"pending": timezone.now().isoformat()}}
+        locked.save(update_fields=["results"])
+        transaction.on_commit(lambda: _send_rank_columns(run.pk))
+    activity.record(workspace=run.workspace, actor=user, verb="ranked the columns of", target_type="run",
+                    target_id=run.pk, target_label=run.display_name)
+    return locked
+
+
+def _send_rank_columns(run_id: int) -> None:
+    from webapp.experiments.tasks import rank_columns
+
+    rank_columns.apply_async(args=[run_id], queue="default")
 
 
 def run_fork(*, run: Run, user, from_epoch: int, spec: dict | None = None, name: str = "") -> Run:

@@ -15,6 +15,11 @@ def train_run(self, run_id: int) -> str:
     return execution.run_execute(int(run_id), hostname=self.request.hostname or "")
 
 
+@shared_task(name="experiments.rank_columns", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def rank_columns(run_id: int) -> None:
+    execution.importance_execute(int(run_id))
+
+
 @shared_task(name="experiments.check_runs", ignore_result=True)
 def check_runs() -> dict:
     return watchdog.check_runs()

@@ -13,7 +13,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import checkpoints, exports, prediction, pruning, selectors, services, specs, watchdog
+from webapp.experiments import (
+    checkpoints,
+    exports,
+    prediction,
+    pruning,
+    selectors,
+    services,
+    specs,
+    watchdog,
+)
 from webapp.experiments.api import INPUT_ERRORS
 from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 
@@ -88,7 +97,14 @@ def _run_context(run, *, can_write: bool, shared: bool = False) -> dict:
         "checkpoint_epochs": checkpoints.epochs_saved(run) if not shared else [],
         "has_weights": checkpoints.weights_path(run).exists(), "onnx": exports.onnx_available(),
         "snippet": exports.python_snippet(run), "children": run.children.all()[:20],
+        **_ranking(run, can_write and not shared),
     }
+
+
+def _ranking(run, can_write: bool) -> dict:
+    """Whether the run's column ranking is being worked out, and whether this person may ask for it."""
+    return {"importance_pending": services.importance_pending(run),
+            "can_rank_columns": can_write and not services.rank_columns_refusal(run)}
 
 
 @login_required
@@ -229,6 +245,19 @@ def run_continue(request, ws, pk):
         messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "epochs: enter a whole number")
         return redirect(run.get_absolute_url())
     return redirect(child.get_absolute_url())
+
+
+@login_required
+@require_POST
+def run_rank_columns(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    try:
+        services.run_rank_columns(run=run, user=request.user)
+    except INPUT_ERRORS as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "A worker is ranking the columns; they show here when it is done.")
+    return redirect(run.get_absolute_url() + "#importance")
 
 
 @login_required

@@ -251,6 +251,12 @@ def test_a_run_that_early_stopping_ended_says_when_and_why(client, people, iris)
 @pytest.mark.django_db
 def test_a_table_runs_column_importance_finds_the_columns_that_carry_the_target_and_shows_them(
         client, people, tmp_path):
+    planted_run(client, people, tmp_path)
+
+
+def planted_run(client, people, tmp_path):
+    """A run on a table whose target comes from one numeric column and one category, and not from a
+    third; trained, its importance checked, and shown to a viewer (logged in after it)."""
     rng = np.random.default_rng(3)
     n = 800
     signal, noise = rng.normal(size=n), rng.normal(size=n)
@@ -280,6 +286,74 @@ def test_a_table_runs_column_importance_finds_the_columns_that_carry_the_target_
     client.force_login(people.viewer)
     page = client.get(run.get_absolute_url()).content.decode()
     assert 'data-testid="importance"' in page and f"drops when one column's values are shuffled among {run.results['test_rows']} test rows" in page
+    return run
+
+
+@pytest.mark.django_db
+def test_a_run_trained_before_columns_were_ranked_gets_its_ranking_from_a_worker_on_request(
+        client, people, tmp_path, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from webapp.experiments.tasks import rank_columns
+
+    run = planted_run(client, people, tmp_path)
+    at_training = run.results.pop("importance")
+    run.save(update_fields=["results"])  # as a run from before the ranking was made looks
+    url = f"/w/{people.workspace.slug}/runs/{run.pk}/rank-columns/"
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'data-testid="rank-columns"' not in page  # a viewer may not ask
+    assert client.post(url).status_code == 403
+    client.force_login(people.editor)
+    assert 'data-testid="rank-columns"' in client.get(run.get_absolute_url()).content.decode()
+    with mock.patch.object(rank_columns, "apply_async") as apply_async:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.post(url).status_code == 302
+        apply_async.assert_called_once_with(args=[run.pk], queue="default")  # once the ask is committed
+        page = client.get(run.get_absolute_url()).content.decode()
+        assert "data-importance-pending" in page and 'data-testid="rank-columns"' not in page
+        client.post(url)  # a second ask while the first is worked out starts nothing
+        assert apply_async.call_count == 1
+    rank_columns(run.pk)  # what the worker runs
+    run.refresh_from_db()
+    assert run.results["importance"] == at_training  # the same model, rows and shuffles as at the end of training
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'id="chart-importance"' in page and "data-importance-pending" not in page and "rank-columns" not in page
+
+
+@pytest.mark.django_db
+def test_a_lost_or_failed_ranking_can_be_asked_for_again_and_a_run_without_columns_cannot(client, people, iris):
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from webapp.experiments.tasks import rank_columns
+
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                              spec=iris_spec(epochs=2), data_config={"target": "species"})
+    client.force_login(people.editor)
+    url = f"/w/{people.workspace.slug}/runs/{run.pk}/rank-columns/"
+    messages = client.post(url, follow=True).content.decode()
+    assert "only a finished run with a trained, tested model" in messages
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    long_ago = (timezone.now() - services.IMPORTANCE_PATIENCE - timedelta(minutes=1)).isoformat()
+    run.results["importance"] = {"pending": long_ago}  # its worker was lost
+    run.save(update_fields=["results"])
+    assert not services.importance_pending(run)
+    with mock.patch.object(rank_columns, "apply_async"):
+        assert client.post(url).status_code == 302
+    run.refresh_from_db()
+    assert services.importance_pending(run)
+    with mock.patch("webapp.experiments.datasource.prepare", side_effect=OSError("the data set's file is gone")):
+        execution.importance_execute(run.pk)
+    run.refresh_from_db()
+    assert run.results["importance"] == {"error": "OSError: the data set's file is gone"}
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "could not be worked out: OSError: the data set&#x27;s file is gone" in page and "Try again" in page
+    run.preprocessing = {**run.preprocessing, "kind": "images"}
+    run.save(update_fields=["preprocessing"])
+    assert "no columns to rank" in client.post(url, follow=True).content.decode()
 
 
 def test_column_importance_samples_a_large_test_split_and_shuffles_fewer_times_for_wide_tables(monkeypatch):
