@@ -260,6 +260,7 @@ RULES = [
     Rule("api:get_run", "GET", "401 404 200 200 200"),
     Rule("api:get_metrics", "GET", "401 404 200 200 200"),
     Rule("api:cancel_run", "POST", "401 404 403 200 200"),
+    Rule("api:rank_run_columns", "POST", "401 404 403 400 400"),  # the run has not trained
     Rule("api:delete_run", "DELETE", "401 404 403 403 204", kwargs={"run_id": make_finished_run}),
     Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet

@@ -171,6 +171,16 @@ def cancel_run(request, run_id: int):
     return serialize_run(services.run_cancel(run=run, user=request.user), full=False)
 
 
+@router.post("/runs/{run_id}/rank-columns", response={202: dict})
+@answers_input_errors
+def rank_run_columns(request, run_id: int):
+    """Ask a worker to rank a finished run's columns (a run from before they were ranked, or whose
+    ranking failed); the run's ``results.importance`` holds ``pending`` until it has them."""
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    run = services.run_rank_columns(run=run, user=request.user)
+    return Status(202, {"run": run.pk, "importance": run.results["importance"]})
+
+
 @router.delete("/runs/{run_id}", response={204: None, 409: dict})
 def delete_run(request, run_id: int):
     """Delete a finished run and its files (409 while it, or a run starting from it, is queued or running)."""

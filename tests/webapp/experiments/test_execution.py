@@ -351,6 +351,11 @@ def test_a_lost_or_failed_ranking_can_be_asked_for_again_and_a_run_without_colum
     assert run.results["importance"] == {"error": "OSError: the data set's file is gone"}
     page = client.get(run.get_absolute_url()).content.decode()
     assert "could not be worked out: OSError: the data set&#x27;s file is gone" in page and "Try again" in page
+    with mock.patch.object(rank_columns, "apply_async"):  # the API asks the same way
+        answer = client.post(f"/api/v1/runs/{run.pk}/rank-columns")
+        assert answer.status_code == 202 and set(answer.json()["importance"]) == {"pending"}
+        answer = client.post(f"/api/v1/runs/{run.pk}/rank-columns")
+        assert answer.status_code == 400 and "being ranked" in answer.json()["detail"]
     run.preprocessing = {**run.preprocessing, "kind": "images"}
     run.save(update_fields=["preprocessing"])
     assert "no columns to rank" in client.post(url, follow=True).content.decode()
