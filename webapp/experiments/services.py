@@ -227,11 +227,11 @@ def rank_columns_refusal(run: Run) -> str:
 
 def run_rank_columns(*, run: Run, user) -> Run:
     """Ask a worker for a finished run's column importance (see execution.importance_execute)."""
-    refusal = rank_columns_refusal(run)
-    if refusal:
-        raise InvalidInput(f"run: {refusal}", "run")
     with transaction.atomic():
-        locked = Run.objects.select_for_update().get(pk=run.pk)
+        locked = Run.objects.select_for_update().get(pk=run.pk)  # two asks at once: the second is refused
+        refusal = rank_columns_refusal(locked)
+        if refusal:
+            raise InvalidInput(f"run: {refusal}", "run")
         locked.results = {**(locked.results or {}), "importance": {"pending": timezone.now().isoformat()}}
         locked.save(update_fields=["results"])
         transaction.on_commit(lambda: _send_rank_columns(run.pk))

@@ -13,16 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import (
-    checkpoints,
-    exports,
-    prediction,
-    pruning,
-    selectors,
-    services,
-    specs,
-    watchdog,
-)
+from webapp.experiments import checkpoints, exports, prediction, pruning, selectors, services, specs, watchdog
 from webapp.experiments.api import INPUT_ERRORS
 from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 
