@@ -526,6 +526,10 @@ def test_a_new_user_trains_a_text_classifier_from_a_column_of_reviews(live_serve
     assert page.input_value("#dc-text") == "review"
     layers = "JSON.parse(document.getElementById('spec-json').value).layers.map((l) => l.type).join(',')"
     page.wait_for_function(f"{layers} === 'Embedding,GlobalAveragePooling1D,Dense,Dense'")
+    page.click("[data-start=lstm]")  # the other start a text offers, and back to the suggested one
+    page.wait_for_function(f"{layers} === 'Embedding,Bidirectional,Dense'")
+    page.click("[data-start=template]")
+    page.wait_for_function(f"{layers} === 'Embedding,GlobalAveragePooling1D,Dense,Dense'")
     _wait_for_layer_shapes(page)
     assert page.locator("[data-shape-for=\"0\"]").text_content().startswith("→ (128, 32)")
     page.fill("#epochs", "100000")

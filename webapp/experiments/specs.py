@@ -269,6 +269,18 @@ def text_model(input_shape, outputs: int, task: str, vocabulary_size: int) -> di
     return spec
 
 
+def text_lstm(input_shape, outputs: int, task: str, vocabulary_size: int) -> dict:
+    """Word indices → a masked 32-wide Embedding → a bidirectional LSTM that reads each text to its
+    last word both ways (word order counts, as "not good" against "good") → the output."""
+    spec = text_model(input_shape, outputs, task, vocabulary_size)
+    spec["layers"] = [spec["layers"][0], {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 32}},
+                      spec["layers"][-1]]
+    return spec
+
+
+TEXT_STARTS = {"lstm": text_lstm}
+
+
 def empty_spec(input_shape) -> dict:
     return {"input_shape": list(input_shape), "layers": [],
             "compile": _compile("mse", []), "fit": _fit(10, 32)}
@@ -276,10 +288,11 @@ def empty_spec(input_shape) -> dict:
 
 def suggest(kind: str, task: str, input_shape, outputs: int, start: str = "template", vocabulary_size: int = 0) -> dict:
     """The starting spec for a data set: tables → MLP, images → small CNN, series → LSTM, a table's
-    text column → averaged word embeddings, or with ``start="conv1d"`` a 1-D CNN or
-    ``start="transformer"`` a Transformer encoder (series only; elsewhere the usual template)."""
+    text column → averaged word embeddings (``start="lstm"``: a bidirectional LSTM over them), or
+    with ``start="conv1d"`` a 1-D CNN or ``start="transformer"`` a Transformer encoder (series only;
+    elsewhere the usual template)."""
     if kind == "text":
-        return text_model(input_shape, outputs, task, vocabulary_size)
+        return TEXT_STARTS.get(start, text_model)(input_shape, outputs, task, vocabulary_size)
     if kind == "images":
         return small_cnn(input_shape, outputs)
     if kind == "series":

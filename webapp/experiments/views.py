@@ -398,7 +398,8 @@ def _layer_catalog() -> dict:
 @require_GET
 def run_template(request, ws):
     """The suggested starting spec for a data set version and data config (tables → MLP, images → CNN, series → LSTM
-    or, with ?start=conv1d, a 1-D CNN, ?start=transformer, a Transformer encoder; ?start=empty: no layers)."""
+    or, with ?start=conv1d, a 1-D CNN, ?start=transformer, a Transformer encoder; a text column → averaged
+    embeddings or, with ?start=lstm, a bidirectional LSTM; ?start=empty: no layers)."""
     workspace, _ = get_workspace_for_user(request.user, ws)
     from webapp.datasets.models import DatasetVersion
     from webapp.experiments import datasource

@@ -65,6 +65,20 @@ def test_a_text_column_trains_an_embedding_model_that_reads_the_words_and_predic
 
 
 @pytest.mark.django_db
+def test_the_bidirectional_lstm_start_reads_each_review_to_its_last_word_and_learns_it(client, people, reviews):
+    config = {"target": "sentiment", "text": "review", "sequence_length": 24}
+    spec = suggested_spec(client, people, reviews, config, start="lstm")
+    assert [layer["type"] for layer in spec["layers"]] == ["Embedding", "Bidirectional", "Dense"]
+    assert spec["layers"][0]["mask_zero"] is True  # the LSTM stops at each text's last word
+    spec["fit"]["epochs"] = 6
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=reviews, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    assert run.results["test"]["accuracy"] > 0.9
+
+
+@pytest.mark.django_db
 def test_an_embedding_too_small_for_the_vocabulary_is_refused_naming_its_input_dim(client, people, reviews):
     config = {"target": "sentiment", "text": "review"}
     spec = suggested_spec(client, people, reviews, config)
