@@ -138,6 +138,9 @@ def dataset_detail(request, ws, pk):
 
 
 def _ready_context(request, dataset, version) -> dict:
+    # The data set was read before its version: ingestion may have committed in between, setting the
+    # target with the version's "ready" (one transaction), so read the columns again as that left them.
+    dataset.refresh_from_db(fields=["kind", "target_column", "ignored_columns"])
     stats = version.stats
     context = {"warnings": presenters.warnings_for(version, dataset.target_column),
                "stored": presenters.human_bytes(version.stored_bytes),

@@ -119,3 +119,24 @@ def test_writers_delete_a_data_set_and_its_files(people, client, ingest, who):
     client.force_login(getattr(people, who))
     response = client.post(f"/w/{people.workspace.slug}/datasets/{version.dataset_id}/delete/")
     assert response.status_code == 302 and not Dataset.objects.exists() and not folder.exists()
+
+
+@pytest.mark.django_db
+def test_a_page_read_while_ingestion_commits_shows_the_target_ingestion_set(client, people, monkeypatch):
+    # The view reads the data set, then its version; ingestion may commit the version's "ready" and the
+    # target it picked (one transaction) in between. The page must show that target's class balance.
+    from tests.webapp.experiments.conftest import make_version
+    from webapp.datasets import views
+
+    version = make_version(people.workspace, people.owner, str(FIXTURES / "iris.csv"), name="Iris")
+    Dataset.objects.filter(pk=version.dataset_id).update(target_column="")  # as the view first reads it
+    real = views._version_of
+
+    def ingestion_commits_meanwhile(dataset, number):
+        Dataset.objects.filter(pk=dataset.pk).update(target_column="species")
+        return real(dataset, number)
+
+    monkeypatch.setattr(views, "_version_of", ingestion_commits_meanwhile)
+    client.force_login(people.viewer)
+    page = client.get(f"/w/{people.workspace.slug}/datasets/{version.dataset_id}/").content.decode()
+    assert 'id="chart-balance"' in page and "Class balance of species" in page
