@@ -22,6 +22,7 @@ __all__ = [
     "METRICS",
     "accuracy",
     "auc",
+    "average_precision",
     "binary_accuracy",
     "categorical_accuracy",
     "compute",
@@ -29,10 +30,13 @@ __all__ = [
     "f1",
     "mae",
     "mse",
+    "operating_points",
     "precision",
+    "precision_recall_curve",
     "r2",
     "recall",
     "rmse",
+    "roc_curve",
     "sparse_categorical_accuracy",
 ]
 
@@ -224,6 +228,102 @@ def auc(y_true, y_score):
     if not values:
         raise ValueError("auc: no class has both positive and negative rows in y_true")
     return float(np.mean(values))
+
+
+def _binary_scores(owner, y_true, y_score):
+    """Positive-class labels (bool) and scores from 0/1 targets and (N,), (N, 1) or (N, 2) scores."""
+    y_true, y_score = _host(y_true, "y_true"), _host(y_score, "y_score")
+    _same_rows(owner, y_true, y_score)
+    if y_score.ndim > 2 or (y_score.ndim == 2 and y_score.shape[1] > 2):
+        raise ValueError(f"{owner}: y_score must hold one positive-class score per row, (N,), (N, 1) or (N, 2). "
+                         f"Received: shape={y_score.shape}")
+    scores = y_score.reshape(-1) if y_score.ndim == 1 or y_score.shape[1] == 1 else y_score[:, 1]
+    scores = scores.astype(np.float64)
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{owner}: y_score contains NaN or infinite values")
+    labels = _true_labels(y_true)
+    if np.setdiff1d(labels, [0, 1]).size:
+        raise ValueError(f"{owner}: y_true must hold labels 0 and 1")
+    return labels == 1, scores
+
+
+def operating_points(y_true, y_score, *, max_points=None, thresholds=None):
+    """Every threshold a binary classifier's scores can be cut at, and what each cut counts.
+
+    A row is called positive when its score is >= the threshold. Returns a dict of arrays, from
+    the strictest cut down: "thresholds" (the first is +inf: nothing called positive; then each
+    distinct score, descending), "tp" and "fp" (positive and negative rows called positive at
+    that threshold), and the totals "positives" and "negatives". ROC and precision-recall curves
+    are both read off these counts.
+
+    max_points: keep at most this many thresholds (at least 8). The unit square of (false-,
+    true-positive rate) is cut into a grid of k x k cells, k = (max_points - 3) // 4; the first
+    and last threshold in each cell the curve passes are kept. The curves keep their shape (no
+    two consecutive kept points are more than a cell apart in either rate), and the counts are
+    exact at every kept threshold.
+
+    thresholds: count at these thresholds instead (any order, returned as given), e.g. a fixed
+    grid over probabilities that a decision threshold can be read off exactly.
+    """
+    positive, scores = _binary_scores("operating_points", y_true, y_score)
+    n_pos = int(positive.sum())
+    if thresholds is not None:
+        if max_points is not None:
+            raise ValueError("operating_points: give max_points or thresholds, not both")
+        cuts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+        # Rows at or above each cut: N minus those strictly below it.
+        pos_sorted, neg_sorted = np.sort(scores[positive]), np.sort(scores[~positive])
+        tp = pos_sorted.size - np.searchsorted(pos_sorted, cuts, side="left")
+        fp = neg_sorted.size - np.searchsorted(neg_sorted, cuts, side="left")
+        return {"thresholds": cuts, "tp": tp.astype(np.int64), "fp": fp.astype(np.int64), "positives": n_pos,
+                "negatives": int(positive.size - n_pos)}
+    order = np.argsort(-scores, kind="mergesort")
+    scores, positive = scores[order], positive[order]
+    # The last row of each run of equal scores: cutting there takes the whole run.
+    last = np.flatnonzero(np.concatenate((scores[1:] != scores[:-1], [True])))
+    tp = np.concatenate(([0], np.cumsum(positive)[last]))
+    fp = np.concatenate(([0], (last + 1) - tp[1:]))
+    thresholds = np.concatenate(([np.inf], scores[last]))
+    n_neg = int(positive.size - n_pos)
+    if max_points is not None and thresholds.size > max_points:
+        if max_points < 8:
+            raise ValueError(f"operating_points: max_points must be at least 8. Received: max_points={max_points}")
+        steps = (max_points - 3) // 4
+        cells = (np.floor(fp / max(n_neg, 1) * steps) * (steps + 1) + np.floor(tp / max(n_pos, 1) * steps))
+        keep = np.concatenate(([True], cells[1:] != cells[:-1]))
+        keep[-1] = True
+        # Each new (fpr, tpr) cell starts a kept point; the point before it closes the previous cell.
+        keep[:-1] |= keep[1:]
+        keep = np.flatnonzero(keep)
+        thresholds, tp, fp = thresholds[keep], tp[keep], fp[keep]
+    return {"thresholds": thresholds, "tp": tp.astype(np.int64), "fp": fp.astype(np.int64),
+            "positives": n_pos, "negatives": n_neg}
+
+
+def roc_curve(y_true, y_score):
+    """(fpr, tpr, thresholds) of a binary classifier, shaped like scikit-learn's: from the
+    strictest threshold (+inf, the point (0, 0)) down to the lowest score (the point (1, 1))."""
+    points = operating_points(y_true, y_score)
+    if points["positives"] == 0 or points["negatives"] == 0:
+        raise ValueError("roc_curve: y_true holds only one class; the ROC curve is undefined")
+    return points["fp"] / points["negatives"], points["tp"] / points["positives"], points["thresholds"]
+
+
+def precision_recall_curve(y_true, y_score):
+    """(precision, recall, thresholds) of a binary classifier at each distinct score, from the
+    highest score down (recall rising to 1). Precision is tp / (tp + fp) at that cut."""
+    points = operating_points(y_true, y_score)
+    if points["positives"] == 0:
+        raise ValueError("precision_recall_curve: y_true holds no positive rows; recall is undefined")
+    tp, fp = points["tp"][1:], points["fp"][1:]
+    return tp / (tp + fp), tp / points["positives"], points["thresholds"][1:]
+
+
+def average_precision(y_true, y_score):
+    """Area under the precision-recall curve as scikit-learn's average_precision_score sums it:
+    the precision at each threshold weighted by the recall it adds."""
+    precision_at, recall_at, _ = precision_recall_curve(y_true, y_score)
+    return float(np.sum(np.diff(np.concatenate(([0.0], recall_at))) * precision_at))
 
 
 # ----------------------------------------------------------------------------- regression

@@ -4,6 +4,9 @@
   const node = document.getElementById("compare-data");
   if (!node || !window.Plotly) return;
   const runs = JSON.parse(node.textContent);
+  // Plotly renders a subset of HTML in legends; run names must stay text.
+  const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  runs.forEach((run) => { run.name = plain(run.name); });
   const layout = (title, y) => ({ title: { text: title }, margin: { l: 50, r: 20, t: 40, b: 70 }, legend: { orientation: "h", y: -0.32 },
                                  xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: y } } });
   const config = { displaylogo: false, responsive: true };
@@ -20,4 +23,16 @@
   const metric = names.find((n) => n.startsWith("val_")) || names[0];
   const traces = metric ? runs.filter((r) => r.series[metric]).map((run) => ({ x: run.series.epoch, y: run.series[metric], name: run.name, mode: "lines" })) : [];
   Plotly.newPlot("compare-metric", traces, layout(metric ? metric.replace(/_/g, " ") : "No metrics", metric || ""), config);
+  if (document.getElementById("compare-roc")) {  // binary classifiers: their test ROC curves, each decision threshold marked
+    const curves = [];
+    runs.filter((r) => r.roc).forEach((run, i) => {
+      const color = ["#4f46e5", "#059669", "#d97706", "#dc2626", "#0891b2", "#7c3aed"][i % 6];
+      curves.push({ x: run.roc.fpr, y: run.roc.tpr, mode: "lines", name: run.name + " (AUC " + run.roc.auc.toFixed(3) + ")", line: { color: color } });
+      if (run.roc.at) curves.push({ x: [run.roc.at.fpr], y: [run.roc.at.tpr], mode: "markers", marker: { size: 10, color: color },
+                                    name: run.name + " threshold " + run.roc.at.threshold.toFixed(3) });
+    });
+    curves.push({ x: [0, 1], y: [0, 1], mode: "lines", name: "chance", line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" });
+    Plotly.newPlot("compare-roc", curves, Object.assign(layout("ROC curves (test)", "true-positive rate"),
+      { xaxis: { title: { text: "false-positive rate" }, range: [0, 1] } }), config);
+  }
 })();

@@ -149,6 +149,7 @@
       Plotly.newPlot("chart-lr-find", traces, Object.assign({}, layoutBase, { title: { text: "Learning-rate range test" },
         xaxis: { title: { text: "learning rate" }, type: "log" }, yaxis: { title: { text: "training loss" } } }), plotConfig);
     }
+    drawCurves();
     const importance = results.importance;
     if (importance && importance.columns && document.getElementById("chart-importance")) {
       const shown = importance.columns.slice(0, 20).reverse();  // the largest at the top
@@ -159,6 +160,54 @@
         Object.assign({}, layoutBase, { title: { text: "Which columns matter (test)" }, margin: { l: 20, r: 20, t: 40, b: 50 },
           xaxis: { title: { text: score + " drop when shuffled" }, zeroline: true }, yaxis: { type: "category", automargin: true } }), plotConfig);
     }
+  }
+
+  // ROC and precision-recall curves; a binary classifier's threshold read off the exact grid of counts.
+  function drawCurves() {
+    const roc = results.roc;
+    if (!roc || !document.getElementById("chart-roc")) return;
+    const square = { xaxis: { title: { text: "false-positive rate" }, range: [0, 1] }, yaxis: { title: { text: "true-positive rate" }, range: [0, 1.02] } };
+    const chance = { x: [0, 1], y: [0, 1], mode: "lines", name: "chance", line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" };
+    if (roc.kind === "multiclass") {
+      const traces = roc.classes.filter((c) => c.fpr).map((c) => ({ x: c.fpr, y: c.tpr, mode: "lines", name: plain(c.name) + " (AUC " + c.auc.toFixed(3) + ")" }));
+      Plotly.newPlot("chart-roc", traces.concat([chance]), Object.assign({}, layoutBase, square,
+        { title: { text: "ROC, each class against the rest (test)" } }), plotConfig);
+      return;
+    }
+    const pos = roc.positives, neg = roc.negatives, c = roc.curve;
+    const fpr = c.fp.map((v) => v / neg), tpr = c.tp.map((v) => v / pos);
+    const cut = c.threshold.map((t) => (t === null ? "none" : t.toFixed(3)));
+    const hover = "threshold %{customdata}<br>%{x:.3f}, %{y:.3f}<extra></extra>";
+    const positive = plain(roc.positive);
+    const pr = c.tp.map((tp, i) => [tp / pos, tp + c.fp[i] ? tp / (tp + c.fp[i]) : null, cut[i]]).filter((p) => p[1] !== null);
+    Plotly.newPlot("chart-roc", [{ x: fpr, y: tpr, customdata: cut, mode: "lines", name: "ROC (AUC " + roc.auc.toFixed(3) + ")", line: { color: "#4f46e5" }, hovertemplate: hover },
+      chance, { x: [0], y: [0], mode: "markers", name: "threshold", marker: { size: 11, color: "#dc2626" }, hoverinfo: "skip" }],
+      Object.assign({}, layoutBase, square, { title: { text: "ROC curve (test)" } }), plotConfig);
+    Plotly.newPlot("chart-pr", [{ x: pr.map((p) => p[0]), y: pr.map((p) => p[1]), customdata: pr.map((p) => p[2]), mode: "lines",
+        name: "precision-recall (AP " + roc.average_precision.toFixed(3) + ")", line: { color: "#059669" }, hovertemplate: hover },
+      { x: [0, 1], y: [pos / (pos + neg), pos / (pos + neg)], mode: "lines", name: "share of " + positive, line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" },
+      { x: [0], y: [1], mode: "markers", name: "threshold", marker: { size: 11, color: "#dc2626" }, hoverinfo: "skip" }],
+      Object.assign({}, layoutBase, { title: { text: "Precision-recall (test)" }, xaxis: { title: { text: "recall" }, range: [0, 1] },
+        yaxis: { title: { text: "precision" }, range: [0, 1.02] } }), plotConfig);
+    const slider = document.getElementById("threshold-slider"), input = document.getElementById("threshold-input");
+    const steps = roc.grid.tp.length - 1;
+    const show = (value) => {
+      const i = Math.round(Math.min(1, Math.max(0, value)) * steps);
+      const tp = roc.grid.tp[i], fp = roc.grid.fp[i], fn = pos - tp, tn = neg - fp;
+      const precision = tp + fp ? tp / (tp + fp) : null, recall = tp / pos;
+      const point = { tp: tp, fp: fp, fn: fn, tn: tn, precision: precision, recall: recall, accuracy: (tp + tn) / (pos + neg),
+                      f1: precision && recall ? 2 * precision * recall / (precision + recall) : 0, false_positive_rate: fp / neg };
+      document.getElementById("threshold-value").textContent = (i / steps).toFixed(3);
+      document.querySelectorAll("[data-point]").forEach((cell) => {
+        const v = point[cell.dataset.point];
+        cell.textContent = v === null ? "–" : Number.isInteger(v) && ["tp", "fp", "fn", "tn"].includes(cell.dataset.point) ? String(v) : v.toFixed(3);
+      });
+      Plotly.restyle("chart-roc", { x: [[fp / neg]], y: [[recall]] }, [2]);
+      Plotly.restyle("chart-pr", { x: [[recall]], y: [[precision === null ? 1 : precision]] }, [2]);
+    };
+    show(Number(slider.value));
+    slider.addEventListener("input", () => { show(Number(slider.value)); if (input) input.value = Number(slider.value).toFixed(3); });
+    if (input) input.addEventListener("input", () => { const v = Number(input.value); if (input.value !== "" && v >= 0 && v <= 1) { slider.value = v; show(v); } });
   }
 
   function showState() {

@@ -538,8 +538,38 @@ def test_a_new_user_trains_a_text_classifier_from_a_column_of_reviews(live_serve
     page.click("[data-testid=train]")
     page.wait_for_url(re.compile(r"/runs/\d+/$"), timeout=30_000)
     _watch_training(owner, page, cancel=True)
+    threshold = _pick_a_decision_threshold(owner, page, 0.9)
 
     new_reviews = tmp_path / "new-reviews.csv"
     new_reviews.write_text('review\nA wonderful film with superb acting!\n"Awful, boring and dreadful."\n')
     rows = _predict_and_download(owner, page, [new_reviews], expected_rows=2, tmp_path=tmp_path)
-    assert [row[1] for row in rows[1:]] == ["positive", "negative"], rows
+    p_positive = [float(row[rows[0].index("p(positive)")]) for row in rows[1:]]
+    assert p_positive[0] > 0.5 > p_positive[1], rows  # the model tells the two apart
+    # The downloaded labels follow the run's decision threshold, not the more likely class.
+    assert [row[1] for row in rows[1:]] == ["positive" if p >= threshold else "negative" for p in p_positive], rows
+
+
+def _pick_a_decision_threshold(pages, page, threshold: float) -> float:
+    """On a binary classifier's page: the ROC and precision-recall curves are drawn, dragging the threshold
+    recounts the test split at once, and the threshold picked becomes the one predictions use."""
+    from webapp.experiments import curves
+    from webapp.experiments.models import Run
+
+    page.wait_for_selector("[data-testid=curves] #chart-roc .main-svg", timeout=30_000)
+    page.wait_for_selector("#chart-pr .main-svg")
+    run = Run.objects.get(pk=int(re.search(r"/runs/(\d+)/", page.url).group(1)))
+    at = curves.operating_point(run.results["roc"], threshold)
+    page.locator("#threshold-slider").fill(str(threshold))
+    page.wait_for_function(f"document.getElementById('threshold-value').textContent === '{threshold:.3f}'")
+    assert page.text_content("[data-point=tp]") == str(at["tp"])
+    assert page.text_content("[data-point=fp]") == str(at["fp"])
+    assert page.input_value("#threshold-input") == f"{threshold:.3f}"
+    marker = "document.getElementById('chart-roc').data[2].x[0]"
+    assert page.evaluate(marker) == pytest.approx(at["fp"] / run.results["roc"]["negatives"])
+    pages.shot(page, "decision-threshold")
+    page.click("[data-testid=set-threshold]")
+    page.wait_for_selector("[data-testid=decision-threshold]")
+    assert f"from p(positive) ≥ {threshold:.3f}" in page.text_content("[data-testid=decision-threshold]")
+    run.refresh_from_db()
+    assert run.decision_threshold == threshold
+    return threshold

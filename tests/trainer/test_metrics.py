@@ -178,6 +178,9 @@ def test_it_agrees_with_scikit_learn_when_it_is_installed(seed):
     yb = rng.integers(0, 2, 200)
     sb = np.round(rng.random(200), 1)  # many ties
     assert metrics.auc(yb, sb) == pytest.approx(sklearn_metrics.roc_auc_score(yb, sb))
+    assert metrics.average_precision(yb, sb) == pytest.approx(sklearn_metrics.average_precision_score(yb, sb))
+    for ours, theirs in zip(metrics.roc_curve(yb, sb), sklearn_metrics.roc_curve(yb, sb, drop_intermediate=False)):
+        np.testing.assert_allclose(ours, theirs)
     yr, pr = rng.normal(size=200), rng.normal(size=200)
     assert metrics.r2(yr, pr) == pytest.approx(sklearn_metrics.r2_score(yr, pr))
 
@@ -230,3 +233,94 @@ def test_per_class_scores_read_the_confusion_matrix_as_a_classification_report()
     y_true = np.repeat([0, 0, 1, 1], [5, 1, 2, 3])
     y_pred = np.repeat([0, 1, 0, 1], [5, 1, 2, 3])
     assert macro == pytest.approx(metrics.compute("recall", y_true, np.eye(2)[y_pred], loss="categorical_crossentropy"))
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def test_it_draws_the_roc_curve_of_a_textbook_example():
+    # scikit-learn's documented example: scores 0.1 0.4 0.35 0.8 for labels 0 0 1 1.
+    fpr, tpr, thresholds = metrics.roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+    assert thresholds[0] == np.inf
+    np.testing.assert_allclose(thresholds[1:], [0.8, 0.4, 0.35, 0.1])
+    assert metrics.average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.8333333333)
+
+
+def test_its_roc_curve_encloses_the_rank_auc_on_tied_scores():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    scores = np.round(rng.normal(0.4 * y, 0.5), 1)  # many ties
+    fpr, tpr, _ = metrics.roc_curve(y, scores)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.auc(y, scores))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=40))
+def test_its_operating_points_count_what_each_cut_calls_positive(rows):
+    y = np.array([r[0] for r in rows])
+    scores = np.array([r[1] for r in rows], dtype=np.float64) / 6
+    points = metrics.operating_points(y, scores)
+    assert points["positives"] == y.sum() and points["negatives"] == len(y) - y.sum()
+    assert points["tp"][0] == points["fp"][0] == 0
+    for t, tp, fp in zip(points["thresholds"], points["tp"], points["fp"]):
+        called = scores >= t
+        assert tp == int((called & (y == 1)).sum()) and fp == int((called & (y == 0)).sum())
+    assert np.all(np.diff(points["thresholds"]) < 0)  # each distinct score once, strictest first
+    assert len(points["thresholds"]) == len(np.unique(scores)) + 1
+    grid = np.array([0.5, 0.0, 1.0, 0.25, 2 / 6])
+    at = metrics.operating_points(y, scores, thresholds=grid)
+    np.testing.assert_array_equal(at["thresholds"], grid)
+    for t, tp, fp in zip(grid, at["tp"], at["fp"]):
+        assert tp == int(((scores >= t) & (y == 1)).sum()) and fp == int(((scores >= t) & (y == 0)).sum())
+
+
+def test_its_average_precision_weights_precision_by_the_recall_each_cut_adds():
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4, 0.1])
+    # Positives at ranks 1, 3, 4, 7: precision there 1, 2/3, 3/4, 4/7, each adding recall 1/4.
+    assert metrics.average_precision(y, scores) == pytest.approx((1 + 2 / 3 + 3 / 4 + 4 / 7) / 4)
+    precision, recall, thresholds = metrics.precision_recall_curve(y, scores)
+    assert recall[-1] == 1 and precision[0] == 1 and thresholds[0] == 0.9
+
+
+def test_its_thinned_operating_points_stay_exact_and_keep_the_curve():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 20000)
+    scores = rng.normal(0.8 * y, 1.0)
+    full = metrics.operating_points(y, scores)
+    thin = metrics.operating_points(y, scores, max_points=200)
+    assert len(thin["thresholds"]) <= 200 < len(full["thresholds"])
+    # Exact counts at every kept threshold, both ends kept.
+    index = {t: i for i, t in enumerate(full["thresholds"])}
+    rows = [index[t] for t in thin["thresholds"]]
+    np.testing.assert_array_equal(thin["tp"], full["tp"][rows])
+    np.testing.assert_array_equal(thin["fp"], full["fp"][rows])
+    assert rows[0] == 0 and rows[-1] == len(full["thresholds"]) - 1
+    # No gap wider than a grid cell in either rate, so the thinned curve's area is the full one's.
+    k = (200 - 3) // 4
+    assert np.diff(thin["fp"] / thin["negatives"]).max() <= 1 / k + 1e-12
+    assert np.diff(thin["tp"] / thin["positives"]).max() <= 1 / k + 1e-12
+    area = np.trapezoid(thin["tp"] / thin["positives"], thin["fp"] / thin["negatives"])
+    assert area == pytest.approx(metrics.auc(y, scores), abs=2e-3)
+
+
+def test_its_curves_refuse_what_they_cannot_draw():
+    with pytest.raises(ValueError, match="only one class"):
+        metrics.roc_curve([1, 1, 1], [0.2, 0.4, 0.9])
+    with pytest.raises(ValueError, match="no positive rows"):
+        metrics.precision_recall_curve([0, 0], [0.2, 0.4])
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        metrics.operating_points([0, 2], [0.2, 0.4])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.operating_points([0, 1], [np.nan, 0.4])
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        metrics.operating_points([0, 1], np.ones((2, 3)))
+    with pytest.raises(ValueError, match="not both"):
+        metrics.operating_points([0, 1], [0.2, 0.4], max_points=10, thresholds=[0.5])
+    with pytest.raises(ValueError, match="at least 8"):
+        metrics.operating_points([0, 1] * 10, np.arange(20.0), max_points=5)
+    # Two-column scores use the positive column, as auc does.
+    _, tpr, _ = metrics.roc_curve([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])

@@ -244,6 +244,7 @@ RULES = [
     Rule("run-continue", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"epochs": "3"}),
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
     Rule("run-rank-columns", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("run-threshold", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"threshold": "0.3"}),
     Rule("run-priority", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"priority": "2"}),
     Rule("run-predict", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
     Rule("run-download", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
@@ -261,6 +262,7 @@ RULES = [
     Rule("api:get_metrics", "GET", "401 404 200 200 200"),
     Rule("api:cancel_run", "POST", "401 404 403 200 200"),
     Rule("api:rank_run_columns", "POST", "401 404 403 400 400"),  # the run has not trained
+    Rule("api:set_run_threshold", "POST", "401 404 403 400 400", data={"threshold": 0.3}),  # not a tested classifier
     Rule("api:delete_run", "DELETE", "401 404 403 403 204", kwargs={"run_id": make_finished_run}),
     Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from ninja import Body, Router, Schema, Status
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import exports, prediction, registry, selectors, services, watchdog
+from webapp.experiments import curves, exports, prediction, registry, selectors, services, watchdog
 from webapp.experiments.preparation import DataError
 from webapp.experiments.specs import SpecInvalid
 
@@ -55,7 +55,7 @@ def serialize_run(run, *, full: bool = True) -> dict:
         "workspace": run.workspace.slug, "dataset_version": run.dataset_version_id, "seed": run.seed,
         "device_preference": run.device_preference, "priority": run.priority, "tags": run.tags,
         "starred": run.starred, "parent": run.parent_id, "from_epoch": run.from_epoch, "sweep": run.sweep_id,
-        "url": run.get_absolute_url(),
+        "url": run.get_absolute_url(), "decision_threshold": run.decision_threshold,
     })
     if full:
         data.update({"spec": run.spec, "data_config": run.data_config, "results": run.results, "notes": run.notes,
@@ -179,6 +179,22 @@ def rank_run_columns(request, run_id: int):
     run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
     run = services.run_rank_columns(run=run, user=request.user)
     return Status(202, {"run": run.pk, "importance": run.results["importance"]})
+
+
+class ThresholdIn(Schema):
+    threshold: Any = "missing"  # a number from 0 to 1, or null for the more likely class
+
+
+@router.post("/runs/{run_id}/threshold")
+@answers_input_errors
+def set_run_threshold(request, run_id: int, payload: ThresholdIn):
+    """Set the probability a binary classifier's predictions are cut at (``null``: the more likely class), and
+    what that cut does on its test split."""
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    run = services.run_set_threshold(run=run, user=request.user, threshold=payload.threshold)
+    roc = curves.binary_roc(run.results)
+    at = curves.operating_point(roc, 0.5 if run.decision_threshold is None else run.decision_threshold)
+    return {"run": run.pk, "decision_threshold": run.decision_threshold, "test": at}
 
 
 @router.delete("/runs/{run_id}", response={204: None, 409: dict})

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.accounts import activity, webhooks
-from webapp.experiments import checkpoints, datasource, preparation, pruning, specs
+from webapp.experiments import checkpoints, curves, datasource, preparation, pruning, specs
 from webapp.experiments.models import MetricRow, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -580,6 +580,15 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             true_codes, np.asarray(decoded["codes"], dtype=np.int64), num_classes=len(classes)).tolist()
         results["per_class"] = [dict(scores, name=str(name)) for name, scores in zip(
             classes, tmetrics.per_class_scores(results["confusion_matrix"]))]
+        roc = curves.classifier_curves(true_codes, decoded["probabilities"], classes)
+        if roc is not None:
+            results["roc"] = roc
+            if roc["kind"] == "binary":
+                scores["auc"], scores["average precision"] = _finite(roc["auc"]), _finite(roc["average_precision"])
+            else:
+                for entry, found in zip(results["per_class"], roc["classes"]):
+                    entry["auc"] = _finite(found["auc"])
+                scores["auc"] = _finite(float(np.mean([c["auc"] for c in roc["classes"] if c["auc"] is not None])))
         samples, wrong = [], []
         for i, (true, code) in enumerate(zip(true_codes.tolist(), decoded["codes"])):
             entry = {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,

@@ -86,6 +86,9 @@ class Run(models.Model):
     library_versions = models.JSONField(default=dict, blank=True)
     preprocessing = models.JSONField(default=dict, blank=True)  # fitted transformers, applied again to predict
     results = models.JSONField(default=dict, blank=True)  # test metrics, confusion matrix, residuals, samples
+    # A binary classifier's cut: rows whose positive-class probability is >= it are predicted
+    # positive. None: the more likely class (0.5).
+    decision_threshold = models.FloatField(null=True, blank=True)
 
     notes = models.TextField(blank=True)
     starred = models.BooleanField(default=False)

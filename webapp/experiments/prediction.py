@@ -177,12 +177,13 @@ def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
 
     pre = run.preprocessing
     outputs = predict_outputs(load_model(run), x)
-    decoded = preparation.decode_predictions(outputs, pre, x)
+    decoded = preparation.decode_predictions(outputs, pre, x, threshold=run.decision_threshold)
     if pre["task"] == "classification":
         classes = [str(c) for c in decoded["classes"]]
         columns = [id_name, "prediction", "confidence"] + [f"p({c})" for c in classes]
-        rows = [[ident, str(label), max(probs)] + list(probs)
-                for ident, label, probs in zip(ids, decoded["labels"], decoded["probabilities"])]
+        # The confidence is the predicted class's probability (below one half where a threshold called it).
+        rows = [[ident, str(label), probs[code]] + list(probs)
+                for ident, label, code, probs in zip(ids, decoded["labels"], decoded["codes"], decoded["probabilities"])]
     else:
         values = decoded["values"]
         if values and isinstance(values[0], list):  # a forecast of several steps: a column per step ahead

@@ -520,9 +520,11 @@ def transform_series(frame, pre: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------- outputs
 
 
-def decode_predictions(outputs, pre: dict, x=None) -> dict:
+def decode_predictions(outputs, pre: dict, x=None, threshold: float | None = None) -> dict:
     """Model outputs in the data's own terms: labels with probabilities, or values in original units
-    (a series model that forecasts the change needs its windows ``x`` to add their last values back)."""
+    (a series model that forecasts the change needs its windows ``x`` to add their last values back).
+    A two-class model with a decision ``threshold`` calls a row the second class when that class's
+    probability is at least the threshold; otherwise each row gets its more likely class."""
     outputs = np.asarray(outputs, dtype=np.float64)
     if pre["task"] == CLASSIFICATION:
         classes = list(pre["labels"]["classes"])
@@ -539,6 +541,8 @@ def decode_predictions(outputs, pre: dict, x=None) -> dict:
                 shifted = np.exp(probabilities - probabilities.max(axis=1, keepdims=True))
                 probabilities = shifted / shifted.sum(axis=1, keepdims=True)
         codes = probabilities.argmax(axis=1)
+        if threshold is not None and len(classes) == 2 and probabilities.shape[1] == 2:
+            codes = (probabilities[:, 1] >= threshold).astype(np.int64)
         return {"labels": [classes[i] for i in codes], "codes": codes.tolist(), "classes": classes,
                 "probabilities": probabilities.tolist()}
     if pre["kind"] == "series":

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from webapp.accounts import activity
 from webapp.accounts.models import ShareLink, ShareTarget
-from webapp.experiments import checkpoints, preparation, pruning, specs
+from webapp.experiments import checkpoints, curves, preparation, pruning, specs
 from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus, Sweep
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,26 @@ def run_rank_columns(*, run: Run, user) -> Run:
     activity.record(workspace=run.workspace, actor=user, verb="ranked the columns of", target_type="run",
                     target_id=run.pk, target_label=run.display_name)
     return locked
+
+
+def run_set_threshold(*, run: Run, user, threshold) -> Run:
+    """Set (a number from 0 to 1, to three decimals) or clear (None) the probability a binary
+    classifier's predictions are cut at; its page, predictions and registered model follow."""
+    if curves.binary_roc(run.results) is None:
+        raise InvalidInput("threshold: only a finished binary classifier with a tested model can have a "
+                           "decision threshold (its test split needs rows of both classes)", "threshold")
+    value = None
+    if threshold is not None:
+        try:
+            value = curves.parse_threshold(threshold)
+        except ValueError as error:
+            raise InvalidInput(str(error), "threshold") from None
+    run.decision_threshold = value
+    run.save(update_fields=["decision_threshold"])
+    verb = "cleared the decision threshold of" if value is None else f"set the decision threshold to {value:g} on"
+    activity.record(workspace=run.workspace, actor=user, verb=verb, target_type="run", target_id=run.pk,
+                    target_label=run.display_name)
+    return run
 
 
 def _send_rank_columns(run_id: int) -> None:

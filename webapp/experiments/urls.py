@@ -16,6 +16,7 @@ urlpatterns = [
     path("w/<slug:ws>/runs/<int:pk>/continue/", views.run_continue, name="run-continue"),
     path("w/<slug:ws>/runs/<int:pk>/fork/", views.run_fork, name="run-fork"),
     path("w/<slug:ws>/runs/<int:pk>/rank-columns/", views.run_rank_columns, name="run-rank-columns"),
+    path("w/<slug:ws>/runs/<int:pk>/threshold/", views.run_threshold, name="run-threshold"),
     path("w/<slug:ws>/runs/<int:pk>/priority/", views.run_priority, name="run-priority"),
     path("w/<slug:ws>/runs/<int:pk>/predict/", views.run_predict, name="run-predict"),
     path("w/<slug:ws>/runs/<int:pk>/download/<str:what>/", views.run_download, name="run-download"),

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import checkpoints, exports, prediction, pruning, selectors, services, specs, watchdog
+from webapp.experiments import checkpoints, curves, exports, prediction, pruning, selectors, services, specs, watchdog
 from webapp.experiments.api import INPUT_ERRORS
 from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 
@@ -88,8 +88,17 @@ def _run_context(run, *, can_write: bool, shared: bool = False) -> dict:
         "checkpoint_epochs": checkpoints.epochs_saved(run) if not shared else [],
         "has_weights": checkpoints.weights_path(run).exists(), "onnx": exports.onnx_available(),
         "snippet": exports.python_snippet(run), "children": run.children.all()[:20],
-        **_ranking(run, can_write and not shared),
+        **_ranking(run, can_write and not shared), **_decision(run),
     }
+
+
+def _decision(run) -> dict:
+    """A binary classifier's test split at its decision threshold (0.5 until one is set)."""
+    roc = curves.binary_roc(run.results)
+    if roc is None:
+        return {}
+    threshold = 0.5 if run.decision_threshold is None else run.decision_threshold
+    return {"operating_point": curves.operating_point(roc, threshold)}
 
 
 def _ranking(run, can_write: bool) -> dict:
@@ -249,6 +258,22 @@ def run_rank_columns(request, ws, pk):
     else:
         messages.success(request, "A worker is ranking the columns; they show here when it is done.")
     return redirect(run.get_absolute_url() + "#importance")
+
+
+@login_required
+@require_POST
+def run_threshold(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    clear = "clear" in request.POST
+    try:
+        services.run_set_threshold(run=run, user=request.user, threshold=None if clear else request.POST.get("threshold"))
+    except INPUT_ERRORS as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Predictions now go to the more likely class." if clear else
+                         f"Predictions now call a row {run.results['roc']['positive']} from a probability of "
+                         f"{run.decision_threshold:g}.")
+    return redirect(run.get_absolute_url() + "#curves")
 
 
 @login_required
@@ -437,8 +462,10 @@ def _compare_context(runs) -> dict:
                 metric_names.append(name)
     finals = [{"name": name, "values": [(run.results or {}).get("test", {}).get(name) for run in runs]}
               for name in metric_names]
-    series = [{"id": run.pk, "name": run.display_name, **selectors.metric_series(run)} for run in runs]
-    return {"runs": runs, "settings_rows": settings_rows, "finals": finals, "series": series}
+    series = [{"id": run.pk, "name": run.display_name, **selectors.metric_series(run), "roc": curves.comparable_roc(run)}
+              for run in runs]
+    return {"runs": runs, "settings_rows": settings_rows, "finals": finals, "series": series,
+            "has_roc": any(entry["roc"] for entry in series)}
 
 
 def _flatten(value, prefix=""):
