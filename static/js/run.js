@@ -170,8 +170,10 @@
     const chance = { x: [0, 1], y: [0, 1], mode: "lines", name: "chance", line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" };
     if (roc.kind === "multiclass") {
       const traces = roc.classes.filter((c) => c.fpr).map((c) => ({ x: c.fpr, y: c.tpr, mode: "lines", name: plain(c.name) + " (AUC " + c.auc.toFixed(3) + ")" }));
+      // Many classes: the legend beside the square, where it cannot cover the axis title.
       Plotly.newPlot("chart-roc", traces.concat([chance]), Object.assign({}, layoutBase, square,
-        { title: { text: "ROC, each class against the rest (test)" } }), plotConfig);
+        { title: { text: "ROC, each class against the rest (test)" }, legend: { orientation: "v", x: 1.02, y: 1 },
+          margin: { l: 50, r: 10, t: 40, b: 50 } }), plotConfig);
       return;
     }
     const pos = roc.positives, neg = roc.negatives, c = roc.curve;

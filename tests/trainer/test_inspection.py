@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from trainer import Sequential, layers
-from trainer.inspection import permutation_importance
+from trainer.inspection import permutation_importance, saliency
 from trainer.metrics import accuracy
 
 
@@ -93,3 +93,89 @@ def test_it_rejects_bad_arguments_naming_them(kwargs, message):
 def test_it_rejects_rows_that_do_not_match():
     with pytest.raises(ValueError, match="as many rows. Received: 4 and 3"):
         permutation_importance(Linear([1.0]), np.ones((4, 1)), np.ones(3), score=negative_mse)
+
+
+# ----------------------------------------------------------------------------- saliency
+
+
+def _image_model(seed=0):
+    """A small CNN with dropout and batch norm, which saliency must read in inference behaviour."""
+    model = Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                        layers.BatchNormalization(), layers.Dropout(0.5), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], seed=seed, dtype="float64")
+    model.build((6, 6, 2))
+    return model
+
+
+def test_saliency_is_the_gradient_of_each_rows_class_logit_by_central_differences():
+    from tests.trainer.conftest import numerical_gradient
+    from trainer.core import no_grad, test_mode
+
+    model = _image_model()
+    x = np.random.default_rng(1).normal(size=(2, 6, 6, 2))
+    classes = np.array([2, 0])
+
+    def logit(k):
+        def f(image):
+            with test_mode(), no_grad():
+                return model(image[None], logits=True).data[0, k]
+        return f
+
+    found = saliency(model, x, classes=classes)
+    assert found.shape == x.shape and found.dtype == np.float64
+    for i, k in enumerate(classes):
+        expected = numerical_gradient(logit(k), [x[i].copy()], 0)
+        np.testing.assert_allclose(found[i], expected, rtol=1e-5, atol=1e-7)
+    # Without classes, each row's highest output is explained.
+    with test_mode(), no_grad():
+        top = model(x, logits=True).data.argmax(axis=1)
+    np.testing.assert_allclose(saliency(model, x), saliency(model, x, classes=top))
+
+
+def test_saliency_leaves_the_weights_untouched_and_collects_no_gradient_in_them():
+    model = _image_model()
+    before = [w.data.copy() for w in model.trainable_weights]
+    saliency(model, np.random.default_rng(2).normal(size=(3, 6, 6, 2)), samples=3)
+    assert all(w.grad is None and w.requires_grad for w in model.trainable_weights)
+    for w, old in zip(model.trainable_weights, before):
+        np.testing.assert_array_equal(w.data, old)
+
+
+def test_smoothgrad_averages_noisy_copies_from_the_seed_alone():
+    model = _image_model()
+    x = np.random.default_rng(3).normal(size=(2, 6, 6, 2))
+    once = saliency(model, x, classes=[1, 1], samples=8, noise=0.2, seed=5)
+    np.testing.assert_array_equal(once, saliency(model, x, classes=[1, 1], samples=8, noise=0.2, seed=5))
+    assert not np.allclose(once, saliency(model, x, classes=[1, 1]))
+    # Other seeds draw other noise, but the mean over many copies settles on the same map.
+    many = [saliency(model, x, classes=[1, 1], samples=64, noise=0.2, seed=s) for s in (0, 1)]
+    assert np.abs(many[0] - many[1]).mean() < 0.35 * np.abs(many[0]).mean()
+
+
+def test_saliency_refuses_what_it_cannot_explain():
+    model = _image_model()
+    x = np.zeros((2, 6, 6, 2))
+    with pytest.raises(ValueError, match="one output per row"):
+        saliency(model, x, classes=[0])
+    with pytest.raises(ValueError, match="from 0 to 2"):
+        saliency(model, x, classes=[0, 3])
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        saliency(model, x, samples=0)
+    with pytest.raises(ValueError, match="at least one row"):
+        saliency(model, np.zeros((0, 6, 6, 2)))
+
+
+def test_a_trained_cnns_saliency_falls_on_the_pixels_that_decide_the_class():
+    # The class is whether the top-left 3x3 corner is brighter than average; the other pixels are noise.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8, 8, 1))
+    y = (x[:, :3, :3, 0].mean(axis=(1, 2)) > 0).astype(np.int64)
+    model = Sequential([layers.Conv2D(8, 3, padding="same", activation="relu"), layers.Flatten(),
+                        layers.Dense(2, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:500], y[:500], epochs=15, batch_size=32, verbose=0)
+    assert accuracy(y[500:], model.predict(x[500:])) > 0.85
+    maps = np.abs(saliency(model, x[500:], samples=4, noise=0.1)).max(axis=-1).mean(axis=0)
+    corner = np.zeros((8, 8), dtype=bool)
+    corner[:3, :3] = True
+    assert maps[corner].mean() > 3 * maps[~corner].mean()

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.accounts import activity, webhooks
-from webapp.experiments import checkpoints, curves, datasource, preparation, pruning, specs
+from webapp.experiments import checkpoints, curves, datasource, explain, preparation, pruning, specs
 from webapp.experiments.models import MetricRow, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -601,6 +601,13 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
                     entry = dict(entry, image=preparation.image_thumbnail(prepared.x_test[i], pre.get("scaling")))
                 wrong.append(entry)
         results["samples"], results["misclassified"] = samples, wrong
+        if pre.get("kind") == "images":
+            try:
+                results["saliency"] = explain.image_saliency(model, prepared, true_codes, decoded["codes"],
+                                                             decoded["probabilities"], classes)
+            except Exception as error:  # the run trained and was scored: this extra must not fail it
+                log.exception("saliency maps failed")
+                results["saliency"] = {"error": f"{type(error).__name__}: {error}"[:500]}
     else:
         y_true = preparation.decode_targets(prepared.y_test, pre, prepared.x_test)
         y_pred = np.asarray(preparation.decode_predictions(outputs, pre, prepared.x_test)["values"], dtype=np.float64)

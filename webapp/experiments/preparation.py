@@ -396,15 +396,19 @@ THUMBNAIL_SIDE = 64  # pixels; misclassified samples are shown small on the run 
 
 def image_thumbnail(image, scaling: str) -> str:
     """One prepared image (H, W, C) as a small PNG data URL, for showing next to its prediction."""
+    array = np.asarray(image, dtype=np.float64)
+    if scaling == "unit":
+        array = array * 255.0
+    return png_data_url(np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8))
+
+
+def png_data_url(array) -> str:
+    """An (H, W, C) uint8 picture (one channel grey, else RGB) as a PNG data URL at most THUMBNAIL_SIDE wide."""
     import base64
     import io
 
     from PIL import Image
 
-    array = np.asarray(image, dtype=np.float64)
-    if scaling == "unit":
-        array = array * 255.0
-    array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
     array = array[:, :, 0] if array.shape[-1] == 1 else array[:, :, :3]
     picture = Image.fromarray(array)
     if max(picture.size) > THUMBNAIL_SIDE:

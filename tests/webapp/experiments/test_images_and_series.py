@@ -18,7 +18,7 @@ from django.urls import reverse
 from PIL import Image
 
 from tests.webapp.experiments.conftest import FIXTURES, make_version
-from webapp.experiments import checkpoints, datasource, execution, services, specs
+from webapp.experiments import checkpoints, datasource, execution, explain, services, specs
 from webapp.experiments.models import MetricRow, Run
 
 # Predictions go through the same engine on the same machine; only the order of float32 sums
@@ -99,9 +99,20 @@ def test_an_image_run_trains_the_suggested_cnn_and_shows_its_mistakes(client, pe
         assert entry["image"].startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(entry["image"].split(",", 1)[1]))) as picture:
             assert picture.size == (8, 8)
+    # The saliency maps: misclassified images first, then right ones of several classes, each map from the
+    # gradient of the predicted class (a map of another class's score would differ).
+    found = results["saliency"]
+    assert len(found["images"]) == explain.SALIENCY_IMAGES and "SmoothGrad" in found["method"]
+    flags = [entry["correct"] for entry in found["images"]]
+    assert flags == sorted(flags) and not flags[0] and flags[-1]
+    assert len({entry["true"] for entry in found["images"] if entry["correct"]}) >= 3
+    for entry in found["images"]:
+        with Image.open(io.BytesIO(base64.b64decode(entry["map"].split(",", 1)[1]))) as picture:
+            assert picture.size == (8, 8) and picture.mode == "RGB"
     client.force_login(people.viewer)
     page = client.get(run.get_absolute_url())
     assert b'data-testid="misclassified"' in page.content and wrong[0]["image"].encode() in page.content
+    assert b'data-testid="saliency"' in page.content and found["images"][0]["map"].encode() in page.content
 
 
 @pytest.mark.django_db
