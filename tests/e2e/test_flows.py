@@ -302,6 +302,9 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
     run_url = _build_from_template_and_train(owner, page, base, ws, epochs=100_000, batch_size=32,
                                              expect_layer="Conv2D", augment="RandomTranslation")
     _watch_training(owner, page, cancel=True)
+    loaded = "(sel) => Array.from(document.querySelectorAll(sel)).every((img) => img.complete && img.naturalWidth > 0)"
+    assert page.locator("[data-testid=saliency] figure").count() >= 4  # what the model looks at, in test images
+    assert page.evaluate(loaded, "[data-testid=saliency] img")
 
     images = []
     with zipfile.ZipFile(FIXTURES / "digits8x8.zip") as archive:
@@ -310,6 +313,8 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
             target.write_bytes(archive.read(name))
             images.append(target)
     _predict_and_download(owner, page, images, expected_rows=3, tmp_path=tmp_path)
+    assert page.locator("[data-testid=prediction-map]").count() == 3  # each image beside where the model looked
+    assert page.evaluate(loaded, "[data-testid=predictions] img")
     _register_as_a_model(owner, page, base, ws, run_url, "digits <cnn>")
 
     _share_and_open_logged_out(owner, page, base, ws, run_url, pages)

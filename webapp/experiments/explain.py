@@ -45,25 +45,38 @@ def heat_overlay(image, gradients, scaling: str) -> np.ndarray:
     return np.clip(mixed * 255, 0, 255).astype(np.uint8)
 
 
-def image_saliency(model, prepared, true_codes, predicted_codes, probabilities, classes) -> dict:
-    """The results block: how the maps were made, and each explained image with its map."""
+PREDICT_EXPLAINED = 12  # the predict page explains its first this many images
+
+
+def smoothgrad(model, images, classes):
     from trainer.inspection import saliency
+
+    return saliency(model, images, classes=np.asarray(classes), samples=SMOOTHGRAD_SAMPLES,
+                    noise=SMOOTHGRAD_NOISE, seed=0)
+
+
+def picture_pairs(model, images, classes, scaling: str) -> list[dict]:
+    """Each image and its saliency map for the class given, as PNG data URLs."""
     from webapp.experiments import preparation
 
+    found = smoothgrad(model, images, classes)
+    return [{"image": preparation.image_thumbnail(image, scaling),
+             "map": preparation.png_data_url(heat_overlay(image, gradients, scaling))}
+            for image, gradients in zip(images, found)]
+
+
+def image_saliency(model, prepared, true_codes, predicted_codes, probabilities, classes) -> dict:
+    """The results block: how the maps were made, and each explained image with its map."""
     rows = chosen_rows(true_codes, predicted_codes)
-    scaling = prepared.preprocessing.get("scaling")
-    images = np.asarray(prepared.x_test[rows])
-    found = saliency(model, images, classes=np.asarray(predicted_codes)[rows], samples=SMOOTHGRAD_SAMPLES,
-                     noise=SMOOTHGRAD_NOISE, seed=0)
+    pairs = picture_pairs(model, np.asarray(prepared.x_test[rows]), np.asarray(predicted_codes)[rows],
+                          prepared.preprocessing.get("scaling"))
     explained = []
-    for i, row in enumerate(rows):
+    for row, pair in zip(rows, pairs):
         code, truth = int(predicted_codes[row]), int(true_codes[row])
         explained.append({
             "row": prepared.sample_ids[row] if row < len(prepared.sample_ids) else row,
             "true": str(classes[truth]), "predicted": str(classes[code]), "correct": code == truth,
-            "confidence": float(probabilities[row][code]),
-            "image": preparation.image_thumbnail(images[i], scaling),
-            "map": preparation.png_data_url(heat_overlay(images[i], found[i], scaling))})
+            "confidence": float(probabilities[row][code]), **pair})
     return {"method": f"SmoothGrad: the gradient of the predicted class's score with respect to each pixel, "
                       f"averaged over {SMOOTHGRAD_SAMPLES} copies with noise of {SMOOTHGRAD_NOISE:.0%} of the value range",
             "images": explained}

@@ -129,15 +129,17 @@ def read_images_file(raw: bytes, filename: str, pre: dict) -> tuple[np.ndarray, 
     return read_images_files([(raw, filename)], pre)
 
 
-def predict_uploads(run, uploads) -> dict:
-    """Predictions for uploaded files, a list of ``(bytes, filename)``: several only for images."""
+def predict_uploads(run, uploads, *, explain: bool = False) -> dict:
+    """Predictions for uploaded files, a list of ``(bytes, filename)``: several only for images. With
+    ``explain``, an image classifier's answer also holds ``pictures``: its first images with their saliency
+    maps for the predicted class (see explain.py)."""
     uploads = list(uploads)
     if not uploads:
         raise DataError("file: choose a file", "file")
     if (run.preprocessing or {}).get("kind") == "images":
         pre = run.preprocessing
         images, ids = read_images_files(uploads, pre)
-        return predict_arrays(run, preparation.transform_images(images, pre), ids, "file")
+        return predict_arrays(run, preparation.transform_images(images, pre), ids, "file", explain=explain)
     if len(uploads) > 1:
         raise DataError("file: send one CSV file at a time", "file")
     return predict_file(run, *uploads[0])
@@ -172,11 +174,13 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
     return predict_arrays(run, x, ids, id_name)
 
 
-def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
+def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False) -> dict:
+    from webapp.experiments import explain as explaining
     from webapp.experiments.execution import predict_outputs
 
     pre = run.preprocessing
-    outputs = predict_outputs(load_model(run), x)
+    model = load_model(run)
+    outputs = predict_outputs(model, x)
     decoded = preparation.decode_predictions(outputs, pre, x, threshold=run.decision_threshold)
     if pre["task"] == "classification":
         classes = [str(c) for c in decoded["classes"]]
@@ -192,7 +196,11 @@ def predict_arrays(run, x, ids, id_name: str = "row") -> dict:
         else:
             columns = [id_name, "prediction"]
             rows = [[ident, value] for ident, value in zip(ids, values)]
-    return {"columns": columns, "rows": rows, "outputs": outputs.tolist()}
+    answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist()}
+    if explain and pre["task"] == "classification" and pre.get("kind") == "images":
+        first = slice(0, explaining.PREDICT_EXPLAINED)
+        answer["pictures"] = explaining.picture_pairs(model, x[first], decoded["codes"][first], pre.get("scaling"))
+    return answer
 
 
 MAX_FORECAST_STEPS = 1000

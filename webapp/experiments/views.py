@@ -326,12 +326,16 @@ def run_predict(request, ws, pk):
         try:
             if not uploads:
                 raise services.InvalidInput("file: choose a file", "file")
-            answer = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
+            answer = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads],
+                                                explain=request.POST.get("download") != "csv")
         except INPUT_ERRORS as problem:
             context["error"] = str(problem)
         else:
-            context["result"] = {"columns": answer["columns"], "rows": answer["rows"][:500],
-                                 "total": len(answer["rows"]), "task": (run.preprocessing or {}).get("task")}
+            pictures = answer.get("pictures", [])
+            context["result"] = {"columns": answer["columns"], "total": len(answer["rows"]),
+                                 "task": (run.preprocessing or {}).get("task"), "pictures": bool(pictures),
+                                 "lines": [{"cells": row, "picture": pictures[i] if i < len(pictures) else None}
+                                           for i, row in enumerate(answer["rows"][:500])]}
     if answer is not None and request.POST.get("download") == "csv":
         return exports.csv_attachment(answer, f"run-{run.pk}-{stem}.csv")
     return render(request, "experiments/predict.html", {

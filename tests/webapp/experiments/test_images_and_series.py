@@ -173,6 +173,15 @@ def test_predicting_images_gives_what_trainer_gives(client, people, digits):
     answer = client.post(f"/api/v1/runs/{run.pk}/predict", {"file": files}, format="multipart").json()
     assert [row[0] for row in answer["rows"]] == [f.name for f in files]
     np.testing.assert_allclose(np.asarray(answer["outputs"]), expected[[3, 500]], rtol=RTOL, atol=ATOL)
+    assert "pictures" not in answer  # the API answers predictions only
+    # The predict page shows each image beside its saliency map for the class it predicted.
+    for f in files:
+        f.seek(0)
+    page = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict/", {"file": files}).content.decode()
+    maps = explain.picture_pairs(trained_model(run), x[[3, 500]], expected[[3, 500]].argmax(axis=1), "unit")
+    assert page.count('data-testid="prediction-map"') == 2
+    for pair in maps:
+        assert f'src="{pair["map"]}"' in page and f'src="{pair["image"]}"' in page
 
 
 def hand_windows(values: np.ndarray, window: int, mean: float, scale: float) -> np.ndarray:
