@@ -179,3 +179,24 @@ def test_a_trained_cnns_saliency_falls_on_the_pixels_that_decide_the_class():
     corner = np.zeros((8, 8), dtype=bool)
     corner[:3, :3] = True
     assert maps[corner].mean() > 3 * maps[~corner].mean()
+
+
+def test_saliency_on_each_backend_matches_the_numpy_float64_maps(xp):
+    from trainer import backend
+
+    x = np.random.default_rng(4).normal(size=(5, 6, 6, 2))
+    model = Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                        layers.Flatten(), layers.Dense(3, activation="softmax")], seed=3)
+    model.build((6, 6, 2))
+    found = saliency(model, x.astype(np.float32), samples=2, noise=0.05)
+    assert isinstance(found, np.ndarray) and found.dtype == np.float32  # on the host, whichever the device
+    on = "gpu" if xp is not np else "cpu"
+    backend.set_device("cpu")
+    try:
+        reference = Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                                layers.Flatten(), layers.Dense(3, activation="softmax")], seed=3, dtype="float64")
+        reference.build((6, 6, 2))
+        expected = saliency(reference, x, samples=2, noise=0.05)
+    finally:
+        backend.set_device(on)
+    np.testing.assert_allclose(found, expected, rtol=2e-3, atol=2e-4)
