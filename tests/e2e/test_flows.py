@@ -316,8 +316,34 @@ def test_a_new_user_trains_a_cnn_on_an_image_zip_and_shares_it(live_server, stac
     assert page.locator("[data-testid=prediction-map]").count() == 3  # each image beside where the model looked
     assert page.evaluate(loaded, "[data-testid=predictions] img")
     _register_as_a_model(owner, page, base, ws, run_url, "digits <cnn>")
+    _serve_by_name_and_watch_the_model_page(owner, page, base, ws, "digits <cnn>", images)
 
     _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
+
+
+def _serve_by_name_and_watch_the_model_page(pages, page, base: str, ws: str, name: str, images: list[Path]) -> None:
+    """A script predicts by the model's name over HTTP with a token; the model's page counts what it served,
+    the request it refused and why, and draws the rows per day."""
+    from django.contrib.auth import get_user_model
+
+    from webapp.accounts.services import token_create
+    from webapp.experiments.models import RegisteredModel
+
+    model_id = RegisteredModel.objects.get(name=name).pk
+    _, key = token_create(user=get_user_model().objects.get(username="grace"), name="e2e script")
+    headers = {"Authorization": f"Bearer {key}"}
+    files = [{"name": f.name, "mimeType": "image/png", "buffer": f.read_bytes()} for f in images]
+    answered = page.request.post(f"{base}/api/v1/models/{model_id}/predict", headers=headers, multipart={"file": files[0]})
+    assert answered.status == 200, answered.text()
+    refused = page.request.post(f"{base}/api/v1/models/{model_id}/predict", headers=headers,
+                                multipart={"file": {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}})
+    assert refused.status == 400
+    page.goto(f"{base}/w/{ws}/models/{model_id}/")
+    assert "1 request answered · 1 row predicted · 1 refused" in page.text_content("[data-testid=serving-totals]")
+    page.wait_for_selector("#chart-served .main-svg")
+    assert "too few rows" in page.text_content("[data-testid=drift]")
+    page.click("[data-testid=refusals] summary")
+    pages.shot(page, "model-served")
 
 
 def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(live_server, stack, transactional_db,

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from ninja import Body, Router, Schema, Status
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import curves, exports, prediction, registry, selectors, services, watchdog
+from webapp.experiments import curves, exports, monitoring, prediction, registry, selectors, services, watchdog
 from webapp.experiments.preparation import DataError
 from webapp.experiments.specs import SpecInvalid
 
@@ -264,6 +264,17 @@ def _forecast(run, steps: int) -> dict:
 
 
 def _predictions(request, run, stem: str):
+    return _prediction_answer(request, _predicted(request, run), stem)
+
+
+def _prediction_answer(request, result: dict, stem: str):
+    if request.GET.get("format") == "csv":
+        return exports.csv_attachment(result, f"{stem}-predictions.csv")
+    return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
+
+
+def _predicted(request, run) -> dict:
+    """A prediction request's result: an uploaded ``file``, or JSON rows."""
     uploads = request.FILES.getlist("file")
     if uploads:
         result = prediction.predict_uploads(run, [(upload.read(), upload.name) for upload in uploads])
@@ -280,9 +291,7 @@ def _predictions(request, run, stem: str):
         frame = pd.DataFrame(rows[: prediction.MAX_ROWS])
         buffer = frame.to_csv(index=False).encode()
         result = prediction.predict_file(run, buffer, "rows.csv")
-    if request.GET.get("format") == "csv":
-        return exports.csv_attachment(result, f"{stem}-predictions.csv")
-    return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
+    return result
 
 
 @router.get("/runs/{run_id}/artifacts/spec")
@@ -452,7 +461,13 @@ def predict_with_model(request, model_id: int, version: str = ""):
     """As ``/runs/{id}/predict``, with the model's version in production (or ``?version=N``)."""
     model, _ = selectors.get_model_for_user(request.user, model_id)
     chosen = registry.version_for(model, version)
-    answer = _predictions(request, chosen.run, f"{slugify(model.name) or 'model'}-v{chosen.number}")
+    try:
+        result = _predicted(request, chosen.run)
+    except INPUT_ERRORS as error:
+        monitoring.record(chosen, request.user, kind="predict", refused=str(error))
+        raise
+    monitoring.record(chosen, request.user, kind="predict", result=result)
+    answer = _prediction_answer(request, result, f"{slugify(model.name) or 'model'}-v{chosen.number}")
     if isinstance(answer, dict):
         answer = {"model": model.name, "version": chosen.number, "run": chosen.run_id, **answer}
     return answer
@@ -464,7 +479,22 @@ def forecast_with_model(request, model_id: int, payload: ForecastIn, version: st
     """As ``/runs/{id}/forecast``, with the model's version in production (or ``?version=N``)."""
     model, _ = selectors.get_model_for_user(request.user, model_id)
     chosen = registry.version_for(model, version)
-    return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **_forecast(chosen.run, payload.steps)}
+    try:
+        ahead = _forecast(chosen.run, payload.steps)
+    except INPUT_ERRORS as error:
+        monitoring.record(chosen, request.user, kind="forecast", refused=str(error))
+        raise
+    monitoring.record(chosen, request.user, kind="forecast", result=ahead)
+    return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **ahead}
+
+
+@router.get("/models/{model_id}/predictions")
+def model_predictions(request, model_id: int, days: int = 30):
+    """What the model served by its name over the last ``days`` days (at most 365): rows per day and version,
+    the requests it refused and why, and whether the version in production predicts a different mix (classes)
+    or level (values) than on its test split."""
+    model, _ = selectors.get_model_for_user(request.user, model_id)
+    return monitoring.report(model, days=days)
 
 
 ARTIFACTS = {"spec": exports.spec_response, "weights": exports.weights_response, "onnx": exports.onnx_response,

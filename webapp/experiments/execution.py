@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.accounts import activity, webhooks
-from webapp.experiments import checkpoints, curves, datasource, explain, preparation, pruning, specs
+from webapp.experiments import checkpoints, curves, datasource, explain, monitoring, preparation, pruning, specs
 from webapp.experiments.models import MetricRow, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -637,6 +637,9 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             {"row": prepared.sample_ids[i] if i < len(prepared.sample_ids) else i,
              "true": _finite(float(y_true[i])), "predicted": _finite(float(y_pred[i]))}
             for i in range(min(SAMPLE_PREDICTIONS, len(y_true)))]
+    profile = monitoring.input_profile(prepared.x_train, pre)
+    if profile is not None:  # what a served model's inputs are held against
+        results["input_profile"] = profile
     if preparation.has_columns(pre):
         try:
             results["importance"] = column_importance(model, prepared, loss, batch_size)

@@ -189,3 +189,26 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.number}"
+
+
+class PredictionLog(models.Model):
+    """One prediction or forecast request a registered model answered (or refused), by its name: who asked,
+    which version answered, how many rows, and a summary of what it predicted (see monitoring.py)."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="prediction_logs")
+    # The version's number stays readable after the version is removed.
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    number = models.PositiveIntegerField()
+    caller = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=10, default="predict")  # predict | forecast
+    rows = models.PositiveIntegerField(default=0)
+    refused = models.CharField(max_length=300, blank=True)  # why the input was refused; "" when answered
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} v{self.number} {self.rows} rows"

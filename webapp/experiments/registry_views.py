@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -11,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from webapp.accounts.access import get_workspace_for_user
 from webapp.core.links import absolute_url
-from webapp.experiments import registry, selectors
+from webapp.experiments import monitoring, registry, selectors
 from webapp.experiments.api import serialize_version
 from webapp.experiments.services import InvalidInput, may_delete
 from webapp.experiments.views import _in_workspace, _run_in
@@ -32,6 +34,7 @@ def model_list(request, ws):
 @login_required
 def model_detail(request, ws, pk):
     model, membership = _model_in(request, ws, pk)
+    serving = monitoring.report(model)
     versions = list(model.versions.select_related("run", "created_by").order_by("-number"))
     rows = [{"version": version, **serialize_version(version, model.production_id)} for version in versions]
     api = absolute_url(reverse("api:predict_with_model", kwargs={"model_id": model.pk}), request)
@@ -39,7 +42,8 @@ def model_detail(request, ws, pk):
     return render(request, "experiments/model_detail.html", {
         "workspace": model.workspace, "membership": membership, "section": "models",
         "current_workspace": model.workspace, "model": model, "rows": rows, "predict_url": api, "onnx_url": onnx,
-        "can_delete": may_delete(model, membership),
+        "can_delete": may_delete(model, membership), "serving": serving,
+        "refusals": [dict(r, at=datetime.fromisoformat(r["at"])) for r in serving["recent_refusals"]],
         "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
         "can_remove": {row["number"] for row in rows if may_delete(row["version"], membership)}})
 

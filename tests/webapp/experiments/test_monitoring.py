@@ -1,0 +1,137 @@
+"""What a registered model serves by its name: the log of requests, and drift from its test split."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from tests.webapp.experiments.test_curves import _binary_run
+from webapp.experiments import monitoring, registry
+from webapp.experiments.models import ModelVersion, PredictionLog, Run
+
+
+def test_the_population_stability_index_by_hand():
+    assert monitoring.psi({"a": 50, "b": 50}, {"a": 5, "b": 5}) == pytest.approx(0.0)
+    # Shares 0.8/0.2 against 0.5/0.5: (0.3 ln 1.6) + (-0.3 ln 0.4).
+    assert monitoring.psi({"a": 80, "b": 20}, {"a": 50, "b": 50}) == pytest.approx(0.3 * np.log(1.6) - 0.3 * np.log(0.4))
+    # A class never predicted on the test split counts at the floor share, not as infinity.
+    assert np.isfinite(monitoring.psi({"a": 10, "c": 10}, {"a": 10}))
+
+
+def test_summaries_pool_into_the_mean_and_spread_of_all_rows():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3, 2, n) for n in (5, 40, 17)]
+    summaries = [monitoring.summarize({"columns": ["row", "prediction"], "rows": [[i, v] for i, v in enumerate(b)]},
+                                      {"task": "regression"}) for b in batches]
+    pooled = monitoring._pooled(summaries)
+    everything = np.concatenate(batches)
+    assert pooled["rows"] == 62 and pooled["mean"] == pytest.approx(everything.mean())
+    assert pooled["std"] == pytest.approx(everything.std()) and pooled["max"] == pytest.approx(everything.max())
+    classes = monitoring.summarize({"columns": ["row", "prediction", "confidence"],
+                                    "rows": [[1, "yes", 0.9], [2, "no", 0.6], [3, "yes", 0.7]]}, {"task": "classification"})
+    assert classes == {"kind": "classes", "counts": {"yes": 2, "no": 1}, "confidence_sum": pytest.approx(2.2)}
+
+
+def _regressor(predicted) -> ModelVersion:
+    return ModelVersion(number=1, run=Run(results={"residuals": {"true": predicted, "predicted": predicted}}))
+
+
+def test_a_regressors_drift_is_its_mean_shift_in_test_standard_deviations():
+    test = list(np.linspace(0, 10, 101))  # mean 5, std about 2.93
+    served = [{"kind": "values", "count": 40, "sum": 40 * 7.0, "sum_sq": 40 * (7.0 ** 2 + 1.0), "min": 4, "max": 9}]
+    found = monitoring.drift(_regressor(test), served)
+    assert found["shift"] == pytest.approx(2.0 / np.std(test)) and found["verdict"] == "different"
+    assert f"{2.0 / np.std(test):.2f} test standard deviations above" in found["says"]
+    few = monitoring.drift(_regressor(test), [dict(served[0], count=10, sum=70.0, sum_sq=500.0)])
+    assert few["verdict"] == "too few" and "it takes 30" in few["says"] and "has served 10 rows so far" in few["says"]
+    assert monitoring.drift(_regressor([1.0]), served) is None  # no test predictions to compare with
+
+
+@pytest.mark.django_db
+def test_a_models_requests_are_logged_and_its_page_shows_rows_refusals_and_drift(client, people, tmp_path):
+    run = _binary_run(people, tmp_path, epochs=6)
+    version = registry.register(run=run, user=people.editor, name="churn")
+    url = f"/api/v1/models/{version.model.pk}/predict"
+    client.force_login(people.viewer)  # a viewer may predict and read what was served
+    rng = np.random.default_rng(5)
+    like_training = "a,b,c\n" + "\n".join(",".join(f"{v:.3f}" for v in row) for row in rng.normal(size=(200, 3)))
+    assert client.post(url, {"file": io.BytesIO(like_training.encode())}).status_code == 200
+    page = client.get(version.model.get_absolute_url()).content.decode()
+    assert "1 request answered · 200 rows predicted" in page
+    assert "steady" in page and "about the same class mix as on its test split" in page
+
+    # Rows far on one side: the model calls nearly all of them one class.
+    skewed = "a,b,c\n" + "\n".join(f"{3 + v:.3f},{-3 + v:.3f},1" for v in rng.normal(0, 0.3, 300))
+    answer = client.post(url, {"file": io.BytesIO(skewed.encode())}).json()
+    assert [row[1] for row in answer["rows"]].count("yes") > 290
+    refused = client.post(url, {"file": io.BytesIO(b"a,b\n1,2\n")})
+    assert refused.status_code == 400
+    report = client.get(f"/api/v1/models/{version.model.pk}/predictions").json()
+    assert report["requests"] == 2 and report["rows"] == 500 and report["refused"] == 1
+    assert report["rows_per_day"] == [{"version": 1, "rows": [0] * 29 + [500]}]
+    assert report["recent_refusals"][0]["caller"] == "vera" and "c" in report["recent_refusals"][0]["reason"]
+    drift = report["drift"]
+    served = drift["served"]["counts"]
+    logged = PredictionLog.objects.filter(model=version.model, refused="")
+    assert sum(served.values()) == 500 and served["yes"] == sum(log.summary["counts"].get("yes", 0) for log in logged)
+    expected = np.asarray(run.results["confusion_matrix"]).sum(axis=0)
+    assert drift["test"]["counts"] == {"no": int(expected[0]), "yes": int(expected[1])}
+    assert drift["psi"] == pytest.approx(monitoring.psi(served, drift["test"]["counts"]))
+    assert drift["verdict"] == "different"
+    # Its inputs against the training rows: a and b were sent about 3 training deviations off (1.8 over both
+    # requests), c was sent as 1 in the second (0.6 over both).
+    inputs = {c["column"]: c for c in drift["inputs"]}
+    assert [c["column"] for c in drift["inputs"]][2] == "c" and all(c["verdict"] == "different" for c in inputs.values())
+    assert inputs["a"]["score"] == pytest.approx(1.8, abs=0.25) and inputs["b"]["score"] == pytest.approx(-1.8, abs=0.25)
+    assert inputs["c"]["score"] == pytest.approx(0.6, abs=0.15)
+    page = client.get(version.model.get_absolute_url()).content.decode()
+    assert "2 requests answered · 500 rows predicted" in page and "1 refused" in page
+    assert "drifted" in page and 'data-testid="refusals"' in page and 'data-testid="input-drift"' in page
+    assert f"<td>a</td><td>{inputs['a']['says']}</td>" in page
+    assert json.loads(page.split('<script id="serving-data" type="application/json">')[1].split("</script>")[0]) == report
+
+
+@pytest.mark.django_db
+def test_the_report_covers_the_days_asked_for_and_follows_the_version_in_production(people, tmp_path):
+    run = _binary_run(people, tmp_path, epochs=2)
+    version = registry.register(run=run, user=people.editor, name="churn")
+    now = timezone.now()
+    for age, rows in ((0, 7), (3, 5), (40, 100)):
+        PredictionLog.objects.create(model=version.model, version=version, number=1, rows=rows,
+                                     summary={"kind": "classes", "counts": {"yes": rows}, "confidence_sum": rows * 0.9},
+                                     created_at=now - timedelta(days=age))
+    report = monitoring.report(version.model, days=7, now=now)
+    assert report["rows"] == 12 and len(report["dates"]) == 7 and report["rows_per_day"][0]["rows"][-1] == 7
+    assert monitoring.report(version.model, days=90, now=now)["rows"] == 112
+    assert monitoring.report(version.model, days=10**6, now=now)["days"] == monitoring.MAX_DAYS
+    version.model.production = None
+    version.model.save()
+    assert monitoring.report(version.model, days=7, now=now)["drift"] is None
+
+
+def test_a_tables_input_profile_catches_a_shifted_column_and_categories_never_seen_in_training():
+    import pandas as pd
+
+    from trainer.data import TablePreprocessor
+
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"age": rng.normal(40, 10, 1000), "plan": rng.choice(["basic", "pro"], 1000, p=[0.7, 0.3])})
+    table = TablePreprocessor(["age"], ["plan"]).fit(train)
+    pre = {"kind": "table", "features": table.to_dict()}
+    training = monitoring.input_profile(table.transform(train), pre)
+    assert training["rows"] == 1000 and training["categorical"]["plan"]["unseen"] == 0
+    assert training["categorical"]["plan"]["counts"]["pro"] == (train["plan"] == "pro").sum()
+    same = pd.DataFrame({"age": rng.normal(40, 10, 400), "plan": rng.choice(["basic", "pro"], 400, p=[0.7, 0.3])})
+    moved = pd.DataFrame({"age": rng.normal(55, 10, 400), "plan": ["enterprise"] * 200 + ["pro"] * 200})
+    steady = {c["column"]: c for c in monitoring.input_drift(training, [monitoring.input_profile(table.transform(same), pre)])}
+    assert steady["age"]["verdict"] == steady["plan"]["verdict"] == "same"
+    found = monitoring.input_drift(training, [monitoring.input_profile(table.transform(moved), pre)])
+    age, plan = found[0] if found[0]["column"] == "age" else found[1], next(c for c in found if c["column"] == "plan")
+    assert age["score"] == pytest.approx(1.5, abs=0.2) and age["verdict"] == "different"
+    assert plan["verdict"] == "different" and "50% of rows in categories not seen in training" in plan["says"]
+    assert monitoring.input_profile(np.zeros((3, 8, 8, 1)), {"kind": "images"}) is None

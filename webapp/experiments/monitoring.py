@@ -1,0 +1,258 @@
+"""What a registered model serves: each prediction request by the model's name is logged with a
+summary of its answer, and the model's page reads the log back as requests and rows per day, the
+requests it refused and why, and whether what the version in production predicts has drifted
+from what it predicted on its test split.
+
+Drift is judged on the model's outputs, which every request has, not on its inputs:
+- classifiers: the population stability index (PSI) between the served class mix and the test
+  split's predicted class mix, sum((p - q) ln(p / q)) over classes (shares floored at 1e-4);
+  under 0.1 about the same, 0.1 to 0.25 somewhat different, above that different;
+- regressors and series: how far the served predictions' mean is from the test split's, in the
+  test predictions' standard deviations (more than 0.5 counts as shifted).
+Fewer than MIN_ROWS served rows are too few to judge.
+
+A table model's inputs are watched too: its evaluation records the training rows' profile (per
+source column: count, sum and sum of squares of a numeric column's scaled values; per category
+of a categorical one, how many rows hold it), every request adds the same profile of what it was
+sent, and each column is judged: a numeric one by its mean's shift in training standard
+deviations (above 0.5 drifted), a categorical one by the PSI of its category mix, categories
+never seen in training counted apart.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.experiments import curves
+from webapp.experiments.models import PredictionLog
+
+MIN_ROWS = 30
+PSI_FLOOR = 1e-4
+PSI_SOME, PSI_DIFFERENT = 0.1, 0.25
+SHIFT_LIMIT = 0.5
+RECENT_REFUSALS = 5
+MAX_DAYS = 365
+
+
+def input_profile(x, pre: dict) -> dict | None:
+    """A table's feature rows (as its preprocessing made them) summed per source column, or None for
+    other kinds of input."""
+    from trainer.data import TablePreprocessor
+
+    if pre.get("kind") != "table" or not pre.get("features") or not isinstance(x, np.ndarray) or x.ndim != 2:
+        return None
+    table = TablePreprocessor.from_dict(pre["features"])
+    groups = table.feature_groups()
+    x = np.asarray(x, dtype=np.float64)
+    numeric, categorical = {}, {}
+    for column in table.numeric_columns:
+        values = x[:, groups[column][0]]
+        values = values[np.isfinite(values)]
+        numeric[column] = {"count": len(values), "sum": float(values.sum()), "sum_sq": float(np.square(values).sum())}
+    for column in table.categorical_columns:
+        block = x[:, groups[column]] > 0.5
+        categorical[column] = {"counts": dict(zip([str(c) for c in table.categories[column]],
+                                                  block.sum(axis=0).astype(int).tolist())),
+                               "unseen": int((~block.any(axis=1)).sum())}
+    return {"rows": len(x), "numeric": numeric, "categorical": categorical}
+
+
+def _pooled_inputs(profiles: list[dict]) -> dict:
+    numeric, categorical = {}, {}
+    for profile in profiles:
+        for column, s in profile.get("numeric", {}).items():
+            into = numeric.setdefault(column, {"count": 0, "sum": 0.0, "sum_sq": 0.0})
+            for key in into:
+                into[key] += s[key]
+        for column, s in profile.get("categorical", {}).items():
+            into = categorical.setdefault(column, {"counts": {}, "unseen": 0})
+            for name, n in s["counts"].items():
+                into["counts"][name] = into["counts"].get(name, 0) + n
+            into["unseen"] += s["unseen"]
+    return {"rows": sum(p.get("rows", 0) for p in profiles), "numeric": numeric, "categorical": categorical}
+
+
+def _mean_std(s: dict) -> tuple[float, float]:
+    mean = s["sum"] / s["count"]
+    return mean, math.sqrt(max(s["sum_sq"] / s["count"] - mean * mean, 0.0))
+
+
+UNSEEN = "(not seen in training)"
+
+
+def input_drift(training: dict, profiles: list[dict]) -> list[dict]:
+    """Each source column's drift from the training rows, the most drifted first."""
+    served = _pooled_inputs(profiles)
+    found = []
+    for column, s in served["numeric"].items():
+        reference = training.get("numeric", {}).get(column)
+        if not reference or not reference["count"] or not s["count"]:
+            continue
+        (mean, _), (center, spread) = _mean_std(s), _mean_std(reference)
+        shift = (mean - center) / spread if spread > 0 else 0.0
+        found.append({"column": column, "kind": "numeric", "score": shift, "severity": abs(shift) / SHIFT_LIMIT,
+                      "verdict": "different" if abs(shift) > SHIFT_LIMIT else "same",
+                      "says": f"mean {abs(shift):.2f} training standard deviations {'above' if shift > 0 else 'below'}"})
+    for column, s in served["categorical"].items():
+        reference = training.get("categorical", {}).get(column)
+        if not reference:
+            continue
+        score = psi({**s["counts"], UNSEEN: s["unseen"]}, {**reference["counts"], UNSEEN: reference["unseen"]})
+        verdict = "same" if score < PSI_SOME else "some" if score < PSI_DIFFERENT else "different"
+        unseen = s["unseen"] / served["rows"] if served["rows"] else 0.0
+        found.append({"column": column, "kind": "categorical", "score": score, "severity": score / PSI_DIFFERENT,
+                      "verdict": verdict, "says": f"category mix PSI {score:.3f}" + (
+                          f", {unseen:.0%} of rows in categories not seen in training" if s["unseen"] else "")})
+    found.sort(key=lambda entry: -entry["severity"])
+    return found
+
+
+def summarize(result: dict, pre: dict) -> dict:
+    """A request's answer in a few numbers: class counts and mean confidence, or sums of the values."""
+    columns, rows = result["columns"], result["rows"]
+    if pre.get("task") == "classification":
+        at, conf = columns.index("prediction"), columns.index("confidence")
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[str(row[at])] = counts.get(str(row[at]), 0) + 1
+        confidence = [float(row[conf]) for row in rows]
+        return _with_inputs({"kind": "classes", "counts": counts, "confidence_sum": float(np.sum(confidence))}, result)
+    values = np.asarray([row[1] for row in rows], dtype=np.float64)  # the first step ahead
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"kind": "values", "count": 0}
+    return _with_inputs({"kind": "values", "count": len(values), "sum": float(values.sum()),
+                         "sum_sq": float(np.square(values).sum()), "min": float(values.min()),
+                         "max": float(values.max())}, result)
+
+
+def _with_inputs(summary: dict, result: dict) -> dict:
+    if result.get("input_profile"):
+        summary["inputs"] = result["input_profile"]
+    return summary
+
+
+def record(version, user, *, kind: str, result: dict | None = None, refused: str = "") -> None:
+    """Log one request to ``version`` (its model's name answered it). A log that cannot be written never
+    fails the request it describes."""
+    try:
+        with transaction.atomic():
+            PredictionLog.objects.create(
+                model_id=version.model_id, version=version, number=version.number,
+                caller=user if getattr(user, "is_authenticated", False) else None, kind=kind,
+                rows=len(result["rows"]) if result else 0, refused=refused[:300],
+                summary=summarize(result, version.run.preprocessing or {}) if result else {})
+    except Exception:  # the answer matters more than its log line
+        import logging
+
+        logging.getLogger(__name__).exception("prediction log of model %s not written", version.model_id)
+
+
+def reference(version) -> dict | None:
+    """What the version's run predicted on its test split, in the summary's terms."""
+    results = version.run.results or {}
+    if results.get("confusion_matrix") and results.get("class_names"):
+        predicted = np.asarray(results["confusion_matrix"]).sum(axis=0)
+        counts = dict(zip(results["class_names"], predicted.astype(int).tolist()))
+        roc = curves.binary_roc(results)
+        if roc is not None and version.run.decision_threshold is not None:  # the mix its threshold calls
+            at = curves.operating_point(roc, version.run.decision_threshold)
+            counts = {roc["negative"]: at["fn"] + at["tn"], roc["positive"]: at["tp"] + at["fp"]}
+        return {"kind": "classes", "counts": counts}
+    predicted = (results.get("residuals") or {}).get("predicted")
+    values = np.asarray([v for v in predicted or [] if v is not None], dtype=np.float64)
+    if len(values) < 2:
+        return None
+    return {"kind": "values", "mean": float(values.mean()), "std": float(values.std())}
+
+
+def psi(served: dict, expected: dict) -> float:
+    names = sorted(set(served) | set(expected))
+    p = np.asarray([served.get(n, 0) for n in names], dtype=np.float64)
+    q = np.asarray([expected.get(n, 0) for n in names], dtype=np.float64)
+    p = np.maximum(p / p.sum(), PSI_FLOOR)
+    q = np.maximum(q / q.sum(), PSI_FLOOR)
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+def _pooled(summaries: list[dict]) -> dict:
+    if summaries and summaries[0].get("kind") == "classes":
+        counts: dict[str, int] = {}
+        for s in summaries:
+            for name, n in s.get("counts", {}).items():
+                counts[name] = counts.get(name, 0) + int(n)
+        rows = sum(counts.values())
+        confidence = sum(s.get("confidence_sum", 0.0) for s in summaries)
+        return {"kind": "classes", "counts": counts, "rows": rows, "confidence": confidence / rows if rows else None}
+    count = sum(s.get("count", 0) for s in summaries)
+    if not count:
+        return {"kind": "values", "rows": 0}
+    total, squares = sum(s.get("sum", 0.0) for s in summaries), sum(s.get("sum_sq", 0.0) for s in summaries)
+    mean = total / count
+    return {"kind": "values", "rows": count, "mean": mean, "std": math.sqrt(max(squares / count - mean * mean, 0.0)),
+            "min": min(s["min"] for s in summaries if s.get("count")),
+            "max": max(s["max"] for s in summaries if s.get("count"))}
+
+
+def drift(version, summaries: list[dict]) -> dict | None:
+    """Whether what ``version`` served (its logs' summaries) differs from what it predicted on its test split."""
+    expected = reference(version)
+    served = _pooled([s for s in summaries if s])
+    if expected is None or not served.get("rows") or served["kind"] != expected["kind"]:
+        return None
+    found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None}
+    training = (version.run.results or {}).get("input_profile")
+    profiles = [s["inputs"] for s in summaries if s and s.get("inputs")]
+    if training and profiles and served["rows"] >= MIN_ROWS:
+        found["inputs"] = input_drift(training, profiles)
+    if served["rows"] < MIN_ROWS:
+        rows = served["rows"]
+        return dict(found, verdict="too few",
+                    says=f"has served {rows} row{'s' if rows != 1 else ''} so far: too few to judge drift (it takes {MIN_ROWS})")
+    if served["kind"] == "classes":
+        score = psi(served["counts"], expected["counts"])
+        verdict = "same" if score < PSI_SOME else "some" if score < PSI_DIFFERENT else "different"
+        says = {"same": "served about the same class mix as on its test split",
+                "some": "served a somewhat different class mix from its test split's",
+                "different": "served a different class mix from its test split's: check what it is sent"}[verdict]
+        return dict(found, psi=score, verdict=verdict, says=f"{says} (PSI {score:.3f})")
+    shift = (served["mean"] - expected["mean"]) / expected["std"] if expected["std"] > 0 else 0.0
+    verdict = "different" if abs(shift) > SHIFT_LIMIT else "same"
+    says = (f"served predictions {abs(shift):.2f} test standard deviations {'above' if shift > 0 else 'below'} its test "
+            f"split's on average{': check what it is sent' if verdict == 'different' else ''}")
+    return dict(found, shift=shift, verdict=verdict, says=says)
+
+
+def report(model, *, days: int = 30, now=None) -> dict:
+    """The model's log over the last ``days`` days: per day and version, totals, refusals, and drift of the
+    version in production."""
+    days = max(1, min(int(days), MAX_DAYS))
+    now = now or timezone.now()
+    first = timezone.localdate(now) - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    logs = list(model.prediction_logs.filter(created_at__gte=since).select_related("caller").order_by("created_at"))
+    dates = [first + timedelta(days=i) for i in range(days)]
+    numbers = sorted({log.number for log in logs})
+    per_day = {n: [0] * days for n in numbers}
+    for log in logs:
+        if not log.refused:
+            per_day[log.number][(timezone.localdate(log.created_at) - first).days] += log.rows
+    answered = [log for log in logs if not log.refused]
+    refused = [log for log in logs if log.refused]
+    production = model.production
+    return {
+        "days": days, "dates": [d.isoformat() for d in dates],
+        "rows_per_day": [{"version": n, "rows": per_day[n]} for n in numbers],
+        "requests": len(answered), "rows": sum(log.rows for log in answered), "refused": len(refused),
+        "last_at": logs[-1].created_at.isoformat() if logs else None,
+        "recent_refusals": [{"at": log.created_at.isoformat(), "version": log.number, "reason": log.refused,
+                             "caller": log.caller.username if log.caller else None}
+                            for log in reversed(refused[-RECENT_REFUSALS:])],
+        "drift": drift(production, [log.summary for log in answered if log.version_id == production.pk])
+        if production else None,
+    }
