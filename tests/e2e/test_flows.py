@@ -161,6 +161,23 @@ def _predict_and_download(pages, page, files: list[Path], expected_rows: int, tm
     return rows
 
 
+def _predict_a_whole_data_set(pages, page, tmp_path: Path, expected_rows: int) -> None:
+    """On the predict page: a worker predicts every row of a data set version; the page reloads itself until the
+    job's CSV can be downloaded, with the data set's own answer beside each prediction."""
+    page.click("[data-testid=predict-dataset]")
+    page.wait_for_selector("[data-testid=prediction-jobs]")
+    page.wait_for_selector("[data-testid=job-download]", timeout=60_000)  # autoreload while it is worked out
+    pages.shot(page, "prediction-job")
+    with page.expect_download() as info:
+        page.click("[data-testid=job-download]")
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(str(target))
+    rows = list(csv.reader(io.StringIO(target.read_text())))
+    assert len(rows) == expected_rows + 1 and rows[0][:2] == ["row", "prediction"] and rows[0][-1] == "actual"
+    right = sum(row[1] == row[-1] for row in rows[1:]) / expected_rows
+    assert right > 0.6, rows[:3]
+
+
 def _register_as_a_model(pages, page, base: str, ws: str, run_url: str, name: str) -> None:
     """From the run's page, into the registry under a new name: its first version, in production; the
     run's page says so, and its delete button is refused while the model holds it."""
@@ -279,6 +296,7 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
                 writer.writerow(row[:-1])
     rows = _predict_and_download(owner, page, [new_rows], expected_rows=10, tmp_path=tmp_path)
     assert any(name in ",".join(rows[1]) for name in ("setosa", "versicolor", "virginica")), rows[:2]
+    _predict_a_whole_data_set(owner, page, tmp_path, expected_rows=150)
 
     link = _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
     _delete_from_the_dashboard(owner, page, base, ws, run_url, link)

@@ -105,6 +105,20 @@ def make_finished_run(p):
     return pk
 
 
+def make_prediction_job(p):
+    """A finished prediction job of the owner's run, its CSV written (its run's pk kept as p.job_run)."""
+    from webapp.experiments import batch
+    from webapp.experiments.models import PredictionJob
+
+    run = make_finished_run(p)
+    job = PredictionJob.objects.create(workspace=p.workspace, run_id=run, dataset_version=_matrix_version(p),
+                                       created_by=p.owner, status="succeeded", rows=1)
+    batch.output_path(job).parent.mkdir(parents=True, exist_ok=True)
+    batch.output_path(job).write_text("row,prediction\n1,0.5\n")
+    p.job_run = run
+    return job.pk
+
+
 def make_sweep(p):
     from webapp.experiments.models import Sweep
 
@@ -245,6 +259,9 @@ RULES = [
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
     Rule("run-rank-columns", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-threshold", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"threshold": "0.3"}),
+    Rule("run-predict-dataset", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("prediction-job-download", "GET", "302 404 200 200 200",
+         kwargs={"pk": lambda p: setattr(p, "job", make_prediction_job(p)) or p.job_run, "job": lambda p: p.job}),
     Rule("run-priority", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"priority": "2"}),
     Rule("run-predict", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
     Rule("run-download", "GET", "302 404 200 200 200", kwargs={"pk": make_run}),
@@ -263,6 +280,9 @@ RULES = [
     Rule("api:cancel_run", "POST", "401 404 403 200 200"),
     Rule("api:rank_run_columns", "POST", "401 404 403 400 400"),  # the run has not trained
     Rule("api:set_run_threshold", "POST", "401 404 403 400 400", data={"threshold": 0.3}),  # not a tested classifier
+    Rule("api:create_prediction_job", "POST", "401 404 403 400 400"),  # the run has not trained
+    Rule("api:get_prediction_job", "GET", "401 404 200 200 200", kwargs={"job_id": make_prediction_job}),
+    Rule("api:download_prediction_job", "GET", "401 404 200 200 200", kwargs={"job_id": make_prediction_job}),
     Rule("api:delete_run", "DELETE", "401 404 403 403 204", kwargs={"run_id": make_finished_run}),
     Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet

@@ -10,7 +10,7 @@ import functools
 import json
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.utils.text import slugify
 from ninja import Body, Router, Schema, Status
 
@@ -179,6 +179,50 @@ def rank_run_columns(request, run_id: int):
     run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
     run = services.run_rank_columns(run=run, user=request.user)
     return Status(202, {"run": run.pk, "importance": run.results["importance"]})
+
+
+class PredictionJobIn(Schema):
+    dataset_version: Any = None
+
+
+def serialize_job(job) -> dict:
+    return {"id": job.pk, "run": job.run_id, "dataset_version": job.dataset_version_id, "status": job.status,
+            "rows": job.rows, "total": job.total, "reason": job.reason, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at,
+            "download": f"/api/v1/prediction-jobs/{job.pk}/download" if job.status == "succeeded" else None}
+
+
+@router.post("/runs/{run_id}/prediction-jobs", response={202: dict})
+@answers_input_errors
+def create_prediction_job(request, run_id: int, payload: PredictionJobIn):
+    """Predict every row (or image) of a data set version of the run's workspace on a worker, into a CSV
+    (``GET /prediction-jobs/{id}`` says how far it is; its ``download`` link once it succeeded)."""
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    chosen = payload.dataset_version
+    version = (_version_in(run.workspace, chosen)
+               if isinstance(chosen, int) and not isinstance(chosen, bool) else None)
+    job = services.prediction_job_create(run=run, dataset_version=version, user=request.user)
+    return Status(202, serialize_job(job))
+
+
+def _job_for(request, job_id: int):
+    from webapp.experiments.models import PredictionJob
+
+    job = PredictionJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise Http404("Not found")
+    selectors.get_run_for_user(request.user, job.run_id)  # the run's workspace decides who may read it
+    return job
+
+
+@router.get("/prediction-jobs/{job_id}")
+def get_prediction_job(request, job_id: int):
+    return serialize_job(_job_for(request, job_id))
+
+
+@router.get("/prediction-jobs/{job_id}/download")
+def download_prediction_job(request, job_id: int):
+    return exports.prediction_job_response(_job_for(request, job_id))
 
 
 class ThresholdIn(Schema):
@@ -467,6 +511,7 @@ def predict_with_model(request, model_id: int, version: str = ""):
         monitoring.record(chosen, request.user, kind="predict", refused=str(error))
         raise
     monitoring.record(chosen, request.user, kind="predict", result=result)
+    monitoring.check_drift(model)
     answer = _prediction_answer(request, result, f"{slugify(model.name) or 'model'}-v{chosen.number}")
     if isinstance(answer, dict):
         answer = {"model": model.name, "version": chosen.number, "run": chosen.run_id, **answer}
@@ -485,6 +530,7 @@ def forecast_with_model(request, model_id: int, payload: ForecastIn, version: st
         monitoring.record(chosen, request.user, kind="forecast", refused=str(error))
         raise
     monitoring.record(chosen, request.user, kind="forecast", result=ahead)
+    monitoring.check_drift(model)
     return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **ahead}
 
 

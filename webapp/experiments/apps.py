@@ -16,6 +16,7 @@ class ExperimentsConfig(AppConfig):
                                               "options": {"queue": "default", "expires": WATCHDOG_EVERY}}
         app.conf.beat_schedule = schedule
         _register_sharing()
+        from webapp.experiments import batch  # noqa: F401 - a deleted prediction job removes its file
 
 
 def _register_sharing() -> None:

@@ -51,6 +51,15 @@ def preprocessing_response(run) -> JsonResponse:
     return response
 
 
+def prediction_job_response(job) -> FileResponse:
+    from webapp.experiments import batch
+
+    path = batch.output_path(job)
+    if job.status != "succeeded" or not path.exists():
+        raise Http404("This prediction job has no file (yet)")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=batch.download_name(job), content_type="text/csv")
+
+
 def weights_response(run) -> FileResponse:
     path = checkpoints.weights_path(run)
     if not path.exists():

@@ -159,6 +159,9 @@ class RegisteredModel(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     production = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # What the last drift check found ("", "too few", "same", "some", "different") and when (monitoring.py).
+    drift_state = models.CharField(max_length=10, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
@@ -212,3 +215,31 @@ class PredictionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} v{self.number} {self.rows} rows"
+
+
+class PredictionJob(models.Model):
+    """A finished run's predictions for every row (or image) of a data set version, worked out by a worker and
+    kept as a CSV file beside the run (see batch.py)."""
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="prediction_jobs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="prediction_jobs")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.CASCADE, related_name="prediction_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    rows = models.PositiveIntegerField(default=0)  # predicted so far
+    total = models.PositiveIntegerField(null=True, blank=True)  # rows (or images) in the data set, once read
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"predictions of run {self.run_id} on version {self.dataset_version_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES

@@ -256,3 +256,59 @@ def report(model, *, days: int = 30, now=None) -> dict:
         "drift": drift(production, [log.summary for log in answered if log.version_id == production.pk])
         if production else None,
     }
+
+
+DRIFT_CHECK_EVERY = timedelta(minutes=10)
+
+
+def overall(found: dict | None) -> str:
+    """One state for a drift block: "different" when the outputs or any input column drifted."""
+    if not found:
+        return ""
+    states = [found["verdict"]] + [c["verdict"] for c in found.get("inputs") or []]
+    for state in ("different", "some", "same"):
+        if state in states:
+            return state
+    return found["verdict"]
+
+
+def check_drift(model, *, now=None) -> str | None:
+    """After a request: at most every DRIFT_CHECK_EVERY per model, judge what its version in production served
+    over the report's days; when that turns "different" (or back), tell whoever registered the model and the
+    version (a notification) and the workspace's webhooks (``model.drifted``, ``model.steady``). Returns the new
+    state, or None when it was not checked. Never fails the request."""
+    from webapp.accounts import activity, webhooks
+    from webapp.experiments.models import RegisteredModel
+
+    now = now or timezone.now()
+    before = model.drift_checked_at
+    if before is not None and now - before < DRIFT_CHECK_EVERY:
+        return None
+    if not RegisteredModel.objects.filter(pk=model.pk, drift_checked_at=before).update(drift_checked_at=now):
+        return None  # another request is checking
+    try:
+        found = report(model, now=now)["drift"]
+        state, previous = overall(found), model.drift_state
+        RegisteredModel.objects.filter(pk=model.pk).update(drift_state=state)
+        model.drift_state, model.drift_checked_at = state, now
+        drifted = state == "different"
+        if drifted == (previous == "different") or (not drifted and state not in ("same", "some")):
+            return state  # no turn, or it turned to too little to judge: nothing to tell
+        columns = [c["column"] for c in (found or {}).get("inputs") or [] if c["verdict"] == "different"]
+        message = (f"{model.name} v{found['version']} drifted: it {found['says']}"
+                   + (f"; input columns drifted: {', '.join(columns[:5])}" if columns else "")
+                   if drifted else f"{model.name} v{found['version']} is steady again: it {found['says']}")
+        people = {u.pk: u for u in (model.created_by, getattr(model.production, "created_by", None)) if u is not None}
+        for user in people.values():
+            activity.notify(user=user, workspace=model.workspace, message=message, link=model.get_absolute_url(),
+                            level="error" if drifted else "info")
+        webhooks.dispatch(model.workspace, "model.drifted" if drifted else "model.steady", {
+            "model": model.pk, "name": model.name, "version": (found or {}).get("version"), "state": state,
+            "says": (found or {}).get("says"), "psi": (found or {}).get("psi"), "shift": (found or {}).get("shift"),
+            "drifted_columns": columns, "path": model.get_absolute_url()}, text=f"[{model.workspace.name}] {message}")
+        return state
+    except Exception:  # a drift alert must never fail the request that set it off
+        import logging
+
+        logging.getLogger(__name__).exception("drift check of model %s failed", model.pk)
+        return None

@@ -174,13 +174,13 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
     return predict_arrays(run, x, ids, id_name)
 
 
-def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False) -> dict:
+def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, model=None) -> dict:
     from webapp.experiments import explain as explaining
     from webapp.experiments import monitoring
     from webapp.experiments.execution import predict_outputs
 
     pre = run.preprocessing
-    model = load_model(run)
+    model = model or load_model(run)
     outputs = predict_outputs(model, x)
     decoded = preparation.decode_predictions(outputs, pre, x, threshold=run.decision_threshold)
     if pre["task"] == "classification":

@@ -260,6 +260,48 @@ def run_set_threshold(*, run: Run, user, threshold) -> Run:
     return run
 
 
+def prediction_job_create(*, run: Run, dataset_version, user):
+    """Queue predictions of a finished run for every row (or image) of a data set version of its workspace."""
+    from webapp.experiments import batch
+    from webapp.experiments.models import PredictionJob
+
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not checkpoints.weights_path(run).exists():
+        raise InvalidInput("run: only a finished run with trained weights can predict", "run")
+    if dataset_version is None or dataset_version.dataset.workspace_id != run.workspace_id:
+        raise InvalidInput("dataset_version: no such data set version in this workspace", "dataset_version")
+    if dataset_version.status != "ready":
+        raise InvalidInput(f"dataset_version: {dataset_version} is {dataset_version.status}, not ready", "dataset_version")
+    kind = (run.preprocessing or {}).get("kind")
+    held = (dataset_version.schema or {}).get("kind")
+    if held not in batch.DATA_KINDS.get(kind, ()):
+        raise InvalidInput(f"dataset_version: {dataset_version} holds {held}, and this run predicts from "
+                           f"{' or '.join(batch.DATA_KINDS.get(kind, ('nothing',)))}", "dataset_version")
+    with transaction.atomic():
+        Run.objects.select_for_update().get(pk=run.pk)  # two asks at once count each other
+        if run.prediction_jobs.filter(status__in=ACTIVE_STATUSES).count() >= batch.MAX_ACTIVE_PER_RUN:
+            raise InvalidInput(f"dataset_version: this run already has {batch.MAX_ACTIVE_PER_RUN} prediction jobs "
+                               "queued or running; wait for one to end", "dataset_version")
+        job = PredictionJob.objects.create(workspace=run.workspace, run=run, dataset_version=dataset_version,
+                                           created_by=user if getattr(user, "is_authenticated", False) else None)
+        transaction.on_commit(lambda: _send_prediction_job(job.pk))
+    activity.record(workspace=run.workspace, actor=user, verb="predicted a data set with", target_type="run",
+                    target_id=run.pk, target_label=run.display_name)
+    return job
+
+
+def _send_prediction_job(job_id: int) -> None:
+    from webapp.experiments.models import PredictionJob
+    from webapp.experiments.tasks import predict_dataset
+
+    try:
+        predict_dataset.apply_async(args=[job_id], queue="default")
+    except Exception as error:  # noqa: BLE001 - the broker is down: the job says so instead of waiting forever
+        log.warning("prediction job %s not sent: %s", job_id, error)
+        PredictionJob.objects.filter(pk=job_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(),
+            reason="the task queue (Redis) could not be reached; start it again once it is back")
+
+
 def _send_rank_columns(run_id: int) -> None:
     from webapp.experiments.tasks import rank_columns
 

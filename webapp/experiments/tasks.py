@@ -7,7 +7,7 @@ from celery import shared_task
 # Imported when the worker starts (not on its first task), so a run starts without waiting for
 # NumPy, pandas and the engine to load.
 import trainer  # noqa: F401
-from webapp.experiments import execution, watchdog
+from webapp.experiments import batch, execution, watchdog
 
 
 @shared_task(name="experiments.train_run", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -18,6 +18,11 @@ def train_run(self, run_id: int) -> str:
 @shared_task(name="experiments.rank_columns", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def rank_columns(run_id: int) -> None:
     execution.importance_execute(int(run_id))
+
+
+@shared_task(name="experiments.predict_dataset", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def predict_dataset(job_id: int) -> None:
+    batch.job_execute(int(job_id))
 
 
 @shared_task(name="experiments.check_runs", ignore_result=True)

@@ -340,7 +340,47 @@ def run_predict(request, ws, pk):
         return exports.csv_attachment(answer, f"run-{run.pk}-{stem}.csv")
     return render(request, "experiments/predict.html", {
         "run": run, "workspace": run.workspace, "membership": membership, "section": "runs", **context,
-        "current_workspace": run.workspace, "kind": kind, "has_weights": checkpoints.weights_path(run).exists()})
+        "current_workspace": run.workspace, "kind": kind, "has_weights": checkpoints.weights_path(run).exists(),
+        **_prediction_jobs(run, membership)})
+
+
+def _prediction_jobs(run, membership) -> dict:
+    """The run's prediction jobs, and the data set versions it can predict for (those of its input's kind)."""
+    from webapp.datasets.models import DatasetVersion
+    from webapp.experiments import batch
+
+    kinds = batch.DATA_KINDS.get((run.preprocessing or {}).get("kind"), ())
+    versions = [v for v in DatasetVersion.objects.filter(dataset__workspace=run.workspace, status="ready")
+                .select_related("dataset").order_by("dataset__name", "-number") if (v.schema or {}).get("kind") in kinds]
+    jobs = list(run.prediction_jobs.select_related("dataset_version__dataset", "created_by")[:20])
+    return {"job_versions": versions if membership.can_write else [], "jobs": jobs,
+            "jobs_active": any(job.is_active for job in jobs)}
+
+
+@login_required
+@require_POST
+def run_predict_dataset(request, ws, pk):
+    from webapp.datasets.models import DatasetVersion
+
+    run, _ = _run_in(request, ws, pk, write=True)
+    chosen = request.POST.get("dataset_version", "")
+    version = DatasetVersion.objects.select_related("dataset").filter(pk=int(chosen)).first() if chosen.isdigit() else None
+    try:
+        services.prediction_job_create(run=run, dataset_version=version, user=request.user)
+    except INPUT_ERRORS as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"A worker is predicting every row of {version}; the file shows here when it is done.")
+    return redirect(reverse("run-predict", kwargs={"ws": ws, "pk": run.pk}) + "#jobs")
+
+
+@login_required
+def prediction_job_download(request, ws, pk, job):
+    run, _ = _run_in(request, ws, pk)
+    found = run.prediction_jobs.filter(pk=job).first()
+    if found is None:
+        raise Http404("Not found")
+    return exports.prediction_job_response(found)
 
 
 # ----------------------------------------------------------------------------- new run (the builder)

@@ -1,4 +1,5 @@
-"""The heartbeat watchdog: no run stays "running" after its worker died, and no queued run is lost.
+"""The heartbeat watchdog: no run (or prediction job) stays "running" after its worker died, and no
+queued run is lost.
 
 A worker killed with SIGKILL leaves its task message unacknowledged in Redis until the
 visibility timeout (an hour) brings it back. The watchdog does not wait for that: a running run
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.experiments import services
+from webapp.experiments import batch, services
 from webapp.experiments.execution import heartbeat_fresh, notify_finished
 from webapp.experiments.models import Run, RunStatus
 
@@ -32,7 +33,8 @@ def check_runs() -> dict:
     """Re-queue or fail runs whose worker stopped beating; resend undelivered messages."""
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
-    report = {"requeued": [], "failed": [], "cancelled": [], "redispatched": []}
+    report = {"requeued": [], "failed": [], "cancelled": [], "redispatched": [],
+              "prediction_jobs_failed": batch.fail_stale(cutoff)}
     stale = Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
     for run_id in list(stale):
         outcome = _recover(run_id)

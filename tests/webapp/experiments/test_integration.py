@@ -128,3 +128,18 @@ def test_an_image_run_trains_a_small_cnn_through_the_worker(transactional_db, st
     assert len(run.results["confusion_matrix"]) == 10
     assert all(entry["image"].startswith("data:image/png") for entry in run.results["misclassified"])
     print(f"digits through the worker: test accuracy {run.results['test']['accuracy']:.3f} after 2 epochs")
+
+
+def test_a_prediction_job_runs_on_the_worker_and_its_file_comes_over_http(transactional_db, stack, client, people):
+    iris = make_version(people.workspace, people.owner, "iris.csv", target="species")
+    run_id = start(client, people.editor, people.workspace, iris, iris_spec(epochs=3), {"target": "species"})
+    wait_for(lambda: run_state(run_id).is_finished, 60, "the run to finish", stack)
+    response = client.post(f"/api/v1/runs/{run_id}/prediction-jobs", {"dataset_version": iris.pk},
+                           content_type="application/json")
+    assert response.status_code == 202, response.content
+    job_url = f"/api/v1/prediction-jobs/{response.json()['id']}"
+    job = wait_for(lambda: (j := client.get(job_url).json())["status"] not in ("queued", "running") and j, 60,
+                   "the worker to predict the data set", stack)
+    assert job["status"] == "succeeded", job["reason"]
+    lines = b"".join(client.get(job["download"]).streaming_content).decode().splitlines()
+    assert len(lines) == 151 and lines[0].startswith("row,prediction,confidence") and lines[0].endswith(",actual")

@@ -135,3 +135,43 @@ def test_a_tables_input_profile_catches_a_shifted_column_and_categories_never_se
     assert age["score"] == pytest.approx(1.5, abs=0.2) and age["verdict"] == "different"
     assert plan["verdict"] == "different" and "50% of rows in categories not seen in training" in plan["says"]
     assert monitoring.input_profile(np.zeros((3, 8, 8, 1)), {"kind": "images"}) is None
+
+
+@pytest.mark.django_db
+def test_a_model_that_turns_to_drift_tells_its_people_and_webhooks_once_and_again_when_steady(client, people, tmp_path):
+    from webapp.accounts.models import Notification, Webhook, WebhookDelivery
+    from webapp.experiments.models import RegisteredModel
+
+    run = _binary_run(people, tmp_path, epochs=6)
+    version = registry.register(run=run, user=people.editor, name="churn")
+    Webhook.objects.create(workspace=people.workspace, url="https://hooks.example.org/cupola", created_by=people.owner)
+    url = f"/api/v1/models/{version.model.pk}/predict"
+    client.force_login(people.viewer)
+    rng = np.random.default_rng(7)
+    skewed = "a,b,c\n" + "\n".join(f"{3 + v:.3f},{-3 + v:.3f},1" for v in rng.normal(0, 0.3, 100))
+    assert client.post(url, {"file": io.BytesIO(skewed.encode())}).status_code == 200
+    model = RegisteredModel.objects.get(pk=version.model.pk)
+    assert model.drift_state == "different" and model.drift_checked_at is not None
+    alerts = Notification.objects.filter(link=version.model.get_absolute_url())
+    alert = alerts.get(user=people.editor)  # who registered the model (and its version), once
+    assert alert.level == "error" and alert.message.startswith("churn v1 drifted: it served a different class mix")
+    assert set(alert.message.split("input columns drifted: ")[1].split(", ")) >= {"a", "b"}
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event == "model.drifted" and {"a", "b"} <= set(delivery.payload["data"]["drifted_columns"])
+    # More requests within the check interval: no new check, no second alert.
+    assert client.post(url, {"file": io.BytesIO(skewed.encode())}).status_code == 200
+    assert alerts.count() == 1 and WebhookDelivery.objects.count() == 1
+    # Later, with the old requests out of the window and rows like training served: steady again, said once.
+    PredictionLog.objects.update(created_at=timezone.now() - timedelta(days=40))
+    like = "a,b,c\n" + "\n".join(",".join(f"{v:.3f}" for v in row) for row in rng.normal(size=(300, 3)))
+    PredictionLog.objects.create(model=model, version=version, number=1, rows=300, summary=monitoring.summarize(
+        registry_predict(version, like), version.run.preprocessing))
+    assert monitoring.check_drift(model, now=timezone.now() + monitoring.DRIFT_CHECK_EVERY) in ("same", "some")
+    assert alerts.filter(level="info", message__startswith="churn v1 is steady again").count() == 1
+    assert list(WebhookDelivery.objects.values_list("event", flat=True).order_by("pk")) == ["model.drifted", "model.steady"]
+
+
+def registry_predict(version, rows: str) -> dict:
+    from webapp.experiments import prediction
+
+    return prediction.predict_file(version.run, rows.encode(), "rows.csv")

@@ -1,0 +1,169 @@
+"""Prediction jobs: a finished run predicts every row (or image) of a data set version on a worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from unittest import mock
+
+import pandas as pd
+import pytest
+from django.utils import timezone
+
+from tests.webapp.experiments.conftest import FIXTURES, iris_spec, make_version, small_cnn_spec
+from webapp.experiments import batch, execution, prediction, services, watchdog
+from webapp.experiments.models import PredictionJob
+from webapp.experiments.tasks import predict_dataset
+
+
+def _trained(people, version, spec, data_config=None):
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=version, spec=spec,
+                              data_config=data_config or {})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    return run
+
+
+def _rows(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text())))
+
+
+@pytest.mark.django_db
+def test_a_job_predicts_every_row_as_a_request_would_with_the_data_sets_own_answer(people, iris, monkeypatch):
+    run = _trained(people, iris, iris_spec(epochs=10), {"target": "species"})
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 40)  # 150 rows in four chunks
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+    assert job.status == "queued"
+    assert batch.job_execute(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert (job.status, job.rows, job.total) == ("succeeded", 150, 150) and job.finished_at
+    written = _rows(batch.output_path(job))
+    expected = prediction.predict_file(run, (FIXTURES / "iris.csv").read_bytes(), "iris.csv")
+    assert written[0] == expected["columns"] + ["actual"]
+    assert [row[:2] for row in written[1:]] == [[str(r[0]), r[1]] for r in expected["rows"]]
+    for ours, theirs in zip(written[1:], expected["rows"]):
+        assert [float(v) for v in ours[2:-1]] == pytest.approx(theirs[2:], abs=1e-6)
+    assert [row[-1] for row in written[1:]] == pd.read_csv(FIXTURES / "iris.csv")["species"].tolist()
+    assert batch.job_execute(job.pk) == "skipped"  # a redelivered message finds it done
+
+
+@pytest.mark.django_db
+def test_a_job_on_data_that_lacks_a_column_fails_naming_it_and_leaves_no_file(people, iris, tmp_path):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    frame = pd.read_csv(FIXTURES / "iris.csv").drop(columns=["petal width (cm)"])
+    frame.to_csv(tmp_path / "cut.csv", index=False)
+    cut = make_version(people.workspace, people.owner, str(tmp_path / "cut.csv"), name="Cut")
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=cut, user=people.editor)
+    assert batch.job_execute(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and "the data set has no column 'petal width (cm)'" in job.reason and "Cut v1" in job.reason
+    assert not batch.output_path(job).exists() and not batch.output_path(job).with_suffix(".part").exists()
+
+
+@pytest.mark.django_db
+def test_an_image_job_predicts_every_image_with_its_folder_as_the_answer(people):
+    digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
+    spec = small_cnn_spec(epochs=2)
+    run = _trained(people, digits, spec)
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=digits, user=people.editor)
+    assert batch.job_execute(job.pk) == "succeeded"
+    written = _rows(batch.output_path(PredictionJob.objects.get(pk=job.pk)))
+    assert written[0][:2] == ["image", "prediction"] and written[0][-1] == "actual"
+    assert len(written) - 1 == digits.n_rows
+    right = sum(row[1] == row[-1] for row in written[1:]) / (len(written) - 1)
+    assert right > 0.5  # a trained model's predictions beside the folders they came from
+
+
+@pytest.mark.django_db
+def test_a_job_is_refused_for_an_unfinished_run_another_kind_of_data_or_too_many_at_once(people, iris):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
+    with pytest.raises(services.InvalidInput, match="Digits v1 holds images, and this run predicts from table"):
+        services.prediction_job_create(run=run, dataset_version=digits, user=people.editor)
+    elsewhere = make_version(people.other_workspace, people.outsider, "iris.csv", name="Theirs")
+    with pytest.raises(services.InvalidInput, match="no such data set version in this workspace"):
+        services.prediction_job_create(run=run, dataset_version=elsewhere, user=people.editor)
+    queued = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=iris,
+                                 spec=iris_spec(epochs=2), data_config={"target": "species"})
+    with pytest.raises(services.InvalidInput, match="only a finished run"):
+        services.prediction_job_create(run=queued, dataset_version=iris, user=people.editor)
+    with mock.patch.object(predict_dataset, "apply_async"):
+        for _ in range(batch.MAX_ACTIVE_PER_RUN):
+            services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+        with pytest.raises(services.InvalidInput, match="already has 3 prediction jobs queued or running"):
+            services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_died_fails_and_one_the_broker_never_got_says_so(people, iris, django_capture_on_commit_callbacks):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    with mock.patch.object(predict_dataset, "apply_async", side_effect=ConnectionError("Redis is down")), \
+            django_capture_on_commit_callbacks(execute=True):
+        lost = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "could not be reached" in lost.reason
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+    stale = timezone.now() - timedelta(minutes=30)
+    PredictionJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=stale, rows=40, total=150)
+    assert watchdog.check_runs()["prediction_jobs_failed"] == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "failed" and "stopped responding after 40 of 150 rows" in job.reason
+    assert batch.job_execute(job.pk) == "skipped"
+
+
+@pytest.mark.django_db
+def test_the_predict_page_starts_a_job_lists_it_and_serves_its_file(client, people, iris, django_capture_on_commit_callbacks):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    page_url = f"/w/{people.workspace.slug}/runs/{run.pk}/predict/"
+    start_url = f"/w/{people.workspace.slug}/runs/{run.pk}/predict-dataset/"
+    client.force_login(people.viewer)
+    assert 'data-testid="predict-dataset-form"' not in client.get(page_url).content.decode()
+    assert client.post(start_url, {"dataset_version": iris.pk}).status_code == 403
+    client.force_login(people.editor)
+    assert f'<option value="{iris.pk}">Iris v1 · 150 rows</option>' in client.get(page_url).content.decode()
+    with mock.patch.object(predict_dataset, "apply_async") as send:
+        with django_capture_on_commit_callbacks(execute=True):
+            page = client.post(start_url, {"dataset_version": iris.pk}, follow=True).content.decode()
+        job = PredictionJob.objects.get()
+        send.assert_called_once_with(args=[job.pk], queue="default")
+    assert "A worker is predicting every row of Iris v1" in page and "autoreload.js" in page
+    assert client.post(start_url, {"dataset_version": "x"}, follow=True).status_code == 200
+    predict_dataset(job.pk)  # what the worker runs
+    page = client.get(page_url).content.decode()
+    assert 'data-testid="job-download"' in page and "autoreload.js" not in page
+    client.force_login(people.viewer)
+    download = client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/predictions/{job.pk}.csv")
+    assert download.status_code == 200 and download["Content-Disposition"].endswith(f'run-{run.pk}-predictions-{job.pk}.csv"')
+    assert b"".join(download.streaming_content) == batch.output_path(job).read_bytes()
+    assert client.get(f"/w/{people.workspace.slug}/runs/{run.pk}/predictions/{job.pk + 1}.csv").status_code == 404
+    path = batch.output_path(job)
+    PredictionJob.objects.filter(pk=job.pk).delete()  # as with its data set, run or workspace: the file goes too
+    assert path.parent.exists() and not path.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_starts_reads_and_downloads_a_job(client, people, iris):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    client.force_login(people.editor)
+    with mock.patch.object(predict_dataset, "apply_async"):
+        response = client.post(f"/api/v1/runs/{run.pk}/prediction-jobs", {"dataset_version": iris.pk},
+                               content_type="application/json")
+        assert response.status_code == 202, response.content
+        bad = client.post(f"/api/v1/runs/{run.pk}/prediction-jobs", {"dataset_version": "1"},
+                          content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["field"] == "dataset_version"
+    body = response.json()
+    assert body["status"] == "queued" and body["download"] is None
+    batch.job_execute(body["id"])
+    done = client.get(f"/api/v1/prediction-jobs/{body['id']}").json()
+    assert done["status"] == "succeeded" and done["rows"] == 150
+    download = client.get(done["download"])
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content).decode().splitlines()[0].endswith(",actual")
+    client.force_login(people.outsider)
+    assert client.get(f"/api/v1/prediction-jobs/{body['id']}").status_code == 404

@@ -1,0 +1,152 @@
+"""Predictions for a whole data set version on a worker (a prediction job): every row of a table, or
+every image, through a finished run's stored preprocessing and final weights, in chunks, into a
+CSV file beside the run (``runs/<run>/predictions/<job>.csv``).
+
+The CSV holds what a prediction request returns (an identifier, the prediction, for classifiers
+the confidence and each class's probability, cut at the run's decision threshold), and the
+data set's own answer where it has one (its target column, an image's folder) as ``actual``.
+A job beats a heartbeat after every chunk; the watchdog fails a running job whose heartbeat
+stopped (its worker died), so none stays "running".
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from django.utils import timezone
+
+from webapp.experiments import checkpoints, preparation
+from webapp.experiments.models import PredictionJob, RunStatus
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000
+MAX_ACTIVE_PER_RUN = 3
+# What a run's input kind predicts from: a text run reads a table's text column, a series run a series.
+DATA_KINDS = {"table": ("table",), "text": ("table",), "series": ("series",), "images": ("images",)}
+
+
+def output_path(job) -> Path:
+    return checkpoints.run_dir(job.run_id) / "predictions" / f"{job.pk}.csv"
+
+
+def download_name(job) -> str:
+    return f"run-{job.run_id}-predictions-{job.pk}.csv"
+
+
+def _chunks(run, version):
+    """(inputs, identifiers, identifier column, actual answers or None) per chunk, and the total rows."""
+    from webapp.datasets import storage
+
+    pre = run.preprocessing
+    kind = pre.get("kind")
+    if kind == "images":
+        images, labels, classes = storage.load_images(version)
+        total = len(images)
+
+        def image_chunks():
+            for start in range(0, total, CHUNK_ROWS):
+                stop = min(start + CHUNK_ROWS, total)
+                yield (preparation.transform_images(np.asarray(images[start:stop]), pre), list(range(start + 1, stop + 1)),
+                       "image", [str(classes[int(code)]) for code in labels[start:stop]])
+        return image_chunks(), total
+    frame = storage.load_table(version)
+    target = pre.get("target") if pre.get("target") in frame.columns else None
+    if kind == "series":  # windows overlap: one chunk
+        x = preparation.transform_series(frame, pre)
+        ids = list(range(pre["window"], pre["window"] + len(x)))
+        return iter([(x, ids, "last_step", None)]), len(x)
+    transform = preparation.transform_text if kind == "text" else preparation.transform_table
+    total = len(frame)
+
+    def table_chunks():
+        for start in range(0, total, CHUNK_ROWS):
+            part = frame.iloc[start:start + CHUNK_ROWS]
+            actual = part[target].astype(object).where(part[target].notna(), None).tolist() if target else None
+            yield transform(part, pre), list(range(start + 1, start + len(part) + 1)), "row", actual
+    return table_chunks(), total
+
+
+def claim(job_id: int) -> PredictionJob | None:
+    with transaction.atomic():
+        job = PredictionJob.objects.select_for_update().select_related("run", "dataset_version").filter(pk=job_id).first()
+        if job is None or job.status != RunStatus.QUEUED:
+            return None  # removed, or a redelivered message of a job that ran
+        now = timezone.now()
+        job.status, job.started_at, job.heartbeat_at = RunStatus.RUNNING, now, now
+        job.save(update_fields=["status", "started_at", "heartbeat_at"])
+    return job
+
+
+def _finish(job_id: int, **fields) -> None:
+    PredictionJob.objects.filter(pk=job_id, status=RunStatus.RUNNING).update(finished_at=timezone.now(), **fields)
+
+
+def job_execute(job_id: int) -> str:
+    """Work out a queued job's predictions; its status says how it ended (a failure with the reason)."""
+    from webapp.experiments.api import INPUT_ERRORS
+    from webapp.experiments.prediction import load_model, predict_arrays
+
+    job = claim(job_id)
+    if job is None:
+        return "skipped"
+    target = output_path(job)
+    partial = target.with_suffix(".part")
+    try:
+        chunks, total = _chunks(job.run, job.dataset_version)
+        PredictionJob.objects.filter(pk=job.pk).update(total=total)
+        model, done = load_model(job.run), 0
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            for x, ids, id_name, actual in chunks:
+                result = predict_arrays(job.run, x, ids, id_name, model=model)
+                if done == 0:
+                    writer.writerow(result["columns"] + (["actual"] if actual is not None else []))
+                for i, row in enumerate(result["rows"]):
+                    cells = row + ([actual[i]] if actual is not None else [])
+                    # A cell starting with = + - @ would be a formula in a spreadsheet; quote it as text.
+                    writer.writerow([f"'{c}" if isinstance(c, str) and c[:1] in "=+-@" else c for c in cells])
+                done += len(result["rows"])
+                if not PredictionJob.objects.filter(pk=job.pk).update(rows=done, heartbeat_at=timezone.now()):
+                    partial.unlink(missing_ok=True)
+                    return "removed"  # deleted with its run or data set while it worked
+        partial.replace(target)
+    except INPUT_ERRORS + (ValueError,) as error:  # the data does not fit the model: the reason, for people
+        partial.unlink(missing_ok=True)
+        message = str(error).replace("the file has", "the data set has").replace("the file", "the data set")
+        _finish(job.pk, status=RunStatus.FAILED, reason=f"{job.dataset_version}: {message}"[:2000])
+        return "failed"
+    except Exception as error:
+        log.exception("prediction job %s failed", job.pk)
+        partial.unlink(missing_ok=True)
+        _finish(job.pk, status=RunStatus.FAILED, reason=f"{type(error).__name__}: {error}"[:2000])
+        return "failed"
+    _finish(job.pk, status=RunStatus.SUCCEEDED, rows=done)
+    return "succeeded"
+
+
+def fail_stale(cutoff) -> list[int]:
+    """Fail running jobs whose heartbeat is older than ``cutoff`` (their worker stopped)."""
+    stale = list(PredictionJob.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+    for job_id in stale:
+        job = PredictionJob.objects.filter(pk=job_id).first()
+        if job is None:
+            continue
+        PredictionJob.objects.filter(pk=job_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(),
+            reason=f"the worker stopped responding after {job.rows} of {job.total or '?'} rows; start it again")
+        output_path(job).with_suffix(".part").unlink(missing_ok=True)
+    return stale
+
+
+@receiver(post_delete, sender=PredictionJob)
+def _remove_file(sender, instance, **kwargs):
+    """A job deleted (with its data set, its run or its workspace) takes its file along."""
+    output_path(instance).unlink(missing_ok=True)
