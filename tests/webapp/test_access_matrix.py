@@ -308,6 +308,7 @@ RULES = [
     Rule("api:list_models", "GET", "401 404 200 200 200"),
     Rule("api:get_model", "GET", "401 404 200 200 200"),
     Rule("api:model_predictions", "GET", "401 404 200 200 200"),
+    Rule("api:create_model_prediction_job", "POST", "401 404 403 400 400"),  # its run has no weights
     Rule("api:set_production", "POST", "401 404 403 200 200", data={"version": 1}),
     Rule("api:predict_with_model", "POST", "401 404 400 400 400"),  # nothing to predict on, and no weights
     Rule("api:forecast_with_model", "POST", "401 404 400 400 400", data={"steps": 3}),  # a table model

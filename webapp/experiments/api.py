@@ -534,6 +534,18 @@ def forecast_with_model(request, model_id: int, payload: ForecastIn, version: st
     return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **ahead}
 
 
+@router.post("/models/{model_id}/prediction-jobs", response={202: dict})
+@answers_input_errors
+def create_model_prediction_job(request, model_id: int, payload: PredictionJobIn, version: str = ""):
+    """As ``/runs/{id}/prediction-jobs``, with the model's version in production (or ``?version=N``)."""
+    model, _ = selectors.get_model_for_user(request.user, model_id, write=True)
+    chosen = registry.version_for(model, version)
+    wanted = payload.dataset_version
+    data = _version_in(model.workspace, wanted) if isinstance(wanted, int) and not isinstance(wanted, bool) else None
+    job = services.prediction_job_create(run=chosen.run, dataset_version=data, user=request.user)
+    return Status(202, dict(serialize_job(job), model=model.name, version=chosen.number))
+
+
 @router.get("/models/{model_id}/predictions")
 def model_predictions(request, model_id: int, days: int = 30):
     """What the model served by its name over the last ``days`` days (at most 365): rows per day and version,

@@ -167,3 +167,23 @@ def test_the_api_starts_reads_and_downloads_a_job(client, people, iris):
     assert b"".join(download.streaming_content).decode().splitlines()[0].endswith(",actual")
     client.force_login(people.outsider)
     assert client.get(f"/api/v1/prediction-jobs/{body['id']}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_model_predicts_a_data_set_by_its_name_with_the_version_in_production(client, people, iris,
+                                                                               django_capture_on_commit_callbacks):
+    from webapp.experiments import registry
+
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    model = registry.register(run=run, user=people.editor, name="flowers").model
+    client.force_login(people.editor)
+    with mock.patch.object(predict_dataset, "apply_async") as send, django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/v1/models/{model.pk}/prediction-jobs", {"dataset_version": iris.pk},
+                               content_type="application/json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["model"], body["version"], body["run"]) == ("flowers", 1, run.pk)
+    send.assert_called_once_with(args=[body["id"]], queue="default")
+    missing = client.post(f"/api/v1/models/{model.pk}/prediction-jobs?version=7", {"dataset_version": iris.pk},
+                          content_type="application/json")
+    assert missing.status_code == 400 and "has no version 7" in missing.json()["detail"]
