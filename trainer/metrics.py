@@ -24,9 +24,11 @@ __all__ = [
     "auc",
     "average_precision",
     "binary_accuracy",
+    "calibration_curve",
     "categorical_accuracy",
     "compute",
     "confusion_matrix",
+    "expected_calibration_error",
     "f1",
     "mae",
     "mse",
@@ -35,6 +37,7 @@ __all__ = [
     "precision_recall_curve",
     "r2",
     "recall",
+    "reliability",
     "rmse",
     "roc_curve",
     "sparse_categorical_accuracy",
@@ -324,6 +327,60 @@ def average_precision(y_true, y_score):
     the precision at each threshold weighted by the recall it adds."""
     precision_at, recall_at, _ = precision_recall_curve(y_true, y_score)
     return float(np.sum(np.diff(np.concatenate(([0.0], recall_at))) * precision_at))
+
+
+def _bins(probabilities, n_bins):
+    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer. Received: n_bins={n_bins!r}")
+    if probabilities.size and (probabilities.min() < 0 or probabilities.max() > 1):
+        raise ValueError("probabilities must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges[1:-1], probabilities)  # bin i holds (edge i, edge i+1], the first [0, edge 1]
+
+
+def calibration_curve(y_true, y_prob, *, n_bins=10):
+    """(prob_true, prob_pred) of a binary classifier, shaped like scikit-learn's (uniform bins):
+    over n_bins equal-width bins of the positive-class probability, the share of positive rows and
+    the mean predicted probability in each bin that holds rows. A calibrated model's pairs are equal."""
+    positive, scores = _binary_scores("calibration_curve", y_true, y_prob)
+    ids = _bins(scores, n_bins)
+    total = np.bincount(ids, minlength=n_bins)
+    held = total > 0
+    prob_true = np.bincount(ids, weights=positive.astype(np.float64), minlength=n_bins)[held] / total[held]
+    prob_pred = np.bincount(ids, weights=scores, minlength=n_bins)[held] / total[held]
+    return prob_true, prob_pred
+
+
+def reliability(y_true, y_score, *, n_bins=15):
+    """Top-label reliability (Guo et al. 2017, "On Calibration of Modern Neural Networks"): the rows binned
+    by the probability of the class the model picked. Returns {"confidence", "accuracy", "rows"} per bin
+    that holds rows (arrays), and "ece": the rows-weighted mean of |accuracy - confidence|.
+
+    y_score: (N, K) class probabilities, or (N,) / (N, 1) positive-class probabilities (the class
+    picked is then the more likely one, as argmax of [1 - p, p]).
+    """
+    y_true, y_score = _host(y_true, "y_true"), _host(y_score, "y_score").astype(np.float64)
+    _same_rows("reliability", y_true, y_score)
+    if y_score.ndim == 1 or y_score.shape[1] == 1:
+        p = y_score.reshape(-1)
+        y_score = np.stack([1 - p, p], axis=1)
+    if not np.isfinite(y_score).all():
+        raise ValueError("reliability: y_score contains NaN or infinite values")
+    picked = y_score.argmax(axis=1)
+    confidence = y_score[np.arange(len(y_score)), picked]
+    correct = (picked == _true_labels(y_true)).astype(np.float64)
+    ids = _bins(confidence, n_bins)
+    total = np.bincount(ids, minlength=n_bins)
+    held = total > 0
+    accuracy = np.bincount(ids, weights=correct, minlength=n_bins)[held] / total[held]
+    mean_confidence = np.bincount(ids, weights=confidence, minlength=n_bins)[held] / total[held]
+    ece = float(np.sum(total[held] / len(confidence) * np.abs(accuracy - mean_confidence)))
+    return {"confidence": mean_confidence, "accuracy": accuracy, "rows": total[held], "ece": ece}
+
+
+def expected_calibration_error(y_true, y_score, *, n_bins=15):
+    """The expected calibration error of the top label (see `reliability`): 0 for a calibrated model."""
+    return reliability(y_true, y_score, n_bins=n_bins)["ece"]
 
 
 # ----------------------------------------------------------------------------- regression

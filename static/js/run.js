@@ -150,6 +150,17 @@
         xaxis: { title: { text: "learning rate" }, type: "log" }, yaxis: { title: { text: "training loss" } } }), plotConfig);
     }
     drawCurves();
+    const cal = results.calibration;
+    if (cal && cal.bins && document.getElementById("chart-calibration")) {
+      Plotly.newPlot("chart-calibration", [
+        { type: "bar", x: cal.bins.map((b) => b.confidence), y: cal.bins.map((b) => b.accuracy), width: 0.07, name: "test rows",
+          customdata: cal.bins.map((b) => b.rows), marker: { color: "#4f46e5" },
+          hovertemplate: "sure %{x:.3f}<br>right %{y:.3f}<br>%{customdata} rows<extra></extra>" },
+        { x: [0, 1], y: [0, 1], mode: "lines", name: "calibrated", line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" }],
+        Object.assign({}, layoutBase, { title: { text: "Calibration (test, ECE " + cal.ece.toFixed(3) + ")" },
+          xaxis: { title: { text: "probability of the class picked" }, range: [0, 1.02] },
+          yaxis: { title: { text: "share of rows it got right" }, range: [0, 1.02] } }), plotConfig);
+    }
     const importance = results.importance;
     if (importance && importance.columns && document.getElementById("chart-importance")) {
       const shown = importance.columns.slice(0, 20).reverse();  // the largest at the top

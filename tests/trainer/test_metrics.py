@@ -324,3 +324,42 @@ def test_its_curves_refuse_what_they_cannot_draw():
     # Two-column scores use the positive column, as auc does.
     _, tpr, _ = metrics.roc_curve([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def test_its_calibration_curve_bins_probabilities_by_hand():
+    y = [0, 0, 1, 1, 1, 0]
+    p = [0.05, 0.15, 0.12, 0.95, 0.85, 0.9]
+    prob_true, prob_pred = metrics.calibration_curve(y, p, n_bins=2)
+    # Bin [0, 0.5]: rows 0-2, one positive; bin (0.5, 1]: rows 3-5, two positives.
+    np.testing.assert_allclose(prob_true, [1 / 3, 2 / 3])
+    np.testing.assert_allclose(prob_pred, [(0.05 + 0.15 + 0.12) / 3, (0.95 + 0.85 + 0.9) / 3])
+    prob_true, _ = metrics.calibration_curve(y, p, n_bins=10)
+    assert len(prob_true) == 4  # the empty bins are left out
+
+
+def test_its_expected_calibration_error_is_zero_when_confidence_matches_accuracy():
+    # Every row 0.75 sure of class 1, and three in four are class 1: calibrated.
+    y = np.array([1, 1, 1, 0] * 25)
+    scores = np.tile([[0.25, 0.75]], (100, 1))
+    assert metrics.expected_calibration_error(y, scores) == pytest.approx(0.0)
+    # Overconfident: 0.95 sure, right 75% of the time.
+    assert metrics.expected_calibration_error(y, np.tile([[0.05, 0.95]], (100, 1))) == pytest.approx(0.2)
+    found = metrics.reliability(y, np.full(100, 0.95), n_bins=10)  # positive-class probabilities read the same
+    assert found["rows"].tolist() == [100] and found["accuracy"][0] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        metrics.calibration_curve([0, 1], [0.2, 1.3])
+    with pytest.raises(ValueError, match="n_bins must be a positive integer"):
+        metrics.expected_calibration_error([0, 1], [0.2, 0.3], n_bins=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_its_calibration_curve_agrees_with_scikit_learn_when_it_is_installed(seed):
+    calibration = pytest.importorskip("sklearn.calibration")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(rng.beta(2, 2, 500) * 0.6 + 0.4 * y * rng.random(500), 0, 1)
+    for ours, theirs in zip(metrics.calibration_curve(y, p, n_bins=8), calibration.calibration_curve(y, p, n_bins=8)):
+        np.testing.assert_allclose(ours, theirs)

@@ -34,6 +34,7 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeats (the timeout is RUN_HEARTBEA
 CANCEL_POLL = 0.5  # seconds between looks at cancel_requested
 SAMPLE_PREDICTIONS = 25
 RESIDUAL_POINTS = 1000
+CALIBRATION_BINS = 10
 FORECAST_POINTS = 2000  # a series run's test period, true and forecast, at most this many steps drawn
 IMPORTANCE_ROWS = 2000  # test rows the permutation importance shuffles (a seeded sample of larger splits)
 IMPORTANCE_SHUFFLES = 500  # predictions it may make in all: 5 shuffles per column up to 100 columns, fewer beyond
@@ -580,6 +581,11 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             true_codes, np.asarray(decoded["codes"], dtype=np.int64), num_classes=len(classes)).tolist()
         results["per_class"] = [dict(scores, name=str(name)) for name, scores in zip(
             classes, tmetrics.per_class_scores(results["confusion_matrix"]))]
+        found = tmetrics.reliability(true_codes, np.asarray(decoded["probabilities"]), n_bins=CALIBRATION_BINS)
+        results["calibration"] = {"ece": _finite(found["ece"]), "bins": [
+            {"confidence": float(c), "accuracy": float(a), "rows": int(n)}
+            for c, a, n in zip(found["confidence"], found["accuracy"], found["rows"])]}
+        scores["calibration error (ECE)"] = _finite(found["ece"])
         roc = curves.classifier_curves(true_codes, decoded["probabilities"], classes)
         if roc is not None:
             results["roc"] = roc

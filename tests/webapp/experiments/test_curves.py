@@ -218,3 +218,20 @@ def test_compare_overlays_the_binary_runs_roc_curves_and_marks_each_threshold(cl
     assert roc[first.pk]["fpr"][0] == 0 and roc[first.pk]["tpr"][-1] == 1
     only_iris = client.get(f"/w/{people.workspace.slug}/compare/?runs={three.pk}").content.decode()
     assert 'data-testid="compare-roc"' not in only_iris
+
+
+@pytest.mark.django_db
+def test_a_classifiers_results_hold_its_calibration_on_the_test_split(client, people, tmp_path):
+    run = _binary_run(people, tmp_path, epochs=4)
+    prepared = datasource.prepare(run.dataset_version, run.data_config, loss=specs.loss_name(run.spec))
+    outputs = execution.predict_outputs(prediction.load_model(run), prepared.x_test)
+    probabilities = np.asarray(preparation.decode_predictions(outputs, run.preprocessing)["probabilities"])
+    truth = preparation.decode_targets(prepared.y_test, run.preprocessing)
+    expected = tmetrics.reliability(truth, probabilities, n_bins=execution.CALIBRATION_BINS)
+    found = run.results["calibration"]
+    assert found["ece"] == pytest.approx(expected["ece"]) == pytest.approx(run.results["test"]["calibration error (ECE)"])
+    assert sum(b["rows"] for b in found["bins"]) == run.results["test_rows"]
+    assert all(0.5 <= b["confidence"] <= 1 for b in found["bins"])  # the picked class is at least half sure
+    client.force_login(people.viewer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'id="chart-calibration"' in page and f"Expected calibration error {found['ece']:.3f}" in page
