@@ -263,5 +263,5 @@
   drawResults();
   if (ACTIVE.includes(state.status)) setTimeout(poll, 2000);
   // A ranking of the columns asked for after training: the page comes back with it (or its error).
-  if (document.querySelector("[data-importance-pending]")) setTimeout(() => window.location.reload(), 3000);
+  if (document.querySelector("[data-importance-pending], [data-analyses-pending]")) setTimeout(() => window.location.reload(), 3000);
 })();

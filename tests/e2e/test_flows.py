@@ -284,6 +284,16 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     page.click("[data-testid=rank-columns]")
     page.wait_for_selector("#chart-importance .main-svg", timeout=60_000)
     assert Run.objects.get(pk=run.pk).results["importance"] == at_training
+    # A run scored before calibration, curves and input profiles: a worker works them out on request.
+    run = Run.objects.get(pk=run.pk)
+    before = {key: run.results.pop(key) for key in ("calibration", "roc", "input_profile")}
+    run.save(update_fields=["results"])
+    page.reload()
+    assert page.locator("#chart-calibration").count() == 0
+    page.click("[data-testid=reanalyse]")
+    page.wait_for_selector("#chart-calibration .main-svg", timeout=60_000)
+    page.wait_for_selector("#chart-roc .main-svg")
+    assert {key: Run.objects.get(pk=run.pk).results[key] for key in before} == before
 
     new_rows = tmp_path / "new-flowers.csv"
     with open(FIXTURES / "iris.csv") as source, open(new_rows, "w", newline="") as out:

@@ -259,6 +259,7 @@ RULES = [
     Rule("run-fork", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"from_epoch": "1"}),
     Rule("run-rank-columns", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-threshold", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"threshold": "0.3"}),
+    Rule("run-reanalyse", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-predict-dataset", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("prediction-job-download", "GET", "302 404 200 200 200",
          kwargs={"pk": lambda p: setattr(p, "job", make_prediction_job(p)) or p.job_run, "job": lambda p: p.job}),
@@ -279,6 +280,7 @@ RULES = [
     Rule("api:get_metrics", "GET", "401 404 200 200 200"),
     Rule("api:cancel_run", "POST", "401 404 403 200 200"),
     Rule("api:rank_run_columns", "POST", "401 404 403 400 400"),  # the run has not trained
+    Rule("api:reanalyse_run", "POST", "401 404 403 400 400"),  # the run has not trained
     Rule("api:set_run_threshold", "POST", "401 404 403 400 400", data={"threshold": 0.3}),  # not a tested classifier
     Rule("api:create_prediction_job", "POST", "401 404 403 400 400"),  # the run has not trained
     Rule("api:get_prediction_job", "GET", "401 404 200 200 200", kwargs={"job_id": make_prediction_job}),

@@ -241,6 +241,17 @@ def set_run_threshold(request, run_id: int, payload: ThresholdIn):
     return {"run": run.pk, "decision_threshold": run.decision_threshold, "test": at}
 
 
+@router.post("/runs/{run_id}/reanalyse", response={202: dict})
+@answers_input_errors
+def reanalyse_run(request, run_id: int):
+    """Ask a worker for the analyses a finished run scored before Cupola made them lacks (calibration, ROC
+    curves, saliency maps, a table's input profile); ``results.reanalysis`` holds ``pending`` until then."""
+    run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
+    missing = services.missing_analyses(run)
+    run = services.run_reanalyse(run=run, user=request.user)
+    return Status(202, {"run": run.pk, "missing": missing, "reanalysis": run.results["reanalysis"]})
+
+
 @router.delete("/runs/{run_id}", response={204: None, 409: dict})
 def delete_run(request, run_id: int):
     """Delete a finished run and its files (409 while it, or a run starting from it, is queued or running)."""

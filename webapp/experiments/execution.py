@@ -558,7 +558,7 @@ def _test_loss(model, x, y, batch_size: int):
     return {"loss": _finite(float(result))}
 
 
-def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int) -> dict:
+def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int, *, importance: bool = True) -> dict:
     from trainer import metrics as tmetrics
 
     loss = specs.loss_name(spec)
@@ -586,9 +586,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
             {"confidence": float(c), "accuracy": float(a), "rows": int(n)}
             for c, a, n in zip(found["confidence"], found["accuracy"], found["rows"])]}
         scores["calibration error (ECE)"] = _finite(found["ece"])
-        roc = curves.classifier_curves(true_codes, decoded["probabilities"], classes)
+        roc = results["roc"] = curves.classifier_curves(true_codes, decoded["probabilities"], classes)
         if roc is not None:
-            results["roc"] = roc
             if roc["kind"] == "binary":
                 scores["auc"], scores["average precision"] = _finite(roc["auc"]), _finite(roc["average_precision"])
             else:
@@ -646,7 +645,7 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int)
     profile = monitoring.input_profile(prepared.x_train, pre)
     if profile is not None:  # what a served model's inputs are held against
         results["input_profile"] = profile
-    if preparation.has_columns(pre):
+    if importance and preparation.has_columns(pre):
         try:
             results["importance"] = column_importance(model, prepared, loss, batch_size)
         except Exception as error:  # the run trained and was scored: this extra must not fail it
@@ -674,6 +673,43 @@ def importance_execute(run_id: int) -> dict:
         run.results = {**(run.results or {}), "importance": found}
         run.save(update_fields=["results"])
     return found
+
+
+REANALYSED = ("calibration", "roc", "saliency", "input_profile")
+
+
+def reanalysis_execute(run_id: int) -> dict:
+    """The analyses a finished run scored before Cupola made them lacks (services.missing_analyses), from its data
+    prepared again as it trained on and its final model: the same test rows, so its recorded scores stay and
+    only what is new is added (new test scores beside the old, each class's AUC). An error is recorded."""
+    from webapp.experiments import prediction
+
+    run = Run.objects.select_related("dataset_version__dataset").get(pk=run_id)
+    try:
+        loss = specs.loss_name(run.spec)
+        prepared = datasource.prepare(run.dataset_version, run.data_config, loss=loss)
+        fresh = evaluate(prediction.load_model(run), prepared, run.spec, specs.fit_settings(run.spec)["batch_size"],
+                         importance=False)
+        outcome = {"done": timezone.now().isoformat()}
+    except Exception as error:  # the page shows why, instead of waiting forever
+        log.exception("run %s: analysing again failed", run_id)
+        fresh, outcome = {}, {"error": f"{type(error).__name__}: {error}"[:500]}
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        results = dict(run.results or {})
+        for key in REANALYSED:
+            if key not in results and key in fresh:
+                results[key] = fresh[key]
+        old_test = results.get("test") or {}
+        results["test"] = {**old_test, **{k: v for k, v in (fresh.get("test") or {}).items() if k not in old_test}}
+        if results.get("per_class"):
+            by_name = {c.get("name"): c for c in fresh.get("per_class") or []}
+            results["per_class"] = [dict({k: v for k, v in by_name.get(c.get("name"), {}).items() if k == "auc"}, **c)
+                                    for c in results["per_class"]]
+        results["reanalysis"] = outcome
+        run.results = results
+        run.save(update_fields=["results"])
+    return outcome
 
 
 def column_importance(model, prepared: preparation.Prepared, loss: str, batch_size: int) -> dict:

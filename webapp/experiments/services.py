@@ -202,20 +202,36 @@ def run_continue(*, run: Run, user, epochs: int) -> Run:
                       seed=run.seed, tags=run.tags, parent=run, from_epoch=run.epochs_done)
 
 
-IMPORTANCE_PATIENCE = timedelta(minutes=15)  # a ranking asked for longer ago than this has been lost
+IMPORTANCE_PATIENCE = timedelta(minutes=15)  # a worker's job asked for longer ago than this has been lost
+
+
+def _asked(run: Run, key: str) -> bool:
+    """Whether a worker was asked for ``results[key]`` and is still working it out."""
+    asked = ((run.results or {}).get(key) or {}).get("pending")
+    return bool(asked) and timezone.now() - datetime.fromisoformat(asked) < IMPORTANCE_PATIENCE
 
 
 def importance_pending(run: Run) -> bool:
     """Whether the run's column ranking has been asked for and is still being worked out."""
-    asked = ((run.results or {}).get("importance") or {}).get("pending")
-    return bool(asked) and timezone.now() - datetime.fromisoformat(asked) < IMPORTANCE_PATIENCE
+    return _asked(run, "importance")
+
+
+def analyses_pending(run: Run) -> bool:
+    """Whether the run's missing analyses (see missing_analyses) are being worked out."""
+    return _asked(run, "reanalysis")
+
+
+def _not_scored(run: Run) -> str:
+    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not (run.results or {}).get("test") \
+            or not checkpoints.weights_path(run).exists():
+        return "only a finished run with a trained, tested model"
+    return ""
 
 
 def rank_columns_refusal(run: Run) -> str:
     """Why the run's columns cannot be ranked now ("" when they can)."""
-    if run.status not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) or not (run.results or {}).get("test") \
-            or not checkpoints.weights_path(run).exists():
-        return "only a finished run with a trained, tested model can have its columns ranked"
+    if _not_scored(run):
+        return _not_scored(run) + " can have its columns ranked"
     if not preparation.has_columns(run.preprocessing):
         return "its input has no columns to rank (a table's, or a series with several)"
     if ((run.results or {}).get("importance") or {}).get("columns"):
@@ -225,19 +241,61 @@ def rank_columns_refusal(run: Run) -> str:
     return ""
 
 
+def missing_analyses(run: Run) -> list[str]:
+    """What a run scored before Cupola made them lacks: a classifier's calibration and ROC curves (its
+    decision threshold), an image classifier's saliency maps, a table's input profile (its model's input
+    drift)."""
+    results, kind = run.results or {}, (run.preprocessing or {}).get("kind")
+    wanted = []
+    if results.get("task") == "classification":
+        wanted += [("calibration", "calibration"), ("roc", "ROC curves")]
+        if kind == "images":
+            wanted.append(("saliency", "saliency maps"))
+    if kind == "table":
+        wanted.append(("input_profile", "the training rows' input profile"))
+    return [name for key, name in wanted if key not in results]
+
+
+def reanalysis_refusal(run: Run) -> str:
+    if _not_scored(run):
+        return _not_scored(run) + " can be analysed again"
+    if not missing_analyses(run):
+        return "it has every analysis already"
+    if analyses_pending(run):
+        return "its analyses are being worked out; the page shows them when they are"
+    return ""
+
+
+def _ask_worker(run: Run, user, key: str, refusal, send, verb: str) -> Run:
+    """Mark ``results[key]`` pending under the run's row lock (two asks at once: the second is refused) and send
+    the worker's task once that is committed."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        refused = refusal(locked)
+        if refused:
+            raise InvalidInput(f"run: {refused}", "run")
+        locked.results = {**(locked.results or {}), key: {"pending": timezone.now().isoformat()}}
+        locked.save(update_fields=["results"])
+        transaction.on_commit(lambda: send(run.pk))
+    activity.record(workspace=run.workspace, actor=user, verb=verb, target_type="run", target_id=run.pk,
+                    target_label=run.display_name)
+    return locked
+
+
 def run_rank_columns(*, run: Run, user) -> Run:
     """Ask a worker for a finished run's column importance (see execution.importance_execute)."""
-    with transaction.atomic():
-        locked = Run.objects.select_for_update().get(pk=run.pk)  # two asks at once: the second is refused
-        refusal = rank_columns_refusal(locked)
-        if refusal:
-            raise InvalidInput(f"run: {refusal}", "run")
-        locked.results = {**(locked.results or {}), "importance": {"pending": timezone.now().isoformat()}}
-        locked.save(update_fields=["results"])
-        transaction.on_commit(lambda: _send_rank_columns(run.pk))
-    activity.record(workspace=run.workspace, actor=user, verb="ranked the columns of", target_type="run",
-                    target_id=run.pk, target_label=run.display_name)
-    return locked
+    return _ask_worker(run, user, "importance", rank_columns_refusal, _send_rank_columns, "ranked the columns of")
+
+
+def run_reanalyse(*, run: Run, user) -> Run:
+    """Ask a worker for the analyses a finished run lacks (see execution.reanalysis_execute)."""
+    return _ask_worker(run, user, "reanalysis", reanalysis_refusal, _send_reanalysis, "worked out the analyses of")
+
+
+def _send_reanalysis(run_id: int) -> None:
+    from webapp.experiments.tasks import reanalyse
+
+    reanalyse.apply_async(args=[run_id], queue="default")
 
 
 def run_set_threshold(*, run: Run, user, threshold) -> Run:

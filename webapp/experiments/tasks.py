@@ -20,6 +20,11 @@ def rank_columns(run_id: int) -> None:
     execution.importance_execute(int(run_id))
 
 
+@shared_task(name="experiments.reanalyse", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def reanalyse(run_id: int) -> None:
+    execution.reanalysis_execute(int(run_id))
+
+
 @shared_task(name="experiments.predict_dataset", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def predict_dataset(job_id: int) -> None:
     batch.job_execute(int(job_id))

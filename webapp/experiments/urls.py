@@ -17,6 +17,7 @@ urlpatterns = [
     path("w/<slug:ws>/runs/<int:pk>/fork/", views.run_fork, name="run-fork"),
     path("w/<slug:ws>/runs/<int:pk>/rank-columns/", views.run_rank_columns, name="run-rank-columns"),
     path("w/<slug:ws>/runs/<int:pk>/threshold/", views.run_threshold, name="run-threshold"),
+    path("w/<slug:ws>/runs/<int:pk>/reanalyse/", views.run_reanalyse, name="run-reanalyse"),
     path("w/<slug:ws>/runs/<int:pk>/predict-dataset/", views.run_predict_dataset, name="run-predict-dataset"),
     path("w/<slug:ws>/runs/<int:pk>/predictions/<int:job>.csv", views.prediction_job_download, name="prediction-job-download"),
     path("w/<slug:ws>/runs/<int:pk>/priority/", views.run_priority, name="run-priority"),

@@ -104,7 +104,10 @@ def _decision(run) -> dict:
 def _ranking(run, can_write: bool) -> dict:
     """Whether the run's column ranking is being worked out, and whether this person may ask for it."""
     return {"importance_pending": services.importance_pending(run),
-            "can_rank_columns": can_write and not services.rank_columns_refusal(run)}
+            "can_rank_columns": can_write and not services.rank_columns_refusal(run),
+            "analyses_pending": services.analyses_pending(run),
+            "missing_analyses": services.missing_analyses(run) if run.is_finished and (run.results or {}).get("test") else [],
+            "can_reanalyse": can_write and not services.reanalysis_refusal(run)}
 
 
 @login_required
@@ -258,6 +261,19 @@ def run_rank_columns(request, ws, pk):
     else:
         messages.success(request, "A worker is ranking the columns; they show here when it is done.")
     return redirect(run.get_absolute_url() + "#importance")
+
+
+@login_required
+@require_POST
+def run_reanalyse(request, ws, pk):
+    run, _ = _run_in(request, ws, pk, write=True)
+    try:
+        services.run_reanalyse(run=run, user=request.user)
+    except INPUT_ERRORS as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "A worker is working out what this run's results lack; they show here when it is done.")
+    return redirect(run.get_absolute_url() + "#analyses")
 
 
 @login_required
