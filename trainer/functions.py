@@ -1076,17 +1076,31 @@ def attention(q, k, v, rate=0.0, rng=None, key_bias=None):
 # --------------------------------------------------------------------------- normalisation, dropout, embedding
 
 class BatchNorm(Function):
-    """Training-mode batch normalisation over every axis but the last (channels-last)."""
+    """Training-mode batch normalisation over every axis but the last (channels-last).
 
-    def __init__(self, epsilon=1e-3):
+    weights: None, or a 0/1 weight per position (every axis but the last, e.g. a padding mask
+    (N, T)); the statistics then count only the positions weighted 1. Every position is still
+    normalised with them (padded ones are left out further on).
+    """
+
+    def __init__(self, epsilon=1e-3, weights=None):
         self.epsilon = epsilon
+        self.weights = weights
 
     def forward(self, x, gamma, beta):
         xp = _xp(x)
         x2 = x.reshape(-1, x.shape[-1])
-        self.mean = x2.mean(axis=0)
-        xc = x2 - self.mean
-        self.var = (xc * xc).mean(axis=0)
+        if self.weights is None:
+            self.w, self.n = None, x2.shape[0]
+            self.mean = x2.mean(axis=0)
+            xc = x2 - self.mean
+            self.var = (xc * xc).mean(axis=0)
+        else:
+            self.w = self.weights.reshape(-1, 1).astype(x.dtype)
+            self.n = xp.maximum(self.w.sum(), 1.0)  # on the device: no host read in the step
+            self.mean = sum_rows(x2 * self.w) / self.n
+            xc = x2 - self.mean
+            self.var = sum_rows(xc * xc * self.w) / self.n
         self.inv_std = 1.0 / xp.sqrt(self.var + self.epsilon)
         self.xhat = xc * self.inv_std
         return (self.xhat * gamma + beta).reshape(x.shape)
@@ -1094,12 +1108,13 @@ class BatchNorm(Function):
     def backward(self, gy):
         gamma = self.inputs[1].data
         g2 = gy.reshape(self.xhat.shape)
-        m = g2.shape[0]
         gbeta = sum_rows(g2)
         ggamma = sum_rows(g2 * self.xhat)
         gx = None
         if self.needs_grad(0):
-            gx = (gamma * self.inv_std) * (g2 - (self.xhat * ggamma + gbeta) * (1.0 / m))
+            # The statistics' share of each position's gradient goes to the positions they counted.
+            share = (self.xhat * ggamma + gbeta) * (1.0 / self.n)
+            gx = (gamma * self.inv_std) * (g2 - (share if self.w is None else share * self.w))
             gx = gx.reshape(gy.shape)
         return gx, ggamma, gbeta
 
@@ -1177,8 +1192,8 @@ class Embedding(Function):
         return backend.scatter_add(gW, self.indices.ravel(), gy.reshape(-1, W.shape[1]))
 
 
-def batch_norm(x, gamma, beta, epsilon=1e-3):
-    return BatchNorm(epsilon)(x, gamma, beta)
+def batch_norm(x, gamma, beta, epsilon=1e-3, weights=None):
+    return BatchNorm(epsilon, weights)(x, gamma, beta)
 
 
 def fixed_batch_norm(x, gamma, beta, mean, var, epsilon=1e-3):

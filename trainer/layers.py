@@ -793,9 +793,10 @@ class Activation(Layer):
 
 class BatchNormalization(Layer):
     """Normalises over the last axis with batch statistics when training, moving ones otherwise.
-    It passes a padding mask on; its statistics count the padded steps too."""
+    It passes a padding mask on, and its batch statistics (so its moving ones) count only the real
+    steps."""
 
-    masking = "keep"
+    masking, reads_mask = "keep", True
 
     args: ClassVar[dict] = {
         "momentum": Arg("float", 0.99, low=0.0, high=1.0),
@@ -816,10 +817,10 @@ class BatchNormalization(Layer):
         one = key in ("gamma", "moving_variance")
         return (initializers.ones if one else initializers.zeros)(shape, rng, dtype)
 
-    def call(self, x, logits=False):
+    def call(self, x, logits=False, mask=None):
         gamma, beta = self.params["gamma"], self.params["beta"]
         if Config.train:
-            func = F.BatchNorm(self.epsilon)
+            func = F.BatchNorm(self.epsilon, weights=mask)
             y = func(x, gamma, beta)
             m = self.momentum
             mean, var = self.state["moving_mean"], self.state["moving_variance"]

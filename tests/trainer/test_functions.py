@@ -205,6 +205,21 @@ def test_it_differentiates_normalisation(xp, check_gradients):
     check_gradients(lambda x, g, b: F.layer_norm(x, g, b), rand(xp, 2, 3, 4), g, b)
 
 
+def test_it_differentiates_normalisation_over_the_weighted_positions_only(xp, check_gradients):
+    x, g, b = rand(xp, 3, 5, 4, low=-2, high=3), rand(xp, 4, seed=1), rand(xp, 4, seed=2)
+    mask = backend.to_device(np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=bool))
+    check_gradients(lambda x, g, b: F.batch_norm(x, g, b, 1e-3, weights=mask), x, g, b)
+    # The statistics are those of the real positions alone, whatever the padded ones hold.
+    one, zero = backend.to_device(np.ones(4)), backend.to_device(np.zeros(4))
+    host, keep = backend.to_host(x), backend.to_host(mask)
+    func = F.BatchNorm(1e-8, weights=mask)
+    y = backend.to_host(func(x, one, zero).data)
+    np.testing.assert_allclose(backend.to_host(func.mean), host[keep].mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(backend.to_host(func.var), host[keep].var(axis=0), rtol=1e-8)
+    np.testing.assert_allclose(y[keep].mean(axis=0), 0, atol=1e-8)
+    np.testing.assert_allclose(y[keep].std(axis=0), 1, rtol=1e-6)
+
+
 def test_it_normalises_a_batch_to_zero_mean_and_unit_variance(xp):
     x = rand(xp, 64, 3, low=5, high=9)
     one, zero = backend.to_device(np.ones(3)), backend.to_device(np.zeros(3))

@@ -188,3 +188,23 @@ def test_the_onnx_export_carries_the_mask_and_predicts_padded_texts_identically(
     model = text_model(reader, STEPS)
     path = export_onnx(model, tmp_path / "model.onnx", (STEPS,))
     assert verify_onnx(model, path, padded_indices(), rtol=1e-4, atol=1e-5) <= 1e-4
+
+
+def test_batch_normalisation_learns_the_same_statistics_whatever_the_padding():
+    x = padded_indices()
+    models = []
+    for steps in (STEPS, STEPS + 5):  # the same texts, five more padding steps each
+        model = Sequential([layers.Embedding(VOCABULARY, 8, mask_zero=True), layers.BatchNormalization(momentum=0.0),
+                            layers.GlobalAveragePooling1D(), layers.Dense(2, activation="softmax")], seed=1)
+        model.build((steps,))
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    wide = np.concatenate([x, np.zeros((len(x), 5), dtype=x.dtype)], axis=1)
+    y = np.array([0, 1, 0, 1, 1, 0])
+    for model, rows in zip(models, (x, wide)):
+        model.compile(optimizer={"type": "sgd", "learning_rate": 0.1}, loss="sparse_categorical_crossentropy")
+        model.fit(rows, y, epochs=3, batch_size=6, verbose=0, shuffle=False)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # gradients and moving statistics alike
+    np.testing.assert_allclose(models[0].predict(x), models[1].predict(wide), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(models[0].layers[1].state["moving_mean"], 0)  # it did learn statistics
