@@ -250,30 +250,31 @@ def run_continue(request, ws, pk):
     return redirect(child.get_absolute_url())
 
 
-@login_required
-@require_POST
-def run_rank_columns(request, ws, pk):
+def _ask_a_worker(request, ws, pk, ask, done: str, anchor: str):
+    """A POST that asks a worker for something about a finished run; back to its page, saying how it went."""
     run, _ = _run_in(request, ws, pk, write=True)
     try:
-        services.run_rank_columns(run=run, user=request.user)
+        ask(run=run, user=request.user)
     except INPUT_ERRORS as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, "A worker is ranking the columns; they show here when it is done.")
-    return redirect(run.get_absolute_url() + "#importance")
+        messages.success(request, done)
+    return redirect(run.get_absolute_url() + anchor)
+
+
+@login_required
+@require_POST
+def run_rank_columns(request, ws, pk):
+    return _ask_a_worker(request, ws, pk, services.run_rank_columns,
+                         "A worker is ranking the columns; they show here when it is done.", "#importance")
 
 
 @login_required
 @require_POST
 def run_reanalyse(request, ws, pk):
-    run, _ = _run_in(request, ws, pk, write=True)
-    try:
-        services.run_reanalyse(run=run, user=request.user)
-    except INPUT_ERRORS as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, "A worker is working out what this run's results lack; they show here when it is done.")
-    return redirect(run.get_absolute_url() + "#analyses")
+    return _ask_a_worker(request, ws, pk, services.run_reanalyse,
+                         "A worker is working out what this run's results lack; they show here when it is done.",
+                         "#analyses")
 
 
 @login_required
