@@ -32,6 +32,7 @@ READERS = {  # the layers between the embedding and the output, for each way of 
     "bidirectional": lambda: [layers.Bidirectional({"type": "LSTM", "units": 3})],
     "bidirectional_sequences": lambda: [layers.Bidirectional({"type": "GRU", "units": 3, "return_sequences": True}),
                                         layers.GlobalMaxPooling1D()],
+    "batch_norm": lambda: [layers.BatchNormalization(), layers.GlobalAveragePooling1D()],
     "transformer": lambda: [layers.Dense(8), layers.Dropout(0.1), layers.TransformerEncoder(12, 2),
                             layers.LayerNormalization(), layers.GlobalAveragePooling1D()],
 }
@@ -157,7 +158,7 @@ def test_a_masked_text_model_trains_and_its_cuda_graph_steps_match_eager_ones(mo
     assert loss == loss2 and all(np.array_equal(a, b) for a, b in zip(weights, weights2))
 
 
-@pytest.mark.parametrize("reader", ["lstm", "bidirectional_sequences", "transformer"])
+@pytest.mark.parametrize("reader", ["lstm", "bidirectional_sequences", "transformer", "batch_norm"])
 def test_a_masked_fit_on_each_backend_gives_the_numpy_losses(xp, reader):
     # On the GPU the mask, the lengths and the gathers stay on the device, inside the CUDA graphs.
     from trainer import backend
