@@ -122,14 +122,44 @@ def job_execute(job_id: int) -> str:
         partial.unlink(missing_ok=True)
         message = str(error).replace("the file has", "the data set has").replace("the file", "the data set")
         _finish(job.pk, status=RunStatus.FAILED, reason=f"{job.dataset_version}: {message}"[:2000])
+        notify_finished(job.pk)
         return "failed"
     except Exception as error:
         log.exception("prediction job %s failed", job.pk)
         partial.unlink(missing_ok=True)
         _finish(job.pk, status=RunStatus.FAILED, reason=f"{type(error).__name__}: {error}"[:2000])
+        notify_finished(job.pk)
         return "failed"
     _finish(job.pk, status=RunStatus.SUCCEEDED, rows=done)
+    notify_finished(job.pk)
     return "succeeded"
+
+
+def notify_finished(job_id: int) -> None:
+    """Tell whoever started the job (a notification) and the workspace's webhooks (``prediction_job.succeeded`` or
+    ``prediction_job.failed``) that it ended; neither may fail it."""
+    from django.urls import reverse
+
+    from webapp.accounts import activity, webhooks
+
+    job = PredictionJob.objects.select_related("workspace", "run", "dataset_version__dataset", "created_by").filter(
+        pk=job_id).first()
+    if job is None:
+        return
+    try:
+        path = reverse("run-predict", kwargs={"ws": job.workspace.slug, "pk": job.run_id}) + "#jobs"
+        detail = f"{job.rows:,} rows" if job.status == RunStatus.SUCCEEDED else job.reason
+        message = f"Predictions of {job.run.display_name} on {job.dataset_version} {job.status}: {detail}"
+        if job.created_by is not None:
+            activity.notify(user=job.created_by, workspace=job.workspace, message=message, link=path,
+                            level="error" if job.status == RunStatus.FAILED else "info")
+        webhooks.dispatch(job.workspace, f"prediction_job.{job.status}", {
+            "job": job.pk, "run": job.run_id, "dataset_version": job.dataset_version_id, "status": job.status,
+            "rows": job.rows, "reason": job.reason or None, "path": path,
+            "download": f"/api/v1/prediction-jobs/{job.pk}/download" if job.status == RunStatus.SUCCEEDED else None,
+        }, text=f"[{job.workspace.name}] {message}")
+    except Exception as error:  # noqa: BLE001 - a notification must never fail the job
+        log.warning("prediction job %s: could not notify: %s", job_id, error)
 
 
 def fail_stale(cutoff) -> list[int]:
@@ -139,10 +169,12 @@ def fail_stale(cutoff) -> list[int]:
         job = PredictionJob.objects.filter(pk=job_id).first()
         if job is None:
             continue
-        PredictionJob.objects.filter(pk=job_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        failed = PredictionJob.objects.filter(pk=job_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=RunStatus.FAILED, finished_at=timezone.now(),
             reason=f"the worker stopped responding after {job.rows} of {job.total or '?'} rows; start it again")
         output_path(job).with_suffix(".part").unlink(missing_ok=True)
+        if failed:
+            notify_finished(job_id)
     return stale
 
 

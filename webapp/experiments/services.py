@@ -358,6 +358,9 @@ def _send_prediction_job(job_id: int) -> None:
         PredictionJob.objects.filter(pk=job_id, status=RunStatus.QUEUED).update(
             status=RunStatus.FAILED, finished_at=timezone.now(),
             reason="the task queue (Redis) could not be reached; start it again once it is back")
+        from webapp.experiments.batch import notify_finished
+
+        notify_finished(job_id)
 
 
 def _send_rank_columns(run_id: int) -> None:

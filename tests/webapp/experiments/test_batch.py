@@ -47,6 +47,11 @@ def test_a_job_predicts_every_row_as_a_request_would_with_the_data_sets_own_answ
         assert [float(v) for v in ours[2:-1]] == pytest.approx(theirs[2:], abs=1e-6)
     assert [row[-1] for row in written[1:]] == pd.read_csv(FIXTURES / "iris.csv")["species"].tolist()
     assert batch.job_execute(job.pk) == "skipped"  # a redelivered message finds it done
+    from webapp.accounts.models import Notification
+
+    told = Notification.objects.get(user=people.editor)
+    assert told.message == f"Predictions of {run.display_name} on Iris v1 succeeded: 150 rows"
+    assert told.link.endswith("/predict/#jobs")
 
 
 @pytest.mark.django_db
@@ -113,6 +118,9 @@ def test_a_job_whose_worker_died_fails_and_one_the_broker_never_got_says_so(peop
     assert watchdog.check_runs()["prediction_jobs_failed"] == [job.pk]
     job.refresh_from_db()
     assert job.status == "failed" and "stopped responding after 40 of 150 rows" in job.reason
+    from webapp.accounts.models import Notification
+
+    assert [n.level for n in Notification.objects.filter(user=people.editor)] == ["error", "error"]  # both said so
     assert batch.job_execute(job.pk) == "skipped"
 
 
