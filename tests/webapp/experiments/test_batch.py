@@ -195,3 +195,19 @@ def test_a_model_predicts_a_data_set_by_its_name_with_the_version_in_production(
     missing = client.post(f"/api/v1/models/{model.pk}/prediction-jobs?version=7", {"dataset_version": iris.pk},
                           content_type="application/json")
     assert missing.status_code == 400 and "has no version 7" in missing.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_series_job_predicts_the_step_after_every_window_as_a_request_would(client, people):
+    from tests.webapp.experiments.test_images_and_series import trained_series_run
+
+    co2 = make_version(people.workspace, people.owner, "co2_weekly.csv", name="CO2", kind="series")
+    run = trained_series_run(client, people, co2, {"window": 12, "horizon": 1}, epochs=1)
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=co2, user=people.editor)
+    assert batch.job_execute(job.pk) == "succeeded"
+    written = _rows(batch.output_path(job))
+    expected = prediction.predict_file(run, (FIXTURES / "co2_weekly.csv").read_bytes(), "co2.csv")
+    assert written[0] == expected["columns"] and len(written) - 1 == len(expected["rows"])
+    assert [int(row[0]) for row in written[1:]] == [r[0] for r in expected["rows"]]
+    assert [float(row[1]) for row in written[1:]] == pytest.approx([r[1] for r in expected["rows"]], abs=1e-6)
