@@ -185,6 +185,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RUN_HEARTBEAT_TIMEOUT = _read(env.env_int, "CUPOLA_HEARTBEAT_TIMEOUT", 60, minimum=5)
 # Checkpoints a run keeps at round epochs besides its newest two and its best (None: every epoch's).
 KEEP_CHECKPOINTS = _read(env.env_count_or_all, "CUPOLA_KEEP_CHECKPOINTS", 20)
+# Days a registered model's prediction log is kept (None: for ever); older rows are pruned hourly.
+KEEP_PREDICTION_LOGS = _read(env.env_count_or_all, "CUPOLA_KEEP_PREDICTION_LOGS", 400)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 if os.environ.get("EMAIL_HOST"):

@@ -261,6 +261,8 @@ RULES = [
     Rule("run-threshold", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"threshold": "0.3"}),
     Rule("run-reanalyse", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
     Rule("run-predict-dataset", "POST", "302 404 403 302 302", kwargs={"pk": make_run}),
+    Rule("prediction-job-delete", "POST", "302 404 403 403 302",  # the owner's job: its starter or an owner
+         kwargs={"pk": lambda p: setattr(p, "job", make_prediction_job(p)) or p.job_run, "job": lambda p: p.job}),
     Rule("prediction-job-download", "GET", "302 404 200 200 200",
          kwargs={"pk": lambda p: setattr(p, "job", make_prediction_job(p)) or p.job_run, "job": lambda p: p.job}),
     Rule("run-priority", "POST", "302 404 403 302 302", kwargs={"pk": make_run}, data={"priority": "2"}),
@@ -285,6 +287,7 @@ RULES = [
     Rule("api:create_prediction_job", "POST", "401 404 403 400 400"),  # the run has not trained
     Rule("api:get_prediction_job", "GET", "401 404 200 200 200", kwargs={"job_id": make_prediction_job}),
     Rule("api:download_prediction_job", "GET", "401 404 200 200 200", kwargs={"job_id": make_prediction_job}),
+    Rule("api:delete_prediction_job", "DELETE", "401 404 403 403 204", kwargs={"job_id": make_prediction_job}),
     Rule("api:delete_run", "DELETE", "401 404 403 403 204", kwargs={"run_id": make_finished_run}),
     Rule("api:update_run", "PATCH", "401 404 403 200 200", data={"starred": True, "notes": "good"}),
     Rule("api:continue_run", "POST", "401 404 403 400 400", data={"epochs": 3}),  # no checkpoint yet

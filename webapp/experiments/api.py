@@ -220,6 +220,16 @@ def get_prediction_job(request, job_id: int):
     return serialize_job(_job_for(request, job_id))
 
 
+@router.delete("/prediction-jobs/{job_id}", response={204: None})
+@answers_input_errors
+def delete_prediction_job(request, job_id: int):
+    """Delete a prediction job that ended, and its file (its starter, or an owner of the workspace)."""
+    job = _job_for(request, job_id)
+    _, membership = selectors.get_run_for_user(request.user, job.run_id, write=True)
+    services.prediction_job_delete(job=job, membership=membership)
+    return Status(204, None)
+
+
 @router.get("/prediction-jobs/{job_id}/download")
 def download_prediction_job(request, job_id: int):
     return exports.prediction_job_response(_job_for(request, job_id))

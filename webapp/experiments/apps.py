@@ -14,6 +14,8 @@ class ExperimentsConfig(AppConfig):
         schedule = dict(app.conf.beat_schedule or {})
         schedule["experiments-check-runs"] = {"task": "experiments.check_runs", "schedule": WATCHDOG_EVERY,
                                               "options": {"queue": "default", "expires": WATCHDOG_EVERY}}
+        schedule["experiments-prune-prediction-logs"] = {"task": "experiments.prune_prediction_logs", "schedule": 3600.0,
+                                                         "options": {"queue": "default", "expires": 3600.0}}
         app.conf.beat_schedule = schedule
         _register_sharing()
         from webapp.experiments import batch  # noqa: F401 - a deleted prediction job removes its file

@@ -312,3 +312,14 @@ def check_drift(model, *, now=None) -> str | None:
 
         logging.getLogger(__name__).exception("drift check of model %s failed", model.pk)
         return None
+
+
+def prune(*, now=None) -> int:
+    """Delete prediction log rows older than settings.KEEP_PREDICTION_LOGS days; how many went."""
+    from django.conf import settings
+
+    if settings.KEEP_PREDICTION_LOGS is None:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=settings.KEEP_PREDICTION_LOGS)
+    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -420,6 +420,17 @@ def may_delete(obj, membership) -> bool:
     return membership.is_owner or (membership.can_write and obj.created_by_id == membership.user_id)
 
 
+def prediction_job_delete(*, job, membership) -> None:
+    """Delete a prediction job that ended, and its file (batch.py's post_delete). ``may_delete`` decides who."""
+    from django.core.exceptions import PermissionDenied
+
+    if not may_delete(job, membership):
+        raise PermissionDenied("Only its owner, or the workspace's owners, may delete this prediction job")
+    if job.is_active:
+        raise InvalidInput("job: it is still queued or running; it can be deleted once it ends", "job")
+    job.delete()
+
+
 def run_delete(*, run: Run, user, membership) -> None:
     """Delete a finished run: its epochs, checkpoints, weights and exports, and its share links.
 

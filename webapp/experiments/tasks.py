@@ -30,6 +30,13 @@ def predict_dataset(job_id: int) -> None:
     batch.job_execute(int(job_id))
 
 
+@shared_task(name="experiments.prune_prediction_logs", ignore_result=True)
+def prune_prediction_logs() -> int:
+    from webapp.experiments import monitoring
+
+    return monitoring.prune()
+
+
 @shared_task(name="experiments.check_runs", ignore_result=True)
 def check_runs() -> dict:
     return watchdog.check_runs()

@@ -20,6 +20,8 @@ urlpatterns = [
     path("w/<slug:ws>/runs/<int:pk>/reanalyse/", views.run_reanalyse, name="run-reanalyse"),
     path("w/<slug:ws>/runs/<int:pk>/predict-dataset/", views.run_predict_dataset, name="run-predict-dataset"),
     path("w/<slug:ws>/runs/<int:pk>/predictions/<int:job>.csv", views.prediction_job_download, name="prediction-job-download"),
+    path("w/<slug:ws>/runs/<int:pk>/predictions/<int:job>/delete/", views.prediction_job_delete,
+         name="prediction-job-delete"),
     path("w/<slug:ws>/runs/<int:pk>/priority/", views.run_priority, name="run-priority"),
     path("w/<slug:ws>/runs/<int:pk>/predict/", views.run_predict, name="run-predict"),
     path("w/<slug:ws>/runs/<int:pk>/download/<str:what>/", views.run_download, name="run-download"),

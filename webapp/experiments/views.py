@@ -371,7 +371,8 @@ def _prediction_jobs(run, membership) -> dict:
                 .select_related("dataset").order_by("dataset__name", "-number") if (v.schema or {}).get("kind") in kinds]
     jobs = list(run.prediction_jobs.select_related("dataset_version__dataset", "created_by")[:20])
     return {"job_versions": versions if membership.can_write else [], "jobs": jobs,
-            "jobs_active": any(job.is_active for job in jobs)}
+            "jobs_active": any(job.is_active for job in jobs),
+            "jobs_deletable": {job.pk for job in jobs if not job.is_active and services.may_delete(job, membership)}}
 
 
 @login_required
@@ -388,6 +389,22 @@ def run_predict_dataset(request, ws, pk):
         messages.error(request, str(error))
     else:
         messages.success(request, f"A worker is predicting every row of {version}; the file shows here when it is done.")
+    return redirect(reverse("run-predict", kwargs={"ws": ws, "pk": run.pk}) + "#jobs")
+
+
+@login_required
+@require_POST
+def prediction_job_delete(request, ws, pk, job):
+    run, membership = _run_in(request, ws, pk)
+    found = run.prediction_jobs.filter(pk=job).first()
+    if found is None:
+        raise Http404("Not found")
+    try:
+        services.prediction_job_delete(job=found, membership=membership)
+    except INPUT_ERRORS as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"The predictions on {found.dataset_version} are deleted.")
     return redirect(reverse("run-predict", kwargs={"ws": ws, "pk": run.pk}) + "#jobs")
 
 

@@ -39,6 +39,11 @@ def test_the_checkpoints_kept_are_a_count_or_all(tmp_path, monkeypatch):
         assert env.env_count_or_all("CUPOLA_KEEP_CHECKPOINTS", 20) == expected
 
 
+def test_the_days_of_prediction_log_kept_are_a_count_or_all(tmp_path):
+    result = _load_settings(tmp_path, CUPOLA_KEEP_PREDICTION_LOGS="a year")
+    assert result.returncode != 0 and "CUPOLA_KEEP_PREDICTION_LOGS must be an integer; got 'a year'" in result.stderr
+
+
 def test_production_mode_requires_a_secret_key(tmp_path):
     result = _load_settings(tmp_path, CUPOLA_PRODUCTION="1", ALLOWED_HOSTS="cupola.example.org")
     assert result.returncode != 0

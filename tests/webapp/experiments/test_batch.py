@@ -211,3 +211,23 @@ def test_a_series_job_predicts_the_step_after_every_window_as_a_request_would(cl
     assert written[0] == expected["columns"] and len(written) - 1 == len(expected["rows"])
     assert [int(row[0]) for row in written[1:]] == [r[0] for r in expected["rows"]]
     assert [float(row[1]) for row in written[1:]] == pytest.approx([r[1] for r in expected["rows"]], abs=1e-6)
+
+
+@pytest.mark.django_db
+def test_a_job_that_ended_is_deleted_with_its_file_by_its_starter_and_not_while_it_works(client, people, iris):
+    run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+    url = f"/w/{people.workspace.slug}/runs/{run.pk}/predictions/{job.pk}/delete/"
+    client.force_login(people.editor)
+    page = client.post(url, follow=True).content.decode()
+    assert "it is still queued or running" in page and PredictionJob.objects.filter(pk=job.pk).exists()
+    batch.job_execute(job.pk)
+    path = batch.output_path(job)
+    assert path.exists() and 'data-testid="job-delete"' in client.get(
+        f"/w/{people.workspace.slug}/runs/{run.pk}/predict/").content.decode()
+    client.force_login(people.viewer)
+    assert client.post(url).status_code == 403
+    client.force_login(people.editor)
+    assert client.delete(f"/api/v1/prediction-jobs/{job.pk}").status_code == 204
+    assert not PredictionJob.objects.filter(pk=job.pk).exists() and not path.exists()

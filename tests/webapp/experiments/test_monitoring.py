@@ -175,3 +175,24 @@ def registry_predict(version, rows: str) -> dict:
     from webapp.experiments import prediction
 
     return prediction.predict_file(version.run, rows.encode(), "rows.csv")
+
+
+@pytest.mark.django_db
+def test_the_log_keeps_the_days_it_is_told_and_the_beat_prunes_it_hourly(people, tmp_path, settings):
+    from webapp.celery import app
+    from webapp.experiments.tasks import prune_prediction_logs
+
+    run = _binary_run(people, tmp_path, epochs=1)
+    version = registry.register(run=run, user=people.editor, name="churn")
+    now = timezone.now()
+    for age in (0, 10, 399, 401):
+        PredictionLog.objects.create(model=version.model, version=version, number=1, rows=1,
+                                     created_at=now - timedelta(days=age))
+    assert settings.KEEP_PREDICTION_LOGS == 400
+    assert prune_prediction_logs() == 1 and PredictionLog.objects.count() == 3
+    settings.KEEP_PREDICTION_LOGS = 7
+    assert monitoring.prune(now=now) == 2
+    settings.KEEP_PREDICTION_LOGS = None  # "all"
+    assert monitoring.prune(now=now + timedelta(days=10**4)) == 0 and PredictionLog.objects.count() == 1
+    entry = app.conf.beat_schedule["experiments-prune-prediction-logs"]
+    assert entry["task"] == "experiments.prune_prediction_logs" and entry["schedule"] == 3600.0
