@@ -16,7 +16,9 @@ source column: count, sum and sum of squares of a numeric column's scaled values
 of a categorical one, how many rows hold it), every request adds the same profile of what it was
 sent, and each column is judged: a numeric one by its mean's shift in training standard
 deviations (above 0.5 drifted), a categorical one by the PSI of its category mix, categories
-never seen in training counted apart.
+never seen in training counted apart. A text model's input is its text's length in words
+(judged as a numeric column) and its share of words the vocabulary does not know (drifted 10
+points above training's).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ MIN_ROWS = 30
 PSI_FLOOR = 1e-4
 PSI_SOME, PSI_DIFFERENT = 0.1, 0.25
 SHIFT_LIMIT = 0.5
+SHARE_RISE = 0.1  # a share (a text's unknown words) this much above training's counts as drifted
 RECENT_REFUSALS = 5
 MAX_DAYS = 365
 
@@ -42,8 +45,17 @@ MAX_DAYS = 365
 def input_profile(x, pre: dict) -> dict | None:
     """A table's feature rows (as its preprocessing made them) summed per source column, or None for
     other kinds of input."""
-    from trainer.data import TablePreprocessor
+    from trainer.data import TablePreprocessor, TextVectorizer
 
+    if pre.get("kind") == "text" and isinstance(x, np.ndarray) and x.ndim == 2:
+        # A text column: its length in words (as far as the model reads) and its share of unknown words.
+        words = (x != TextVectorizer.PAD).sum(axis=1).astype(np.float64)
+        column = pre.get("text_column", "text")
+        return {"rows": len(x), "categorical": {},
+                "numeric": {f"{column} (words)": {"count": len(words), "sum": float(words.sum()),
+                                                  "sum_sq": float(np.square(words).sum())}},
+                "shares": {f"{column} (unknown words)": {"count": int(words.sum()),
+                                                         "hits": int((x == TextVectorizer.OOV).sum())}}}
     if pre.get("kind") != "table" or not pre.get("features") or not isinstance(x, np.ndarray) or x.ndim != 2:
         return None
     table = TablePreprocessor.from_dict(pre["features"])
@@ -63,8 +75,12 @@ def input_profile(x, pre: dict) -> dict | None:
 
 
 def _pooled_inputs(profiles: list[dict]) -> dict:
-    numeric, categorical = {}, {}
+    numeric, categorical, shares = {}, {}, {}
     for profile in profiles:
+        for name, s in profile.get("shares", {}).items():
+            into = shares.setdefault(name, {"count": 0, "hits": 0})
+            into["count"] += s["count"]
+            into["hits"] += s["hits"]
         for column, s in profile.get("numeric", {}).items():
             into = numeric.setdefault(column, {"count": 0, "sum": 0.0, "sum_sq": 0.0})
             for key in into:
@@ -74,7 +90,8 @@ def _pooled_inputs(profiles: list[dict]) -> dict:
             for name, n in s["counts"].items():
                 into["counts"][name] = into["counts"].get(name, 0) + n
             into["unseen"] += s["unseen"]
-    return {"rows": sum(p.get("rows", 0) for p in profiles), "numeric": numeric, "categorical": categorical}
+    return {"rows": sum(p.get("rows", 0) for p in profiles), "numeric": numeric, "categorical": categorical,
+            "shares": shares}
 
 
 def _mean_std(s: dict) -> tuple[float, float]:
@@ -108,6 +125,15 @@ def input_drift(training: dict, profiles: list[dict]) -> list[dict]:
         found.append({"column": column, "kind": "categorical", "score": score, "severity": score / PSI_DIFFERENT,
                       "verdict": verdict, "says": f"category mix PSI {score:.3f}" + (
                           f", {unseen:.0%} of rows in categories not seen in training" if s["unseen"] else "")})
+    for name, s in served["shares"].items():
+        reference = training.get("shares", {}).get(name)
+        if not reference or not reference["count"] or not s["count"]:
+            continue
+        now_share, then = s["hits"] / s["count"], reference["hits"] / reference["count"]
+        rise = now_share - then
+        found.append({"column": name, "kind": "share", "score": rise, "severity": rise / SHARE_RISE,
+                      "verdict": "different" if rise > SHARE_RISE else "same",
+                      "says": f"{now_share:.0%} of them, against {then:.0%} in training"})
     found.sort(key=lambda entry: -entry["severity"])
     return found
 

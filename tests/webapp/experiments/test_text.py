@@ -121,3 +121,29 @@ def test_a_file_to_predict_on_is_split_at_its_delimiter_never_at_a_letter(raw, s
     assert frame.shape == shape
     if shape == (2, 1):
         assert list(frame.columns) == ["review"] and frame["review"][1] == "Awful, boring and dreadful."
+
+
+@pytest.mark.django_db
+def test_a_text_model_served_words_it_never_learned_shows_them_as_drift(client, people, reviews):
+    from webapp.experiments import monitoring, registry
+
+    config = {"target": "sentiment", "text": "review", "sequence_length": 24}
+    spec = suggested_spec(client, people, reviews, config)
+    spec["fit"]["epochs"] = 3
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=reviews, spec=spec,
+                              data_config=config)
+    assert execution.run_execute(run.pk) == "succeeded", run.reason
+    run.refresh_from_db()
+    training = run.results["input_profile"]["shares"]["review (unknown words)"]
+    assert training["count"] > 3000 and training["hits"] / training["count"] < 0.15
+    model = registry.register(run=run, user=people.editor, name="sentiment").model
+    client.force_login(people.viewer)
+    rng = np.random.default_rng(9)
+    french = "review\n" + "\n".join(f"Le film était {w} et vraiment très long" for w in rng.choice(GOOD, 60))
+    assert client.post(f"/api/v1/models/{model.pk}/predict", {"file": io.BytesIO(french.encode())}).status_code == 200
+    found = {c["column"]: c for c in monitoring.report(model)["drift"]["inputs"]}
+    unknown = found["review (unknown words)"]
+    # Six of its eight words ("le", "était", "et", "vraiment", "très", "long") are not in the vocabulary.
+    assert unknown["verdict"] == "different" and unknown["says"] == (
+        f"75% of them, against {training['hits'] / training['count']:.0%} in training")
+    assert found["review (words)"]["kind"] == "numeric"
