@@ -18,7 +18,8 @@ sent, and each column is judged: a numeric one by its mean's shift in training s
 deviations (above 0.5 drifted), a categorical one by the PSI of its category mix, categories
 never seen in training counted apart. A text model's input is its text's length in words
 (judged as a numeric column) and its share of words the vocabulary does not know (drifted 10
-points above training's).
+points above training's). An image model's input is each image's brightness and contrast (the
+mean and spread of its values, per channel), judged as numeric columns.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def input_profile(x, pre: dict) -> dict | None:
                                                   "sum_sq": float(np.square(words).sum())}},
                 "shares": {f"{column} (unknown words)": {"count": int(words.sum()),
                                                          "hits": int((x == TextVectorizer.OOV).sum())}}}
+    if pre.get("kind") == "images" and getattr(x, "ndim", 0) == 4:
+        # Each image's brightness and contrast (the mean and spread of its values, per channel, as scaled),
+        # read a chunk at a time (a training set read from disk is never held whole).
+        channels = x.shape[-1]
+        names = [f"{n}" if channels == 1 else f"{n} ({'RGB'[c] if channels == 3 else c})"
+                 for n in ("brightness", "contrast") for c in range(channels)]
+        numeric = {name: {"count": 0, "sum": 0.0, "sum_sq": 0.0} for name in names}
+        for start in range(0, len(x), 4096):
+            flat = np.asarray(x[start:start + 4096], dtype=np.float64).reshape(-1, int(np.prod(x.shape[1:-1])), channels)
+            values = np.concatenate([flat.mean(axis=1), flat.std(axis=1)], axis=1)
+            for i, name in enumerate(names):
+                into = numeric[name]
+                into["count"] += len(values)
+                into["sum"] += float(values[:, i].sum())
+                into["sum_sq"] += float(np.square(values[:, i]).sum())
+        return {"rows": len(x), "numeric": numeric, "categorical": {}}
     if pre.get("kind") != "table" or not pre.get("features") or not isinstance(x, np.ndarray) or x.ndim != 2:
         return None
     table = TablePreprocessor.from_dict(pre["features"])

@@ -251,7 +251,7 @@ def missing_analyses(run: Run) -> list[str]:
         wanted += [("calibration", "calibration"), ("roc", "ROC curves")]
         if kind == "images":
             wanted.append(("saliency", "saliency maps"))
-    if kind in ("table", "text"):
+    if kind in ("table", "text", "images"):
         wanted.append(("input_profile", "the training rows' input profile"))
     return [name for key, name in wanted if key not in results]
 

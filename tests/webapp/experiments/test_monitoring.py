@@ -196,3 +196,20 @@ def test_the_log_keeps_the_days_it_is_told_and_the_beat_prunes_it_hourly(people,
     assert monitoring.prune(now=now + timedelta(days=10**4)) == 0 and PredictionLog.objects.count() == 1
     entry = app.conf.beat_schedule["experiments-prune-prediction-logs"]
     assert entry["task"] == "experiments.prune_prediction_logs" and entry["schedule"] == 3600.0
+
+
+def test_an_image_profile_reads_brightness_and_contrast_a_chunk_at_a_time_from_stored_rows():
+    from trainer.data import ImageRows
+
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 256, (5000, 6, 6, 3), dtype=np.uint8)
+    from_disk = monitoring.input_profile(ImageRows(stored), {"kind": "images"})
+    in_memory = monitoring.input_profile(np.asarray(ImageRows(stored)), {"kind": "images"})
+    assert from_disk.keys() == in_memory.keys() and from_disk["rows"] == 5000
+    for name, s in in_memory["numeric"].items():
+        assert from_disk["numeric"][name] == pytest.approx(s)
+    assert sorted(in_memory["numeric"]) == ["brightness (B)", "brightness (G)", "brightness (R)",
+                                            "contrast (B)", "contrast (G)", "contrast (R)"]
+    dark = monitoring.input_profile(np.asarray(ImageRows(stored // 3)), {"kind": "images"})
+    found = {c["column"]: c for c in monitoring.input_drift(in_memory, [dark])}
+    assert found["brightness (R)"]["verdict"] == "different" and found["brightness (R)"]["score"] < -5
