@@ -156,6 +156,8 @@ def test_a_model_that_turns_to_drift_tells_its_people_and_webhooks_once_and_agai
     alert = alerts.get(user=people.editor)  # who registered the model (and its version), once
     assert alert.level == "error" and alert.message.startswith("churn v1 drifted: it served a different class mix")
     assert set(alert.message.split("input columns drifted: ")[1].split(", ")) >= {"a", "b"}
+    models_page = client.get(f"/w/{people.workspace.slug}/models/").content.decode()
+    assert 'data-testid="model-drifted"' in models_page
     delivery = WebhookDelivery.objects.get()
     assert delivery.event == "model.drifted" and {"a", "b"} <= set(delivery.payload["data"]["drifted_columns"])
     # More requests within the check interval: no new check, no second alert.
