@@ -134,7 +134,7 @@ def test_a_tables_input_profile_catches_a_shifted_column_and_categories_never_se
     age, plan = found[0] if found[0]["column"] == "age" else found[1], next(c for c in found if c["column"] == "plan")
     assert age["score"] == pytest.approx(1.5, abs=0.2) and age["verdict"] == "different"
     assert plan["verdict"] == "different" and "50% of rows in categories not seen in training" in plan["says"]
-    assert monitoring.input_profile(np.zeros((3, 8, 8, 1)), {"kind": "images"}) is None
+    assert monitoring.input_profile(np.zeros((3, 12, 1)), {"kind": "series"}) is None  # a series: outputs only
 
 
 @pytest.mark.django_db
