@@ -23,10 +23,19 @@
   const metric = names.find((n) => n.startsWith("val_")) || names[0];
   const traces = metric ? runs.filter((r) => r.series[metric]).map((run) => ({ x: run.series.epoch, y: run.series[metric], name: run.name, mode: "lines" })) : [];
   Plotly.newPlot("compare-metric", traces, layout(metric ? metric.replace(/_/g, " ") : "No metrics", metric || ""), config);
+  if (document.getElementById("compare-calibration")) {  // classifiers: how often right when this sure, on their test splits
+    const lines = runs.filter((r) => r.calibration && r.calibration.bins.length).map((run) => ({
+      x: run.calibration.bins.map((b) => b.confidence), y: run.calibration.bins.map((b) => b.accuracy), mode: "lines+markers",
+      name: run.name + " (ECE " + run.calibration.ece.toFixed(3) + ")", customdata: run.calibration.bins.map((b) => b.rows),
+      hovertemplate: "sure %{x:.3f}<br>right %{y:.3f}<br>%{customdata} rows<extra></extra>" }));
+    lines.push({ x: [0, 1], y: [0, 1], mode: "lines", name: "calibrated", line: { dash: "dot", color: "#9ca3af" }, hoverinfo: "skip" });
+    Plotly.newPlot("compare-calibration", lines, Object.assign(layout("Calibration (test)", "share of rows it got right"),
+      { xaxis: { title: { text: "probability of the class picked" }, range: [0, 1.02] } }), config);
+  }
   if (document.getElementById("compare-roc")) {  // binary classifiers: their test ROC curves, each decision threshold marked
     const curves = [];
     runs.filter((r) => r.roc).forEach((run, i) => {
-      const color = ["#4f46e5", "#059669", "#d97706", "#dc2626", "#0891b2", "#7c3aed"][i % 6];
+      const color = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"][i % 6];  // Plotly's colours, as the other charts
       curves.push({ x: run.roc.fpr, y: run.roc.tpr, mode: "lines", name: run.name + " (AUC " + run.roc.auc.toFixed(3) + ")", line: { color: color } });
       if (run.roc.at) curves.push({ x: [run.roc.at.fpr], y: [run.roc.at.tpr], mode: "markers", marker: { size: 10, color: color },
                                     name: run.name + " threshold " + run.roc.at.threshold.toFixed(3) });

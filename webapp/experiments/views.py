@@ -540,10 +540,11 @@ def _compare_context(runs) -> dict:
                 metric_names.append(name)
     finals = [{"name": name, "values": [(run.results or {}).get("test", {}).get(name) for run in runs]}
               for name in metric_names]
-    series = [{"id": run.pk, "name": run.display_name, **selectors.metric_series(run), "roc": curves.comparable_roc(run)}
-              for run in runs]
+    series = [{"id": run.pk, "name": run.display_name, **selectors.metric_series(run), "roc": curves.comparable_roc(run),
+               "calibration": (run.results or {}).get("calibration")} for run in runs]
     return {"runs": runs, "settings_rows": settings_rows, "finals": finals, "series": series,
-            "has_roc": any(entry["roc"] for entry in series)}
+            "has_roc": any(entry["roc"] for entry in series),
+            "has_calibration": any(entry["calibration"] for entry in series)}
 
 
 def _flatten(value, prefix=""):

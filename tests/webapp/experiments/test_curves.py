@@ -218,6 +218,10 @@ def test_compare_overlays_the_binary_runs_roc_curves_and_marks_each_threshold(cl
     assert roc[first.pk]["fpr"][0] == 0 and roc[first.pk]["tpr"][-1] == 1
     only_iris = client.get(f"/w/{people.workspace.slug}/compare/?runs={three.pk}").content.decode()
     assert 'data-testid="compare-roc"' not in only_iris
+    # Every classifier that was tested brings its calibration; the queued iris run has none yet.
+    assert 'data-testid="compare-calibration"' in html and 'data-testid="compare-calibration"' not in only_iris
+    calibration = {entry["id"]: entry["calibration"] for entry in series}
+    assert calibration[first.pk] == first.results["calibration"] and calibration[three.pk] is None
 
 
 @pytest.mark.django_db
