@@ -164,19 +164,22 @@ def summarize(result: dict, pre: dict) -> dict:
         for row in rows:
             counts[str(row[at])] = counts.get(str(row[at]), 0) + 1
         confidence = [float(row[conf]) for row in rows]
-        return _with_inputs({"kind": "classes", "counts": counts, "confidence_sum": float(np.sum(confidence))}, result)
+        return _with_inputs({"kind": "classes", "counts": counts, "confidence_sum": float(np.sum(confidence))},
+                            result, pre)
     values = np.asarray([row[1] for row in rows], dtype=np.float64)  # the first step ahead
     values = values[np.isfinite(values)]
     if not len(values):
         return {"kind": "values", "count": 0}
     return _with_inputs({"kind": "values", "count": len(values), "sum": float(values.sum()),
                          "sum_sq": float(np.square(values).sum()), "min": float(values.min()),
-                         "max": float(values.max())}, result)
+                         "max": float(values.max())}, result, pre)
 
 
-def _with_inputs(summary: dict, result: dict) -> dict:
-    if result.get("input_profile"):
-        summary["inputs"] = result["input_profile"]
+def _with_inputs(summary: dict, result: dict, pre: dict) -> dict:
+    """The summary, with the profile of the model inputs the request was answered from (``result["inputs"]``)."""
+    profile = input_profile(result["inputs"], pre) if result.get("inputs") is not None else None
+    if profile:
+        summary["inputs"] = profile
     return summary
 
 

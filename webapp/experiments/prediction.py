@@ -176,7 +176,6 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
 
 def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, model=None) -> dict:
     from webapp.experiments import explain as explaining
-    from webapp.experiments import monitoring
     from webapp.experiments.execution import predict_outputs
 
     pre = run.preprocessing
@@ -197,8 +196,8 @@ def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, 
         else:
             columns = [id_name, "prediction"]
             rows = [[ident, value] for ident, value in zip(ids, values)]
-    answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist(),
-              "input_profile": monitoring.input_profile(x, pre)}  # for the model's log, never sent back
+    # The model inputs ride along for a registered model's log (monitoring.summarize); never sent back.
+    answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist(), "inputs": x}
     if explain and pre["task"] == "classification" and pre.get("kind") == "images":
         first = slice(0, explaining.PREDICT_EXPLAINED)
         answer["pictures"] = explaining.picture_pairs(model, x[first], decoded["codes"][first], pre.get("scaling"))
