@@ -198,11 +198,14 @@ def create_prediction_job(request, run_id: int, payload: PredictionJobIn):
     """Predict every row (or image) of a data set version of the run's workspace on a worker, into a CSV
     (``GET /prediction-jobs/{id}`` says how far it is; its ``download`` link once it succeeded)."""
     run, _ = selectors.get_run_for_user(request.user, run_id, write=True)
-    chosen = payload.dataset_version
-    version = (_version_in(run.workspace, chosen)
-               if isinstance(chosen, int) and not isinstance(chosen, bool) else None)
-    job = services.prediction_job_create(run=run, dataset_version=version, user=request.user)
+    job = services.prediction_job_create(run=run, dataset_version=_job_version(run.workspace, payload), user=request.user)
     return Status(202, serialize_job(job))
+
+
+def _job_version(workspace, payload: PredictionJobIn):
+    """The workspace's data set version a job payload names by its id, or None (refused by the service)."""
+    chosen = payload.dataset_version
+    return _version_in(workspace, chosen) if isinstance(chosen, int) and not isinstance(chosen, bool) else None
 
 
 def _job_for(request, job_id: int):
@@ -526,13 +529,7 @@ def predict_with_model(request, model_id: int, version: str = ""):
     """As ``/runs/{id}/predict``, with the model's version in production (or ``?version=N``)."""
     model, _ = selectors.get_model_for_user(request.user, model_id)
     chosen = registry.version_for(model, version)
-    try:
-        result = _predicted(request, chosen.run)
-    except INPUT_ERRORS as error:
-        monitoring.record(chosen, request.user, kind="predict", refused=str(error))
-        raise
-    monitoring.record(chosen, request.user, kind="predict", result=result)
-    monitoring.check_drift(model)
+    result = _served(request, model, chosen, "predict", lambda: _predicted(request, chosen.run))
     answer = _prediction_answer(request, result, f"{slugify(model.name) or 'model'}-v{chosen.number}")
     if isinstance(answer, dict):
         answer = {"model": model.name, "version": chosen.number, "run": chosen.run_id, **answer}
@@ -545,14 +542,21 @@ def forecast_with_model(request, model_id: int, payload: ForecastIn, version: st
     """As ``/runs/{id}/forecast``, with the model's version in production (or ``?version=N``)."""
     model, _ = selectors.get_model_for_user(request.user, model_id)
     chosen = registry.version_for(model, version)
-    try:
-        ahead = _forecast(chosen.run, payload.steps)
-    except INPUT_ERRORS as error:
-        monitoring.record(chosen, request.user, kind="forecast", refused=str(error))
-        raise
-    monitoring.record(chosen, request.user, kind="forecast", result=ahead)
-    monitoring.check_drift(model)
+    ahead = _served(request, model, chosen, "forecast", lambda: _forecast(chosen.run, payload.steps))
     return {"model": model.name, "version": chosen.number, "run": chosen.run_id, **ahead}
+
+
+def _served(request, model, chosen, kind: str, answer):
+    """``answer()`` for a request to a model by its name, logged (refused, with the reason, or answered) and then
+    judged for drift (see monitoring.py)."""
+    try:
+        result = answer()
+    except INPUT_ERRORS as error:
+        monitoring.record(chosen, request.user, kind=kind, refused=str(error))
+        raise
+    monitoring.record(chosen, request.user, kind=kind, result=result)
+    monitoring.check_drift(model)
+    return result
 
 
 @router.post("/models/{model_id}/prediction-jobs", response={202: dict})
@@ -561,9 +565,8 @@ def create_model_prediction_job(request, model_id: int, payload: PredictionJobIn
     """As ``/runs/{id}/prediction-jobs``, with the model's version in production (or ``?version=N``)."""
     model, _ = selectors.get_model_for_user(request.user, model_id, write=True)
     chosen = registry.version_for(model, version)
-    wanted = payload.dataset_version
-    data = _version_in(model.workspace, wanted) if isinstance(wanted, int) and not isinstance(wanted, bool) else None
-    job = services.prediction_job_create(run=chosen.run, dataset_version=data, user=request.user)
+    job = services.prediction_job_create(run=chosen.run, dataset_version=_job_version(model.workspace, payload),
+                                         user=request.user)
     return Status(202, dict(serialize_job(job), model=model.name, version=chosen.number))
 
 

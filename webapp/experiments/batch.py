@@ -90,7 +90,6 @@ def _finish(job_id: int, **fields) -> None:
 
 def job_execute(job_id: int) -> str:
     """Work out a queued job's predictions; its status says how it ended (a failure with the reason)."""
-    from webapp.experiments.api import INPUT_ERRORS
     from webapp.experiments.prediction import load_model, predict_arrays
 
     job = claim(job_id)
@@ -118,7 +117,7 @@ def job_execute(job_id: int) -> str:
                     partial.unlink(missing_ok=True)
                     return "removed"  # deleted with its run or data set while it worked
         partial.replace(target)
-    except INPUT_ERRORS + (ValueError,) as error:  # the data does not fit the model: the reason, for people
+    except ValueError as error:  # the data does not fit the model (a DataError, a version not ready): the reason
         partial.unlink(missing_ok=True)
         message = str(error).replace("the file has", "the data set has").replace("the file", "the data set")
         _finish(job.pk, status=RunStatus.FAILED, reason=f"{job.dataset_version}: {message}"[:2000])

@@ -591,8 +591,8 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int,
             if roc["kind"] == "binary":
                 scores["auc"], scores["average precision"] = _finite(roc["auc"]), _finite(roc["average_precision"])
             else:
-                for entry, found in zip(results["per_class"], roc["classes"]):
-                    entry["auc"] = _finite(found["auc"])
+                for entry, against_rest in zip(results["per_class"], roc["classes"]):
+                    entry["auc"] = _finite(against_rest["auc"])
                 scores["auc"] = _finite(float(np.mean([c["auc"] for c in roc["classes"] if c["auc"] is not None])))
         samples, wrong = [], []
         for i, (true, code) in enumerate(zip(true_codes.tolist(), decoded["codes"])):

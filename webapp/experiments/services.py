@@ -230,8 +230,8 @@ def _not_scored(run: Run) -> str:
 
 def rank_columns_refusal(run: Run) -> str:
     """Why the run's columns cannot be ranked now ("" when they can)."""
-    if _not_scored(run):
-        return _not_scored(run) + " can have its columns ranked"
+    if unscored := _not_scored(run):
+        return unscored + " can have its columns ranked"
     if not preparation.has_columns(run.preprocessing):
         return "its input has no columns to rank (a table's, or a series with several)"
     if ((run.results or {}).get("importance") or {}).get("columns"):
@@ -257,8 +257,8 @@ def missing_analyses(run: Run) -> list[str]:
 
 
 def reanalysis_refusal(run: Run) -> str:
-    if _not_scored(run):
-        return _not_scored(run) + " can be analysed again"
+    if unscored := _not_scored(run):
+        return unscored + " can be analysed again"
     if not missing_analyses(run):
         return "it has every analysis already"
     if analyses_pending(run):

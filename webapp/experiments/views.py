@@ -395,10 +395,7 @@ def run_predict_dataset(request, ws, pk):
 @login_required
 @require_POST
 def prediction_job_delete(request, ws, pk, job):
-    run, membership = _run_in(request, ws, pk)
-    found = run.prediction_jobs.filter(pk=job).first()
-    if found is None:
-        raise Http404("Not found")
+    run, membership, found = _job_in(request, ws, pk, job)
     try:
         services.prediction_job_delete(job=found, membership=membership)
     except INPUT_ERRORS as error:
@@ -410,11 +407,16 @@ def prediction_job_delete(request, ws, pk, job):
 
 @login_required
 def prediction_job_download(request, ws, pk, job):
-    run, _ = _run_in(request, ws, pk)
+    return exports.prediction_job_response(_job_in(request, ws, pk, job)[2])
+
+
+def _job_in(request, ws, pk, job):
+    """The run (readable by this person), their membership, and the run's prediction job ``job``, or 404."""
+    run, membership = _run_in(request, ws, pk)
     found = run.prediction_jobs.filter(pk=job).first()
     if found is None:
         raise Http404("Not found")
-    return exports.prediction_job_response(found)
+    return run, membership, found
 
 
 # ----------------------------------------------------------------------------- new run (the builder)
