@@ -452,6 +452,17 @@ def test_a_sweep_is_started_from_the_builder_cancelled_in_one_go_and_deleted(liv
     mean, spread = (float(part) for part in cell.split(" ± "))
     assert 0 < mean <= 1 and 0 <= spread < 0.5, cell
     owner.shot(page, "cross-validation")
+    # Its final model: the same settings trained on every row on the worker, the folds' scores its estimate.
+    page.click("[data-testid=refit]")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    assert "final model" in page.locator("h1").text_content()
+    page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Succeeded'",
+                           timeout=120_000)
+    page.reload()
+    estimate = page.locator("[data-testid=cv-scores] tbody tr", has_text="accuracy").first.locator("td")
+    assert [float(estimate.nth(i).text_content()) for i in (1, 2)] == [mean, spread]
+    assert page.locator("[data-testid=test-metrics]").count() == 0  # no rows were left to test it on
+    owner.shot(page, "final-model")
 
 
 def test_a_new_user_swaps_the_series_template_for_a_conv1d_model_and_exports_it(live_server, stack,

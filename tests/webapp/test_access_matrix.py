@@ -154,6 +154,12 @@ def make_dataset(p):
     return version.dataset.pk
 
 
+def make_dataset_version(p):
+    from webapp.datasets.models import DatasetVersion
+
+    return DatasetVersion.objects.get(dataset_id=make_dataset(p)).pk
+
+
 def run_body(p):
     return {"dataset_version": _matrix_version(p).pk, "spec": MATRIX_SPEC}
 
@@ -274,6 +280,8 @@ RULES = [
     Rule("sweep-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_sweep}),
     Rule("sweep-cancel", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}),
     Rule("sweep-extend", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}, data={"count": 1}),
+    Rule("version-predict", "GET", "302 404 200 200 200", kwargs={"version": make_dataset_version}),
+    Rule("sweep-refit", "POST", "302 404 403 302 302", kwargs={"pk": make_sweep}, data={"params": "{}"}),
     Rule("sweep-delete", "POST", "302 404 403 403 302", kwargs={"pk": make_sweep}),  # the owner's sweep
     # experiments API
     Rule("api:create_run", "POST", "401 404 403 201 201", data=run_body),
@@ -325,6 +333,8 @@ RULES = [
     Rule("api:get_sweep", "GET", "401 404 200 200 200", kwargs={"sweep_id": make_sweep}),
     Rule("api:extend_sweep", "POST", "401 404 403 400 400", kwargs={"sweep_id": make_sweep},
          data={"count": 1}),  # the matrix sweep is a grid: it has every point already
+    Rule("api:refit_sweep", "POST", "401 404 403 400 400", kwargs={"sweep_id": make_sweep},
+         data={"params": {}}),  # the matrix sweep is no cross-validation: nothing to refit
     Rule("api:cancel_sweep", "POST", "401 404 403 200 200", kwargs={"sweep_id": make_sweep}),
     Rule("api:delete_sweep", "DELETE", "401 404 403 403 204", kwargs={"sweep_id": make_sweep}),
     # datasets: pages

@@ -55,7 +55,7 @@ def serialize_run(run, *, full: bool = True) -> dict:
         "workspace": run.workspace.slug, "dataset_version": run.dataset_version_id, "seed": run.seed,
         "device_preference": run.device_preference, "priority": run.priority, "tags": run.tags,
         "starred": run.starred, "parent": run.parent_id, "from_epoch": run.from_epoch, "sweep": run.sweep_id,
-        "url": run.get_absolute_url(), "decision_threshold": run.decision_threshold,
+        "refit_of": run.refit_of_id, "url": run.get_absolute_url(), "decision_threshold": run.decision_threshold,
     })
     if full:
         data.update({"spec": run.spec, "data_config": run.data_config, "results": run.results, "notes": run.notes,
@@ -75,6 +75,9 @@ def serialize_sweep(sweep, *, with_runs: bool = True) -> dict:
         data.update(best_run=best.pk if best else None, runs=[
             dict(serialize_run(run, full=False), params=run.sweep_params,
                  stopped_early=(run.results or {}).get("stopped_early")) for run in runs])
+        if "fold" in sweep.space:  # a cross-validation's final models, newest first
+            data["final_models"] = [dict(serialize_run(run, full=False), params=run.sweep_params)
+                                    for run in sweep.refits.select_related("workspace").order_by("-pk")]
     return data
 
 
@@ -438,6 +441,20 @@ def extend_sweep(request, sweep_id: int, payload: ExtendIn):
     return Status(201, dict(serialize_sweep(sweep), added=[run.pk for run in added]))
 
 
+class RefitIn(Schema):
+    params: dict = {}
+
+
+@router.post("/sweeps/{sweep_id}/refit", response={201: dict})
+@answers_input_errors
+def refit_sweep(request, sweep_id: int, payload: RefitIn):
+    """A cross-validation's final model at one of its points (``params``: the swept values but the fold): trained
+    on every row, its results carrying the folds' test scores as its estimate."""
+    sweep, _ = selectors.get_sweep_for_user(request.user, sweep_id, write=True)
+    run = services.sweep_refit(sweep=sweep, user=request.user, params=payload.params)
+    return Status(201, serialize_run(run))
+
+
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep(request, sweep_id: int):
     """Cancel every run of the sweep still queued or running."""
@@ -459,6 +476,7 @@ def serialize_version(version, production_id) -> dict:
     return {"number": version.number, "run": run.pk, "run_name": run.display_name, "note": version.note,
             "in_production": version.pk == production_id, "metric": run.best_metric_name or None,
             "value": run.best_metric, "test": (run.results or {}).get("test"),
+            "cross_validation": ((run.results or {}).get("cross_validation") or {}).get("scores"),
             "created_by": version.created_by.username if version.created_by else None,
             "created_at": version.created_at}
 

@@ -32,6 +32,25 @@ MAX_ACTIVE_PER_RUN = 3
 DATA_KINDS = {"table": ("table",), "text": ("table",), "series": ("series",), "images": ("images",)}
 
 
+def input_columns(pre: dict) -> list[str]:
+    """The columns of a table or series a run's model reads (none for images)."""
+    from trainer.data import TablePreprocessor
+
+    kind = pre.get("kind")
+    if kind == "table":
+        table = TablePreprocessor.from_dict(pre["features"])
+        return [*table.numeric_columns, *table.categorical_columns]
+    if kind == "text":
+        return [pre["text_column"]]
+    return list(pre.get("columns") or []) if kind == "series" else []
+
+
+def missing_columns(run, version) -> list[str]:
+    """The columns the run's model reads that the data set version lacks (a job for it would fail on them)."""
+    held = {column["name"] for column in (version.schema or {}).get("columns") or []}
+    return [column for column in input_columns(run.preprocessing or {}) if column not in held]
+
+
 def output_path(job) -> Path:
     return checkpoints.run_dir(job.run_id) / "predictions" / f"{job.pk}.csv"
 

@@ -58,7 +58,7 @@ def describe(version, data_config: dict | None = None) -> dict:
         "feature_names": [str(c) for c in prepared.feature_names][:200],
         "target": prepared.preprocessing.get("target") or config["target"] or "",
         "rows": {"train": len(prepared.x_train), "validation": 0 if prepared.x_val is None else len(prepared.x_val),
-                 "test": len(prepared.x_test)},
+                 "test": 0 if prepared.x_test is None else len(prepared.x_test)},
     }
     if "vocabulary_size" in prepared.preprocessing:
         info["vocabulary_size"] = prepared.preprocessing["vocabulary_size"]

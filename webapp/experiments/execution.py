@@ -403,6 +403,9 @@ def _resume_point(model, run: Run, attempt: int) -> int:
     return 0
 
 
+KEPT_RESULTS = ("lr_find", "cross_validation")
+
+
 def run_execute(run_id: int, *, hostname: str = "") -> str:
     """Train one run to the end. Returns what happened, for the worker's log."""
     attempt = claim(run_id, hostname)
@@ -463,9 +466,10 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
         if monitor.lost.is_set():
             return "lost"
         results = evaluate(model, prepared, spec, batch_size)
-        found = (Run.objects.values_list("results", flat=True).get(pk=run_id) or {}).get("lr_find")
-        if found:  # the range test's curve, recorded before training
-            results["lr_find"] = found
+        stored = Run.objects.values_list("results", flat=True).get(pk=run_id) or {}
+        for key in KEPT_RESULTS:  # what was recorded before training: the range test's curve, the CV estimate
+            if stored.get(key):
+                results[key] = stored[key]
         if model.step_graphs is not None:  # on a GPU: what the fit did with CUDA graphs, for the record
             results["cuda_graphs"] = model.step_graphs
         if model.data_feed is not None:  # whether the training set was kept on the device or read per batch
@@ -562,10 +566,18 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int,
     from trainer import metrics as tmetrics
 
     loss = specs.loss_name(spec)
+    pre = prepared.preprocessing
+    if prepared.x_test is None:  # every row trained it (test_fraction 0, a cross-validation's final model)
+        results = {"task": prepared.task, "test_rows": 0, "test": {}}
+        if prepared.task == "classification":
+            results["class_names"] = [str(c) for c in prepared.class_names]
+        profile = monitoring.input_profile(prepared.x_train, pre)
+        if profile is not None:
+            results["input_profile"] = profile
+        return results
     outputs = predict_outputs(model, prepared.x_test, max(batch_size, 256))
     scores = _test_loss(model, prepared.x_test, prepared.y_test, max(batch_size, 256))
     names = [m if isinstance(m, str) else str(m.get("type", "")) for m in (spec.get("compile") or {}).get("metrics", [])]
-    pre = prepared.preprocessing
     results = {"task": prepared.task, "test_rows": len(prepared.x_test), "test": scores}
     if prepared.task == "classification":
         for name in names + (["accuracy"] if "accuracy" not in names and "acc" not in names else []):

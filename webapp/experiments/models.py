@@ -98,6 +98,8 @@ class Run(models.Model):
     from_epoch = models.PositiveIntegerField(null=True, blank=True)  # the parent's checkpoint it starts from
     sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     sweep_params = models.JSONField(default=dict, blank=True)
+    # A cross-validation's final model: trained on every row at one of its points (services.sweep_refit)
+    refit_of = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="refits")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -249,13 +249,17 @@ def drift(version, summaries: list[dict]) -> dict | None:
     """Whether what ``version`` served (its logs' summaries) differs from what it predicted on its test split."""
     expected = reference(version)
     served = _pooled([s for s in summaries if s])
-    if expected is None or not served.get("rows") or served["kind"] != expected["kind"]:
-        return None
-    found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None}
     training = (version.run.results or {}).get("input_profile")
     profiles = [s["inputs"] for s in summaries if s and s.get("inputs")]
+    if not served.get("rows") or (expected is None and not (training and profiles)) or (
+            expected is not None and served["kind"] != expected["kind"]):
+        return None
+    found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None}
     if training and profiles and served["rows"] >= MIN_ROWS:
         found["inputs"] = input_drift(training, profiles)
+    if served["rows"] >= MIN_ROWS and expected is None:  # a model that trained on every row: its inputs only
+        return dict(found, verdict="unjudged", says="has no test split to hold its predictions against, as it "
+                    "trained on every row; what it was sent is held against its training rows below")
     if served["rows"] < MIN_ROWS:
         rows = served["rows"]
         return dict(found, verdict="too few",
@@ -341,9 +345,11 @@ def check_drift(model, *, now=None) -> str | None:
         if drifted == (previous == "different") or (not drifted and state not in ("same", "some")):
             return state  # no turn, or it turned to too little to judge: nothing to tell
         columns = [c["column"] for c in (found or {}).get("inputs") or [] if c["verdict"] == "different"]
-        message = (f"{model.name} v{found['version']} drifted: it {found['says']}"
-                   + (f"; input columns drifted: {', '.join(columns[:5])}" if columns else "")
-                   if drifted else f"{model.name} v{found['version']} is steady again: it {found['says']}")
+        outputs = "" if found["verdict"] == "unjudged" else f"it {found['says']}"  # no test split: inputs only
+        message = (f"{model.name} v{found['version']} drifted: " + "; ".join(
+            part for part in (outputs, columns and f"input columns drifted: {', '.join(columns[:5])}") if part)
+                   if drifted else f"{model.name} v{found['version']} is steady again"
+                   + (f": it {found['says']}" if outputs else ": its inputs look like its training rows"))
         people = {u.pk: u for u in (model.created_by, getattr(model.production, "created_by", None)) if u is not None}
         for user in people.values():
             activity.notify(user=user, workspace=model.workspace, message=message, link=model.get_absolute_url(),

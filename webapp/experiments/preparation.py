@@ -266,7 +266,7 @@ def _read_targets(frame, config: dict, *, target: str, loss: str) -> _Targets:
                             "data_config.task") from None
     stratify = np.asarray([str(v) for v in target_values]) if task == CLASSIFICATION else None
     train, val, test = _split(len(frame), config, stratify)
-    if len(train) == 0 or len(test) == 0:
+    if len(train) == 0 or (len(test) == 0 and (config["test_fraction"] > 0 or config["folds"])):
         raise DataError("data_config.test_fraction: the table has too few rows for this split",
                         "data_config.test_fraction")
     encoder, scaler = encode_targets(task, target_values[train], loss)

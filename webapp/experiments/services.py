@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from webapp.accounts import activity
 from webapp.accounts.models import ShareLink, ShareTarget
-from webapp.experiments import checkpoints, curves, preparation, pruning, specs
+from webapp.experiments import checkpoints, curves, preparation, pruning, selectors, specs
 from webapp.experiments.models import ACTIVE_STATUSES, MetricRow, Run, RunStatus, Sweep
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ def _seed_of(spec: dict, seed) -> int:
 @transaction.atomic
 def run_create(*, workspace, user, dataset_version, spec, data_config=None, name: str = "", device: str = "auto",
                seed: int | None = None, priority: int = 5, tags=None, parent: Run | None = None,
-               from_epoch: int | None = None, sweep: Sweep | None = None, sweep_params=None) -> Run:
+               from_epoch: int | None = None, sweep: Sweep | None = None, sweep_params=None,
+               refit_of: Sweep | None = None, results=None) -> Run:
     _check_version(workspace, dataset_version)
     if device not in specs.DEVICES:
         raise InvalidInput(f"device: must be one of {', '.join(specs.DEVICES)}, got {device!r}", "device")
@@ -172,7 +173,8 @@ def run_create(*, workspace, user, dataset_version, spec, data_config=None, name
         workspace=workspace, dataset_version=dataset_version, created_by=user, name=name.strip(), spec=spec,
         data_config=config, seed=seed, device_preference=device, priority=priority,
         epochs_total=specs.fit_settings(spec)["epochs"], tags=_clean_tags(tags or []), parent=parent,
-        from_epoch=from_epoch, sweep=sweep, sweep_params=sweep_params or {},
+        from_epoch=from_epoch, sweep=sweep, sweep_params=sweep_params or {}, refit_of=refit_of,
+        results=results or {},
     )
     if parent is not None and from_epoch:
         MetricRow.objects.bulk_create([
@@ -247,7 +249,7 @@ def missing_analyses(run: Run) -> list[str]:
     drift)."""
     results, kind = run.results or {}, (run.preprocessing or {}).get("kind")
     wanted = []
-    if results.get("task") == "classification":
+    if results.get("task") == "classification" and results.get("test_rows") != 0:  # curves need a test split
         wanted += [("calibration", "calibration"), ("roc", "ROC curves")]
         if kind == "images":
             wanted.append(("saliency", "saliency maps"))
@@ -845,6 +847,71 @@ def sweep_extend(*, sweep: Sweep, user, count) -> list[Run]:
     _check_points(sweep.base_spec, sweep.data_config, points)
     device = tried[0].device_preference if tried else "auto"
     return _sweep_runs(sweep, user, points, first=len(tried) + 1, device=device)
+
+
+def point_of(run: Run) -> dict:
+    return {key: value for key, value in (run.sweep_params or {}).items() if key != "fold"}
+
+
+def _epochs_trained(run: Run) -> int:
+    """The epochs whose weights a fold's model kept: the best epoch's where early stopping put them back."""
+    stopped = (run.results or {}).get("stopped_early") or {}
+    if stopped.get("restored") and stopped.get("best_epoch"):
+        return int(stopped["best_epoch"])
+    return int(stopped.get("epoch") or run.epochs_done)
+
+
+def refit_refusal(sweep: Sweep, folds: list[Run]) -> str:
+    """Why no final model can be trained at the point whose fold runs these are ("" when it can)."""
+    total = (sweep.data_config or {}).get("folds") or len(folds)
+    done = sum(1 for run in folds if run.status == RunStatus.SUCCEEDED and (run.results or {}).get("test"))
+    if done < total:
+        return (f"{done} of its {total} folds have succeeded; its final model trains once every fold has, "
+                "so that the estimate it carries is whole")
+    return ""
+
+
+@transaction.atomic
+def sweep_refit(*, sweep: Sweep, user, params) -> Run:
+    """A cross-validation's final model (scikit-learn's ``refit``): a run at one of its points (``params``: the
+    swept values but the fold) that trains on every row, with no test or validation part, for as many epochs as
+    its folds kept on average. The folds' test scores (mean ± standard deviation) are its estimate, carried in
+    its results; an early stopping or plateau rule that watches the validation part cannot, and is left out."""
+    if "fold" not in (sweep.space or {}):
+        raise InvalidInput("params: only a cross-validation trains a final model on every row; a sweep's best run "
+                           "is its model", "params")
+    if not isinstance(params, dict):
+        raise InvalidInput("params: the swept values of one point, other than the fold, as an object", "params")
+    _check_version(sweep.workspace, sweep.dataset_version)
+    folds = [run for run in sweep.runs.order_by("pk") if point_of(run) == params]
+    if not folds:
+        raise InvalidInput("params: no point of this cross-validation has these values"
+                           + (f" ({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})" if params else ""),
+                           "params")
+    if refused := refit_refusal(sweep, folds):
+        raise InvalidInput(f"params: {refused}", "params")
+    if any(point_of(run) == params for run in sweep.refits.filter(status__in=ACTIVE_STATUSES)):
+        raise InvalidInput("params: this point's final model is training already", "params")
+    found = selectors.cross_validation(sweep, folds)
+    group = next(g for g in found["groups"] if g["params"] == params)
+    spec = apply_params(sweep.base_spec, params)
+    fit = spec.setdefault("fit", {})
+    fit["epochs"] = max(1, round(sum(_epochs_trained(run) for run in folds) / len(folds)))
+    left_out = [key for key in ("early_stopping", "reduce_lr_on_plateau")
+                if fit.get(key) and str(fit[key].get("monitor", "val_loss")).startswith("val_")]
+    for key in left_out:
+        del fit[key]
+    config = dict(apply_data_params(sweep.data_config, params), folds=None, fold=0, test_fraction=0.0,
+                  validation_fraction=0.0)
+    estimate = {"sweep": sweep.pk, "sweep_name": sweep.name, "folds": len(folds), "params": params,
+                "split_seed": config.get("split_seed"), "epochs": fit["epochs"], "left_out": left_out,
+                "scores": {name: {"mean": score["mean"], "std": score["std"]}
+                           for name, score in zip(found["metrics"], group["scores"]) if score}}
+    label = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version, spec=spec,
+                      data_config=config, name=f"{sweep.name}: final model{f' ({label})' if label else ''}"[:120],
+                      device=folds[0].device_preference, tags=folds[0].tags, sweep_params=params, refit_of=sweep,
+                      results={"cross_validation": estimate})
 
 
 def sweep_cancel(*, sweep: Sweep, user) -> int:

@@ -392,6 +392,46 @@ def run_predict_dataset(request, ws, pk):
     return redirect(reverse("run-predict", kwargs={"ws": ws, "pk": run.pk}) + "#jobs")
 
 
+CANDIDATE_RUNS = 40  # the finished runs a data set's predict page offers, newest first after the models
+
+
+@login_required
+@require_GET
+def version_predict(request, ws, version):
+    """Predict every row of a data set version: the workspace's finished runs whose input reads it (the registered
+    models' versions in production first), each with the columns it would lack, and the jobs already on it."""
+    from webapp.datasets.models import DatasetVersion
+    from webapp.experiments import batch
+    from webapp.experiments.models import PredictionJob, RegisteredModel
+
+    workspace, membership = get_workspace_for_user(request.user, ws)
+    found = (DatasetVersion.objects.select_related("dataset")
+             .filter(pk=version, dataset__workspace=workspace, status="ready").first())
+    if found is None:
+        raise Http404("Not found")
+    held = (found.schema or {}).get("kind")
+    serving = {}
+    for model in RegisteredModel.objects.filter(workspace=workspace, production__isnull=False).select_related(
+            "production").order_by("name"):
+        serving.setdefault(model.production.run_id, []).append(f"{model.name} v{model.production.number}")
+    finished = (Run.objects.filter(workspace=workspace, status__in=(RunStatus.SUCCEEDED, RunStatus.CANCELLED))
+                .select_related("workspace", "dataset_version__dataset").defer("spec", "library_versions", "notes")
+                .order_by("-finished_at", "-pk"))
+    candidates = []
+    for run in [*finished.filter(pk__in=serving), *finished.exclude(pk__in=serving)[:200]]:
+        if held in batch.DATA_KINDS.get((run.preprocessing or {}).get("kind"), ()) and \
+                checkpoints.weights_path(run).exists():
+            candidates.append({"run": run, "models": serving.get(run.pk, []),
+                               "missing": batch.missing_columns(run, found)})
+        if len(candidates) >= CANDIDATE_RUNS + len(serving):
+            break
+    jobs = list(PredictionJob.objects.filter(dataset_version=found).select_related("run__workspace", "created_by")
+                .order_by("-pk")[:20])
+    return render(request, "experiments/version_predict.html", {
+        "workspace": workspace, "membership": membership, "current_workspace": workspace, "section": "datasets",
+        "version": found, "candidates": candidates, "jobs": jobs, "jobs_active": any(job.is_active for job in jobs)})
+
+
 @login_required
 @require_POST
 def prediction_job_delete(request, ws, pk, job):
@@ -648,12 +688,20 @@ def sweep_detail(request, ws, pk):
     halving_at = (pruning.rungs(stopping["grace_epochs"], stopping["reduction_factor"], max(run.epochs_total for run in runs))
                   if stopping.get("rule") == "asha" and runs else [])
     rungs = ", ".join(map(str, halving_at[:6])) + (", …" if len(halving_at) > 6 else "")
+    cross_validation = selectors.cross_validation(sweep, runs)
+    if cross_validation:  # each point's final model, or whether one can be trained
+        refits = list(sweep.refits.select_related("workspace").order_by("-pk"))
+        for group in cross_validation["groups"]:
+            group["refit"] = next((run for run in refits if services.point_of(run) == group["params"]), None)
+            group["refit_refusal"] = services.refit_refusal(
+                sweep, [run for run in runs if services.point_of(run) == group["params"]])
+            group["params_json"] = json.dumps(group["params"], sort_keys=True)
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
         "table": table, "chart": chart, "current_workspace": sweep.workspace, "active": active,
         "stopped": sum(1 for row in table if row["stopped"]),
         "best": None if "fold" in sweep.space else selectors.sweep_best(runs),  # no fold is a "best" model
-        "cross_validation": selectors.cross_validation(sweep, runs),
+        "cross_validation": cross_validation,
         "effects": selectors.parameter_effects(sweep, runs),
         "folds_only": set(sweep.space) == {"fold"},  # nothing for a chart of hyper-parameters to show
         "rungs": rungs, "rung_count": len(halving_at),
@@ -676,6 +724,20 @@ def sweep_extend(request, ws, pk):
     else:
         messages.success(request, f"Added {_count_runs(len(added))} to the sweep.")
     return redirect(sweep.get_absolute_url())
+
+
+@login_required
+@require_POST
+def sweep_refit(request, ws, pk):
+    sweep, _ = _sweep_in(request, ws, pk, write=True)
+    try:
+        params = json.loads(request.POST.get("params", ""))
+        run = services.sweep_refit(sweep=sweep, user=request.user, params=params)
+    except (ValueError, TypeError) as error:
+        messages.error(request, str(error) if isinstance(error, INPUT_ERRORS) else "params: not the values of a point")
+        return redirect(sweep.get_absolute_url())
+    messages.success(request, "The final model trains on every row; its page shows the folds' estimate.")
+    return redirect(run.get_absolute_url())
 
 
 @login_required

@@ -231,3 +231,43 @@ def test_a_job_that_ended_is_deleted_with_its_file_by_its_starter_and_not_while_
     client.force_login(people.editor)
     assert client.delete(f"/api/v1/prediction-jobs/{job.pk}").status_code == 204
     assert not PredictionJob.objects.filter(pk=job.pk).exists() and not path.exists()
+
+
+@pytest.mark.django_db
+def test_a_data_sets_predict_page_offers_the_runs_that_read_it_models_first_naming_what_they_lack(
+        client, people, iris, tmp_path):
+    from webapp.experiments import registry
+
+    older = _trained(people, iris, iris_spec(epochs=1), {"target": "species"})
+    newer = _trained(people, iris, iris_spec(epochs=1), {"target": "species"})
+    registry.register(run=older, user=people.editor, name="iris model")
+    path = tmp_path / "iris_short.csv"
+    pd.read_csv(FIXTURES / "iris.csv").drop(columns=["petal width (cm)"]).to_csv(path, index=False)
+    short = make_version(people.workspace, people.owner, str(path), name="Iris without a column")
+    digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits", kind="images")
+
+    client.force_login(people.editor)
+    page = client.get(f"/w/{people.workspace.slug}/predict/{iris.pk}/")
+    assert [c["run"].pk for c in page.context["candidates"]] == [older.pk, newer.pk]  # the model in production first
+    assert page.context["candidates"][0]["models"] == ["iris model v1"]
+    assert page.content.decode().count('data-testid="predict-with"') == 2
+    lacking = client.get(f"/w/{people.workspace.slug}/predict/{short.pk}/")
+    assert all(c["missing"] == ["petal width (cm)"] for c in lacking.context["candidates"])
+    assert 'data-testid="predict-with"' not in lacking.content.decode()
+    images = client.get(f"/w/{people.workspace.slug}/predict/{digits.pk}/")
+    assert images.context["candidates"] == [] and 'data-testid="no-candidates"' in images.content.decode()
+
+    with mock.patch.object(predict_dataset, "apply_async"):
+        response = client.post(f"/w/{people.workspace.slug}/runs/{newer.pk}/predict-dataset/",
+                               {"dataset_version": iris.pk})
+    assert response.status_code == 302
+    job = PredictionJob.objects.get()
+    assert batch.job_execute(job.pk) == "succeeded"
+    listed = client.get(f"/w/{people.workspace.slug}/predict/{iris.pk}/")
+    assert [j.pk for j in listed.context["jobs"]] == [job.pk]
+    assert f"/runs/{newer.pk}/predictions/{job.pk}.csv" in listed.content.decode()
+    assert f'href="/w/{people.workspace.slug}/datasets/{iris.dataset_id}/?v=1"' in listed.content.decode()
+    dataset_page = client.get(f"/w/{people.workspace.slug}/datasets/{iris.dataset_id}/").content.decode()
+    assert f'href="/w/{people.workspace.slug}/predict/{iris.pk}/"' in dataset_page
+    client.force_login(people.outsider)
+    assert client.get(f"/w/{people.workspace.slug}/predict/{iris.pk}/").status_code == 404
