@@ -161,10 +161,19 @@ def _predict_and_download(pages, page, files: list[Path], expected_rows: int, tm
     return rows
 
 
-def _predict_a_whole_data_set(pages, page, tmp_path: Path, expected_rows: int) -> None:
-    """On the predict page: a worker predicts every row of a data set version; the page reloads itself until the
-    job's CSV can be downloaded, with the data set's own answer beside each prediction."""
-    page.click("[data-testid=predict-dataset]")
+def _predict_a_whole_data_set(pages, page, tmp_path: Path, expected_rows: int, dataset_url: str = "") -> None:
+    """On the predict page (or from the data set's page, where it offers the runs that read it): a worker predicts
+    every row of a data set version; the page reloads itself until the job's CSV can be downloaded, with the data
+    set's own answer beside each prediction."""
+    if dataset_url:
+        page.goto(dataset_url)
+        page.click("[data-testid=predict-on-it]")
+        page.wait_for_selector("[data-testid=predict-candidates]")
+        pages.shot(page, "predict-a-data-set")
+        page.locator("[data-testid=predict-with]").first.click()
+        page.wait_for_url(re.compile(r"/runs/\d+/predict/#jobs$"))
+    else:
+        page.click("[data-testid=predict-dataset]")
     page.wait_for_selector("[data-testid=prediction-jobs]")
     page.wait_for_selector("[data-testid=job-download]", timeout=60_000)  # autoreload while it is worked out
     pages.shot(page, "prediction-job")
@@ -252,7 +261,7 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
     page = owner.new()
     ws = _sign_up_and_create_workspace(owner, page, base, "ada", "Iris lab")
 
-    _upload(owner, page, base, ws, FIXTURES / "iris.csv", "Iris")
+    dataset_url = _upload(owner, page, base, ws, FIXTURES / "iris.csv", "Iris")
     assert page.locator("table").first.locator("tbody tr").count() >= 5, "no preview rows"
     page.wait_for_selector("#column-charts .main-svg")
     assert page.locator("#column-charts .js-plotly-plot").count() >= 4, "a column lacks its chart"
@@ -306,7 +315,7 @@ def test_a_new_user_trains_an_mlp_on_a_csv_and_shares_it(live_server, stack, tra
                 writer.writerow(row[:-1])
     rows = _predict_and_download(owner, page, [new_rows], expected_rows=10, tmp_path=tmp_path)
     assert any(name in ",".join(rows[1]) for name in ("setosa", "versicolor", "virginica")), rows[:2]
-    _predict_a_whole_data_set(owner, page, tmp_path, expected_rows=150)
+    _predict_a_whole_data_set(owner, page, tmp_path, expected_rows=150, dataset_url=dataset_url)
 
     link = _share_and_open_logged_out(owner, page, base, ws, run_url, pages)
     _delete_from_the_dashboard(owner, page, base, ws, run_url, link)
