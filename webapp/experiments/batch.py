@@ -107,13 +107,16 @@ def _finish(job_id: int, **fields) -> None:
     PredictionJob.objects.filter(pk=job_id, status=RunStatus.RUNNING).update(finished_at=timezone.now(), **fields)
 
 
-def job_execute(job_id: int) -> str:
-    """Work out a queued job's predictions; its status says how it ended (a failure with the reason)."""
+def job_execute(job_id: int, *, queue: str = "default") -> str:
+    """Work out a queued job's predictions, on the GPU when it came by the ``gpu`` queue and one is here (else
+    the CPU, whatever the process's last run used); its status says how it ended (a failure with the reason)."""
+    from webapp.experiments.execution import use_device
     from webapp.experiments.prediction import load_model, predict_arrays
 
     job = claim(job_id)
     if job is None:
         return "skipped"
+    use_device(queue)
     target = output_path(job)
     partial = target.with_suffix(".part")
     try:

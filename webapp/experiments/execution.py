@@ -311,7 +311,7 @@ def library_versions() -> dict:
     return versions
 
 
-def _use_device(queue: str) -> str:
+def use_device(queue: str) -> str:
     from trainer import backend
 
     if queue == "gpu" and backend.gpu_available():
@@ -416,7 +416,7 @@ def run_execute(run_id: int, *, hostname: str = "") -> str:
     batch_size, device, reporter = 32, "", None
     try:
         run = Run.objects.select_related("dataset_version__dataset", "sweep").get(pk=run_id)
-        device = _use_device(run.queue)
+        device = use_device(run.queue)
         from trainer import backend as tbackend
         from trainer import spec as tspec
 

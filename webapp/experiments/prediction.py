@@ -29,7 +29,9 @@ def load_model(run):
     path = checkpoints.weights_path(run)
     if not path.exists():
         raise DataError("this run has no trained weights to predict with", "run")
-    key = (run.pk, path.stat().st_mtime_ns)
+    from trainer import backend
+
+    key = (run.pk, path.stat().st_mtime_ns, backend.get_device())  # a worker's runs may switch the device
     if key in _models:
         _models.move_to_end(key)
         return _models[key]

@@ -343,18 +343,21 @@ def prediction_job_create(*, run: Run, dataset_version, user):
                                "queued or running; wait for one to end", "dataset_version")
         job = PredictionJob.objects.create(workspace=run.workspace, run=run, dataset_version=dataset_version,
                                            created_by=user if getattr(user, "is_authenticated", False) else None)
-        transaction.on_commit(lambda: _send_prediction_job(job.pk))
+        queue = "gpu" if run.device_preference != "cpu" and choose_queue("auto") == "gpu" else "default"
+        transaction.on_commit(lambda: _send_prediction_job(job.pk, queue))
     activity.record(workspace=run.workspace, actor=user, verb="predicted a data set with", target_type="run",
                     target_id=run.pk, target_label=run.display_name)
     return job
 
 
-def _send_prediction_job(job_id: int) -> None:
+def _send_prediction_job(job_id: int, queue: str = "default") -> None:
+    """To a GPU worker where one is alive and the run may use it (a large model predicts faster there),
+    else to the ``default`` queue that every CPU worker reads."""
     from webapp.experiments.models import PredictionJob
     from webapp.experiments.tasks import predict_dataset
 
     try:
-        predict_dataset.apply_async(args=[job_id], queue="default")
+        predict_dataset.apply_async(args=[job_id], kwargs={"queue": queue}, queue=queue)
     except Exception as error:  # noqa: BLE001 - the broker is down: the job says so instead of waiting forever
         log.warning("prediction job %s not sent: %s", job_id, error)
         PredictionJob.objects.filter(pk=job_id, status=RunStatus.QUEUED).update(

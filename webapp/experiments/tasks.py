@@ -26,8 +26,8 @@ def reanalyse(run_id: int) -> None:
 
 
 @shared_task(name="experiments.predict_dataset", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def predict_dataset(job_id: int) -> None:
-    batch.job_execute(int(job_id))
+def predict_dataset(job_id: int, queue: str = "default") -> None:
+    batch.job_execute(int(job_id), queue=queue)
 
 
 @shared_task(name="experiments.prune_prediction_logs", ignore_result=True)

@@ -138,7 +138,7 @@ def test_the_predict_page_starts_a_job_lists_it_and_serves_its_file(client, peop
         with django_capture_on_commit_callbacks(execute=True):
             page = client.post(start_url, {"dataset_version": iris.pk}, follow=True).content.decode()
         job = PredictionJob.objects.get()
-        send.assert_called_once_with(args=[job.pk], queue="default")
+        send.assert_called_once_with(args=[job.pk], kwargs={"queue": "default"}, queue="default")
     assert "A worker is predicting every row of Iris v1" in page and "autoreload.js" in page
     assert client.post(start_url, {"dataset_version": "x"}, follow=True).status_code == 200
     predict_dataset(job.pk)  # what the worker runs
@@ -191,7 +191,7 @@ def test_a_model_predicts_a_data_set_by_its_name_with_the_version_in_production(
     assert response.status_code == 202, response.content
     body = response.json()
     assert (body["model"], body["version"], body["run"]) == ("flowers", 1, run.pk)
-    send.assert_called_once_with(args=[body["id"]], queue="default")
+    send.assert_called_once_with(args=[body["id"]], kwargs={"queue": "default"}, queue="default")
     missing = client.post(f"/api/v1/models/{model.pk}/prediction-jobs?version=7", {"dataset_version": iris.pk},
                           content_type="application/json")
     assert missing.status_code == 400 and "has no version 7" in missing.json()["detail"]
@@ -271,3 +271,39 @@ def test_a_data_sets_predict_page_offers_the_runs_that_read_it_models_first_nami
     assert f'href="/w/{people.workspace.slug}/predict/{iris.pk}/"' in dataset_page
     client.force_login(people.outsider)
     assert client.get(f"/w/{people.workspace.slug}/predict/{iris.pk}/").status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("preference", "gpu_worker", "queue"), [
+    ("auto", True, "gpu"), ("gpu", True, "gpu"), ("cpu", True, "default"), ("auto", False, "default"),
+    ("gpu", False, "default")])  # a prediction never waits for a GPU that is not there
+def test_a_job_goes_to_a_live_gpu_worker_when_its_run_may_use_one(people, iris, monkeypatch, preference, gpu_worker,
+                                                                  queue, django_capture_on_commit_callbacks):
+    from webapp.experiments.models import Run
+
+    run = _trained(people, iris, iris_spec(epochs=1), {"target": "species"})
+    Run.objects.filter(pk=run.pk).update(device_preference=preference)
+    run.refresh_from_db()
+    monkeypatch.setattr("webapp.core.presence.live_workers",
+                        lambda: [{"queues": ["gpu"] if gpu_worker else ["default", "cpu"]}])
+    with mock.patch.object(predict_dataset, "apply_async") as send, django_capture_on_commit_callbacks(execute=True):
+        job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+    assert send.call_args.kwargs == {"args": [job.pk], "kwargs": {"queue": queue}, "queue": queue}
+    chosen = []
+    monkeypatch.setattr(execution, "use_device", chosen.append)
+    assert batch.job_execute(job.pk, queue=queue) == "succeeded" and chosen == [queue]
+
+
+def test_a_cached_model_is_one_per_device_as_a_workers_runs_switch_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from trainer import backend
+
+    run = SimpleNamespace(pk=-7, spec=iris_spec(epochs=1), preprocessing={"input_shape": [4]})
+    path = mock.Mock(**{"exists.return_value": True, "stat.return_value": mock.Mock(st_mtime_ns=1)})
+    monkeypatch.setattr("webapp.experiments.checkpoints.weights_path", lambda run: path)
+    monkeypatch.setattr("trainer.Sequential.load_weights", lambda self, path: None)
+    first = prediction.load_model(run)
+    assert prediction.load_model(run) is first
+    monkeypatch.setattr(backend, "get_device", lambda: "gpu")  # as after a GPU run in the same process
+    assert prediction.load_model(run) is not first

@@ -163,8 +163,8 @@ def test_a_gpu_run_records_the_gpu_by_name_and_its_tf32_setting(monkeypatch, tf3
     monkeypatch.setattr(backend, "get_device", lambda: chosen[-1])
     monkeypatch.setattr(backend, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
     monkeypatch.setenv("CUPY_TF32", tf32)
-    assert execution._use_device("gpu") == shown and chosen == ["gpu"]
-    assert execution._use_device("cpu").startswith("CPU (") and chosen[-1] == "cpu"
+    assert execution.use_device("gpu") == shown and chosen == ["gpu"]
+    assert execution.use_device("cpu").startswith("CPU (") and chosen[-1] == "cpu"
 
 
 @pytest.mark.django_db
