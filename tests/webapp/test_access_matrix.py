@@ -312,6 +312,7 @@ RULES = [
     Rule("model-detail", "GET", "302 404 200 200 200", kwargs={"pk": make_model}),
     Rule("model-production", "POST", "302 404 403 302 302", kwargs={"pk": make_model}, data={"version": 1}),
     Rule("model-describe", "POST", "302 404 403 302 302", kwargs={"pk": make_model}, data={"description": "churn"}),
+    Rule("model-drift-limits", "POST", "302 404 403 302 302", kwargs={"pk": make_model}, data={"psi": "0.3"}),
     Rule("api:update_model", "PATCH", "401 404 403 200 200", data={"description": "churn"}),
     # The editor did not register the version: refused with a message on the model's page.
     Rule("model-version-remove", "POST", "302 404 403 302 302", kwargs={"pk": make_model}),

@@ -485,7 +485,8 @@ def serialize_model(model, *, with_versions: bool = True) -> dict:
     production = model.production
     data = {"id": model.pk, "workspace": model.workspace.slug, "name": model.name, "description": model.description,
             "production": None if production is None else {"number": production.number, "run": production.run_id},
-            "created_at": model.created_at, "url": model.get_absolute_url()}
+            "created_at": model.created_at, "url": model.get_absolute_url(),
+            "drift_limits": monitoring.limits_of(model), "drift_state": model.drift_state or None}
     if with_versions:
         versions = model.versions.select_related("run", "created_by").order_by("-number")
         data["versions"] = [serialize_version(version, model.production_id) for version in versions]
@@ -525,13 +526,21 @@ def get_model(request, model_id: int):
 
 class ModelUpdateIn(Schema):
     description: Any = None
+    drift_limits: Any = None  # {"psi", "shift", "share", "min_rows"}: each null (or left out) for the default
 
 
 @router.patch("/models/{model_id}")
 @answers_input_errors
 def update_model(request, model_id: int, payload: ModelUpdateIn):
+    """What the model is for, and the limits its drift is judged by."""
     model, _ = selectors.get_model_for_user(request.user, model_id, write=True)
-    return serialize_model(registry.describe(model=model, description=payload.description, user=request.user))
+    if payload.description is None and payload.drift_limits is None:
+        raise services.InvalidInput("description: give a description or drift_limits to change", "description")
+    if payload.drift_limits is not None:
+        registry.set_drift_limits(model=model, limits=payload.drift_limits, user=request.user)
+    if payload.description is not None:
+        registry.describe(model=model, description=payload.description, user=request.user)
+    return serialize_model(model)
 
 
 @router.post("/models/{model_id}/production")

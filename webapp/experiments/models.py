@@ -164,6 +164,7 @@ class RegisteredModel(models.Model):
     # What the last drift check found ("", "too few", "same", "some", "different") and when (monitoring.py).
     drift_state = models.CharField(max_length=10, blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
+    drift_limits = models.JSONField(default=dict, blank=True)  # its own (monitoring.check_limits), else the defaults
 
     class Meta:
         ordering = ["name", "id"]

@@ -9,7 +9,9 @@ Drift is judged on the model's outputs, which every request has, not on its inpu
   under 0.1 about the same, 0.1 to 0.25 somewhat different, above that different;
 - regressors and series: how far the served predictions' mean is from the test split's, in the
   test predictions' standard deviations (more than 0.5 counts as shifted).
-Fewer than MIN_ROWS served rows are too few to judge.
+Fewer than MIN_ROWS served rows are too few to judge. Each model may set its own limits
+(``RegisteredModel.drift_limits``: the PSI from which a mix has drifted, "worth a look" from
+0.4 of it; the mean shift; the share's rise; the rows it takes), in place of these defaults.
 
 A table model's inputs are watched too: its evaluation records the training rows' profile (per
 source column: count, sum and sum of squares of a numeric column's scaled values; per category
@@ -41,6 +43,36 @@ SHIFT_LIMIT = 0.5
 SHARE_RISE = 0.1  # a share (a text's unknown words) this much above training's counts as drifted
 RECENT_REFUSALS = 5
 MAX_DAYS = 365
+# A model's own limits (RegisteredModel.drift_limits) in place of these; each name with its allowed range.
+DEFAULT_LIMITS = {"psi": PSI_DIFFERENT, "shift": SHIFT_LIMIT, "share": SHARE_RISE, "min_rows": MIN_ROWS}
+LIMIT_RANGES = {"psi": (0.01, 10.0), "shift": (0.01, 20.0), "share": (0.01, 1.0), "min_rows": (1, 1_000_000)}
+
+
+def check_limits(given) -> dict:
+    """A model's drift limits as given (only those that differ from the defaults are kept); raises ValueError
+    naming the field."""
+    if not isinstance(given, dict):
+        raise ValueError("drift_limits: an object of psi, shift, share and min_rows")  # noqa: TRY004 - a refusal, as the others
+    unknown = sorted(set(given) - set(DEFAULT_LIMITS))
+    if unknown:
+        raise ValueError(f"drift_limits.{unknown[0]}: unknown limit; the limits are {', '.join(DEFAULT_LIMITS)}")
+    kept = {}
+    for name, value in given.items():
+        if value is None:  # back to the default
+            continue
+        low, high = LIMIT_RANGES[name]
+        whole = name == "min_rows"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not (
+                math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"drift_limits.{name}: must be {'a whole number' if whole else 'a number'} from {low} "
+                             f"to {high}, got {value!r}")
+        if value != DEFAULT_LIMITS[name]:
+            kept[name] = int(value) if whole else float(value)
+    return kept
+
+
+def limits_of(model) -> dict:
+    return {**DEFAULT_LIMITS, **(getattr(model, "drift_limits", None) or {})}
 
 
 def input_profile(x, pre: dict) -> dict | None:
@@ -119,8 +151,14 @@ def _mean_std(s: dict) -> tuple[float, float]:
 UNSEEN = "(not seen in training)"
 
 
-def input_drift(training: dict, profiles: list[dict]) -> list[dict]:
+def _mix_verdict(score: float, psi_limit: float) -> str:
+    """A class or category mix's PSI against the limit: "worth a look" from 0.4 of it (0.1 of the default 0.25)."""
+    return "same" if score < psi_limit * PSI_SOME / PSI_DIFFERENT else "some" if score < psi_limit else "different"
+
+
+def input_drift(training: dict, profiles: list[dict], limits: dict = DEFAULT_LIMITS) -> list[dict]:
     """Each source column's drift from the training rows, the most drifted first."""
+    shift_limit, psi_limit, share_limit = limits["shift"], limits["psi"], limits["share"]
     served = _pooled_inputs(profiles)
     found = []
     for column, s in served["numeric"].items():
@@ -129,17 +167,17 @@ def input_drift(training: dict, profiles: list[dict]) -> list[dict]:
             continue
         (mean, _), (center, spread) = _mean_std(s), _mean_std(reference)
         shift = (mean - center) / spread if spread > 0 else 0.0
-        found.append({"column": column, "kind": "numeric", "score": shift, "severity": abs(shift) / SHIFT_LIMIT,
-                      "verdict": "different" if abs(shift) > SHIFT_LIMIT else "same",
+        found.append({"column": column, "kind": "numeric", "score": shift, "severity": abs(shift) / shift_limit,
+                      "verdict": "different" if abs(shift) > shift_limit else "same",
                       "says": f"mean {abs(shift):.2f} training standard deviations {'above' if shift > 0 else 'below'}"})
     for column, s in served["categorical"].items():
         reference = training.get("categorical", {}).get(column)
         if not reference:
             continue
         score = psi({**s["counts"], UNSEEN: s["unseen"]}, {**reference["counts"], UNSEEN: reference["unseen"]})
-        verdict = "same" if score < PSI_SOME else "some" if score < PSI_DIFFERENT else "different"
+        verdict = _mix_verdict(score, psi_limit)
         unseen = s["unseen"] / served["rows"] if served["rows"] else 0.0
-        found.append({"column": column, "kind": "categorical", "score": score, "severity": score / PSI_DIFFERENT,
+        found.append({"column": column, "kind": "categorical", "score": score, "severity": score / psi_limit,
                       "verdict": verdict, "says": f"category mix PSI {score:.3f}" + (
                           f", {unseen:.0%} of rows in categories not seen in training" if s["unseen"] else "")})
     for name, s in served["shares"].items():
@@ -148,8 +186,8 @@ def input_drift(training: dict, profiles: list[dict]) -> list[dict]:
             continue
         now_share, then = s["hits"] / s["count"], reference["hits"] / reference["count"]
         rise = now_share - then
-        found.append({"column": name, "kind": "share", "score": rise, "severity": rise / SHARE_RISE,
-                      "verdict": "different" if rise > SHARE_RISE else "same",
+        found.append({"column": name, "kind": "share", "score": rise, "severity": rise / share_limit,
+                      "verdict": "different" if rise > share_limit else "same",
                       "says": f"{now_share:.0%} of them, against {then:.0%} in training"})
     found.sort(key=lambda entry: -entry["severity"])
     return found
@@ -245,8 +283,9 @@ def _pooled(summaries: list[dict]) -> dict:
             "max": max(s["max"] for s in summaries if s.get("count"))}
 
 
-def drift(version, summaries: list[dict]) -> dict | None:
+def drift(version, summaries: list[dict], limits: dict = DEFAULT_LIMITS) -> dict | None:
     """Whether what ``version`` served (its logs' summaries) differs from what it predicted on its test split."""
+    min_rows = limits["min_rows"]
     expected = reference(version)
     served = _pooled([s for s in summaries if s])
     training = (version.run.results or {}).get("input_profile")
@@ -255,24 +294,24 @@ def drift(version, summaries: list[dict]) -> dict | None:
             expected is not None and served["kind"] != expected["kind"]):
         return None
     found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None}
-    if training and profiles and served["rows"] >= MIN_ROWS:
-        found["inputs"] = input_drift(training, profiles)
-    if served["rows"] >= MIN_ROWS and expected is None:  # a model that trained on every row: its inputs only
+    if training and profiles and served["rows"] >= min_rows:
+        found["inputs"] = input_drift(training, profiles, limits)
+    if served["rows"] >= min_rows and expected is None:  # a model that trained on every row: its inputs only
         return dict(found, verdict="unjudged", says="has no test split to hold its predictions against, as it "
                     "trained on every row; what it was sent is held against its training rows below")
-    if served["rows"] < MIN_ROWS:
+    if served["rows"] < min_rows:
         rows = served["rows"]
         return dict(found, verdict="too few",
-                    says=f"has served {rows} row{'s' if rows != 1 else ''} so far: too few to judge drift (it takes {MIN_ROWS})")
+                    says=f"has served {rows} row{'s' if rows != 1 else ''} so far: too few to judge drift (it takes {min_rows})")
     if served["kind"] == "classes":
         score = psi(served["counts"], expected["counts"])
-        verdict = "same" if score < PSI_SOME else "some" if score < PSI_DIFFERENT else "different"
+        verdict = _mix_verdict(score, limits["psi"])
         says = {"same": "served about the same class mix as on its test split",
                 "some": "served a somewhat different class mix from its test split's",
                 "different": "served a different class mix from its test split's: check what it is sent"}[verdict]
         return dict(found, psi=score, verdict=verdict, says=f"{says} (PSI {score:.3f})")
     shift = (served["mean"] - expected["mean"]) / expected["std"] if expected["std"] > 0 else 0.0
-    verdict = "different" if abs(shift) > SHIFT_LIMIT else "same"
+    verdict = "different" if abs(shift) > limits["shift"] else "same"
     says = (f"served predictions {abs(shift):.2f} test standard deviations {'above' if shift > 0 else 'below'} its test "
             f"split's on average{': check what it is sent' if verdict == 'different' else ''}")
     return dict(found, shift=shift, verdict=verdict, says=says)
@@ -303,8 +342,9 @@ def report(model, *, days: int = 30, now=None) -> dict:
         "recent_refusals": [{"at": log.created_at.isoformat(), "version": log.number, "reason": log.refused,
                              "caller": log.caller.username if log.caller else None}
                             for log in reversed(refused[-RECENT_REFUSALS:])],
-        "drift": drift(production, [log.summary for log in answered if log.version_id == production.pk])
-        if production else None,
+        "drift": drift(production, [log.summary for log in answered if log.version_id == production.pk],
+                       limits_of(model)) if production else None,
+        "limits": limits_of(model), "limits_own": sorted(getattr(model, "drift_limits", None) or {}),
     }
 
 

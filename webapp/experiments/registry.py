@@ -109,6 +109,24 @@ def describe(*, model: RegisteredModel, description, user) -> RegisteredModel:
     return model
 
 
+def set_drift_limits(*, model: RegisteredModel, limits, user) -> RegisteredModel:
+    """Set the limits its drift is judged by (``monitoring.check_limits``; ``{}`` or a limit's ``None`` for the
+    default), then judge what it served by them at once: a turn notifies and posts as after a request."""
+    from webapp.experiments import monitoring
+
+    try:
+        model.drift_limits = monitoring.check_limits(limits)
+    except ValueError as error:
+        field = str(error).split(":", 1)[0]
+        raise InvalidInput(str(error), field) from None
+    model.drift_checked_at = None
+    model.save(update_fields=["drift_limits", "drift_checked_at"])
+    activity.record(workspace=model.workspace, actor=user, verb="set the drift limits of", target_type="model",
+                    target_id=model.pk, target_label=model.name)
+    monitoring.check_drift(model)
+    return model
+
+
 def version_for(model: RegisteredModel, number=None) -> ModelVersion:
     """The version asked for (by number), or the one in production."""
     if number in (None, ""):

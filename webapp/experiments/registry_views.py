@@ -43,6 +43,8 @@ def model_detail(request, ws, pk):
         "workspace": model.workspace, "membership": membership, "section": "models",
         "current_workspace": model.workspace, "model": model, "rows": rows, "predict_url": api, "onnx_url": onnx,
         "can_delete": may_delete(model, membership), "serving": serving,
+        "limits": dict(serving["limits"], share_points=round(serving["limits"]["share"] * 100, 4),
+                       own=bool(model.drift_limits)),
         "refusals": [dict(r, at=datetime.fromisoformat(r["at"])) for r in serving["recent_refusals"]],
         "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
         "can_remove": {row["number"] for row in rows if may_delete(row["version"], membership)}})
@@ -85,6 +87,33 @@ def model_describe(request, ws, pk):
     except InvalidInput as error:
         messages.error(request, str(error))
     return redirect(model.get_absolute_url())
+
+
+@login_required
+@require_POST
+def model_drift_limits(request, ws, pk):
+    """The model page's drift limits form: an empty field (or "Use the defaults") is the default."""
+    model, _ = _model_in(request, ws, pk, write=True)
+    limits = {}
+    if "reset" not in request.POST:
+        for name in monitoring.DEFAULT_LIMITS:
+            given = request.POST.get(name, "").strip()
+            if not given:
+                continue
+            try:
+                value = int(given) if name == "min_rows" else float(given)
+            except ValueError:
+                messages.error(request, f"drift_limits.{name}: {'a whole number' if name == 'min_rows' else 'a number'}"
+                                        f", got {given!r}")
+                return redirect(model.get_absolute_url() + "#drift-limits")
+            limits[name] = value / 100 if name == "share" else value  # the form asks for percentage points
+    try:
+        registry.set_drift_limits(model=model, limits=limits, user=request.user)
+    except InvalidInput as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Saved: its drift is judged by these limits from now on.")
+    return redirect(model.get_absolute_url() + "#drift-limits")
 
 
 @login_required

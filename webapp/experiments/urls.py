@@ -39,6 +39,7 @@ urlpatterns = [
     path("w/<slug:ws>/models/<int:pk>/", registry_views.model_detail, name="model-detail"),
     path("w/<slug:ws>/models/<int:pk>/production/", registry_views.model_production, name="model-production"),
     path("w/<slug:ws>/models/<int:pk>/describe/", registry_views.model_describe, name="model-describe"),
+    path("w/<slug:ws>/models/<int:pk>/drift-limits/", registry_views.model_drift_limits, name="model-drift-limits"),
     path("w/<slug:ws>/models/<int:pk>/versions/<int:number>/remove/", registry_views.model_version_remove,
          name="model-version-remove"),
     path("w/<slug:ws>/models/<int:pk>/delete/", registry_views.model_delete, name="model-delete"),

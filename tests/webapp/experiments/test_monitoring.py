@@ -215,3 +215,67 @@ def test_an_image_profile_reads_brightness_and_contrast_a_chunk_at_a_time_from_s
     dark = monitoring.input_profile(np.asarray(ImageRows(stored // 3)), {"kind": "images"})
     found = {c["column"]: c for c in monitoring.input_drift(in_memory, [dark])}
     assert found["brightness (R)"]["verdict"] == "different" and found["brightness (R)"]["score"] < -5
+
+
+def test_drift_limits_are_checked_naming_the_field_and_only_those_off_the_defaults_are_kept():
+    assert monitoring.check_limits({"psi": 0.25, "shift": 1, "min_rows": 100, "share": None}) == {
+        "shift": 1.0, "min_rows": 100}
+    for given, message in [({"psi": 0}, "drift_limits.psi: must be a number from 0.01 to 10.0, got 0"),
+                           ({"min_rows": 2.5}, "drift_limits.min_rows: must be a whole number"),
+                           ({"shift": float("nan")}, "drift_limits.shift: must be a number"),
+                           ({"shift": True}, "drift_limits.shift: must be a number"),
+                           ({"bias": 1}, "drift_limits.bias: unknown limit"), ([1], "drift_limits: an object")]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            monitoring.check_limits(given)
+
+
+def test_a_columns_verdict_follows_the_models_own_limits():
+    training = {"rows": 100, "numeric": {"age": {"count": 100, "sum": 0.0, "sum_sq": 100.0}}, "categorical": {},
+                "shares": {}}
+    served = [{"rows": 10, "numeric": {"age": {"count": 10, "sum": 15.0, "sum_sq": 32.5}}, "categorical": {},
+               "shares": {}}]  # a mean 1.5 training deviations up
+    assert monitoring.input_drift(training, served)[0]["verdict"] == "different"
+    looser = dict(monitoring.DEFAULT_LIMITS, shift=2.0)
+    assert monitoring.input_drift(training, served, looser)[0]["verdict"] == "same"
+    assert monitoring._mix_verdict(0.09, 0.25) == "same" and monitoring._mix_verdict(0.2, 0.25) == "some"
+    assert monitoring._mix_verdict(0.19, 0.5) == "same" and monitoring._mix_verdict(0.3, 0.25) == "different"
+
+
+@pytest.mark.django_db
+def test_an_editor_sets_a_models_drift_limits_and_it_is_judged_again_at_once(client, people, tmp_path):
+    from webapp.accounts.models import Notification
+    from webapp.experiments.models import RegisteredModel
+
+    run = _binary_run(people, tmp_path, epochs=6)
+    version = registry.register(run=run, user=people.editor, name="churn")
+    client.force_login(people.editor)
+    rng = np.random.default_rng(7)
+    skewed = "a,b,c\n" + "\n".join(f"{3 + v:.3f},{-3 + v:.3f},1" for v in rng.normal(0, 0.3, 100))
+    assert client.post(f"/api/v1/models/{version.model.pk}/predict", {"file": io.BytesIO(skewed.encode())}).status_code == 200
+    model = RegisteredModel.objects.get(pk=version.model.pk)
+    assert model.drift_state == "different"
+    url = f"/w/{people.workspace.slug}/models/{model.pk}/drift-limits/"
+    response = client.post(url, {"psi": "10", "shift": "20", "share": "100", "min_rows": ""})
+    assert response.status_code == 302 and response["Location"].endswith("#drift-limits")
+    model.refresh_from_db()
+    assert model.drift_limits == {"psi": 10.0, "shift": 20.0, "share": 1.0}
+    assert model.drift_state in ("same", "some")  # judged again at once by the looser limits
+    assert Notification.objects.filter(user=people.editor, message__startswith="churn v1 is steady again").exists()
+    page = client.get(model.get_absolute_url()).content.decode()
+    assert "this model&#x27;s own limits" in page or "this model's own limits" in page
+    assert 'data-testid="reset-limits"' in page
+    bad = client.post(url, {"psi": "many"}, follow=True).content.decode()
+    assert "drift_limits.psi: a number, got &#x27;many&#x27;" in bad
+    assert client.post(url, {"reset": "1"}).status_code == 302
+    model.refresh_from_db()
+    assert model.drift_limits == {} and model.drift_state == "different"
+
+    answer = client.patch(f"/api/v1/models/{model.pk}", {"drift_limits": {"min_rows": 0}}, content_type="application/json")
+    assert answer.status_code == 400 and "drift_limits.min_rows" in answer.json()["detail"]
+    answer = client.patch(f"/api/v1/models/{model.pk}", {"drift_limits": {"min_rows": 500}},
+                          content_type="application/json")
+    assert answer.status_code == 200 and answer.json()["drift_limits"]["min_rows"] == 500
+    assert RegisteredModel.objects.get(pk=model.pk).drift_state == "too few"  # 100 rows served, 500 asked for
+    client.force_login(people.viewer)
+    assert client.post(url, {"psi": "1"}).status_code == 403
+    assert 'data-testid="save-limits"' not in client.get(model.get_absolute_url()).content.decode()
