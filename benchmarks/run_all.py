@@ -14,7 +14,9 @@ Steps, each in its own process, each one's command written beside its numbers:
 - what the worker adds to each epoch (rows, progress, checkpoints) over the bare fit: ``benchmarks/epoch_bench.py``;
 - what a sweep's stopping rules save, against the same sweep without them: ``benchmarks/sweep_bench.py``;
 - training from a memory-mapped set, batches read ahead vs on demand: ``benchmarks/feed_bench.py``
-  (``--feed-json PATH`` adds a report measured elsewhere, e.g. ``feed-gpu.json`` of ``gpu_check.sh``).
+  (``--feed-json PATH`` adds a report measured elsewhere, e.g. ``feed-gpu.json`` of ``gpu_check.sh``);
+- what a registered model's log costs a request, and a prediction job's time per row against one
+  request's: ``benchmarks/serve_bench.py``.
 
 Each step (but with ``--quick``) first flushes dirty pages and waits, up to two minutes, for the
 1-minute load average to fall below 0.5, so that it does not start on the heat of the one before; the
@@ -319,6 +321,29 @@ def _sweep_section(step: Step | None, report: dict | None) -> str:
     return "\n".join(out)
 
 
+def _serve_section(step: Step | None, report: dict | None) -> str:
+    out, ended = _section_start("Serving: the model log and prediction jobs", step, report)
+    if ended:
+        return ended
+    out += [
+        (f"An MLP on a generated table of {report['rows']:,} rows, registered as a model; side by side in one "
+         f"process (`benchmarks/serve_bench.py`). A {report['request_rows']:,}-row CSV sent {report['repeats']} times "
+         f"to `/api/v1/models/<id>/predict` without its log and drift check, then with them (medians); then the "
+         f"whole table as a prediction job (`batch.job_execute`, chunks into a CSV) against one request of "
+         f"{report['one_request_rows']:,} rows.\n"),
+        "| measure | value |",
+        "| --- | ---: |",
+        f"| request without the log | {report['request_seconds_bare'] * 1000:.1f} ms |",
+        f"| request with its log and drift check | {report['request_seconds_logged'] * 1000:.1f} ms |",
+        f"| log overhead | {report['log_overhead_ratio']:.2f}× |",
+        f"| one request, rows per second | {report['one_request_rows_per_second']:,.0f} |",
+        f"| prediction job, rows per second | {report['job_rows_per_second']:,.0f} |",
+        f"| job time per row against the request's | {report['job_vs_request_per_row']:.2f}× |",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def _feed_table(report: dict) -> list[str]:
     out = [(f"{report['rows']:,} digits upsampled to 28×28×1 uint8 ({report['file_mib']} MiB, "
             f"`np.load(mmap_mode=\"r\")`), {report['epochs']} epoch(s) per fit, batch 128, {report['pairs']} rounds "
@@ -367,7 +392,7 @@ def write_readme(meta: dict, sections: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmark and write benchmarks/README.md.")
     parser.add_argument("--quick", action="store_true", help="small versions of each benchmark (minutes, not more)")
-    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load", "epoch", "sweep", "feed"))
+    parser.add_argument("--skip", action="append", default=[], choices=("engine", "ingest", "upload", "load", "epoch", "sweep", "feed", "serve"))
     parser.add_argument("--gpu", action="store_true", help="also run the engine recipes on the GPU")
     parser.add_argument("--engine-json", action="append", default=[], metavar="PATH",
                         help="an engine_report.py --json report measured elsewhere, added as its own section")
@@ -450,6 +475,9 @@ def main(argv=None) -> int:
                                   ["--rows", "20000", "--pairs", "2"] if args.quick else [], 900)
     elsewhere = [{**json.loads(Path(path).read_text()), "source": Path(path).name} for path in args.feed_json]
     sections.append(_feed_section(feed, feed_report, elsewhere))
+    serve, serve_report = json_step("serve", "benchmarks/serve_bench.py",
+                                    ["--rows", "20000", "--repeats", "5"] if args.quick else ["--repeats", "40"], 900)
+    sections.append(_serve_section(serve, serve_report))
 
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command,
             "seconds": time.perf_counter() - started, "machine": machine(), "load_before": load_before}

@@ -41,3 +41,27 @@ def test_the_sweep_benchmark_runs_the_sweep_each_way_and_the_rules_train_fewer_e
     halving = report["results"]["successive halving"]
     assert report["rungs"] == [3] and halving["epochs_trained"] == 12 * 8 - 5 * halving["stopped"]
     assert halving["queries"] == 12 and report["results"]["median rule"]["queries"] >= 12
+
+
+def test_the_serving_benchmark_logs_each_request_and_its_job_predicts_every_row(tmp_path):
+    import os
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_all import _serve_section
+
+    out = tmp_path / "serve.json"
+    env = dict(os.environ, CUPOLA_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "benchmarks/serve_bench.py", "--rows", "3000", "--request-rows", "200",
+                           "--repeats", "2", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["job_rows"] == 3000 and report["one_request_rows"] == 3000
+    assert report["log_rows"] == 1 + 2  # the warm-up and the logged repeats; the bare ones wrote nothing
+    assert report["log_overhead_ratio"] > 0 and report["job_vs_request_per_row"] > 0
+    from run_all import Step
+
+    step = Step("serve", [sys.executable, "benchmarks/serve_bench.py"], timeout=1)
+    step.rc = 0  # as if run_all had run it
+    section = _serve_section(step, report)
+    assert f"| log overhead | {report['log_overhead_ratio']:.2f}× |" in section
