@@ -59,6 +59,8 @@ def test_the_final_model_trains_on_every_row_and_carries_its_folds_scores(client
 
     html = client.get(final.get_absolute_url()).content.decode()
     assert 'data-testid="cv-estimate"' in html and 'data-testid="test-metrics"' not in html
+    assert 'data-testid="best-on-training"' in html
+    assert 'data-testid="best-on-training"' not in client.get(folds[0].get_absolute_url()).content.decode()
     assert f"{statistics.fmean(accuracies):.4f}" in html and sweep.get_absolute_url() in html
     answer = prediction.predict_arrays(final, prepared.x_train[:5], list(range(5)))
     assert len(answer["rows"]) == 5 and {row[1] for row in answer["rows"]} <= set(final.results["class_names"])
