@@ -344,7 +344,7 @@ def report(model, *, days: int = 30, now=None) -> dict:
                             for log in reversed(refused[-RECENT_REFUSALS:])],
         "drift": drift(production, [log.summary for log in answered if log.version_id == production.pk],
                        limits_of(model)) if production else None,
-        "limits": limits_of(model), "limits_own": sorted(getattr(model, "drift_limits", None) or {}),
+        "limits": limits_of(model),
     }
 
 

@@ -85,6 +85,11 @@ def parameter_effects(sweep, runs) -> list[dict]:
     return effects
 
 
+def point_of(run) -> dict:
+    """A cross-validation run's point: its swept values but the fold."""
+    return {key: value for key, value in (run.sweep_params or {}).items() if key != "fold"}
+
+
 def cross_validation(sweep, runs) -> dict | None:
     """A cross-validating sweep's scores: per point of its other hyper-parameters (one group when it
     sweeps the fold alone), each test metric's mean and spread (standard deviation, as scikit-learn's
@@ -94,7 +99,7 @@ def cross_validation(sweep, runs) -> dict | None:
         return None
     groups = {}
     for run in runs:
-        key = tuple(sorted((k, v) for k, v in (run.sweep_params or {}).items() if k != "fold"))
+        key = tuple(sorted(point_of(run).items()))
         groups.setdefault(key, []).append(run)
     finished = {key: [run.results["test"] for run in members
                       if run.status == "succeeded" and (run.results or {}).get("test")]

@@ -818,10 +818,14 @@ def _check_points(base_spec: dict, data_config: dict, points: list[dict]) -> Non
         specs.validate_spec(apply_params(base_spec, point))
 
 
+def _point_label(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+
+
 def _sweep_runs(sweep: Sweep, user, points: list[dict], *, first: int, device: str) -> list[Run]:
     runs = []
     for i, point in enumerate(points, start=first):
-        label = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+        label = _point_label(point)
         runs.append(run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version,
                                spec=apply_params(sweep.base_spec, point),
                                data_config=apply_data_params(sweep.data_config, point),
@@ -850,10 +854,6 @@ def sweep_extend(*, sweep: Sweep, user, count) -> list[Run]:
     _check_points(sweep.base_spec, sweep.data_config, points)
     device = tried[0].device_preference if tried else "auto"
     return _sweep_runs(sweep, user, points, first=len(tried) + 1, device=device)
-
-
-def point_of(run: Run) -> dict:
-    return {key: value for key, value in (run.sweep_params or {}).items() if key != "fold"}
 
 
 def _epochs_trained(run: Run) -> int:
@@ -885,15 +885,14 @@ def sweep_refit(*, sweep: Sweep, user, params) -> Run:
                            "is its model", "params")
     if not isinstance(params, dict):
         raise InvalidInput("params: the swept values of one point, other than the fold, as an object", "params")
-    _check_version(sweep.workspace, sweep.dataset_version)
-    folds = [run for run in sweep.runs.order_by("pk") if point_of(run) == params]
+    folds = [run for run in sweep.runs.order_by("pk") if selectors.point_of(run) == params]
     if not folds:
         raise InvalidInput("params: no point of this cross-validation has these values"
-                           + (f" ({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})" if params else ""),
+                           + (f" ({_point_label(params)})" if params else ""),
                            "params")
     if refused := refit_refusal(sweep, folds):
         raise InvalidInput(f"params: {refused}", "params")
-    if any(point_of(run) == params for run in sweep.refits.filter(status__in=ACTIVE_STATUSES)):
+    if any(selectors.point_of(run) == params for run in sweep.refits.filter(status__in=ACTIVE_STATUSES)):
         raise InvalidInput("params: this point's final model is training already", "params")
     found = selectors.cross_validation(sweep, folds)
     group = next(g for g in found["groups"] if g["params"] == params)
@@ -910,7 +909,7 @@ def sweep_refit(*, sweep: Sweep, user, params) -> Run:
                 "split_seed": config.get("split_seed"), "epochs": fit["epochs"], "left_out": left_out,
                 "scores": {name: {"mean": score["mean"], "std": score["std"]}
                            for name, score in zip(found["metrics"], group["scores"]) if score}}
-    label = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    label = _point_label(params)
     return run_create(workspace=sweep.workspace, user=user, dataset_version=sweep.dataset_version, spec=spec,
                       data_config=config, name=f"{sweep.name}: final model{f' ({label})' if label else ''}"[:120],
                       device=folds[0].device_preference, tags=folds[0].tags, sweep_params=params, refit_of=sweep,

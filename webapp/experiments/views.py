@@ -692,9 +692,9 @@ def sweep_detail(request, ws, pk):
     if cross_validation:  # each point's final model, or whether one can be trained
         refits = list(sweep.refits.select_related("workspace").order_by("-pk"))
         for group in cross_validation["groups"]:
-            group["refit"] = next((run for run in refits if services.point_of(run) == group["params"]), None)
+            group["refit"] = next((run for run in refits if selectors.point_of(run) == group["params"]), None)
             group["refit_refusal"] = services.refit_refusal(
-                sweep, [run for run in runs if services.point_of(run) == group["params"]])
+                sweep, [run for run in runs if selectors.point_of(run) == group["params"]])
             group["params_json"] = json.dumps(group["params"], sort_keys=True)
     return render(request, "experiments/sweep_detail.html", {
         "workspace": sweep.workspace, "membership": membership, "section": "runs", "sweep": sweep, "params": params,
