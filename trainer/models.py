@@ -117,19 +117,72 @@ class Sequential:
 
     # ------------------------------------------------------------------ forward
     def __call__(self, x, logits=False):
+        return self._forward(x, logits)[0]
+
+    def _forward(self, x, logits=False, keep=None):
+        """The outputs for ``x``, and the output of layer ``keep`` on the way (None when not asked)."""
         h = x if isinstance(x, Variable) else Variable(x, requires_grad=False)
         mask = None  # the padding mask (N, T) of h's steps, from an Embedding(mask_zero=True)
         last = len(self.layers) - 1
+        kept = None
         i = 0
         while i <= last:
             layer = self.layers[i]
-            if i < last and isinstance(layer, layers_module.Conv2D) and layer.built and layer.pools_into(self.layers[i + 1]):
+            if (i < last and i != keep and isinstance(layer, layers_module.Conv2D) and layer.built
+                    and layer.pools_into(self.layers[i + 1])):
                 h = layer.call_pooled(h)  # the convolution and the max-pool after it, as one function
                 i += 2
             else:
                 h, mask = layer(h, logits and i == last, mask), layer.output_mask(h, mask)
                 i += 1
-        return h
+            if keep is not None and i - 1 == keep:
+                kept = h
+        return h, kept
+
+    def feature_layer(self, max_size=None):
+        """The index of the layer whose output is the model's last hidden representation (what a
+        feature extractor would cut at: Keras' ``Model(inputs, layers[k].output)``): the last layer
+        before the final layer with weights, where that output holds at most ``max_size`` values per
+        sample (the nearest earlier one that does otherwise). None for a model with no hidden layer."""
+        if not self.built:
+            raise ValueError("feature_layer: the model is not built yet")
+        weighted = [i for i, layer in enumerate(self.layers) if layer.params]
+        if not weighted or weighted[-1] == 0:
+            return None
+        shapes = self._output_shapes()
+        for i in range(weighted[-1] - 1, -1, -1):
+            if max_size is None or int(np.prod(shapes[i])) <= max_size:
+                return i
+        return None
+
+    def _output_shapes(self):
+        """Each layer's output shape (no batch axis)."""
+        shapes, shape = [], self.input_shape
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+            shapes.append(shape)
+        return shapes
+
+    def predict_features(self, x, layer, batch_size=256):
+        """``predict``'s outputs and, from the same pass, layer ``layer``'s output per sample flattened
+        to one row: ``(outputs, features)`` as host NumPy arrays."""
+        x = self._prepare_x(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        self._check_input(x)
+        if not 0 <= int(layer) < len(self.layers):
+            raise ValueError(f"predict_features: layer must be 0..{len(self.layers) - 1}. Received: layer={layer!r}")
+        outputs, features = [], []
+        with no_grad(), test_mode(), contextlib.closing(self._batches(x, None, batch_size).epoch()) as each:
+            for _begin, _end, xb, _ in each:
+                out, kept = self._forward(xb, keep=int(layer))
+                # Copied: a layer's output may be the batch's buffer (a lone Flatten), which the next batch refills.
+                outputs.append(np.array(backend.to_host(out.data)))
+                features.append(np.array(backend.to_host(kept.data)).reshape(len(kept.data), -1))
+        if not outputs:
+            width = int(np.prod(self._output_shapes()[int(layer)]))
+            return (np.zeros((0, *self.output_shape), dtype=np.float32), np.zeros((0, width), dtype=np.float32))
+        return np.concatenate(outputs), np.concatenate(features)
 
     def _regularization(self):
         total = None

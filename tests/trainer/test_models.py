@@ -664,3 +664,27 @@ def test_its_peak_memory_grows_with_the_batch_not_with_a_memory_mapped_set(tmp_p
     # pressure); beyond them only a few batches. Casting the set whole would add 125 MB.
     assert growth < file_bytes + 16 * 2**20, growth
     assert growth < cast_bytes / 3, growth
+
+
+def test_it_cuts_at_its_last_hidden_layer_and_gives_its_output_from_the_same_pass():
+    model = Sequential([layers.Conv2D(filters=4, kernel_size=3, activation="relu"), layers.MaxPooling2D(pool_size=2),
+                        layers.Flatten(), layers.Dense(units=16, activation="relu"), layers.Dropout(rate=0.5),
+                        layers.Dense(units=3, activation="softmax")], input_shape=(8, 8, 1), seed=0)
+    x = np.random.default_rng(0).random((10, 8, 8, 1)).astype("float32")
+    # The Dropout before the last Dense: in inference the Dense(16)'s output, what Keras' Model(inputs, layers[-2].output) gives.
+    assert model.feature_layer() == 4
+    assert model.feature_layer(max_size=36) == 4 and model.feature_layer(max_size=15) is None
+    outputs, features = model.predict_features(x, 4, batch_size=4)
+    np.testing.assert_array_equal(outputs, model.predict(x))
+    by_hand = Sequential(model.layers[:4])
+    by_hand.built, by_hand.input_shape = True, (8, 8, 1)
+    np.testing.assert_allclose(features, by_hand.predict(x), rtol=1e-6, atol=1e-7)
+    # Cut between a convolution and its max-pool (otherwise run as one function): the convolution's own output.
+    outputs, features = model.predict_features(x, 0, batch_size=3)
+    np.testing.assert_array_equal(outputs, model.predict(x))
+    assert features.shape == (10, 6 * 6 * 4) and features.min() >= 0  # after its ReLU, flattened per sample
+    assert model.predict_features(x[:0], 2)[1].shape == (0, 36)
+    with pytest.raises(ValueError, match="layer must be 0..5"):
+        model.predict_features(x, 6)
+    # No hidden layer (a logistic regression): nothing to cut at.
+    assert Sequential([layers.Dense(units=2, activation="softmax")], input_shape=(3,)).feature_layer() is None

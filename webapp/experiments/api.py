@@ -526,7 +526,7 @@ def get_model(request, model_id: int):
 
 class ModelUpdateIn(Schema):
     description: Any = None
-    drift_limits: Any = None  # {"psi", "shift", "share", "min_rows"}: each null (or left out) for the default
+    drift_limits: Any = None  # {"psi", "shift", "share", "spread", "min_rows", "days"}: each null (or left out) for the default
 
 
 @router.patch("/models/{model_id}")
@@ -598,8 +598,9 @@ def create_model_prediction_job(request, model_id: int, payload: PredictionJobIn
 
 
 @router.get("/models/{model_id}/predictions")
-def model_predictions(request, model_id: int, days: int = 30):
-    """What the model served by its name over the last ``days`` days (at most 365): rows per day and version,
+def model_predictions(request, model_id: int, days: int | None = None):
+    """What the model served by its name over the last ``days`` days (at most 365; by default its drift limits'
+    window, 30 days unless set): rows per day and version,
     the requests it refused and why, and whether the version in production predicts a different mix (classes)
     or level (values) than on its test split."""
     model, _ = selectors.get_model_for_user(request.user, model_id)

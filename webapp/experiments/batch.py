@@ -127,7 +127,7 @@ def job_execute(job_id: int, *, queue: str = "default") -> str:
         with open(partial, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             for x, ids, id_name, actual in chunks:
-                result = predict_arrays(job.run, x, ids, id_name, model=model)
+                result = predict_arrays(job.run, x, ids, id_name, model=model, features=False)
                 if done == 0:
                     writer.writerow(result["columns"] + (["actual"] if actual is not None else []))
                 for i, row in enumerate(result["rows"]):

@@ -574,6 +574,7 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int,
         profile = monitoring.input_profile(prepared.x_train, pre)
         if profile is not None:
             results["input_profile"] = profile
+        results["feature_basis"] = _feature_basis(model, prepared.x_train, "training")
         return results
     outputs = predict_outputs(model, prepared.x_test, max(batch_size, 256))
     scores = _test_loss(model, prepared.x_test, prepared.y_test, max(batch_size, 256))
@@ -657,6 +658,7 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int,
     profile = monitoring.input_profile(prepared.x_train, pre)
     if profile is not None:  # what a served model's inputs are held against
         results["input_profile"] = profile
+    results["feature_basis"] = _feature_basis(model, prepared.x_test, "test")
     if importance and preparation.has_columns(pre):
         try:
             results["importance"] = column_importance(model, prepared, loss, batch_size)
@@ -664,6 +666,16 @@ def evaluate(model, prepared: preparation.Prepared, spec: dict, batch_size: int,
             log.exception("permutation importance failed")
             results["importance"] = {"error": f"{type(error).__name__}: {error}"[:500]}
     return results
+
+
+def _feature_basis(model, x, source: str) -> dict | None:
+    """monitoring.feature_basis, or None (recorded: looked for) where the model has no hidden layer to watch
+    or working it out failed; the run trained and was scored, and this extra must not fail it."""
+    try:
+        return monitoring.feature_basis(model, x, source=source)
+    except Exception:
+        log.exception("the hidden layer's reference failed")
+        return None
 
 
 def importance_execute(run_id: int) -> dict:
@@ -687,7 +699,7 @@ def importance_execute(run_id: int) -> dict:
     return found
 
 
-REANALYSED = ("calibration", "roc", "saliency", "input_profile")
+REANALYSED = ("calibration", "roc", "saliency", "input_profile", "feature_basis")
 
 
 def reanalysis_execute(run_id: int) -> dict:

@@ -9,9 +9,10 @@ Drift is judged on the model's outputs, which every request has, not on its inpu
   under 0.1 about the same, 0.1 to 0.25 somewhat different, above that different;
 - regressors and series: how far the served predictions' mean is from the test split's, in the
   test predictions' standard deviations (more than 0.5 counts as shifted).
-Fewer than MIN_ROWS served rows are too few to judge. Each model may set its own limits
-(``RegisteredModel.drift_limits``: the PSI from which a mix has drifted, "worth a look" from
-0.4 of it; the mean shift; the share's rise; the rows it takes), in place of these defaults.
+Fewer than MIN_ROWS served rows are too few to judge; what is judged is what the last DAYS days
+served. Each model may set its own limits (``RegisteredModel.drift_limits``: the PSI from which a
+mix has drifted, "worth a look" from 0.4 of it; the mean shift; the share's rise; the hidden
+layer's spread ratio; the rows it takes; the days), in place of these defaults.
 
 A table model's inputs are watched too: its evaluation records the training rows' profile (per
 source column: count, sum and sum of squares of a numeric column's scaled values; per category
@@ -22,6 +23,14 @@ never seen in training counted apart. A text model's input is its text's length 
 (judged as a numeric column) and its share of words the vocabulary does not know (drifted 10
 points above training's). An image model's input is each image's brightness and contrast (the
 mean and spread of its values, per channel), judged as numeric columns.
+
+What the model makes of its inputs is watched as well, for every kind (an image that is a cat where
+dogs were expected has the brightness of a dog's): its evaluation keeps a basis for its last hidden
+layer (``feature_basis``: that layer's mean output on the test rows, or the training rows where it
+has none, and its PCA directions with their spreads), each request adds the sums of its rows'
+coordinates along those directions, and each direction is judged by its mean's shift in reference
+standard deviations (the shift limit) and by its spread's ratio to the reference's (more than
+SPREAD_RATIO times it or less than 1/SPREAD_RATIO). It is the embedding drift of tools such as Evidently, on a layer the model has.
 """
 
 from __future__ import annotations
@@ -44,15 +53,21 @@ SHARE_RISE = 0.1  # a share (a text's unknown words) this much above training's 
 RECENT_REFUSALS = 5
 MAX_DAYS = 365
 # A model's own limits (RegisteredModel.drift_limits) in place of these; each name with its allowed range.
-DEFAULT_LIMITS = {"psi": PSI_DIFFERENT, "shift": SHIFT_LIMIT, "share": SHARE_RISE, "min_rows": MIN_ROWS}
-LIMIT_RANGES = {"psi": (0.01, 10.0), "shift": (0.01, 20.0), "share": (0.01, 1.0), "min_rows": (1, 1_000_000)}
+SPREAD_RATIO = 2.0  # a hidden-layer direction whose served spread is this many times its reference's (or 1/this)
+DAYS = 30  # what drift is judged on: the requests of the last this many days
+# A model's own limits (RegisteredModel.drift_limits) in place of these; each name with its allowed range.
+DEFAULT_LIMITS = {"psi": PSI_DIFFERENT, "shift": SHIFT_LIMIT, "share": SHARE_RISE, "spread": SPREAD_RATIO,
+                  "min_rows": MIN_ROWS, "days": DAYS}
+LIMIT_RANGES = {"psi": (0.01, 10.0), "shift": (0.01, 20.0), "share": (0.01, 1.0), "spread": (1.05, 100.0),
+                "min_rows": (1, 1_000_000), "days": (1, MAX_DAYS)}
+WHOLE_LIMITS = ("min_rows", "days")
 
 
 def check_limits(given) -> dict:
     """A model's drift limits as given (only those that differ from the defaults are kept); raises ValueError
     naming the field."""
     if not isinstance(given, dict):
-        raise ValueError("drift_limits: an object of psi, shift, share and min_rows")  # noqa: TRY004 - a refusal, as the others
+        raise ValueError("drift_limits: an object of psi, shift, share, spread, min_rows and days")  # noqa: TRY004 - a refusal, as the others
     unknown = sorted(set(given) - set(DEFAULT_LIMITS))
     if unknown:
         raise ValueError(f"drift_limits.{unknown[0]}: unknown limit; the limits are {', '.join(DEFAULT_LIMITS)}")
@@ -61,7 +76,7 @@ def check_limits(given) -> dict:
         if value is None:  # back to the default
             continue
         low, high = LIMIT_RANGES[name]
-        whole = name == "min_rows"
+        whole = name in WHOLE_LIMITS
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not (
                 math.isfinite(value) and low <= value <= high):
             raise ValueError(f"drift_limits.{name}: must be {'a whole number' if whole else 'a number'} from {low} "
@@ -193,6 +208,80 @@ def input_drift(training: dict, profiles: list[dict], limits: dict = DEFAULT_LIM
     return found
 
 
+FEATURE_SIZE = 256  # the widest hidden layer watched (its basis is kept in the run's results)
+FEATURE_COMPONENTS = 8
+FEATURE_ROWS = 5000
+
+
+def _short(values) -> list:
+    return [float(f"{v:.6g}") for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def feature_basis(model, x, *, source: str) -> dict | None:
+    """The reference for watching what the model makes of its inputs: its last hidden layer's output
+    (``Sequential.feature_layer``, at most FEATURE_SIZE values) on up to FEATURE_ROWS rows of ``x``
+    (evenly spread), reduced to its main directions by PCA; each direction's spread there. None where the
+    model has no such layer, or its output does not vary."""
+    layer = model.feature_layer(max_size=FEATURE_SIZE)
+    if layer is None or x is None or len(x) < 2:
+        return None
+    picked = np.unique(np.linspace(0, len(x) - 1, min(len(x), FEATURE_ROWS)).astype(np.int64))
+    _, features = model.predict_features(x[picked], layer)
+    features = np.asarray(features, dtype=np.float64)
+    if not np.all(np.isfinite(features)):
+        return None
+    mean = features.mean(axis=0)
+    _, singular, directions = np.linalg.svd(features - mean, full_matrices=False)
+    variance = np.square(singular) / len(features)
+    total = float(variance.sum())
+    kept = [i for i in range(min(FEATURE_COMPONENTS, len(variance))) if total > 0 and variance[i] > 1e-9 * total]
+    if not kept:
+        return None
+    return {"layer": int(layer), "layer_type": type(model.layers[layer]).__name__, "size": int(features.shape[1]),
+            "rows": len(features), "source": source, "mean": _short(mean),
+            "components": [_short(directions[i]) for i in kept], "std": _short(np.sqrt(variance[kept])),
+            "explained": _short(variance[kept] / total)}
+
+
+def project_features(basis: dict, features) -> np.ndarray:
+    """Rows of the basis' layer output as their coordinates along its directions (n, components)."""
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    return (features - np.asarray(basis["mean"])) @ np.asarray(basis["components"]).T
+
+
+def feature_drift(basis: dict, served: dict, limits: dict = DEFAULT_LIMITS) -> dict | None:
+    """How the served rows' coordinates along the basis' directions compare with the reference's: each
+    direction's mean shift (in reference standard deviations; drifted past the shift limit) and spread ratio
+    (drifted past the spread limit either way); drifted when any direction did."""
+    count = served.get("count", 0)
+    if not count or len(served.get("sum", [])) != len(basis["std"]):
+        return None
+    components = []
+    for i, (total, squares, spread) in enumerate(zip(served["sum"], served["sum_sq"], basis["std"])):
+        mean = total / count
+        shift = mean / spread
+        ratio = math.sqrt(max(squares / count - mean * mean, 0.0)) / spread
+        moved = abs(shift) / limits["shift"]
+        widened = abs(math.log(max(ratio, 1e-12))) / math.log(limits["spread"])
+        components.append({"component": i + 1, "explained": basis["explained"][i], "shift": shift, "spread": ratio,
+                           "severity": max(moved, widened), "verdict": "different" if max(moved, widened) > 1 else "same",
+                           "says": " and ".join(part for part in (
+                               moved > 1 and f"mean {abs(shift):.2f} standard deviations {'above' if shift > 0 else 'below'}",
+                               widened > 1 and f"spread {ratio:.2f} times as wide") if part)})
+    worst = max(components, key=lambda c: c["severity"])
+    drifted = [c for c in components if c["verdict"] == "different"]
+    rows = "test" if basis["source"] == "test" else "training"
+    where = f"its last hidden layer ({basis['layer_type']}, {basis['size']} values)"
+    if drifted:
+        says = (f"{where} responds differently from its {rows} rows in {len(drifted)} of its {len(components)} main "
+                f"directions: direction {worst['component']}'s {worst['says']}")
+    else:
+        says = (f"{where} responds to what it is sent as to its {rows} rows (the largest move, in direction "
+                f"{worst['component']}, is {worst['severity']:.0%} of what counts as drift)")
+    return {"layer": basis["layer"], "layer_type": basis["layer_type"], "size": basis["size"], "source": basis["source"],
+            "rows": count, "components": components, "verdict": "different" if drifted else "same", "says": says}
+
+
 def summarize(result: dict, pre: dict) -> dict:
     """A request's answer in a few numbers: class counts and mean confidence, or sums of the values."""
     columns, rows = result["columns"], result["rows"]
@@ -218,6 +307,10 @@ def _with_inputs(summary: dict, result: dict, pre: dict) -> dict:
     profile = input_profile(result["inputs"], pre) if result.get("inputs") is not None else None
     if profile:
         summary["inputs"] = profile
+    if result.get("features") is not None and len(result["features"]):
+        coordinates = np.asarray(result["features"], dtype=np.float64)
+        summary["features"] = {"count": len(coordinates), "sum": coordinates.sum(axis=0).tolist(),
+                               "sum_sq": np.square(coordinates).sum(axis=0).tolist()}
     return summary
 
 
@@ -283,6 +376,14 @@ def _pooled(summaries: list[dict]) -> dict:
             "max": max(s["max"] for s in summaries if s.get("count"))}
 
 
+def _pooled_features(parts: list[dict]) -> dict:
+    width = max((len(p["sum"]) for p in parts), default=0)
+    parts = [p for p in parts if len(p["sum"]) == width]  # (all of one basis: a run's basis does not change)
+    return {"count": sum(p["count"] for p in parts),
+            "sum": np.sum([p["sum"] for p in parts], axis=0).tolist() if parts else [],
+            "sum_sq": np.sum([p["sum_sq"] for p in parts], axis=0).tolist() if parts else []}
+
+
 def drift(version, summaries: list[dict], limits: dict = DEFAULT_LIMITS) -> dict | None:
     """Whether what ``version`` served (its logs' summaries) differs from what it predicted on its test split."""
     min_rows = limits["min_rows"]
@@ -293,9 +394,14 @@ def drift(version, summaries: list[dict], limits: dict = DEFAULT_LIMITS) -> dict
     if not served.get("rows") or (expected is None and not (training and profiles)) or (
             expected is not None and served["kind"] != expected["kind"]):
         return None
-    found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None}
+    found = {"version": version.number, "rows": served["rows"], "served": served, "test": expected, "inputs": None,
+             "features": None}
     if training and profiles and served["rows"] >= min_rows:
         found["inputs"] = input_drift(training, profiles, limits)
+    basis = (version.run.results or {}).get("feature_basis")
+    features = _pooled_features([s["features"] for s in summaries if s and s.get("features")])
+    if basis and features["count"] >= min_rows:
+        found["features"] = feature_drift(basis, features, limits)
     if served["rows"] >= min_rows and expected is None:  # a model that trained on every row: its inputs only
         return dict(found, verdict="unjudged", says="has no test split to hold its predictions against, as it "
                     "trained on every row; what it was sent is held against its training rows below")
@@ -317,10 +423,10 @@ def drift(version, summaries: list[dict], limits: dict = DEFAULT_LIMITS) -> dict
     return dict(found, shift=shift, verdict=verdict, says=says)
 
 
-def report(model, *, days: int = 30, now=None) -> dict:
-    """The model's log over the last ``days`` days: per day and version, totals, refusals, and drift of the
-    version in production."""
-    days = max(1, min(int(days), MAX_DAYS))
+def report(model, *, days: int | None = None, now=None) -> dict:
+    """The model's log over the last ``days`` days (its drift window by default): per day and version, totals,
+    refusals, and drift of the version in production."""
+    days = max(1, min(int(days or limits_of(model)["days"]), MAX_DAYS))
     now = now or timezone.now()
     first = timezone.localdate(now) - timedelta(days=days - 1)
     since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
@@ -355,7 +461,8 @@ def overall(found: dict | None) -> str:
     """One state for a drift block: "different" when the outputs or any input column drifted."""
     if not found:
         return ""
-    states = [found["verdict"]] + [c["verdict"] for c in found.get("inputs") or []]
+    states = ([found["verdict"]] + [c["verdict"] for c in found.get("inputs") or []]
+              + ([found["features"]["verdict"]] if found.get("features") else []))
     for state in ("different", "some", "same"):
         if state in states:
             return state
@@ -386,8 +493,10 @@ def check_drift(model, *, now=None) -> str | None:
             return state  # no turn, or it turned to too little to judge: nothing to tell
         columns = [c["column"] for c in (found or {}).get("inputs") or [] if c["verdict"] == "different"]
         outputs = "" if found["verdict"] == "unjudged" else f"it {found['says']}"  # no test split: inputs only
+        hidden = (found or {}).get("features") or {}
+        hidden = hidden["says"] if hidden.get("verdict") == "different" else ""
         message = (f"{model.name} v{found['version']} drifted: " + "; ".join(
-            part for part in (outputs, columns and f"input columns drifted: {', '.join(columns[:5])}") if part)
+            part for part in (outputs, columns and f"input columns drifted: {', '.join(columns[:5])}", hidden) if part)
                    if drifted else f"{model.name} v{found['version']} is steady again"
                    + (f": it {found['says']}" if outputs else ": its inputs look like its training rows"))
         people = {u.pk: u for u in (model.created_by, getattr(model.production, "created_by", None)) if u is not None}
@@ -397,7 +506,8 @@ def check_drift(model, *, now=None) -> str | None:
         webhooks.dispatch(model.workspace, "model.drifted" if drifted else "model.steady", {
             "model": model.pk, "name": model.name, "version": (found or {}).get("version"), "state": state,
             "says": (found or {}).get("says"), "psi": (found or {}).get("psi"), "shift": (found or {}).get("shift"),
-            "drifted_columns": columns, "path": model.get_absolute_url()}, text=f"[{model.workspace.name}] {message}")
+            "drifted_columns": columns,
+            "features_drifted": bool(hidden), "path": model.get_absolute_url()}, text=f"[{model.workspace.name}] {message}")
         return state
     except Exception:  # a drift alert must never fail the request that set it off
         import logging

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from webapp.experiments import checkpoints, preparation
+from webapp.experiments import checkpoints, monitoring, preparation
 from webapp.experiments.preparation import DataError
 
 MAX_ROWS = 100_000
@@ -176,13 +176,23 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
     return predict_arrays(run, x, ids, id_name)
 
 
-def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, model=None) -> dict:
+def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, model=None,
+                   features: bool = True) -> dict:
     from webapp.experiments import explain as explaining
     from webapp.experiments.execution import predict_outputs
 
     pre = run.preprocessing
     model = model or load_model(run)
-    outputs = predict_outputs(model, x)
+    basis = (run.results or {}).get("feature_basis") if features else None
+    coordinates = None
+    if basis and basis["layer"] < len(model.layers):
+        # One pass gives the outputs and the hidden layer a registered model's log watches (monitoring.feature_drift).
+        outputs, hidden = model.predict_features(x, basis["layer"])
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if hidden.shape[1] == basis["size"]:
+            coordinates = monitoring.project_features(basis, hidden)
+    else:
+        outputs = predict_outputs(model, x)
     decoded = preparation.decode_predictions(outputs, pre, x, threshold=run.decision_threshold)
     if pre["task"] == "classification":
         classes = [str(c) for c in decoded["classes"]]
@@ -199,7 +209,7 @@ def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, 
             columns = [id_name, "prediction"]
             rows = [[ident, value] for ident, value in zip(ids, values)]
     # The model inputs ride along for a registered model's log (monitoring.summarize); never sent back.
-    answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist(), "inputs": x}
+    answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist(), "inputs": x, "features": coordinates}
     if explain and pre["task"] == "classification" and pre.get("kind") == "images":
         first = slice(0, explaining.PREDICT_EXPLAINED)
         answer["pictures"] = explaining.picture_pairs(model, x[first], decoded["codes"][first], pre.get("scaling"))

@@ -101,9 +101,10 @@ def model_drift_limits(request, ws, pk):
             if not given:
                 continue
             try:
-                value = int(given) if name == "min_rows" else float(given)
+                value = int(given) if name in monitoring.WHOLE_LIMITS else float(given)
             except ValueError:
-                messages.error(request, f"drift_limits.{name}: {'a whole number' if name == 'min_rows' else 'a number'}"
+                messages.error(request, f"drift_limits.{name}: "
+                                        f"{'a whole number' if name in monitoring.WHOLE_LIMITS else 'a number'}"
                                         f", got {given!r}")
                 return redirect(model.get_absolute_url() + "#drift-limits")
             limits[name] = value / 100 if name == "share" else value  # the form asks for percentage points

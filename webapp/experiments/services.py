@@ -246,7 +246,7 @@ def rank_columns_refusal(run: Run) -> str:
 def missing_analyses(run: Run) -> list[str]:
     """What a run scored before Cupola made them lacks: a classifier's calibration and ROC curves (its
     decision threshold), an image classifier's saliency maps, a table's input profile (its model's input
-    drift)."""
+    drift), the reference of its last hidden layer (the drift of what its model makes of its inputs)."""
     results, kind = run.results or {}, (run.preprocessing or {}).get("kind")
     wanted = []
     if results.get("task") == "classification" and results.get("test_rows") != 0:  # curves need a test split
@@ -255,6 +255,7 @@ def missing_analyses(run: Run) -> list[str]:
             wanted.append(("saliency", "saliency maps"))
     if kind in ("table", "text", "images"):
         wanted.append(("input_profile", "the training rows' input profile"))
+    wanted.append(("feature_basis", "its hidden layer's reference for drift"))
     return [name for key, name in wanted if key not in results]
 
 

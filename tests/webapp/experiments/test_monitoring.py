@@ -255,10 +255,12 @@ def test_an_editor_sets_a_models_drift_limits_and_it_is_judged_again_at_once(cli
     model = RegisteredModel.objects.get(pk=version.model.pk)
     assert model.drift_state == "different"
     url = f"/w/{people.workspace.slug}/models/{model.pk}/drift-limits/"
-    response = client.post(url, {"psi": "10", "shift": "20", "share": "100", "min_rows": ""})
+    # What its hidden layer makes of those rows drifted too (they sit in a corner: its spread collapsed).
+    assert monitoring.report(model)["drift"]["features"]["verdict"] == "different"
+    response = client.post(url, {"psi": "10", "shift": "20", "share": "100", "spread": "100", "min_rows": ""})
     assert response.status_code == 302 and response["Location"].endswith("#drift-limits")
     model.refresh_from_db()
-    assert model.drift_limits == {"psi": 10.0, "shift": 20.0, "share": 1.0}
+    assert model.drift_limits == {"psi": 10.0, "shift": 20.0, "share": 1.0, "spread": 100.0}
     assert model.drift_state in ("same", "some")  # judged again at once by the looser limits
     assert Notification.objects.filter(user=people.editor, message__startswith="churn v1 is steady again").exists()
     page = client.get(model.get_absolute_url()).content.decode()

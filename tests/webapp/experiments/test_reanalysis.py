@@ -27,12 +27,13 @@ def test_an_old_run_gets_its_missing_analyses_from_a_worker_as_training_would_ha
         client, people, tmp_path, django_capture_on_commit_callbacks):
     run = _binary_run(people, tmp_path, epochs=4)
     at_training = _as_scored_long_ago(run)
-    assert services.missing_analyses(run) == ["calibration", "ROC curves", "the training rows' input profile"]
+    assert services.missing_analyses(run) == ["calibration", "ROC curves", "the training rows' input profile",
+                                              "its hidden layer's reference for drift"]
     url = f"/w/{people.workspace.slug}/runs/{run.pk}/reanalyse/"
     client.force_login(people.viewer)
     page = client.get(run.get_absolute_url()).content.decode()
     assert ("This run was scored before Cupola worked out its calibration, ROC curves, the training rows&#x27; "
-            "input profile.") in page and 'data-testid="reanalyse"' not in page
+            "input profile, its hidden layer&#x27;s reference for drift.") in page and 'data-testid="reanalyse"' not in page
     assert client.post(url).status_code == 403
     client.force_login(people.editor)
     assert 'data-testid="reanalyse"' in client.get(run.get_absolute_url()).content.decode()
