@@ -227,6 +227,7 @@ class Layer:
     has_activation = False
     masking = None
     reads_mask = False
+    inference_identity = False  # passes its input on unchanged when predicting (dropout, augmentation)
 
     def __init__(self, name=None, **values):
         cls = type(self).__name__
@@ -727,6 +728,7 @@ class Reshape(Layer):
 class Dropout(Layer):
     args: ClassVar[dict] = {"rate": Arg("float", low=0.0, high=1.0, high_open=True)}
     masking = "keep"
+    inference_identity = True
 
     def __init__(self, rate, name=None):
         super().__init__(name, rate=rate)
@@ -740,6 +742,8 @@ class Dropout(Layer):
 class _Augmentation(Layer):
     """A random change to each training image (N, H, W, C), drawn anew every step; the identity
     when predicting or evaluating (Keras' preprocessing layers)."""
+
+    inference_identity = True
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:

@@ -143,7 +143,8 @@ class Sequential:
         """The index of the layer whose output is the model's last hidden representation (what a
         feature extractor would cut at: Keras' ``Model(inputs, layers[k].output)``): the last layer
         before the final layer with weights, where that output holds at most ``max_size`` values per
-        sample (the nearest earlier one that does otherwise). None for a model with no hidden layer."""
+        sample (the nearest earlier one that does otherwise). A layer that passes its input on when
+        predicting (a Dropout) stands for the layer before it. None for a model with no hidden layer."""
         if not self.built:
             raise ValueError("feature_layer: the model is not built yet")
         weighted = [i for i, layer in enumerate(self.layers) if layer.params]
@@ -152,7 +153,9 @@ class Sequential:
         shapes = self._output_shapes()
         for i in range(weighted[-1] - 1, -1, -1):
             if max_size is None or int(np.prod(shapes[i])) <= max_size:
-                return i
+                while i >= 0 and self.layers[i].inference_identity:
+                    i -= 1
+                return i if i >= 0 else None  # (only identities before it: no hidden layer)
         return None
 
     def _output_shapes(self):

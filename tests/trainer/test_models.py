@@ -671,10 +671,10 @@ def test_it_cuts_at_its_last_hidden_layer_and_gives_its_output_from_the_same_pas
                         layers.Flatten(), layers.Dense(units=16, activation="relu"), layers.Dropout(rate=0.5),
                         layers.Dense(units=3, activation="softmax")], input_shape=(8, 8, 1), seed=0)
     x = np.random.default_rng(0).random((10, 8, 8, 1)).astype("float32")
-    # The Dropout before the last Dense: in inference the Dense(16)'s output, what Keras' Model(inputs, layers[-2].output) gives.
-    assert model.feature_layer() == 4
-    assert model.feature_layer(max_size=36) == 4 and model.feature_layer(max_size=15) is None
-    outputs, features = model.predict_features(x, 4, batch_size=4)
+    # The Dense(16) before the last Dense (through the Dropout between, the identity when predicting).
+    assert model.feature_layer() == 3
+    assert model.feature_layer(max_size=36) == 3 and model.feature_layer(max_size=15) is None
+    outputs, features = model.predict_features(x, 3, batch_size=4)
     np.testing.assert_array_equal(outputs, model.predict(x))
     by_hand = Sequential(model.layers[:4])
     by_hand.built, by_hand.input_shape = True, (8, 8, 1)
@@ -688,3 +688,4 @@ def test_it_cuts_at_its_last_hidden_layer_and_gives_its_output_from_the_same_pas
         model.predict_features(x, 6)
     # No hidden layer (a logistic regression): nothing to cut at.
     assert Sequential([layers.Dense(units=2, activation="softmax")], input_shape=(3,)).feature_layer() is None
+    assert Sequential([layers.Dropout(rate=0.2), layers.Dense(units=2)], input_shape=(3,)).feature_layer() is None

@@ -274,7 +274,7 @@ def feature_drift(basis: dict, served: dict, limits: dict = DEFAULT_LIMITS) -> d
     where = f"its last hidden layer ({basis['layer_type']}, {basis['size']} values)"
     if drifted:
         says = (f"{where} responds differently from its {rows} rows in {len(drifted)} of its {len(components)} main "
-                f"directions: direction {worst['component']}'s {worst['says']}")
+                f"directions, most direction {worst['component']} ({worst['explained']:.0%} of its variance): its {worst['says']}")
     else:
         says = (f"{where} responds to what it is sent as to its {rows} rows (the largest move, in direction "
                 f"{worst['component']}, is {worst['severity']:.0%} of what counts as drift)")

@@ -40,7 +40,7 @@ def test_each_direction_is_judged_by_its_mean_shift_and_its_spread_against_the_r
     assert found["verdict"] == "different"
     assert [c["verdict"] for c in found["components"]] == ["same", "different"]
     assert found["components"][1]["shift"] == pytest.approx(0.8, abs=0.05)
-    assert "in 1 of its 2 main directions: direction 2's mean 0.8" in found["says"]
+    assert "in 1 of its 2 main directions, most direction 2 (20% of its variance): its mean 0.8" in found["says"]
 
     # The first direction collapsed to a third of its spread (its mean where it was): drifted by its spread.
     narrow = like * [1 / 3, 1.0]

@@ -133,10 +133,10 @@ def test_an_image_run_reads_its_images_from_disk_where_they_do_not_fit_and_train
         run.refresh_from_db()
         epochs = [{k: v for k, v in values.items() if k not in ("epoch_time", "samples_per_second")}
                   for values in MetricRow.objects.filter(run=run).order_by("epoch").values_list("values", flat=True)]
-        results.append((run.results["test"], run.results["confusion_matrix"], epochs))
+        results.append((run.results["test"], run.results["confusion_matrix"], epochs, run.results["feature_basis"]))
         feeds.append(run.results["data_feed"])
         pages.append(client.get(run.get_absolute_url()).content.decode())
-    assert "val_loss" in results[0][2][0]
+    assert "val_loss" in results[0][2][0] and results[0][3]["layer_type"] == "Dense"
     assert results[0] == results[1]
     assert feeds == [{"device": "cpu", "resident": True, "read_ahead": False},
                      {"device": "cpu", "resident": False, "read_ahead": False}]
