@@ -190,7 +190,8 @@ class PredictionJobIn(Schema):
 
 def serialize_job(job) -> dict:
     return {"id": job.pk, "run": job.run_id, "dataset_version": job.dataset_version_id, "status": job.status,
-            "rows": job.rows, "total": job.total, "reason": job.reason, "created_at": job.created_at,
+            "rows": job.rows, "total": job.total, "reason": job.reason, "scores": job.scores or None,
+            "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at,
             "download": f"/api/v1/prediction-jobs/{job.pk}/download" if job.status == "succeeded" else None}
 

@@ -5,6 +5,10 @@ CSV file beside the run (``runs/<run>/predictions/<job>.csv``).
 The CSV holds what a prediction request returns (an identifier, the prediction, for classifiers
 the confidence and each class's probability, cut at the run's decision threshold), and the
 data set's own answer where it has one (its target column, an image's folder) as ``actual``.
+Where it has them, the job scores the model against those answers as its evaluation scored it on
+its test split (``JobScore``: accuracy, each class's precision and recall and the confusion
+matrix; or MAE, RMSE and R²), with the test split's scores beside them, so a model in production
+can be held against newly labelled data, and two versions against the same rows.
 A job beats a heartbeat after every chunk; the watchdog fails a running job whose heartbeat
 stopped (its worker died), so none stays "running".
 """
@@ -92,6 +96,110 @@ def _chunks(run, version):
     return table_chunks(), total
 
 
+MAX_SCORED_CLASSES = 50  # a confusion matrix and the per-class scores for at most this many classes
+
+
+def _label(value) -> str:
+    """A class as the data set and the model both name it: 1, 1.0 and "1" alike."""
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
+
+
+class JobScore:
+    """A job's predictions held against the data set's own answers, a chunk at a time: a classifier's
+    confusion counts (an answer the model has no class for counts as wrong), a regressor's sums of errors."""
+
+    def __init__(self, run):
+        self.task = (run.preprocessing or {}).get("task")
+        self.test = (run.results or {}).get("test") or {}
+        self.classes: list[str] = []
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.missing = self.not_numeric = 0
+        self.n, self.sums = 0, np.zeros(4)  # squared errors, absolute errors, answers, squared answers
+
+    def add(self, result: dict, actual: list) -> None:
+        at = result["columns"].index("prediction") if "prediction" in result["columns"] else 1
+        predicted = [row[at] for row in result["rows"]]
+        if self.task == "classification":
+            self.classes = self.classes or [_label(c[2:-1]) for c in result["columns"] if c.startswith("p(")]
+            for answer, guess in zip(actual, predicted):
+                if answer is None:
+                    self.missing += 1
+                    continue
+                key = (_label(answer), _label(guess))
+                self.pairs[key] = self.pairs.get(key, 0) + 1
+            return
+        for answer, guess in zip(actual, predicted):
+            try:
+                answer = float(answer)
+            except (TypeError, ValueError):
+                self.not_numeric += answer is not None
+                self.missing += answer is None
+                continue
+            if not np.isfinite(answer) or guess is None or not np.isfinite(float(guess)):
+                self.missing += 1
+                continue
+            error = float(guess) - answer
+            self.n += 1
+            self.sums += (error * error, abs(error), answer, answer * answer)
+
+    def result(self) -> dict:
+        """The scores (empty where no row had an answer), with the test split's same scores as ``test``."""
+        if self.task == "classification":
+            scored = sum(self.pairs.values())
+            if not scored:
+                return {}
+            index = {name: i for i, name in enumerate(self.classes)}
+            matrix = np.zeros((len(self.classes), len(self.classes)), dtype=np.int64)
+            unknown: dict[str, int] = {}
+            for (answer, guess), n in self.pairs.items():
+                if answer in index and guess in index:
+                    matrix[index[answer], index[guess]] += n
+                else:
+                    unknown[answer] = unknown.get(answer, 0) + n
+            found = {"task": "classification", "rows": scored, "missing": self.missing,
+                     "accuracy": float(np.trace(matrix) / scored),
+                     "unknown": {"rows": sum(unknown.values()), "labels": sorted(unknown, key=lambda k: -unknown[k])[:5]}}
+            if len(self.classes) <= MAX_SCORED_CLASSES:
+                from trainer import metrics as tmetrics
+
+                found["class_names"] = self.classes
+                found["confusion_matrix"] = matrix.tolist()
+                found["per_class"] = [dict(scores, name=name) for name, scores in
+                                      zip(self.classes, tmetrics.per_class_scores(matrix))]
+            names = ["accuracy"]
+        else:
+            if not self.n:
+                return {"missing": self.missing, "not_numeric": self.not_numeric} if self.not_numeric else {}
+            squared, absolute, total, squares = self.sums
+            spread = squares - total * total / self.n
+            found = {"task": "regression", "rows": self.n, "missing": self.missing, "not_numeric": self.not_numeric,
+                     "mae": absolute / self.n, "rmse": float(np.sqrt(squared / self.n)),
+                     "r2": 1 - squared / spread if spread > 0 else None}
+            names = ["mae", "rmse", "r2"]
+        found["test"] = {name: self.test.get(name) for name in names}
+        return found
+
+
+def score_line(scores: dict) -> str:
+    """A job's scores in a few words, beside its test split's: "accuracy 0.947 (0.967 on its test split)"."""
+    if not scores or not scores.get("rows"):
+        return ""
+    names = ["accuracy"] if scores.get("task") == "classification" else ["rmse", "r2"]
+    parts = []
+    for name in names:
+        value, test = scores.get(name), (scores.get("test") or {}).get(name)
+        if value is None:
+            continue
+        label = {"r2": "R²", "rmse": "RMSE"}.get(name, name)
+        parts.append(f"{label} {value:.4g}" + (f" ({test:.4g} on its test split)" if test is not None else ""))
+    line = ", ".join(parts) + f" on {scores['rows']:,} answered row{'s' if scores['rows'] != 1 else ''}"
+    unknown = (scores.get("unknown") or {}).get("rows")
+    if unknown:
+        line += f"; {unknown:,} of them in classes it does not know ({', '.join(scores['unknown']['labels'])})"
+    return line
+
+
 def claim(job_id: int) -> PredictionJob | None:
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().select_related("run", "dataset_version").filter(pk=job_id).first()
@@ -122,7 +230,7 @@ def job_execute(job_id: int, *, queue: str = "default") -> str:
     try:
         chunks, total = _chunks(job.run, job.dataset_version)
         PredictionJob.objects.filter(pk=job.pk).update(total=total)
-        model, done = load_model(job.run), 0
+        model, done, score = load_model(job.run), 0, JobScore(job.run)
         partial.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
@@ -130,6 +238,8 @@ def job_execute(job_id: int, *, queue: str = "default") -> str:
                 result = predict_arrays(job.run, x, ids, id_name, model=model, features=False)
                 if done == 0:
                     writer.writerow(result["columns"] + (["actual"] if actual is not None else []))
+                if actual is not None:
+                    score.add(result, actual)
                 for i, row in enumerate(result["rows"]):
                     cells = row + ([actual[i]] if actual is not None else [])
                     # A cell starting with = + - @ would be a formula in a spreadsheet; quote it as text.
@@ -151,7 +261,7 @@ def job_execute(job_id: int, *, queue: str = "default") -> str:
         _finish(job.pk, status=RunStatus.FAILED, reason=f"{type(error).__name__}: {error}"[:2000])
         notify_finished(job.pk)
         return "failed"
-    _finish(job.pk, status=RunStatus.SUCCEEDED, rows=done)
+    _finish(job.pk, status=RunStatus.SUCCEEDED, rows=done, scores=score.result())
     notify_finished(job.pk)
     return "succeeded"
 
@@ -169,14 +279,16 @@ def notify_finished(job_id: int) -> None:
         return
     try:
         path = reverse("run-predict", kwargs={"ws": job.workspace.slug, "pk": job.run_id}) + "#jobs"
-        detail = f"{job.rows:,} rows" if job.status == RunStatus.SUCCEEDED else job.reason
+        detail = job.reason
+        if job.status == RunStatus.SUCCEEDED:
+            detail = f"{job.rows:,} rows" + (f"; {line}" if (line := score_line(job.scores)) else "")
         message = f"Predictions of {job.run.display_name} on {job.dataset_version} {job.status}: {detail}"
         if job.created_by is not None:
             activity.notify(user=job.created_by, workspace=job.workspace, message=message, link=path,
                             level="error" if job.status == RunStatus.FAILED else "info")
         webhooks.dispatch(job.workspace, f"prediction_job.{job.status}", {
             "job": job.pk, "run": job.run_id, "dataset_version": job.dataset_version_id, "status": job.status,
-            "rows": job.rows, "reason": job.reason or None, "path": path,
+            "rows": job.rows, "reason": job.reason or None, "path": path, "scores": job.scores or None,
             "download": f"/api/v1/prediction-jobs/{job.pk}/download" if job.status == RunStatus.SUCCEEDED else None,
         }, text=f"[{job.workspace.name}] {message}")
     except Exception as error:  # noqa: BLE001 - a notification must never fail the job

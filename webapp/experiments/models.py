@@ -232,6 +232,8 @@ class PredictionJob(models.Model):
     rows = models.PositiveIntegerField(default=0)  # predicted so far
     total = models.PositiveIntegerField(null=True, blank=True)  # rows (or images) in the data set, once read
     reason = models.TextField(blank=True)
+    # Held against the data set's own answers where it has them (batch.JobScore), with the test split's scores
+    scores = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -242,6 +244,12 @@ class PredictionJob(models.Model):
 
     def __str__(self) -> str:
         return f"predictions of run {self.run_id} on version {self.dataset_version_id}"
+
+    @property
+    def score_line(self) -> str:
+        from webapp.experiments.batch import score_line
+
+        return score_line(self.scores)
 
     @property
     def is_active(self) -> bool:

@@ -47,6 +47,7 @@ def model_detail(request, ws, pk):
                        own=bool(model.drift_limits)),
         "refusals": [dict(r, at=datetime.fromisoformat(r["at"])) for r in serving["recent_refusals"]],
         "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
+        "scored": selectors.scored_jobs(versions),
         "can_remove": {row["number"] for row in rows if may_delete(row["version"], membership)}})
 
 

@@ -85,6 +85,24 @@ def parameter_effects(sweep, runs) -> list[dict]:
     return effects
 
 
+def scored_jobs(versions) -> list[dict]:
+    """Each model version's latest prediction job with scores (batch.JobScore) per data set version, grouped by data
+    set version (the newest first) and then by version number: what the model page holds its versions against."""
+    from webapp.experiments.models import PredictionJob, RunStatus
+
+    by_run = {version.run_id: version for version in versions}
+    jobs = (PredictionJob.objects.filter(run_id__in=list(by_run), status=RunStatus.SUCCEEDED).exclude(scores={})
+            .select_related("dataset_version__dataset", "created_by").order_by("-finished_at", "-pk"))
+    latest = {}
+    for job in jobs[:500]:
+        latest.setdefault((job.dataset_version_id, job.run_id), job)
+    entries = [{"job": job, "number": by_run[job.run_id].number,
+                "in_production": by_run[job.run_id].model.production_id == by_run[job.run_id].pk}
+               for job in latest.values()]
+    entries.sort(key=lambda e: (-e["job"].dataset_version_id, -e["number"]))
+    return entries
+
+
 def point_of(run) -> dict:
     """A cross-validation run's point: its swept values but the fold."""
     return {key: value for key, value in (run.sweep_params or {}).items() if key != "fold"}

@@ -46,11 +46,24 @@ def test_a_job_predicts_every_row_as_a_request_would_with_the_data_sets_own_answ
     for ours, theirs in zip(written[1:], expected["rows"]):
         assert [float(v) for v in ours[2:-1]] == pytest.approx(theirs[2:], abs=1e-6)
     assert [row[-1] for row in written[1:]] == pd.read_csv(FIXTURES / "iris.csv")["species"].tolist()
+    # Scored against those answers over the four chunks, as the file has it, beside its test split's accuracy.
+    right = sum(row[1] == row[-1] for row in written[1:])
+    scores = job.scores
+    assert scores["rows"] == 150 and scores["missing"] == 0 and scores["unknown"]["rows"] == 0
+    assert scores["accuracy"] == pytest.approx(right / 150)
+    assert scores["test"] == {"accuracy": run.results["test"]["accuracy"]}
+    matrix = scores["confusion_matrix"]
+    assert scores["class_names"] == run.results["class_names"] and sum(map(sum, matrix)) == 150
+    assert sum(matrix[i][i] for i in range(3)) == right
+    assert [c["support"] for c in scores["per_class"]] == [50, 50, 50]  # iris: 50 of each
     assert batch.job_execute(job.pk) == "skipped"  # a redelivered message finds it done
     from webapp.accounts.models import Notification
 
     told = Notification.objects.get(user=people.editor)
-    assert told.message == f"Predictions of {run.display_name} on Iris v1 succeeded: 150 rows"
+    line = (f"accuracy {right / 150:.4g} ({run.results['test']['accuracy']:.4g} on its test split) "
+            f"on 150 answered rows")
+    assert job.score_line == line
+    assert told.message == f"Predictions of {run.display_name} on Iris v1 succeeded: 150 rows; {line}"
     assert told.link.endswith("/predict/#jobs")
 
 
@@ -307,3 +320,79 @@ def test_a_cached_model_is_one_per_device_as_a_workers_runs_switch_it(monkeypatc
     assert prediction.load_model(run) is first
     monkeypatch.setattr(backend, "get_device", lambda: "gpu")  # as after a GPU run in the same process
     assert prediction.load_model(run) is not first
+
+
+@pytest.mark.django_db
+def test_a_job_scores_a_regressor_and_counts_the_answers_it_cannot_use(people, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 2))
+    y = 3 * x[:, 0] - 2 * x[:, 1] + rng.normal(0, 0.1, 300)
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": y}).to_csv(tmp_path / "train.csv", index=False)
+    train = make_version(people.workspace, people.owner, str(tmp_path / "train.csv"), name="Train", target="y")
+    spec = iris_spec(epochs=30, learning_rate=0.02)
+    spec["input_shape"], spec["layers"][-1] = [2], {"type": "Dense", "units": 1}
+    spec["compile"]["loss"], spec["compile"]["metrics"] = "mse", []
+    run = _trained(people, train, spec, {"target": "y"})
+    assert run.preprocessing["task"] == "regression"
+    # New rows: two without an answer, one whose answer is not a number.
+    fresh = pd.DataFrame({"a": x[:40, 0], "b": x[:40, 1], "y": [f"{v:.6f}" for v in y[:40]]})
+    fresh.loc[[3, 7], "y"] = ""
+    fresh.loc[11, "y"] = "unknown"
+    fresh.to_csv(tmp_path / "fresh.csv", index=False)
+    version = make_version(people.workspace, people.owner, str(tmp_path / "fresh.csv"), name="Fresh")
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=version, user=people.editor)
+    assert batch.job_execute(job.pk) == "succeeded"
+    job.refresh_from_db()
+    written = _rows(batch.output_path(job))
+    used = [(float(row[1]), float(row[-1].lstrip("'")))  # (text cells starting with - are quoted in the file)
+            for row in written[1:] if row[-1] not in ("", "unknown")]
+    errors = np.array([p - t for p, t in used])
+    truth = np.array([t for _, t in used])
+    scores = job.scores
+    assert (scores["rows"], scores["missing"], scores["not_numeric"]) == (37, 2, 1)
+    assert scores["mae"] == pytest.approx(np.abs(errors).mean())
+    assert scores["rmse"] == pytest.approx(np.sqrt(np.square(errors).mean()))
+    assert scores["r2"] == pytest.approx(1 - np.square(errors).sum() / np.square(truth - truth.mean()).sum())
+    assert scores["test"] == {name: run.results["test"][name] for name in ("mae", "rmse", "r2")}
+    assert job.score_line.startswith(f"RMSE {scores['rmse']:.4g} ({run.results['test']['rmse']:.4g} on its test split)")
+
+
+def test_a_classifiers_answers_it_has_no_class_for_count_as_wrong():
+    run = mock.Mock(preprocessing={"task": "classification"}, results={"test": {"accuracy": 0.9}})
+    score = batch.JobScore(run)
+    columns = ["row", "prediction", "confidence", "p(0)", "p(1)"]
+    score.add({"columns": columns, "rows": [[1, "0"], [2, "1"], [3, "1"], [4, "0"]]}, [0, 1.0, "2", None])
+    found = score.result()
+    # 0 and 1.0 name the classes "0" and "1"; "2" is one the model does not know; a row had no answer.
+    assert found["rows"] == 3 and found["missing"] == 1 and found["accuracy"] == pytest.approx(2 / 3)
+    assert found["unknown"] == {"rows": 1, "labels": ["2"]} and found["confusion_matrix"] == [[1, 0], [0, 1]]
+    assert "1 of them in classes it does not know (2)" in batch.score_line(found)
+    assert batch.JobScore(run).result() == {}  # nothing answered: no scores
+
+
+@pytest.mark.django_db
+def test_a_models_page_holds_its_versions_scores_on_the_same_labelled_data_side_by_side(client, people, iris):
+    from webapp.experiments import registry
+
+    weak = _trained(people, iris, iris_spec(epochs=1, learning_rate=0.001), {"target": "species"})
+    strong = _trained(people, iris, iris_spec(epochs=25), {"target": "species"})
+    model = registry.register(run=weak, user=people.editor, name="flowers").model
+    registry.register(run=strong, user=people.editor, name="flowers")
+    jobs = []
+    for run in (weak, strong, strong):  # the second job of v2 on Iris is its latest
+        with mock.patch.object(predict_dataset, "apply_async"):
+            job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
+        assert batch.job_execute(job.pk) == "succeeded"
+        jobs.append(PredictionJob.objects.get(pk=job.pk))
+    client.force_login(people.viewer)
+    page = client.get(model.get_absolute_url()).content.decode()
+    table = page.split('data-testid="scored-jobs"')[1].split("</table>")[0]
+    assert table.count("<tr") == 3  # the header, and one row per version
+    assert table.index("v2") < table.index("v1 <span")  # v1 (in production) after v2
+    assert jobs[2].score_line in table and jobs[0].score_line in table
+    assert jobs[2].scores["accuracy"] > jobs[0].scores["accuracy"]
+    api = client.get(f"/api/v1/prediction-jobs/{jobs[0].pk}").json()
+    assert api["scores"]["accuracy"] == jobs[0].scores["accuracy"] and api["scores"]["rows"] == 150
