@@ -109,8 +109,10 @@ class JobScore:
     """A job's predictions held against the data set's own answers, a chunk at a time: a classifier's
     confusion counts (an answer the model has no class for counts as wrong), a regressor's sums of errors."""
 
-    def __init__(self, run):
+    def __init__(self, run, version=None):
         self.task = (run.preprocessing or {}).get("task")
+        # The data the run trained on: its training rows are among those scored, so the score flatters it.
+        self.own_data = version is not None and version.pk == run.dataset_version_id
         self.test = (run.results or {}).get("test") or {}
         self.classes: list[str] = []
         self.pairs: dict[tuple[str, str], int] = {}
@@ -178,6 +180,8 @@ class JobScore:
                      "r2": 1 - squared / spread if spread > 0 else None}
             names = ["mae", "rmse", "r2"]
         found["test"] = {name: self.test.get(name) for name in names}
+        if self.own_data:
+            found["own_data"] = True
         return found
 
 
@@ -194,6 +198,8 @@ def score_line(scores: dict) -> str:
         label = {"r2": "R²", "rmse": "RMSE"}.get(name, name)
         parts.append(f"{label} {value:.4g}" + (f" ({test:.4g} on its test split)" if test is not None else ""))
     line = ", ".join(parts) + f" on {scores['rows']:,} answered row{'s' if scores['rows'] != 1 else ''}"
+    if scores.get("own_data"):
+        line += " (the data it trained on: most of these rows trained it)"
     unknown = (scores.get("unknown") or {}).get("rows")
     if unknown:
         line += f"; {unknown:,} of them in classes it does not know ({', '.join(scores['unknown']['labels'])})"
@@ -230,7 +236,7 @@ def job_execute(job_id: int, *, queue: str = "default") -> str:
     try:
         chunks, total = _chunks(job.run, job.dataset_version)
         PredictionJob.objects.filter(pk=job.pk).update(total=total)
-        model, done, score = load_model(job.run), 0, JobScore(job.run)
+        model, done, score = load_model(job.run), 0, JobScore(job.run, job.dataset_version)
         partial.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)

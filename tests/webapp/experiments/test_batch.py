@@ -61,7 +61,7 @@ def test_a_job_predicts_every_row_as_a_request_would_with_the_data_sets_own_answ
 
     told = Notification.objects.get(user=people.editor)
     line = (f"accuracy {right / 150:.4g} ({run.results['test']['accuracy']:.4g} on its test split) "
-            f"on 150 answered rows")
+            f"on 150 answered rows (the data it trained on: most of these rows trained it)")
     assert job.score_line == line
     assert told.message == f"Predictions of {run.display_name} on Iris v1 succeeded: 150 rows; {line}"
     assert told.link.endswith("/predict/#jobs")
@@ -357,6 +357,7 @@ def test_a_job_scores_a_regressor_and_counts_the_answers_it_cannot_use(people, t
     assert scores["rmse"] == pytest.approx(np.sqrt(np.square(errors).mean()))
     assert scores["r2"] == pytest.approx(1 - np.square(errors).sum() / np.square(truth - truth.mean()).sum())
     assert scores["test"] == {name: run.results["test"][name] for name in ("mae", "rmse", "r2")}
+    assert "own_data" not in scores and "trained it" not in job.score_line  # new rows, another data set
     assert job.score_line.startswith(f"RMSE {scores['rmse']:.4g} ({run.results['test']['rmse']:.4g} on its test split)")
 
 
