@@ -35,6 +35,7 @@ def model_list(request, ws):
 def model_detail(request, ws, pk):
     model, membership = _model_in(request, ws, pk)
     serving = monitoring.report(model)
+    newer = selectors.newer_data(model.production.run) if model.production else None
     versions = list(model.versions.select_related("run", "created_by").order_by("-number"))
     rows = [{"version": version, **serialize_version(version, model.production_id)} for version in versions]
     api = absolute_url(reverse("api:predict_with_model", kwargs={"model_id": model.pk}), request)
@@ -47,7 +48,7 @@ def model_detail(request, ws, pk):
                        own=bool(model.drift_limits)),
         "refusals": [dict(r, at=datetime.fromisoformat(r["at"])) for r in serving["recent_refusals"]],
         "compare_ids": ",".join(str(row["run"]) for row in rows[:12]),
-        "scored": selectors.scored_jobs(versions),
+        "scored": selectors.scored_jobs(versions), "newer": newer,
         "can_remove": {row["number"] for row in rows if may_delete(row["version"], membership)}})
 
 

@@ -85,6 +85,15 @@ def parameter_effects(sweep, runs) -> list[dict]:
     return effects
 
 
+def newer_data(run):
+    """The newest ready version of the run's data set when it is newer than the one the run trained on, else None."""
+    from webapp.datasets.models import DatasetVersion
+
+    trained_on = run.dataset_version
+    return (DatasetVersion.objects.filter(dataset_id=trained_on.dataset_id, status="ready", number__gt=trained_on.number)
+            .select_related("dataset").order_by("-number").first())
+
+
 def scored_jobs(versions) -> list[dict]:
     """Each model version's latest prediction job with scores (batch.JobScore) per data set version, grouped by data
     set version (the newest first) and then by version number: what the model page holds its versions against."""

@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
@@ -389,6 +390,9 @@ def run_predict_dataset(request, ws, pk):
         messages.error(request, str(error))
     else:
         messages.success(request, f"A worker is predicting every row of {version}; the file shows here when it is done.")
+    back = request.POST.get("next", "")
+    if back.startswith(f"/w/{ws}/models/") and url_has_allowed_host_and_scheme(back, allowed_hosts=None):
+        return redirect(back)  # the model page that asked (a path of this workspace only)
     return redirect(reverse("run-predict", kwargs={"ws": ws, "pk": run.pk}) + "#jobs")
 
 

@@ -397,3 +397,40 @@ def test_a_models_page_holds_its_versions_scores_on_the_same_labelled_data_side_
     assert jobs[2].scores["accuracy"] > jobs[0].scores["accuracy"]
     api = client.get(f"/api/v1/prediction-jobs/{jobs[0].pk}").json()
     assert api["scores"]["accuracy"] == jobs[0].scores["accuracy"] and api["scores"]["rows"] == 150
+
+
+@pytest.mark.django_db
+def test_a_newer_version_of_its_data_is_offered_to_score_the_model_in_production_and_to_train_again(
+        client, people, iris, tmp_path, django_capture_on_commit_callbacks):
+    from webapp.datasets.services import ingest_version, version_create_from_file
+    from webapp.experiments import registry
+
+    run = _trained(people, iris, iris_spec(epochs=10), {"target": "species"})
+    model = registry.register(run=run, user=people.editor, name="flowers").model
+    client.force_login(people.editor)
+    assert 'data-testid="newer-data"' not in client.get(model.get_absolute_url()).content.decode()
+    frame = pd.read_csv(FIXTURES / "iris.csv").sample(frac=1, random_state=1).head(90)
+    frame.to_csv(tmp_path / "iris-more.csv", index=False)
+    with mock.patch("webapp.datasets.services._enqueue"):
+        newer = version_create_from_file(dataset=iris.dataset, user=people.owner, uploaded_file_path=tmp_path / "iris-more.csv",
+                                         original_filename="iris-more.csv")
+    newer = ingest_version(newer.pk)
+    page = client.get(model.get_absolute_url()).content.decode()
+    assert "Iris has a newer version: v2" in page and "trained on v1" in page
+    assert f"?from_run={run.pk}&amp;version={newer.pk}" in page  # the builder, started from its run on the new data
+    with mock.patch.object(predict_dataset, "apply_async") as send, django_capture_on_commit_callbacks(execute=True):
+        back = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict-dataset/",
+                           {"dataset_version": newer.pk, "next": model.get_absolute_url() + "#scored"})
+    assert back.status_code == 302 and back["Location"] == model.get_absolute_url() + "#scored"
+    job = PredictionJob.objects.get(pk=send.call_args.kwargs["args"][0])
+    assert batch.job_execute(job.pk) == "succeeded"
+    page = client.get(model.get_absolute_url()).content.decode()
+    job.refresh_from_db()
+    assert job.scores["rows"] == 90 and "own_data" not in job.scores and job.score_line in page
+    # Elsewhere than a model page of this workspace, it goes back to the run's predict page.
+    with mock.patch.object(predict_dataset, "apply_async"):
+        away = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict-dataset/",
+                           {"dataset_version": newer.pk, "next": "https://elsewhere.example/w/x/models/"})
+    assert away["Location"].endswith(f"/runs/{run.pk}/predict/#jobs")
+    client.force_login(people.viewer)  # a viewer reads it but is offered neither
+    assert 'data-testid="newer-data"' not in client.get(model.get_absolute_url()).content.decode()
