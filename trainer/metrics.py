@@ -33,6 +33,7 @@ __all__ = [
     "mae",
     "mse",
     "operating_points",
+    "population_stability_index",
     "precision",
     "precision_recall_curve",
     "r2",
@@ -381,6 +382,21 @@ def reliability(y_true, y_score, *, n_bins=15):
 def expected_calibration_error(y_true, y_score, *, n_bins=15):
     """The expected calibration error of the top label (see `reliability`): 0 for a calibrated model."""
     return reliability(y_true, y_score, n_bins=n_bins)["ece"]
+
+
+def population_stability_index(actual, expected, *, floor=1e-4):
+    """The PSI of one mix against another, each given as counts by name (dicts):
+    sum((p - q) ln(p / q)) over the names in either, the shares floored at ``floor`` so a name
+    one side lacks counts without an infinity. Under 0.1 is usually read as about the same,
+    0.1 to 0.25 as somewhat different, above that as different."""
+    names = sorted(set(actual) | set(expected), key=str)
+    p = np.asarray([actual.get(n, 0) for n in names], dtype=np.float64)
+    q = np.asarray([expected.get(n, 0) for n in names], dtype=np.float64)
+    if not names or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("population_stability_index: both mixes need counts above zero")
+    p = np.maximum(p / p.sum(), floor)
+    q = np.maximum(q / q.sum(), floor)
+    return float(np.sum((p - q) * np.log(p / q)))
 
 
 # ----------------------------------------------------------------------------- regression

@@ -363,3 +363,14 @@ def test_its_calibration_curve_agrees_with_scikit_learn_when_it_is_installed(see
     p = np.clip(rng.beta(2, 2, 500) * 0.6 + 0.4 * y * rng.random(500), 0, 1)
     for ours, theirs in zip(metrics.calibration_curve(y, p, n_bins=8), calibration.calibration_curve(y, p, n_bins=8)):
         np.testing.assert_allclose(ours, theirs)
+
+
+def test_the_population_stability_index_counts_a_name_one_side_lacks_and_refuses_empty_mixes():
+    from trainer.metrics import population_stability_index as psi
+
+    assert psi({"a": 30, "b": 70}, {"a": 3, "b": 7}) == pytest.approx(0.0)
+    q = np.array([0.5, 0.25, 0.25])
+    p = np.maximum(np.array([5, 5, 0]) / 10, 1e-4)
+    assert psi({"a": 5, "b": 5}, {"a": 2, "b": 1, "c": 1}) == pytest.approx(float(np.sum((p - q) * np.log(p / q))))
+    with pytest.raises(ValueError, match="both mixes need counts above zero"):
+        psi({"a": 0}, {"a": 1})

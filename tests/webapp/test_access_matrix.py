@@ -353,6 +353,7 @@ RULES = [
     Rule("api:create_dataset", "POST", "401 404 403 400 400", data={"name": "no file"}),
     Rule("api:list_datasets", "GET", "401 404 200 200 200"),
     Rule("api:get_dataset", "GET", "401 404 200 200 200"),
+    Rule("api:dataset_changes", "GET", "401 404 400 400 400"),  # one version: nothing to compare it with
     Rule("api:update_dataset", "PATCH", "401 404 403 200 200", data={"target_column": "y"}),
     Rule("api:delete_dataset", "DELETE", "401 404 403 204 204"),
 ]

@@ -7,7 +7,7 @@ from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.datasets import selectors, services
+from webapp.datasets import changes, selectors, services
 from webapp.datasets.models import Dataset, DatasetVersion
 from webapp.datasets.uploads import save_upload
 
@@ -85,6 +85,25 @@ def list_datasets(request, ws: str, search: str = ""):
 def get_dataset(request, dataset_id: int):
     dataset, _ = selectors.get_dataset_for_user(request.user, dataset_id)
     return dataset_json(dataset, full=True)
+
+
+@router.get("/datasets/{dataset_id}/changes", response={200: dict, 400: dict})
+def dataset_changes(request, dataset_id: int, version: int | None = None, against: int | None = None):
+    """What changed from version ``against`` (by default the latest ready one before it) to version ``version``
+    (by default the latest ready one): rows, columns added and removed, and each column's verdict (changes.py)."""
+    dataset, _ = selectors.get_dataset_for_user(request.user, dataset_id)
+    ready = dataset.versions.filter(status="ready").order_by("-number")
+    chosen = ready.filter(number=version).first() if version is not None else ready.first()
+    if chosen is None:
+        return _error(400, f"version: {dataset.name} has no ready version {version if version is not None else ''}"
+                      .rstrip(), "version")
+    try:
+        before = changes.baseline(chosen, against)
+    except ValueError as error:
+        return _error(400, str(error), "against")
+    if before is None:
+        return _error(400, f"against: {dataset.name} has no ready version before v{chosen.number}", "against")
+    return Status(200, changes.compare(before, chosen, target=dataset.target_column))
 
 
 @router.patch("/datasets/{dataset_id}", response={200: dict, 400: dict})

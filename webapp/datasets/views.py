@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from PIL import Image
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.datasets import presenters, selectors, services, storage
+from webapp.datasets import changes, presenters, selectors, services, storage
 from webapp.datasets.forms import SAMPLES, ColumnsForm, UploadForm, initial_columns
 from webapp.datasets.uploads import max_upload_bytes, save_upload
 
@@ -137,12 +137,24 @@ def dataset_detail(request, ws, pk):
     return render(request, "datasets/detail.html", context)
 
 
-def _ready_context(request, dataset, version) -> dict:
+def _ready_context(request, dataset, version, *, compare: bool = True) -> dict:
+    """The page of a ready version; ``compare``: with what changed from an earlier one (not on a share link's page,
+    which shows the latest ready version only)."""
     # The data set was read before its version: ingestion may have committed in between, setting the
     # target with the version's "ready" (one transaction), so read the columns again as that left them.
     dataset.refresh_from_db(fields=["kind", "target_column", "ignored_columns"])
     stats = version.stats
+    before = None
+    if compare:
+        try:
+            before = changes.baseline(version, request.GET.get("against"))
+        except ValueError as error:
+            messages.error(request, str(error))
+            before = changes.baseline(version)
     context = {"warnings": presenters.warnings_for(version, dataset.target_column),
+               "changes": changes.compare(before, version, target=dataset.target_column) if before else None,
+               "change_choices": list(dataset.versions.filter(status="ready", number__lt=version.number)
+                                      .order_by("-number").values_list("number", flat=True)[:50]),
                "stored": presenters.human_bytes(version.stored_bytes),
                "uploaded": presenters.human_bytes(version.size_bytes)}
     if version.schema["kind"] == "images":
@@ -226,7 +238,7 @@ def render_shared_dataset(request, dataset):
     version = dataset.latest_ready_version()
     context = {"dataset": dataset, "version": version, "versions": [version] if version else []}
     if version is not None:
-        context.update(_ready_context(request, dataset, version))
+        context.update(_ready_context(request, dataset, version, compare=False))
         context.pop("columns_form", None)
     return sharing.render_shared(request, "datasets/shared_detail.html", context)
 

@@ -42,6 +42,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from trainer.metrics import population_stability_index
 from webapp.experiments import curves
 from webapp.experiments.models import PredictionLog
 
@@ -349,12 +350,7 @@ def reference(version) -> dict | None:
 
 
 def psi(served: dict, expected: dict) -> float:
-    names = sorted(set(served) | set(expected))
-    p = np.asarray([served.get(n, 0) for n in names], dtype=np.float64)
-    q = np.asarray([expected.get(n, 0) for n in names], dtype=np.float64)
-    p = np.maximum(p / p.sum(), PSI_FLOOR)
-    q = np.maximum(q / q.sum(), PSI_FLOOR)
-    return float(np.sum((p - q) * np.log(p / q)))
+    return population_stability_index(served, expected, floor=PSI_FLOOR)
 
 
 def _pooled(summaries: list[dict]) -> dict:
