@@ -6,8 +6,7 @@ what its kind allows:
 - missing values: a share this many points up or down (MISSING_POINTS) has changed;
 - a numeric column: its mean's shift in the earlier version's standard deviations (over SHIFT_SOME
   worth a look, over SHIFT_DIFFERENT changed) and its spread's ratio (past SPREAD_RATIO either way);
-- a column whose values were counted in both (categories, booleans, few distinct numbers): the PSI of
-  its value mix (from PSI_SOME worth a look, from PSI_DIFFERENT changed), values new and gone named;
+- a categorical or boolean column (its values counted in both): the PSI of its value mix (from PSI_SOME worth a look, from PSI_DIFFERENT changed), values new and gone named;
 - a text column: its mean length (past SPREAD_RATIO either way);
 - a date column: the span it covers, said (not judged).
 
@@ -84,7 +83,7 @@ def _column(before: dict, after: dict, rows_before: int, rows_after: int) -> dic
         if after.get("min") is not None and before.get("min") is not None and (
                 after["min"] < before["min"] or after["max"] > before["max"]):
             says.append(f"now from {after['min']:.4g} to {after['max']:.4g} (was {before['min']:.4g} to {before['max']:.4g})")
-    if then and now and kind in ("categorical", "boolean", "numeric"):
+    if then and now and kind in ("categorical", "boolean"):  # (a number's own values: its mean, spread and range)
         score = population_stability_index(now, then)
         severity = max(severity, _scaled(score, PSI_SOME, PSI_DIFFERENT))
         if score >= 0.01:
