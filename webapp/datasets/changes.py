@@ -143,6 +143,20 @@ def _images(before, after) -> dict:
             "changed": int(verdict == "different") + int(shapes[0] != shapes[1]), "worth_a_look": int(verdict == "some")}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
+
+
+def summary(found: dict) -> str:
+    """A comparison in a line: "against v1: 2 columns changed (sepal width (cm), petal length (cm)), 1 column added"."""
+    noun = "class" if found.get("kind") == "images" else "column"
+    changed = [c["name"] for c in found.get("columns", []) if c["verdict"] == "different"]
+    parts = [f"{_count(len(changed), noun)} changed ({_names(changed)})"] if changed else (
+        ["its class mix changed"] if found.get("changed") and noun == "class" else [])
+    parts += [f"{_count(len(found[key]), noun)} {key}" for key in ("added", "removed") if found.get(key)]
+    return f"against v{found['from']}: " + (", ".join(parts) or "nothing changed much")
+
+
 def baseline(version, against=None):
     """The ready version ``version`` is compared with: number ``against`` when given (ValueError naming
     ``against`` when it is not a ready earlier version), else the latest ready one before it (None: none)."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.db import transaction
 from django.db.models import Max, RestrictedError
+from django.dispatch import Signal
+from django.urls import reverse
 from django.utils import timezone
 
 from webapp.accounts import activity
@@ -160,6 +162,11 @@ def _ingest_files(version: DatasetVersion) -> dict:
     return ingest_table(source, version.folder, file_format=file_format)
 
 
+# Sent (``version=``) once a version is ready and announced: the experiments app tells the people whose
+# models trained on an earlier version of its data set.
+version_ready = Signal()
+
+
 def _fail(version: DatasetVersion, message: str) -> DatasetVersion:
     for path in version.folder.glob("*"):
         if path.name != storage.UPLOAD_FILE and path.is_file():
@@ -167,7 +174,42 @@ def _fail(version: DatasetVersion, message: str) -> DatasetVersion:
     version.status, version.error = VersionStatus.FAILED, message[:2000]
     version.ingested_at = timezone.now()
     version.save(update_fields=["status", "error", "ingested_at"])
+    _announce(version)
     return version
+
+
+def _announce(version: DatasetVersion) -> None:
+    """Tell whoever uploaded the version (a notification) and the workspace's webhooks (``dataset.ready``, with what
+    changed from the version before it, or ``dataset.failed`` with why) how its ingestion ended. Never fails it."""
+    from webapp.accounts import webhooks
+    from webapp.datasets import changes
+
+    try:
+        dataset = version.dataset
+        path = reverse("dataset-detail", kwargs={"ws": dataset.workspace.slug, "pk": dataset.pk}) + f"?v={version.number}"
+        payload = {"dataset": dataset.pk, "name": dataset.name, "version": version.number, "status": version.status}
+        if version.status == VersionStatus.READY:
+            before = changes.baseline(version)
+            found = changes.compare(before, version, target=dataset.target_column) if before else None
+            noun = "images" if dataset.kind == DatasetKind.IMAGES else "rows"
+            message = f"{version} is ready: {version.n_rows:,} {noun}" + (f"; {changes.summary(found)}" if found else "")
+            payload.update(rows=version.n_rows, changes=found and {
+                "from": found["from"], "changed": found["changed"], "worth_a_look": found["worth_a_look"],
+                "added": found["added"], "removed": found["removed"],
+                "changed_columns": [c["name"] for c in found.get("columns", []) if c["verdict"] == "different"]})
+            path += "#changes" if found else ""
+        else:
+            message = f"{version} could not be ingested: {version.error}"
+            payload["error"] = version.error
+        if version.created_by is not None:
+            activity.notify(user=version.created_by, workspace=dataset.workspace, message=message, link=path,
+                            level="error" if version.status == VersionStatus.FAILED else "info")
+        webhooks.dispatch(dataset.workspace, f"dataset.{version.status}", dict(payload, path=path),
+                          text=f"[{dataset.workspace.name}] {message}")
+        if version.status == VersionStatus.READY:
+            version_ready.send(sender=DatasetVersion, version=version)
+    except Exception:  # a notification must never undo an ingestion
+        log.exception("data set version %s: could not announce it", version.pk)
 
 
 def ingest_version(version_id: int) -> DatasetVersion | None:
@@ -221,6 +263,7 @@ def ingest_version(version_id: int) -> DatasetVersion | None:
             fields.append("target_column")
         if fields:
             dataset.save(update_fields=fields)
+    _announce(version)
     return version
 
 

@@ -18,7 +18,8 @@ class ExperimentsConfig(AppConfig):
                                                          "options": {"queue": "default", "expires": 3600.0}}
         app.conf.beat_schedule = schedule
         _register_sharing()
-        from webapp.experiments import batch  # noqa: F401 - a deleted prediction job removes its file
+        # A deleted prediction job removes its file; a newer data set version is told to its models' people.
+        from webapp.experiments import batch, registry  # noqa: F401
 
 
 def _register_sharing() -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.dispatch import receiver
 
 from webapp.accounts import activity, webhooks
+from webapp.datasets.services import version_ready
 from webapp.experiments import checkpoints
 from webapp.experiments.models import ModelVersion, RegisteredModel, Run, RunStatus
 from webapp.experiments.services import InvalidInput, _check_text, may_delete
@@ -107,6 +109,23 @@ def describe(*, model: RegisteredModel, description, user) -> RegisteredModel:
     activity.record(workspace=model.workspace, actor=user, verb="described", target_type="model", target_id=model.pk,
                     target_label=model.name)
     return model
+
+
+@receiver(version_ready)
+def _tell_of_newer_data(sender, version, **kwargs) -> None:
+    """A data set version is ready: tell whoever registered each model of its workspace whose version in production
+    trained on an earlier version of that data set (and who registered that version), pointing at the model page,
+    which offers to score it on the new one and to train it again there."""
+    models = (RegisteredModel.objects.filter(workspace_id=version.dataset.workspace_id,
+                                             production__run__dataset_version__dataset_id=version.dataset_id,
+                                             production__run__dataset_version__number__lt=version.number)
+              .select_related("created_by", "production__created_by", "production__run__dataset_version"))
+    for model in models:
+        production = model.production
+        message = (f"{version} is ready, newer than the v{production.run.dataset_version.number} that {model.name} "
+                   f"v{production.number} (in production) trained on: score it there, or train it again, from its page")
+        for user in {u.pk: u for u in (model.created_by, production.created_by) if u is not None}.values():
+            activity.notify(user=user, workspace=model.workspace, message=message, link=model.get_absolute_url())
 
 
 def set_drift_limits(*, model: RegisteredModel, limits, user) -> RegisteredModel:

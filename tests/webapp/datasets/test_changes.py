@@ -111,3 +111,50 @@ def test_an_image_sets_new_version_says_which_classes_came_and_went(people, inge
     assert found["mix"]["verdict"] == "different" and found["changed"] == 1
     counts = {c["name"]: (c["from"], c["to"]) for c in found["classes"]}
     assert counts["0"][1] == 0 and counts["4"][0] == 0 and counts["1"][0] == counts["1"][1] > 0
+
+
+@pytest.mark.django_db
+def test_the_uploader_and_the_webhooks_are_told_how_ingestion_ended_and_what_changed(people, ingest):
+    from webapp.accounts.models import Notification, Webhook, WebhookDelivery
+
+    Webhook.objects.create(workspace=people.workspace, url="https://example.org/hook")
+    iris = pd.read_csv(FIXTURES / "iris.csv")
+    first = ingest(_csv(iris), name="Iris", user=people.editor)
+    told = Notification.objects.get(user=people.editor)
+    assert told.message == "Iris v1 is ready: 150 rows" and told.link.endswith(f"/datasets/{first.dataset.pk}/?v=1")
+    changed = iris.drop(columns=["petal width (cm)"]).assign(**{"sepal width (cm)": iris["sepal width (cm)"] * 3})
+    second = ingest(_csv(changed), dataset=first.dataset, user=people.editor)
+    told = Notification.objects.filter(user=people.editor).latest("pk")
+    assert told.message == "Iris v2 is ready: 150 rows; against v1: 1 column changed (sepal width (cm)), 1 column removed"
+    assert told.link.endswith("?v=2#changes") and told.level == "info"
+    payload = WebhookDelivery.objects.filter(event="dataset.ready").latest("pk").payload
+    assert payload["data"]["version"] == 2 and payload["data"]["changes"]["changed_columns"] == ["sepal width (cm)"]
+    assert payload["data"]["changes"]["removed"] == ["petal width (cm)"] and payload["text"].startswith("[Lab] Iris v2 is ready")
+    bad = ingest(b"\x89PNG\r\n\x1a\n not an image at all", dataset=second.dataset, user=people.editor, filename="x.png")
+    assert bad.status == "failed"
+    told = Notification.objects.filter(user=people.editor).latest("pk")
+    assert told.level == "error" and told.message == f"Iris v{bad.number} could not be ingested: {bad.error}"[:300]
+    failed = WebhookDelivery.objects.filter(event="dataset.failed").latest("pk").payload["data"]
+    assert failed["version"] == bad.number and failed["error"] == bad.error
+
+
+@pytest.mark.django_db
+def test_a_newer_version_is_told_to_whoever_registered_a_model_trained_on_an_earlier_one(people, ingest):
+    from tests.webapp.experiments.conftest import iris_spec
+    from webapp.accounts.models import Notification
+    from webapp.experiments import execution, registry, services
+
+    iris = pd.read_csv(FIXTURES / "iris.csv")
+    first = ingest(_csv(iris), name="Iris")
+    first.dataset.target_column = "species"
+    first.dataset.save(update_fields=["target_column"])
+    run = services.run_create(workspace=people.workspace, user=people.owner, dataset_version=first, spec=iris_spec(epochs=2),
+                              data_config={"target": "species"})
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    model = registry.register(run=run, user=people.editor, name="flowers").model
+    ingest(_csv(iris.head(120)), dataset=first.dataset)
+    told = Notification.objects.get(user=people.editor, link=model.get_absolute_url())
+    assert told.message == ("Iris v2 is ready, newer than the v1 that flowers v1 (in production) trained on: "
+                            "score it there, or train it again, from its page")
+    assert not Notification.objects.filter(user=people.viewer).exists()

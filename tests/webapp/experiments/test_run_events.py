@@ -49,7 +49,7 @@ def test_a_failed_run_says_why_to_its_webhooks_and_its_creator(people, iris, hoo
     assert execution.run_execute(run.pk) == "failed"
     [payload] = deliveries("run.failed")
     assert "the model outputs" in payload["data"]["reason"] and payload["text"].startswith(f"[Lab] Run #{run.pk} failed: ")
-    assert Notification.objects.get(user=people.owner).level == "error"
+    assert Notification.objects.get(user=people.owner, link=run.get_absolute_url()).level == "error"
 
 
 def test_a_run_the_watchdog_gives_up_on_is_announced_as_failed(people, iris, hook, settings):
@@ -59,7 +59,7 @@ def test_a_run_the_watchdog_gives_up_on_is_announced_as_failed(people, iris, hoo
     assert watchdog.check_runs()["failed"] == [run.pk]
     [payload] = deliveries("run.failed")
     assert "stopped responding" in payload["data"]["reason"]
-    assert "stopped responding" in Notification.objects.get(user=people.owner).message
+    assert "stopped responding" in Notification.objects.get(user=people.owner, link=run.get_absolute_url()).message
     assert not deliveries("run.succeeded")
 
 
