@@ -119,7 +119,8 @@ def run_detail(request, ws, pk):
                     "live_url": reverse("run-live", kwargs={"ws": ws, "pk": run.pk}),
                     "model_versions": list(run.model_versions.select_related("model").order_by("model__name")),
                     "can_register": membership.can_write and context["has_weights"] and run.is_finished,
-                    "model_names": list(run.workspace.registered_models.values_list("name", flat=True))})
+                    "model_names": list(run.workspace.registered_models.values_list("name", flat=True)),
+                    "newer_data": selectors.newer_data(run) if run.is_finished else None})
     context["can_delete"] = run.is_finished and services.may_delete(run, membership) and not context["model_versions"]
     return render(request, "experiments/run_detail.html", context)
 

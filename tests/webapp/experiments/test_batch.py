@@ -418,6 +418,9 @@ def test_a_newer_version_of_its_data_is_offered_to_score_the_model_in_production
     page = client.get(model.get_absolute_url()).content.decode()
     assert "Iris has a newer version: v2" in page and "trained on v1" in page
     assert f"?from_run={run.pk}&amp;version={newer.pk}" in page  # the builder, started from its run on the new data
+    run_page = client.get(run.get_absolute_url()).content.decode()  # the run's page says so too
+    assert 'data-testid="run-newer-data"' in run_page and "Iris v2 is newer" in run_page
+    assert "?v=2&amp;against=1#changes" in run_page and f"?from_run={run.pk}&amp;version={newer.pk}" in run_page
     with mock.patch.object(predict_dataset, "apply_async") as send, django_capture_on_commit_callbacks(execute=True):
         back = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict-dataset/",
                            {"dataset_version": newer.pk, "next": model.get_absolute_url() + "#scored"})
