@@ -342,7 +342,10 @@ def _predictions(request, run, stem: str):
 def _prediction_answer(request, result: dict, stem: str):
     if request.GET.get("format") == "csv":
         return exports.csv_attachment(result, f"{stem}-predictions.csv")
-    return {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
+    answer = {"columns": result["columns"], "rows": result["rows"], "outputs": result["outputs"]}
+    if result.get("scores"):  # against the answers the request held (its target column, its images' folders)
+        answer["scores"] = result["scores"]
+    return answer
 
 
 def _predicted(request, run) -> dict:

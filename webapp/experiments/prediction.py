@@ -77,6 +77,26 @@ def read_table_file(raw: bytes, pre: dict):
     return frame
 
 
+def _answers_in(frame, pre: dict) -> list | None:
+    """The answers an uploaded table holds: its target column's values (None where one is missing), or None
+    where it has no such column."""
+    target = pre.get("target")
+    if not target or target not in frame.columns:
+        return None
+    values = frame[target]
+    return values.astype(object).where(values.notna(), None).tolist()
+
+
+def _folder_answers(names: list[str], pre: dict) -> list | None:
+    """An image zip's class folders as its answers (as a data set's are), where every image sits in a folder and
+    some folder is named as one of the model's classes; else None."""
+    classes = {str(c) for c in (pre.get("labels") or {}).get("classes", [])}
+    folders = [name.rsplit("/", 2)[-2] if "/" in name else None for name in names]
+    if not classes or None in folders or not classes.intersection(folders):
+        return None
+    return folders
+
+
 def _as_category(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -141,27 +161,30 @@ def predict_uploads(run, uploads, *, explain: bool = False) -> dict:
     if (run.preprocessing or {}).get("kind") == "images":
         pre = run.preprocessing
         images, ids = read_images_files(uploads, pre)
-        return predict_arrays(run, preparation.transform_images(images, pre), ids, "file", explain=explain)
+        return predict_arrays(run, preparation.transform_images(images, pre), ids, "file", explain=explain,
+                              actual=_folder_answers(ids, pre))
     if len(uploads) > 1:
         raise DataError("file: send one CSV file at a time", "file")
     return predict_file(run, *uploads[0])
 
 
 def predict_file(run, raw: bytes, filename: str = "") -> dict:
-    """{"columns": [...], "rows": [[...], ...]} for a page, a CSV or the API."""
+    """{"columns": [...], "rows": [[...], ...]} for a page, a CSV or the API (with ``scores`` against the file's own
+    answers where it has them: its target column, an image zip's class folders)."""
     pre = run.preprocessing or {}
     kind = pre.get("kind")
     ids: list
+    actual = None
     if kind == "table":
         frame = read_table_file(raw, pre)
         x = preparation.transform_table(frame, pre)
         ids = list(range(1, len(frame) + 1))
-        id_name = "row"
+        id_name, actual = "row", _answers_in(frame, pre)
     elif kind == "text":
         frame = read_table_file(raw, {})
         x = preparation.transform_text(frame, pre)
         ids = list(range(1, len(frame) + 1))
-        id_name = "row"
+        id_name, actual = "row", _answers_in(frame, pre)
     elif kind == "series":
         frame = read_table_file(raw, {})
         x = preparation.transform_series(frame, pre)
@@ -170,14 +193,14 @@ def predict_file(run, raw: bytes, filename: str = "") -> dict:
     elif kind == "images":
         images, ids = read_images_file(raw, filename, pre)
         x = preparation.transform_images(images, pre)
-        id_name = "file"
+        id_name, actual = "file", _folder_answers(ids, pre)
     else:
         raise DataError("this run did not finish preparing its data, so it cannot predict", "run")
-    return predict_arrays(run, x, ids, id_name)
+    return predict_arrays(run, x, ids, id_name, actual=actual)
 
 
 def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, model=None,
-                   features: bool = True) -> dict:
+                   features: bool = True, actual: list | None = None) -> dict:
     from webapp.experiments import explain as explaining
     from webapp.experiments.execution import predict_outputs
 
@@ -210,6 +233,13 @@ def predict_arrays(run, x, ids, id_name: str = "row", *, explain: bool = False, 
             rows = [[ident, value] for ident, value in zip(ids, values)]
     # The model inputs ride along for a registered model's log (monitoring.summarize); never sent back.
     answer = {"columns": columns, "rows": rows, "outputs": outputs.tolist(), "inputs": x, "features": coordinates}
+    if actual is not None:  # the sender's own answers, one per row: the scores against them (batch.JobScore)
+        from webapp.experiments.batch import JobScore
+
+        score = JobScore(run)
+        score.add(answer, actual)
+        if found := score.result():
+            answer["scores"] = found
     if explain and pre["task"] == "classification" and pre.get("kind") == "images":
         first = slice(0, explaining.PREDICT_EXPLAINED)
         answer["pictures"] = explaining.picture_pairs(model, x[first], decoded["codes"][first], pre.get("scaling"))

@@ -14,7 +14,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.access import get_workspace_for_user
-from webapp.experiments import checkpoints, curves, exports, prediction, pruning, selectors, services, specs, watchdog
+from webapp.experiments import (
+    batch,
+    checkpoints,
+    curves,
+    exports,
+    prediction,
+    pruning,
+    selectors,
+    services,
+    specs,
+    watchdog,
+)
 from webapp.experiments.api import INPUT_ERRORS
 from webapp.experiments.models import ACTIVE_STATUSES, Run, RunStatus, Sweep
 
@@ -352,6 +363,7 @@ def run_predict(request, ws, pk):
         else:
             pictures = answer.get("pictures", [])
             context["result"] = {"columns": answer["columns"], "total": len(answer["rows"]),
+                                 "score": batch.score_line(answer.get("scores") or {}),
                                  "task": (run.preprocessing or {}).get("task"), "pictures": bool(pictures),
                                  "lines": [{"cells": row, "picture": pictures[i] if i < len(pictures) else None}
                                            for i, row in enumerate(answer["rows"][:500])]}
@@ -366,7 +378,6 @@ def run_predict(request, ws, pk):
 def _prediction_jobs(run, membership) -> dict:
     """The run's prediction jobs, and the data set versions it can predict for (those of its input's kind)."""
     from webapp.datasets.models import DatasetVersion
-    from webapp.experiments import batch
 
     kinds = batch.DATA_KINDS.get((run.preprocessing or {}).get("kind"), ())
     versions = [v for v in DatasetVersion.objects.filter(dataset__workspace=run.workspace, status="ready")
@@ -406,7 +417,6 @@ def version_predict(request, ws, version):
     """Predict every row of a data set version: the workspace's finished runs whose input reads it (the registered
     models' versions in production first), each with the columns it would lack, and the jobs already on it."""
     from webapp.datasets.models import DatasetVersion
-    from webapp.experiments import batch
     from webapp.experiments.models import PredictionJob, RegisteredModel
 
     workspace, membership = get_workspace_for_user(request.user, ws)

@@ -437,3 +437,37 @@ def test_a_newer_version_of_its_data_is_offered_to_score_the_model_in_production
     assert away["Location"].endswith(f"/runs/{run.pk}/predict/#jobs")
     client.force_login(people.viewer)  # a viewer reads it but is offered neither
     assert 'data-testid="newer-data"' not in client.get(model.get_absolute_url()).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_request_that_holds_its_answers_is_scored_against_them_on_the_page_and_by_the_api(client, people, iris):
+    run = _trained(people, iris, iris_spec(epochs=10), {"target": "species"})
+    raw = (FIXTURES / "iris.csv").read_bytes()
+    answer = prediction.predict_file(run, raw, "iris.csv")
+    truth = pd.read_csv(FIXTURES / "iris.csv")["species"].tolist()
+    right = sum(row[1] == t for row, t in zip(answer["rows"], truth))
+    assert answer["scores"]["rows"] == 150 and answer["scores"]["accuracy"] == pytest.approx(right / 150)
+    # Without the target column there is nothing to score.
+    bare = pd.read_csv(FIXTURES / "iris.csv").drop(columns=["species"]).to_csv(index=False).encode()
+    assert "scores" not in prediction.predict_file(run, bare, "rows.csv")
+    client.force_login(people.viewer)
+    api = client.post(f"/api/v1/runs/{run.pk}/predict", {"file": io.BytesIO(raw)}).json()
+    assert api["scores"]["accuracy"] == answer["scores"]["accuracy"] and "own_data" not in api["scores"]
+    assert "scores" not in client.post(f"/api/v1/runs/{run.pk}/predict", {"file": io.BytesIO(bare)}).json()
+    upload = io.BytesIO(raw)
+    upload.name = "iris.csv"
+    page = client.post(f"/w/{people.workspace.slug}/runs/{run.pk}/predict/", {"file": upload}).content.decode()
+    assert 'data-testid="predict-score"' in page and batch.score_line(answer["scores"]) in page
+
+
+@pytest.mark.django_db
+def test_an_image_zip_in_class_folders_is_scored_by_its_folders(people):
+    digits = make_version(people.workspace, people.owner, "digits8x8.zip", name="Digits")
+    run = _trained(people, digits, small_cnn_spec(epochs=2))
+    answer = prediction.predict_uploads(run, [((FIXTURES / "digits8x8.zip").read_bytes(), "digits8x8.zip")])
+    folders = [name.split("/")[-2] for name in (row[0] for row in answer["rows"])]
+    right = sum(row[1] == folder for row, folder in zip(answer["rows"], folders))
+    assert answer["scores"]["rows"] == len(folders) and answer["scores"]["accuracy"] == pytest.approx(right / len(folders))
+    # Loose images, in no folder: no answers.
+    assert prediction._folder_answers(["a.png", "b.png"], run.preprocessing) is None
+    assert prediction._folder_answers(["cats/a.png"], run.preprocessing) is None  # no folder names a class
