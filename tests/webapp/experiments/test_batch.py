@@ -25,6 +25,14 @@ def _trained(people, version, spec, data_config=None):
     return run
 
 
+def _job(people, run, version, outcome="succeeded") -> PredictionJob:
+    """A job of ``run`` on ``version``, started by the editor and worked out in-process, as it ended."""
+    with mock.patch.object(predict_dataset, "apply_async"):
+        job = services.prediction_job_create(run=run, dataset_version=version, user=people.editor)
+    assert batch.job_execute(job.pk) == outcome
+    return PredictionJob.objects.get(pk=job.pk)
+
+
 def _rows(path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(path.read_text())))
 
@@ -72,11 +80,7 @@ def test_a_job_on_data_that_lacks_a_column_fails_naming_it_and_leaves_no_file(pe
     run = _trained(people, iris, iris_spec(epochs=2), {"target": "species"})
     frame = pd.read_csv(FIXTURES / "iris.csv").drop(columns=["petal width (cm)"])
     frame.to_csv(tmp_path / "cut.csv", index=False)
-    cut = make_version(people.workspace, people.owner, str(tmp_path / "cut.csv"), name="Cut")
-    with mock.patch.object(predict_dataset, "apply_async"):
-        job = services.prediction_job_create(run=run, dataset_version=cut, user=people.editor)
-    assert batch.job_execute(job.pk) == "failed"
-    job.refresh_from_db()
+    job = _job(people, run, make_version(people.workspace, people.owner, str(tmp_path / "cut.csv"), name="Cut"), "failed")
     assert job.status == "failed" and "the data set has no column 'petal width (cm)'" in job.reason and "Cut v1" in job.reason
     assert not batch.output_path(job).exists() and not batch.output_path(job).with_suffix(".part").exists()
 
@@ -341,11 +345,7 @@ def test_a_job_scores_a_regressor_and_counts_the_answers_it_cannot_use(people, t
     fresh.loc[[3, 7], "y"] = ""
     fresh.loc[11, "y"] = "unknown"
     fresh.to_csv(tmp_path / "fresh.csv", index=False)
-    version = make_version(people.workspace, people.owner, str(tmp_path / "fresh.csv"), name="Fresh")
-    with mock.patch.object(predict_dataset, "apply_async"):
-        job = services.prediction_job_create(run=run, dataset_version=version, user=people.editor)
-    assert batch.job_execute(job.pk) == "succeeded"
-    job.refresh_from_db()
+    job = _job(people, run, make_version(people.workspace, people.owner, str(tmp_path / "fresh.csv"), name="Fresh"))
     written = _rows(batch.output_path(job))
     used = [(float(row[1]), float(row[-1].lstrip("'")))  # (text cells starting with - are quoted in the file)
             for row in written[1:] if row[-1] not in ("", "unknown")]
@@ -382,12 +382,7 @@ def test_a_models_page_holds_its_versions_scores_on_the_same_labelled_data_side_
     strong = _trained(people, iris, iris_spec(epochs=25), {"target": "species"})
     model = registry.register(run=weak, user=people.editor, name="flowers").model
     registry.register(run=strong, user=people.editor, name="flowers")
-    jobs = []
-    for run in (weak, strong, strong):  # the second job of v2 on Iris is its latest
-        with mock.patch.object(predict_dataset, "apply_async"):
-            job = services.prediction_job_create(run=run, dataset_version=iris, user=people.editor)
-        assert batch.job_execute(job.pk) == "succeeded"
-        jobs.append(PredictionJob.objects.get(pk=job.pk))
+    jobs = [_job(people, run, iris) for run in (weak, strong, strong)]  # the second job of v2 on Iris is its latest
     client.force_login(people.viewer)
     page = client.get(model.get_absolute_url()).content.decode()
     table = page.split('data-testid="scored-jobs"')[1].split("</table>")[0]
